@@ -1,0 +1,17 @@
+//! Linux CPU frequency control from a configurable sysfs root.
+//!
+//! Discovers CPUs, drivers, frequency tables, topology, frequency domains
+//! and uncore domains; drives each CPU through the backend its driver needs
+//! (the `userspace` governor and `scaling_setspeed`, or pinned
+//! `scaling_min_freq`/`scaling_max_freq`); implements librte_power's level
+//! semantics (up, down, min, medium, max, turbo); records every CPU's
+//! governor and bounds before first touching it and restores them.
+//!
+//! This crate knows nothing about VMs or policies. It never assumes a path:
+//! the caller supplies the root that stands for `/sys`.
+
+pub mod sysfs;
+pub mod types;
+
+pub use sysfs::{Sysfs, SysfsError, SysfsIo};
+pub use types::{CpuId, Driver, Khz};
