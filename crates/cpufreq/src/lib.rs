@@ -10,6 +10,7 @@
 //! This crate knows nothing about VMs or policies. It never assumes a path:
 //! the caller supplies the root that stands for `/sys`.
 
+pub mod levels;
 pub mod sysfs;
 pub mod types;
 
