@@ -8,7 +8,9 @@
 //! can be wrong is a typed error naming the field and the bad value.
 
 mod error;
+pub mod layout;
 pub mod model;
+pub mod stream;
 
 pub use error::ModelError;
 pub use model::*;
