@@ -92,9 +92,9 @@ pub fn fixture(name: &str) -> Fixture {
             f.name,
             f.offset
         );
-        for i in f.offset..end {
-            assert!(!written[i], "{name}: {} overlaps byte {i}", f.name);
-            written[i] = true;
+        for (i, seen) in written.iter_mut().enumerate().take(end).skip(f.offset) {
+            assert!(!*seen, "{name}: {} overlaps byte {i}", f.name);
+            *seen = true;
         }
         bytes[f.offset..end].copy_from_slice(&f.bytes);
     }
