@@ -10,6 +10,10 @@
 //! This crate knows nothing about VMs or policies. It never assumes a path:
 //! the caller supplies the root that stands for `/sys`.
 
+pub mod cpulist;
+pub mod discovery;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod fake;
 pub mod levels;
 pub mod sysfs;
 pub mod types;
