@@ -10,13 +10,17 @@
 //! This crate knows nothing about VMs or policies. It never assumes a path:
 //! the caller supplies the root that stands for `/sys`.
 
+pub mod backend;
 pub mod cpulist;
 pub mod discovery;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod fake;
 pub mod levels;
 pub mod sysfs;
+pub mod takeover;
+pub mod turbo;
 pub mod types;
+pub mod uncore_control;
 
 pub use sysfs::{Sysfs, SysfsError, SysfsIo};
 pub use types::{CpuId, Driver, Khz};
