@@ -8,6 +8,7 @@
 //! can be wrong is a typed error naming the field and the bad value.
 
 mod error;
+pub mod json;
 pub mod layout;
 pub mod model;
 pub mod stream;
