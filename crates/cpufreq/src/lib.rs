@@ -20,6 +20,7 @@ pub mod sysfs;
 pub mod takeover;
 pub mod turbo;
 pub mod types;
+pub mod uncore;
 pub mod uncore_control;
 
 pub use sysfs::{Sysfs, SysfsError, SysfsIo};
