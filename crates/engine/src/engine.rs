@@ -1,0 +1,567 @@
+//! The engine: a state machine fed the inventory, guest requests and the
+//! time, returning the frequency changes and replies they call for.
+//!
+//! ## Behavior
+//! - The channel's VM is the identity. A `vm_name` in a packet that is
+//!   neither empty (librte_power sends none) nor the channel's VM is
+//!   reported as [`Note::NameMismatch`] and otherwise ignored.
+//! - Each channel has a token bucket; a request over the limit is refused.
+//! - A direct request moves the VM's own wanted level for that core
+//!   (librte_power's semantics); the domain then gets the arbitrated level
+//!   (see [`crate::arbitrate`]). The request is acknowledged when it was
+//!   valid and every resulting write succeeds, even if a neighbour's want
+//!   keeps the pCPU higher (the guest's wish is recorded and takes effect
+//!   when the neighbour lets go).
+//! - Writes are asked for only when a domain's level changes.
+//! - A domain nobody wants anything of any more is released (given back
+//!   to its original governor and bounds by the daemon).
+//!
+//! The engine does no I/O and reads no clock: the daemon applies the
+//! [`Action`]s and reports failed writes back with [`Engine::write_failed`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use vmpower_cpufreq::levels::{LevelState, ScalingOp};
+use vmpower_cpufreq::{CpuId, Khz};
+use vmpower_proto::{
+    CapsReply, CoreType, FreqListReply, QueryKind, Request, RequestBody, ScalingUnit, Verdict,
+    VmName,
+};
+
+use crate::arbitrate::arbitrate;
+use crate::host::{Host, PcpuSpec};
+use crate::ids::{ChannelId, Vcpu, VmId};
+use crate::ratelimit::TokenBucket;
+use crate::reject::Rejection;
+use crate::settings::{EngineConfig, Now, VmSettings};
+use crate::vm::{CoreKey, Placement, Vm};
+
+/// Why a frequency change happens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// A guest's direct request.
+    Request {
+        /// The VM.
+        vm: VmId,
+        /// The core it named.
+        core: CoreKey,
+        /// What it asked.
+        unit: ScalingUnit,
+    },
+    /// A VM's vCPUs moved (or the VM appeared).
+    Placement(VmId),
+    /// A VM went away.
+    VmRemoved(VmId),
+}
+
+/// One domain to set to a new frequency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreqChange {
+    /// The domain's leader: the CPU to write.
+    pub cpu: CpuId,
+    /// Every CPU the write moves.
+    pub domain: Vec<CpuId>,
+    /// The frequency before (as far as the engine knows).
+    pub from: Khz,
+    /// The frequency to set.
+    pub to: Khz,
+    /// Its index in the domain's table.
+    pub index: usize,
+    /// The index before, to undo the engine's view if the write fails.
+    pub previous: Option<usize>,
+    /// What caused the change.
+    pub trigger: Trigger,
+    /// The VM whose want decided the level (`None`: max by default).
+    pub winner: Option<VmId>,
+}
+
+/// What the daemon must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Write a new frequency (taking the domain over first if needed).
+    Set(FreqChange),
+    /// Give a domain back: restore its original governor and bounds.
+    Release {
+        /// The domain's leader.
+        cpu: CpuId,
+        /// Every CPU of the domain.
+        domain: Vec<CpuId>,
+    },
+}
+
+/// The reply a request calls for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Nothing is sent (CONNECT, disabled channel).
+    None,
+    /// ACK or NACK echoing the request. An ACK becomes a NACK if any
+    /// write of the decision fails.
+    Verdict(Verdict),
+    /// A FREQ_LIST reply.
+    FreqList(FreqListReply),
+    /// A CAPS_LIST reply.
+    Caps(CapsReply),
+}
+
+/// Things worth a log line and a metric that are not decisions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// The guest said hello (CONNECT).
+    Connected(ChannelId),
+    /// The packet named another VM than its channel's.
+    NameMismatch {
+        /// The channel.
+        channel: ChannelId,
+        /// The name in the packet.
+        claimed: String,
+    },
+    /// The request was refused or ignored.
+    Rejected(Rejection),
+}
+
+/// Everything one request leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// What to answer.
+    pub reply: Reply,
+    /// What to change, in order.
+    pub actions: Vec<Action>,
+    /// What to log and count.
+    pub notes: Vec<Note>,
+}
+
+impl Decision {
+    fn reject(reason: Rejection) -> Self {
+        let reply = if reason.nacked() {
+            Reply::Verdict(Verdict::Nack)
+        } else {
+            Reply::None
+        };
+        Decision {
+            reply,
+            actions: Vec::new(),
+            notes: vec![Note::Rejected(reason)],
+        }
+    }
+}
+
+/// The decision engine.
+#[derive(Debug, Default)]
+pub struct Engine {
+    config: EngineConfig,
+    host: Host,
+    vms: BTreeMap<VmId, Vm>,
+    /// pCPU → VMs that use it or asked about it.
+    users: BTreeMap<CpuId, BTreeSet<VmId>>,
+    channels: HashMap<ChannelId, ChannelState>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ChannelState {
+    enabled: bool,
+    bucket: TokenBucket,
+}
+
+impl Engine {
+    /// An engine with no pCPUs and no VMs.
+    pub fn new(config: EngineConfig) -> Self {
+        Engine {
+            config,
+            ..Engine::default()
+        }
+    }
+
+    /// Declares a controllable pCPU (and its frequency domain).
+    pub fn add_pcpu(&mut self, spec: PcpuSpec) {
+        self.host.add(spec);
+    }
+
+    /// Declares a VM (or updates its settings).
+    pub fn add_vm(&mut self, vm: VmId, settings: VmSettings) {
+        self.vms.entry(vm).or_default().settings = settings;
+    }
+
+    /// The settings of a VM.
+    pub fn settings(&self, vm: &VmId) -> Option<VmSettings> {
+        self.vms.get(vm).map(|v| v.settings)
+    }
+
+    /// Forgets a VM; domains only it wanted anything of are released and
+    /// the others re-arbitrated.
+    pub fn remove_vm(&mut self, vm: &VmId) -> Vec<Action> {
+        let Some(old) = self.vms.remove(vm) else {
+            return Vec::new();
+        };
+        self.channels.retain(|c, _| c.vm != *vm);
+        let touched = old.footprint();
+        self.unindex(vm, &touched);
+        self.rearbitrate(&touched, &Trigger::VmRemoved(vm.clone()))
+    }
+
+    /// Records where a VM's vCPUs run; re-arbitrates every domain the
+    /// change touches. Unknown VMs are added with default settings.
+    pub fn set_placement(&mut self, vm: &VmId, placement: Placement) -> Vec<Action> {
+        let entry = self.vms.entry(vm.clone()).or_default();
+        if entry.placement == placement {
+            return Vec::new();
+        }
+        let mut touched = entry.footprint();
+        entry.placement = placement;
+        touched.extend(entry.footprint());
+        self.reindex(vm);
+        self.rearbitrate(&touched, &Trigger::Placement(vm.clone()))
+    }
+
+    /// The placement of a VM.
+    pub fn placement(&self, vm: &VmId) -> Option<&Placement> {
+        self.vms.get(vm).map(|v| &v.placement)
+    }
+
+    /// Enables or disables a channel (a disabled channel's requests are
+    /// read and ignored).
+    pub fn set_channel_enabled(&mut self, channel: &ChannelId, enabled: bool, now: Now) {
+        self.channel(channel, now).enabled = enabled;
+    }
+
+    /// Whether a channel is enabled (channels start enabled).
+    pub fn channel_enabled(&self, channel: &ChannelId) -> bool {
+        self.channels.get(channel).is_none_or(|c| c.enabled)
+    }
+
+    /// What a pCPU runs at, as far as the engine knows.
+    pub fn known_khz(&self, cpu: CpuId) -> Option<Khz> {
+        self.host.known_khz(cpu)
+    }
+
+    /// Whether the engine has taken over `cpu`'s domain.
+    pub fn is_managed(&self, cpu: CpuId) -> bool {
+        self.host
+            .domain_of(cpu)
+            .is_some_and(|d| d.applied.is_some())
+    }
+
+    /// Undoes the engine's view of a change whose write failed.
+    pub fn write_failed(&mut self, change: &FreqChange) {
+        if let Some(d) = self.host.domains.get_mut(&change.cpu) {
+            d.applied = change.previous;
+            if let Some(prev) = d.table.index_of(change.from) {
+                d.known_index = prev;
+            }
+        }
+    }
+
+    /// Handles one record from a channel: a decoded request, or the
+    /// reason it could not be decoded.
+    pub fn handle(
+        &mut self,
+        now: Now,
+        channel: &ChannelId,
+        request: Result<&Request, Rejection>,
+    ) -> Decision {
+        let state = self.channel(channel, now);
+        if !state.bucket.try_take(now) {
+            return Decision::reject(Rejection::RateLimited);
+        }
+        if !state.enabled {
+            return Decision::reject(Rejection::ChannelDisabled);
+        }
+        let request = match request {
+            Ok(r) => r,
+            Err(reason) => return Decision::reject(reason),
+        };
+        if !self.vms.contains_key(&channel.vm) {
+            return Decision::reject(Rejection::UnknownVm(channel.vm.to_string()));
+        }
+        let mut notes = Vec::new();
+        if let Some(claimed) = mismatch(&request.vm_name, &channel.vm) {
+            notes.push(Note::NameMismatch {
+                channel: channel.clone(),
+                claimed,
+            });
+        }
+        let mut decision = match request.body {
+            RequestBody::Connect { .. } => Decision {
+                reply: Reply::None,
+                actions: Vec::new(),
+                notes: vec![Note::Connected(channel.clone())],
+            },
+            RequestBody::Power {
+                resource_id,
+                core_type,
+                unit,
+            } => self.power(&channel.vm, resource_id, core_type, unit),
+            RequestBody::Query { kind, resource_id } => {
+                self.query(&channel.vm, request.vm_name, kind, resource_id)
+            }
+            RequestBody::SetPolicy(_) => Decision::reject(Rejection::Unsupported("PKT_POLICY")),
+            RequestBody::RemovePolicy => {
+                Decision::reject(Rejection::Unsupported("PKT_POLICY_REMOVE"))
+            }
+        };
+        notes.append(&mut decision.notes);
+        decision.notes = notes;
+        decision
+    }
+
+    fn channel(&mut self, channel: &ChannelId, now: Now) -> &mut ChannelState {
+        let limit = self.config.rate_limit;
+        self.channels
+            .entry(channel.clone())
+            .or_insert_with(|| ChannelState {
+                enabled: true,
+                bucket: TokenBucket::new(limit, now),
+            })
+    }
+
+    /// Resolves the core a request names into the want key and its pCPUs.
+    fn resolve(
+        &self,
+        vm: &Vm,
+        resource_id: u64,
+        core_type: CoreType,
+    ) -> Result<(CoreKey, BTreeSet<CpuId>), Rejection> {
+        let (key, targets) = match core_type {
+            CoreType::Virtual => {
+                let vcpu = Vcpu::try_from(resource_id)
+                    .ok()
+                    .filter(|v| usize::try_from(*v).is_ok_and(|v| v < vm.placement.vcpus))
+                    .ok_or(Rejection::VcpuOutOfRange {
+                        vcpu: resource_id,
+                        count: vm.placement.vcpus,
+                    })?;
+                let affinity = vm
+                    .placement
+                    .affinity
+                    .get(&vcpu)
+                    .filter(|a| !a.is_empty())
+                    .ok_or(Rejection::NoPlacement(vcpu))?;
+                if affinity.len() > 1 && !vm.settings.multi_pcpu_allowed {
+                    return Err(Rejection::AffinitySpansPcpus {
+                        vcpu,
+                        pcpus: vmpower_cpufreq::cpulist::format_cpu_list(affinity),
+                    });
+                }
+                (CoreKey::Vcpu(vcpu), affinity.clone())
+            }
+            CoreType::Physical => {
+                if !vm.settings.physical_allowed {
+                    return Err(Rejection::PhysicalNotAllowed);
+                }
+                let cpu = u32::try_from(resource_id)
+                    .ok()
+                    .map(CpuId)
+                    .filter(|c| vm.placement.all_pcpus().contains(c))
+                    .ok_or(Rejection::PhysicalNotOwned(resource_id))?;
+                (CoreKey::Pcpu(cpu), BTreeSet::from([cpu]))
+            }
+        };
+        if let Some(cpu) = targets.iter().find(|c| self.host.leader(**c).is_none()) {
+            return Err(Rejection::NotControllable(*cpu));
+        }
+        Ok((key, targets))
+    }
+
+    fn power(
+        &mut self,
+        vm_id: &VmId,
+        resource_id: u64,
+        core_type: CoreType,
+        unit: ScalingUnit,
+    ) -> Decision {
+        let vm = &self.vms[vm_id];
+        let (key, targets) = match self.resolve(vm, resource_id, core_type) {
+            Ok(t) => t,
+            Err(reason) => return Decision::reject(reason),
+        };
+        let first = *targets
+            .iter()
+            .next()
+            .expect("resolve returns a non-empty set");
+        let domain = self.host.domain_of(first).expect("resolve checked it");
+        let table = domain.table.clone();
+        let base = domain.applied.unwrap_or(domain.known_index);
+        let mut state = vm
+            .wants
+            .get(&key)
+            .copied()
+            .unwrap_or_else(|| LevelState::new(&table, base));
+        if let Err(e) = state.apply_op(&table, op_of(unit)) {
+            return Decision::reject(Rejection::NotApplicable(e.to_string()));
+        }
+        let is_new = self
+            .vms
+            .get_mut(vm_id)
+            .expect("checked above")
+            .wants
+            .insert(key, state)
+            .is_none();
+        if is_new {
+            self.reindex(vm_id);
+        }
+        let trigger = Trigger::Request {
+            vm: vm_id.clone(),
+            core: key,
+            unit,
+        };
+        let actions = self.rearbitrate(&targets, &trigger);
+        Decision {
+            reply: Reply::Verdict(Verdict::Ack),
+            actions,
+            notes: Vec::new(),
+        }
+    }
+
+    fn query(&self, vm_id: &VmId, vm_name: VmName, kind: QueryKind, resource_id: u64) -> Decision {
+        let vm = &self.vms[vm_id];
+        if !vm.settings.queries_allowed {
+            return Decision::reject(Rejection::QueriesNotAllowed);
+        }
+        let count = vm.placement.vcpus.min(8);
+        let single = matches!(kind, QueryKind::Freq | QueryKind::Caps);
+        let wanted: Vec<usize> = if single {
+            match usize::try_from(resource_id).ok().filter(|v| *v < count) {
+                Some(v) => vec![v],
+                None => {
+                    return Decision::reject(Rejection::VcpuOutOfRange {
+                        vcpu: resource_id,
+                        count: vm.placement.vcpus,
+                    });
+                }
+            }
+        } else {
+            (0..count).collect()
+        };
+        let pcpu_of = |v: usize| {
+            Vcpu::try_from(v)
+                .ok()
+                .and_then(|v| vm.placement.affinity.get(&v))
+                .and_then(|a| a.iter().next().copied())
+        };
+        let num_vcpu = u8::try_from(count).expect("at most 8");
+        let reply = match kind {
+            QueryKind::Freq | QueryKind::FreqList => {
+                let mut freqs_khz = [0u32; 8];
+                for v in wanted {
+                    freqs_khz[v] = pcpu_of(v)
+                        .and_then(|c| self.host.known_khz(c))
+                        .map_or(0, |k| k.0);
+                }
+                Reply::FreqList(FreqListReply {
+                    resource_id,
+                    unit: 0,
+                    vm_name,
+                    freqs_khz,
+                    num_vcpu,
+                })
+            }
+            QueryKind::Caps | QueryKind::CapsList => {
+                let mut turbo = [false; 8];
+                let mut priority = [false; 8];
+                for v in wanted {
+                    if let Some(cpu) = pcpu_of(v) {
+                        turbo[v] = self
+                            .host
+                            .domain_of(cpu)
+                            .is_some_and(|d| d.table.turbo_available());
+                        priority[v] = self.host.high_priority(cpu);
+                    }
+                }
+                Reply::Caps(CapsReply {
+                    resource_id,
+                    unit: 0,
+                    vm_name,
+                    turbo,
+                    priority,
+                    num_vcpu,
+                })
+            }
+        };
+        Decision {
+            reply,
+            actions: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// Re-arbitrates the domains of `cpus`, returning what must change.
+    fn rearbitrate(&mut self, cpus: &BTreeSet<CpuId>, trigger: &Trigger) -> Vec<Action> {
+        let leaders: BTreeSet<CpuId> = cpus.iter().filter_map(|c| self.host.leader(*c)).collect();
+        let mut actions = Vec::new();
+        for leader in leaders {
+            let domain = &self.host.domains[&leader];
+            let verdict = arbitrate(domain, &self.users, &self.vms);
+            let domain = self.host.domains.get_mut(&leader).expect("leader exists");
+            match verdict {
+                None => {
+                    if domain.applied.take().is_some() {
+                        actions.push(Action::Release {
+                            cpu: leader,
+                            domain: domain.cpus.clone(),
+                        });
+                    }
+                }
+                Some(v) if domain.applied == Some(v.index) => {}
+                Some(v) => {
+                    let from = domain
+                        .table
+                        .get(domain.known_index)
+                        .expect("index in table");
+                    let to = domain.table.get(v.index).expect("arbitrate clamps");
+                    let previous = domain.applied;
+                    domain.applied = Some(v.index);
+                    domain.known_index = v.index;
+                    actions.push(Action::Set(FreqChange {
+                        cpu: leader,
+                        domain: domain.cpus.clone(),
+                        from,
+                        to,
+                        index: v.index,
+                        previous,
+                        trigger: trigger.clone(),
+                        winner: v.winner,
+                    }));
+                }
+            }
+        }
+        actions
+    }
+
+    fn reindex(&mut self, vm: &VmId) {
+        let footprint = self.vms.get(vm).map(Vm::footprint).unwrap_or_default();
+        for set in self.users.values_mut() {
+            set.remove(vm);
+        }
+        self.users.retain(|_, s| !s.is_empty());
+        for cpu in footprint {
+            self.users.entry(cpu).or_default().insert(vm.clone());
+        }
+    }
+
+    fn unindex(&mut self, vm: &VmId, cpus: &BTreeSet<CpuId>) {
+        for cpu in cpus {
+            if let Some(set) = self.users.get_mut(cpu) {
+                set.remove(vm);
+                if set.is_empty() {
+                    self.users.remove(cpu);
+                }
+            }
+        }
+    }
+}
+
+fn op_of(unit: ScalingUnit) -> ScalingOp {
+    match unit {
+        ScalingUnit::ScaleUp => ScalingOp::Up,
+        ScalingUnit::ScaleDown => ScalingOp::Down,
+        ScalingUnit::ScaleMax => ScalingOp::Max,
+        ScalingUnit::ScaleMin => ScalingOp::Min,
+        ScalingUnit::EnableTurbo => ScalingOp::EnableTurbo,
+        ScalingUnit::DisableTurbo => ScalingOp::DisableTurbo,
+    }
+}
+
+/// The claimed name when it is neither empty nor the channel's VM.
+fn mismatch(claimed: &VmName, vm: &VmId) -> Option<String> {
+    let claimed = claimed.as_str();
+    (!claimed.is_empty() && claimed != vm.as_str()).then(|| claimed.to_owned())
+}

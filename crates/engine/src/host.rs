@@ -1,0 +1,98 @@
+//! The host's controllable CPUs as the engine sees them: each pCPU's
+//! frequency table, the frequency domain it belongs to, what it runs at,
+//! and whether the engine has taken it over.
+//!
+//! A frequency domain (cpufreq's `related_cpus`) moves as one: the engine
+//! decides per domain and names the domain's first CPU (its *leader*) in
+//! the change it asks for.
+
+use std::collections::BTreeMap;
+
+use vmpower_cpufreq::levels::FreqTable;
+use vmpower_cpufreq::{CpuId, Khz};
+
+/// What the daemon tells the engine about one controllable pCPU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PcpuSpec {
+    /// The CPU.
+    pub cpu: CpuId,
+    /// Its frequency table (shared by its domain).
+    pub table: FreqTable,
+    /// What it runs at now (before any change of ours).
+    pub current: Khz,
+    /// Every CPU of its frequency domain, itself included.
+    pub domain: Vec<CpuId>,
+    /// A higher-priority core (e.g. Intel SST-BF), reported in CAPS replies.
+    pub high_priority: bool,
+}
+
+/// One frequency domain.
+#[derive(Debug, Clone)]
+pub(crate) struct Domain {
+    pub table: FreqTable,
+    pub cpus: Vec<CpuId>,
+    /// The index the hardware is at, as far as we know.
+    pub known_index: usize,
+    /// `Some` once we have taken the domain over: the index we set.
+    pub applied: Option<usize>,
+}
+
+/// Every controllable pCPU and its domain.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Host {
+    /// pCPU → (domain leader, high priority).
+    pub pcpus: BTreeMap<CpuId, (CpuId, bool)>,
+    /// Domain leader → domain.
+    pub domains: BTreeMap<CpuId, Domain>,
+}
+
+impl Host {
+    /// Adds (or replaces) a pCPU and its domain.
+    pub fn add(&mut self, spec: PcpuSpec) {
+        let mut cpus = spec.domain.clone();
+        if !cpus.contains(&spec.cpu) {
+            cpus.push(spec.cpu);
+        }
+        cpus.sort();
+        cpus.dedup();
+        let leader = cpus[0];
+        for cpu in &cpus {
+            let prio = if *cpu == spec.cpu {
+                spec.high_priority
+            } else {
+                self.pcpus.get(cpu).is_some_and(|(_, p)| *p)
+            };
+            self.pcpus.insert(*cpu, (leader, prio));
+        }
+        let known_index = spec.table.nearest_index(spec.current);
+        let entry = self.domains.entry(leader).or_insert(Domain {
+            table: spec.table.clone(),
+            cpus: cpus.clone(),
+            known_index,
+            applied: None,
+        });
+        entry.table = spec.table;
+        entry.cpus = cpus;
+    }
+
+    /// The leader of `cpu`'s domain, if the pCPU is controllable.
+    pub fn leader(&self, cpu: CpuId) -> Option<CpuId> {
+        self.pcpus.get(&cpu).map(|(leader, _)| *leader)
+    }
+
+    /// The domain of `cpu`.
+    pub fn domain_of(&self, cpu: CpuId) -> Option<&Domain> {
+        self.leader(cpu).and_then(|l| self.domains.get(&l))
+    }
+
+    /// What `cpu` runs at, as far as the engine knows.
+    pub fn known_khz(&self, cpu: CpuId) -> Option<Khz> {
+        let d = self.domain_of(cpu)?;
+        d.table.get(d.known_index)
+    }
+
+    /// Whether `cpu` is flagged high-priority.
+    pub fn high_priority(&self, cpu: CpuId) -> bool {
+        self.pcpus.get(&cpu).is_some_and(|(_, p)| *p)
+    }
+}

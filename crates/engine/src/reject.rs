@@ -1,0 +1,88 @@
+//! Why the engine refuses or ignores what a guest sent. Every reason has a
+//! stable label for metrics and a message for logs and operators.
+
+use vmpower_cpufreq::CpuId;
+
+use crate::ids::Vcpu;
+
+/// A refused request. The daemon answers NACK (or stays silent where the
+/// variant says so), logs the message (rate-limited) and counts the label.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The record could not be decoded.
+    #[error("malformed record: {0}")]
+    Malformed(String),
+    /// The channel belongs to no VM the engine knows.
+    #[error("no VM named {0:?} is known")]
+    UnknownVm(String),
+    /// The channel was disabled by the operator: requests are read and
+    /// ignored, without a reply (as DPDK).
+    #[error("channel disabled by the operator")]
+    ChannelDisabled,
+    /// The channel sent faster than its rate limit.
+    #[error("rate limit exceeded")]
+    RateLimited,
+    /// The vCPU is beyond the VM's vCPUs.
+    #[error("vCPU {vcpu} out of range: the VM has {count} vCPUs")]
+    VcpuOutOfRange {
+        /// The vCPU asked for.
+        vcpu: u64,
+        /// How many vCPUs the VM has.
+        count: usize,
+    },
+    /// Where the vCPU runs is not known yet.
+    #[error("vCPU {0} has no known pCPU")]
+    NoPlacement(Vcpu),
+    /// The vCPU may run on several pCPUs and the VM may not drive them all.
+    #[error("vCPU {vcpu} may run on pCPUs {pcpus}; the VM is not allowed to drive several pCPUs")]
+    AffinitySpansPcpus {
+        /// The vCPU.
+        vcpu: Vcpu,
+        /// Its affinity, as a CPU list.
+        pcpus: String,
+    },
+    /// A physical-core request from a VM without that grant.
+    #[error("physical-core requests are not allowed for this VM")]
+    PhysicalNotAllowed,
+    /// A physical-core request for a pCPU none of the VM's vCPUs runs on.
+    #[error("pCPU {0} is not one of the VM's pCPUs")]
+    PhysicalNotOwned(u64),
+    /// The pCPU has no frequency control (no cpufreq, unknown driver).
+    #[error("pCPU {0} has no frequency control")]
+    NotControllable(CpuId),
+    /// The operation does not apply to the core (e.g. turbo where none).
+    #[error("{0}")]
+    NotApplicable(String),
+    /// Queries are not allowed for this VM (`set-query`).
+    #[error("queries are not allowed for this VM")]
+    QueriesNotAllowed,
+    /// The request kind is not handled (yet).
+    #[error("{0} is not supported")]
+    Unsupported(&'static str),
+}
+
+impl Rejection {
+    /// A stable, low-cardinality label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Rejection::Malformed(_) => "malformed",
+            Rejection::UnknownVm(_) => "unknown_vm",
+            Rejection::ChannelDisabled => "channel_disabled",
+            Rejection::RateLimited => "rate_limited",
+            Rejection::VcpuOutOfRange { .. } => "vcpu_out_of_range",
+            Rejection::NoPlacement(_) => "no_placement",
+            Rejection::AffinitySpansPcpus { .. } => "affinity_spans_pcpus",
+            Rejection::PhysicalNotAllowed => "physical_not_allowed",
+            Rejection::PhysicalNotOwned(_) => "physical_not_owned",
+            Rejection::NotControllable(_) => "not_controllable",
+            Rejection::NotApplicable(_) => "not_applicable",
+            Rejection::QueriesNotAllowed => "queries_not_allowed",
+            Rejection::Unsupported(_) => "unsupported",
+        }
+    }
+
+    /// Whether the guest gets a NACK (false: silently ignored).
+    pub fn nacked(&self) -> bool {
+        !matches!(self, Rejection::ChannelDisabled)
+    }
+}

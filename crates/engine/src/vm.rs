@@ -1,0 +1,86 @@
+//! What the engine knows of one VM: the operator's settings, where each
+//! vCPU runs, and the level the VM wants for each core it asked about.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use vmpower_cpufreq::CpuId;
+use vmpower_cpufreq::levels::LevelState;
+
+use crate::ids::Vcpu;
+use crate::settings::VmSettings;
+
+/// A core a VM asked about: one of its vCPUs (wherever it runs), or a pCPU
+/// by number (physical-core requests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CoreKey {
+    /// A vCPU: its wanted level follows it when it is re-pinned.
+    Vcpu(Vcpu),
+    /// A pCPU named directly.
+    Pcpu(CpuId),
+}
+
+/// Where a VM's vCPUs run: the number of vCPUs and each one's affinity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// How many vCPUs the VM has.
+    pub vcpus: usize,
+    /// Each vCPU's CPU affinity; a vCPU missing here is not placed yet.
+    pub affinity: BTreeMap<Vcpu, BTreeSet<CpuId>>,
+}
+
+impl Placement {
+    /// A placement where vCPU `i` is pinned to `pcpus[i]`.
+    pub fn pinned(pcpus: &[u32]) -> Self {
+        let affinity = (0..)
+            .zip(pcpus)
+            .map(|(v, p)| (v, BTreeSet::from([CpuId(*p)])))
+            .collect();
+        Placement {
+            vcpus: pcpus.len(),
+            affinity,
+        }
+    }
+
+    /// Every pCPU any vCPU may run on.
+    pub fn all_pcpus(&self) -> BTreeSet<CpuId> {
+        self.affinity.values().flatten().copied().collect()
+    }
+}
+
+/// One VM.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Vm {
+    pub settings: VmSettings,
+    pub placement: Placement,
+    /// The level the VM asked for, per core.
+    pub wants: BTreeMap<CoreKey, LevelState>,
+}
+
+impl Vm {
+    /// The pCPUs a want on `key` governs, under the current placement.
+    pub fn targets(&self, key: CoreKey) -> BTreeSet<CpuId> {
+        match key {
+            CoreKey::Vcpu(v) => self.placement.affinity.get(&v).cloned().unwrap_or_default(),
+            CoreKey::Pcpu(p) => BTreeSet::from([p]),
+        }
+    }
+
+    /// Whether a want on `key` governs `cpu` (no allocation: the hot path).
+    pub fn governs(&self, key: CoreKey, cpu: CpuId) -> bool {
+        match key {
+            CoreKey::Vcpu(v) => self
+                .placement
+                .affinity
+                .get(&v)
+                .is_some_and(|a| a.contains(&cpu)),
+            CoreKey::Pcpu(p) => p == cpu,
+        }
+    }
+
+    /// Every pCPU the VM uses or asked about.
+    pub fn footprint(&self) -> BTreeSet<CpuId> {
+        let mut cpus = self.placement.all_pcpus();
+        cpus.extend(self.wants.keys().flat_map(|k| self.targets(*k)));
+        cpus
+    }
+}
