@@ -221,3 +221,55 @@ pub fn read_cpufreq(
         state: read_state(io, cpu)?,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::FakeSysfs;
+    use crate::sysfs::Sysfs;
+
+    #[test]
+    fn acpi_turbo_is_seen_from_the_table_without_a_boost_file() {
+        let fake = FakeSysfs::builder(1).build().unwrap();
+        std::fs::remove_file(fake.path().join(paths::boost())).unwrap();
+        let freq = read_cpufreq(&fake, CpuId(0), &GlobalSwitches::default())
+            .unwrap()
+            .unwrap();
+        assert!(freq.turbo_available);
+        assert_eq!(freq.base, Some(Khz(2_300_000)));
+    }
+
+    #[test]
+    fn a_real_cpufreq_directory_gets_a_policy_name_from_related_cpus() {
+        let dir = tempfile::tempdir().unwrap();
+        let cpufreq = dir.path().join(paths::cpu_dir(CpuId(1))).join("cpufreq");
+        std::fs::create_dir_all(&cpufreq).unwrap();
+        for (f, v) in [
+            ("scaling_driver", "acpi-cpufreq"),
+            ("related_cpus", "0 1"),
+            ("affected_cpus", "0 1"),
+            ("cpuinfo_min_freq", "800000"),
+            ("cpuinfo_max_freq", "2000000"),
+            ("scaling_available_governors", "userspace performance"),
+            ("scaling_governor", "userspace"),
+            ("scaling_min_freq", "800000"),
+            ("scaling_max_freq", "2000000"),
+            ("scaling_cur_freq", "1200000"),
+            ("scaling_setspeed", "1200000"),
+        ] {
+            std::fs::write(cpufreq.join(f), format!("{v}\n")).unwrap();
+        }
+        let io = Sysfs::new(dir.path());
+        let freq = read_cpufreq(&io, CpuId(1), &GlobalSwitches::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(freq.policy, "policy0");
+        assert_eq!(freq.state.setspeed, Some(Khz(1_200_000)));
+        assert!(!freq.turbo_available);
+        assert_eq!(freq.base, None);
+        assert_eq!(
+            read_cpufreq(&io, CpuId(0), &GlobalSwitches::default()).unwrap(),
+            None
+        );
+    }
+}

@@ -64,3 +64,26 @@ pub fn read_globals(io: &dyn SysfsIo) -> Result<GlobalSwitches, SysfsError> {
         amd_pstate_status: read::text_opt(io, &paths::amd_pstate("status"))?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_turbo_takes_precedence_over_boost() {
+        let mut g = GlobalSwitches {
+            boost: Some(true),
+            ..GlobalSwitches::default()
+        };
+        assert_eq!(g.turbo_enabled(), Some(true));
+        g.intel_pstate = Some(IntelPstateSwitches {
+            status: Some("active".into()),
+            no_turbo: Some(true),
+            max_perf_pct: None,
+            min_perf_pct: None,
+            turbo_pct: None,
+        });
+        assert_eq!(g.turbo_enabled(), Some(false));
+        assert_eq!(GlobalSwitches::default().turbo_enabled(), None);
+    }
+}

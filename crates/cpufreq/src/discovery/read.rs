@@ -132,3 +132,72 @@ pub fn table_opt(io: &dyn SysfsIo, rel: &Path) -> Result<Option<Vec<Khz>>, Sysfs
     table.dedup();
     Ok(Some(table).filter(|t| !t.is_empty()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sysfs::Sysfs;
+
+    fn tree(files: &[(&str, &str)]) -> (tempfile::TempDir, Sysfs) {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, content) in files {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
+        let io = Sysfs::new(dir.path());
+        (dir, io)
+    }
+
+    #[test]
+    fn numbers_flags_and_ids() {
+        let (_d, io) = tree(&[
+            ("f", "2300000\n"),
+            ("flag", "1\n"),
+            ("bad_flag", "2\n"),
+            ("id", "-1\n"),
+            ("id2", "3\n"),
+        ]);
+        assert_eq!(khz(&io, Path::new("f")).unwrap(), Khz(2_300_000));
+        assert_eq!(flag_opt(&io, Path::new("flag")).unwrap(), Some(true));
+        assert_eq!(flag_opt(&io, Path::new("missing")).unwrap(), None);
+        let err = flag_opt(&io, Path::new("bad_flag")).unwrap_err();
+        assert!(matches!(err, SysfsError::Parse { ref content, .. } if content == "2"));
+        assert_eq!(id_opt(&io, Path::new("id")).unwrap(), None);
+        assert_eq!(id_opt(&io, Path::new("id2")).unwrap(), Some(3));
+        assert_eq!(khz_opt(&io, Path::new("missing")).unwrap(), None);
+    }
+
+    #[test]
+    fn parse_errors_name_the_file_under_the_root() {
+        let (dir, io) = tree(&[("cpu/f", "12abc\n")]);
+        let err = khz(&io, Path::new("cpu/f")).unwrap_err();
+        assert_eq!(err.path(), dir.path().join("cpu/f"));
+        assert!(err.to_string().contains("12abc"), "{err}");
+    }
+
+    #[test]
+    fn tables_sort_highest_first_and_empty_is_none() {
+        let (_d, io) = tree(&[("t", "800000 1000000 1000000 900000 \n"), ("e", " \n")]);
+        let table = table_opt(&io, Path::new("t")).unwrap().unwrap();
+        assert_eq!(table, vec![Khz(1_000_000), Khz(900_000), Khz(800_000)]);
+        assert_eq!(table_opt(&io, Path::new("e")).unwrap(), None);
+        assert_eq!(table_opt(&io, Path::new("missing")).unwrap(), None);
+    }
+
+    #[test]
+    fn cpu_lists_in_both_syntaxes() {
+        let (_d, io) = tree(&[("l", "0-2,4\n"), ("w", "1 3\n"), ("bad", "3-1\n")]);
+        assert_eq!(cpu_list(&io, Path::new("l")).unwrap().len(), 4);
+        assert_eq!(cpu_words(&io, Path::new("w")).unwrap().len(), 2);
+        assert!(matches!(
+            cpu_list(&io, Path::new("bad")),
+            Err(SysfsError::Parse { .. })
+        ));
+        assert!(
+            cpu_list_or_empty(&io, Path::new("missing"))
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

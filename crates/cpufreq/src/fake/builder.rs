@@ -360,3 +360,56 @@ pub fn available_governors(driver: &Driver) -> &'static [&'static str] {
         GENERIC_GOVERNORS
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topology_numbers_first_threads_then_second_threads() {
+        let spec = FakeSysfsBuilder::new(8)
+            .packages(2)
+            .threads_per_core(2)
+            .spec()
+            .unwrap();
+        let t5 = &spec.topology[5];
+        assert_eq!((t5.package, t5.core_id, t5.die), (0, 1, 0));
+        assert_eq!(t5.siblings, vec![1, 5]);
+        let t6 = &spec.topology[6];
+        assert_eq!((t6.package, t6.core_id), (1, 0));
+    }
+
+    #[test]
+    fn domain_size_groups_consecutive_cpus_and_last_may_be_short() {
+        let spec = FakeSysfsBuilder::new(5).domain_size(2).spec().unwrap();
+        assert_eq!(spec.domains, vec![vec![0, 1], vec![2, 3], vec![4]]);
+        assert!(FakeSysfsBuilder::new(2).domain_size(0).spec().is_err());
+    }
+
+    #[test]
+    fn acpi_table_is_synthesized_with_turbo_pseudo_entry() {
+        let spec = FakeSysfsBuilder::new(1)
+            .freqs(Khz(800_000), Khz(1_000_000), Khz(1_200_000))
+            .spec()
+            .unwrap();
+        let table: Vec<u32> = spec.table.unwrap().iter().map(|f| f.0).collect();
+        assert_eq!(table, vec![1_001_000, 1_000_000, 900_000, 800_000]);
+        assert_eq!(spec.cpuinfo_max, Khz(1_001_000));
+        let spec = FakeSysfsBuilder::new(1)
+            .driver(Driver::IntelPstate)
+            .spec()
+            .unwrap();
+        assert!(spec.table.is_none());
+        assert_eq!(spec.cpuinfo_max, Khz(3_500_000));
+        assert_eq!(spec.governor, "powersave");
+    }
+
+    #[test]
+    fn inconsistent_frequencies_are_refused() {
+        let err = FakeSysfsBuilder::new(1)
+            .freqs(Khz(2_000_000), Khz(1_000_000), Khz(3_000_000))
+            .spec()
+            .unwrap_err();
+        assert!(err.to_string().contains("min"), "{err}");
+    }
+}

@@ -370,3 +370,52 @@ impl Kernel<'_> {
         put(&dir.join("scaling_setspeed"), &setspeed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use crate::discovery::paths;
+    use crate::fake::FakeSysfs;
+    use crate::sysfs::SysfsIo;
+    use crate::types::CpuId;
+
+    fn cf(file: &str) -> PathBuf {
+        paths::cpufreq_file(CpuId(0), file)
+    }
+
+    #[test]
+    fn current_frequency_snaps_to_a_table_entry() {
+        let fake = FakeSysfs::builder(1)
+            .governor("performance")
+            .build()
+            .unwrap();
+        fake.write(&cf("scaling_max_freq"), "1550000").unwrap();
+        assert_eq!(fake.read(&cf("scaling_cur_freq")).unwrap(), "1500000");
+    }
+
+    #[test]
+    fn userspace_target_returns_when_limits_widen() {
+        let fake = FakeSysfs::builder(1).governor("userspace").build().unwrap();
+        assert_eq!(fake.read(&cf("scaling_setspeed")).unwrap(), "800000");
+        fake.write(&cf("scaling_setspeed"), "2000000").unwrap();
+        fake.write(&cf("scaling_max_freq"), "1500000").unwrap();
+        assert_eq!(fake.read(&cf("scaling_cur_freq")).unwrap(), "1500000");
+        fake.write(&cf("scaling_max_freq"), "2301000").unwrap();
+        assert_eq!(fake.read(&cf("scaling_cur_freq")).unwrap(), "2000000");
+    }
+
+    #[test]
+    fn status_switches_are_refused_unless_unchanged() {
+        let fake = FakeSysfs::builder(1)
+            .driver(crate::types::Driver::IntelPstate)
+            .build()
+            .unwrap();
+        let status = paths::intel_pstate("status");
+        fake.write(&status, "active\n").unwrap();
+        assert!(fake.write(&status, "passive").is_err());
+        let pct = paths::intel_pstate("max_perf_pct");
+        fake.write(&pct, "80").unwrap();
+        assert!(fake.write(&pct, "101").is_err());
+    }
+}

@@ -57,9 +57,15 @@ pub enum FakeError {
     /// The description is inconsistent.
     #[error("invalid fake host: {0}")]
     Invalid(String),
-    /// The temporary directory could not be created.
-    #[error("cannot create a temporary directory for the fake tree")]
-    TempDir(#[source] io::Error),
+    /// The directory for the tree could not be created.
+    #[error("{path}: cannot create the fake tree's directory")]
+    Dir {
+        /// The directory (the temporary directory's parent if not known).
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
     /// Writing a file of the tree failed.
     #[error("cannot write the fake tree")]
     Tree(#[from] SysfsError),
@@ -122,14 +128,20 @@ impl FakeSysfs {
     pub(crate) fn create(spec: Spec, dir: Option<PathBuf>) -> Result<Self, FakeError> {
         let (root, temp) = match dir {
             Some(dir) => {
-                fs::create_dir_all(&dir).map_err(FakeError::TempDir)?;
+                fs::create_dir_all(&dir).map_err(|source| FakeError::Dir {
+                    path: dir.clone(),
+                    source,
+                })?;
                 (dir, None)
             }
             None => {
                 let temp = tempfile::Builder::new()
                     .prefix("fake-sysfs-")
                     .tempdir()
-                    .map_err(FakeError::TempDir)?;
+                    .map_err(|source| FakeError::Dir {
+                        path: std::env::temp_dir(),
+                        source,
+                    })?;
                 (temp.path().to_owned(), Some(temp))
             }
         };
@@ -317,5 +329,39 @@ impl SysfsIo for FakeSysfs {
             value: value.strip_suffix('\n').unwrap_or(value).to_owned(),
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::paths;
+
+    #[test]
+    fn hooks_match_a_file_by_any_path_to_it() {
+        let fake = FakeSysfs::builder(2).domain_size(2).build().unwrap();
+        let via_policy = paths::policy_dir("policy0").join("scaling_governor");
+        let via_cpu1 = paths::cpufreq_file(CpuId(1), "scaling_governor");
+        fake.fail_next_write(&via_policy, FailKind::Refused);
+        assert!(fake.write(&via_cpu1, "performance").is_err());
+        fake.write(&via_cpu1, "performance").unwrap();
+        fake.write(
+            &paths::cpufreq_file(CpuId(0), "scaling_governor"),
+            "ondemand",
+        )
+        .unwrap();
+        assert_eq!(fake.writes_to(&via_policy), vec!["performance", "ondemand"]);
+        assert_eq!(fake.writes()[0].file, via_policy);
+    }
+
+    #[test]
+    fn in_dir_failure_names_the_directory() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let err = FakeSysfs::builder(1)
+            .in_dir(file.path().join("sys"))
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, FakeError::Dir { .. }), "{err:?}");
+        assert!(err.to_string().contains("sys"), "{err}");
     }
 }

@@ -374,3 +374,29 @@ fn write_uncore(root: &Path, spec: &Spec, min: Khz, max: Khz) -> Result<(), Sysf
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::discovery::paths;
+    use crate::fake::FakeSysfs;
+    use crate::types::{CpuId, Driver};
+
+    fn raw(fake: &FakeSysfs, file: &str) -> String {
+        std::fs::read_to_string(fake.path().join(paths::cpufreq_file(CpuId(0), file))).unwrap()
+    }
+
+    #[test]
+    fn lists_keep_the_kernels_trailing_space() {
+        let fake = FakeSysfs::builder(1).build().unwrap();
+        assert!(raw(&fake, "scaling_available_frequencies").ends_with("800000 \n"));
+        assert!(raw(&fake, "scaling_available_governors").ends_with("schedutil \n"));
+        let intel = FakeSysfs::builder(1)
+            .driver(Driver::IntelPstate)
+            .build()
+            .unwrap();
+        assert_eq!(
+            raw(&intel, "scaling_available_governors"),
+            "performance powersave\n"
+        );
+    }
+}
