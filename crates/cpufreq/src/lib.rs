@@ -11,6 +11,7 @@
 //! the caller supplies the root that stands for `/sys`.
 
 pub mod backend;
+pub mod control;
 pub mod cpulist;
 pub mod discovery;
 #[cfg(any(test, feature = "test-utils"))]

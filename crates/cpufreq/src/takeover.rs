@@ -79,13 +79,13 @@ pub enum TakeoverError {
         found: u32,
     },
     /// A CPU's original settings could not be read.
-    #[error("cannot record the original settings")]
+    #[error(transparent)]
     Cpu(#[from] BackendError),
     /// The turbo switch could not be read.
-    #[error("cannot record the turbo switch")]
+    #[error(transparent)]
     Turbo(#[from] TurboError),
     /// An uncore domain could not be read.
-    #[error("cannot record the uncore domain")]
+    #[error(transparent)]
     Uncore(#[from] UncoreError),
 }
 

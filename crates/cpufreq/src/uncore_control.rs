@@ -120,6 +120,13 @@ pub fn current_freq(io: &dyn SysfsIo, domain: &str) -> Result<Khz, UncoreError> 
 /// Sets the domain's range within its initial range; returns whether it
 /// wrote anything.
 pub fn set_range(io: &dyn SysfsIo, domain: &str, want: UncoreRange) -> Result<bool, UncoreError> {
+    check_range(io, domain, want)?;
+    write_range_ordered(io, domain, want)
+}
+
+/// Fails with [`UncoreError::OutOfRange`] unless `want` is ordered and
+/// inside the domain's initial range.
+pub fn check_range(io: &dyn SysfsIo, domain: &str, want: UncoreRange) -> Result<(), UncoreError> {
     let initial = initial_range(io, domain)?;
     if want.min > want.max || want.min < initial.min || want.max > initial.max {
         return Err(UncoreError::OutOfRange {
@@ -130,7 +137,7 @@ pub fn set_range(io: &dyn SysfsIo, domain: &str, want: UncoreRange) -> Result<bo
             initial_max: initial.max,
         });
     }
-    write_range_ordered(io, domain, want)
+    Ok(())
 }
 
 /// Writes a range in an accepted order without checking the initial
