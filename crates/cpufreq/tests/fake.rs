@@ -13,7 +13,8 @@ fn cf(cpu: u32, file: &str) -> PathBuf {
 }
 
 fn read(fake: &FakeSysfs, rel: impl AsRef<Path>) -> String {
-    fake.read(rel.as_ref()).expect("the file exists and is readable")
+    fake.read(rel.as_ref())
+        .expect("the file exists and is readable")
 }
 
 fn acpi(cpus: u32) -> FakeSysfs {

@@ -17,7 +17,8 @@
 //!   backend asking for a frequency it should not is a bug worth seeing.)
 //! - `scaling_min_freq` above `scaling_max_freq`, `scaling_max_freq` below
 //!   `scaling_min_freq`, any frequency outside
-//!   `[cpuinfo_min_freq, cpuinfo_max_freq]`, non-numbers: refused.
+//!   `[cpuinfo_min_freq, cpuinfo_max_freq]`, non-numbers: refused. Bounds
+//!   need not be table entries (the kernel resolves them, as here).
 //! - `scaling_cur_freq` then settles: `performance` runs at the max,
 //!   `powersave` (generic drivers) at the min, `userspace` at its target
 //!   clamped into the bounds, anything else (including the `setpolicy`
