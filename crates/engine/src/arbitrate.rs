@@ -20,13 +20,24 @@ use crate::host::Domain;
 use crate::ids::VmId;
 use crate::vm::Vm;
 
+/// Whose want decided a domain's level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Winner {
+    /// This VM's explicit want.
+    Vm(VmId),
+    /// A VM that asked nothing, counted at max.
+    DefaultMax,
+    /// The operator's override.
+    Operator,
+}
+
 /// The outcome of arbitrating one domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Verdict {
     /// The index the domain should run at.
     pub index: usize,
-    /// The VM whose want set it (`None`: a VM that asked nothing, at max).
-    pub winner: Option<VmId>,
+    /// Whose want set it.
+    pub winner: Winner,
 }
 
 /// Arbitrates one domain. `users` maps each pCPU to the VMs that use it or
@@ -37,6 +48,12 @@ pub(crate) fn arbitrate(
     vms: &BTreeMap<VmId, Vm>,
 ) -> Option<Verdict> {
     let table = &domain.table;
+    if let Some(op) = domain.operator {
+        return Some(Verdict {
+            index: op.index().min(table.last_index()),
+            winner: Winner::Operator,
+        });
+    }
     let default_max =
         level_index(table, table.turbo_available(), Level::Max).expect("Max is always in range");
     let mut managed = false;
@@ -56,9 +73,9 @@ pub(crate) fn arbitrate(
             let (index, winner) = match explicit {
                 Some(i) => {
                     managed = true;
-                    (i, Some(id.clone()))
+                    (i, Winner::Vm(id.clone()))
                 }
-                None => (default_max, None),
+                None => (default_max, Winner::DefaultMax),
             };
             if best.as_ref().is_none_or(|b| index < b.index) {
                 best = Some(Verdict { index, winner });

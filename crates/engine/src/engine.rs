@@ -28,7 +28,7 @@ use vmpower_proto::{
     VmName,
 };
 
-use crate::arbitrate::arbitrate;
+use crate::arbitrate::{Winner, arbitrate};
 use crate::host::{Host, PcpuSpec};
 use crate::ids::{ChannelId, Vcpu, VmId};
 use crate::ratelimit::TokenBucket;
@@ -52,6 +52,17 @@ pub enum Trigger {
     Placement(VmId),
     /// A VM went away.
     VmRemoved(VmId),
+    /// The operator set or released a pCPU.
+    Operator(OperatorAction),
+}
+
+/// What the operator did to a pCPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorAction {
+    /// Applied a scaling operation.
+    Unit(ScalingUnit),
+    /// Gave the pCPU back to the VMs' arbitration.
+    Release,
 }
 
 /// One domain to set to a new frequency.
@@ -71,8 +82,8 @@ pub struct FreqChange {
     pub previous: Option<usize>,
     /// What caused the change.
     pub trigger: Trigger,
-    /// The VM whose want decided the level (`None`: max by default).
-    pub winner: Option<VmId>,
+    /// Whose want decided the level.
+    pub winner: Winner,
 }
 
 /// What the daemon must do.
@@ -240,6 +251,52 @@ impl Engine {
             .is_some_and(|d| d.applied.is_some())
     }
 
+    /// The operator applies `unit` to `cpu`'s domain, overriding the VMs'
+    /// arbitration until [`Engine::operator_release`].
+    pub fn operator_apply(
+        &mut self,
+        cpu: CpuId,
+        unit: ScalingUnit,
+    ) -> Result<Vec<Action>, Rejection> {
+        let leader = self
+            .host
+            .leader(cpu)
+            .ok_or(Rejection::NotControllable(cpu))?;
+        let domain = self.host.domains.get_mut(&leader).expect("leader exists");
+        let base = domain.applied.unwrap_or(domain.known_index);
+        let mut state = domain
+            .operator
+            .unwrap_or_else(|| LevelState::new(&domain.table, base));
+        state
+            .apply_op(&domain.table, op_of(unit))
+            .map_err(|e| Rejection::NotApplicable(e.to_string()))?;
+        domain.operator = Some(state);
+        let trigger = Trigger::Operator(OperatorAction::Unit(unit));
+        Ok(self.rearbitrate(&BTreeSet::from([leader]), &trigger))
+    }
+
+    /// Gives `cpu`'s domain back to the VMs' arbitration (or releases it
+    /// when no VM wants anything of it).
+    pub fn operator_release(&mut self, cpu: CpuId) -> Result<Vec<Action>, Rejection> {
+        let leader = self
+            .host
+            .leader(cpu)
+            .ok_or(Rejection::NotControllable(cpu))?;
+        let domain = self.host.domains.get_mut(&leader).expect("leader exists");
+        if domain.operator.take().is_none() {
+            return Ok(Vec::new());
+        }
+        let trigger = Trigger::Operator(OperatorAction::Release);
+        Ok(self.rearbitrate(&BTreeSet::from([leader]), &trigger))
+    }
+
+    /// Whether the operator holds `cpu`'s domain.
+    pub fn operator_holds(&self, cpu: CpuId) -> bool {
+        self.host
+            .domain_of(cpu)
+            .is_some_and(|d| d.operator.is_some())
+    }
+
     /// Undoes the engine's view of a change whose write failed.
     pub fn write_failed(&mut self, change: &FreqChange) {
         if let Some(d) = self.host.domains.get_mut(&change.cpu) {
@@ -357,6 +414,13 @@ impl Engine {
         };
         if let Some(cpu) = targets.iter().find(|c| self.host.leader(**c).is_none()) {
             return Err(Rejection::NotControllable(*cpu));
+        }
+        if let Some(cpu) = targets.iter().find(|c| {
+            self.host
+                .domain_of(**c)
+                .is_some_and(|d| d.operator.is_some())
+        }) {
+            return Err(Rejection::OperatorPinned(*cpu));
         }
         Ok((key, targets))
     }

@@ -35,6 +35,8 @@ pub(crate) struct Domain {
     pub known_index: usize,
     /// `Some` once we have taken the domain over: the index we set.
     pub applied: Option<usize>,
+    /// The operator's level, which overrides every VM's until released.
+    pub operator: Option<vmpower_cpufreq::levels::LevelState>,
 }
 
 /// Every controllable pCPU and its domain.
@@ -70,6 +72,7 @@ impl Host {
             cpus: cpus.clone(),
             known_index,
             applied: None,
+            operator: None,
         });
         entry.table = spec.table;
         entry.cpus = cpus;

@@ -18,7 +18,8 @@ mod reject;
 mod settings;
 mod vm;
 
-pub use engine::{Action, Decision, Engine, FreqChange, Note, Reply, Trigger};
+pub use arbitrate::Winner;
+pub use engine::{Action, Decision, Engine, FreqChange, Note, OperatorAction, Reply, Trigger};
 pub use host::PcpuSpec;
 pub use ids::{ChannelId, Vcpu, VmId};
 pub use ratelimit::TokenBucket;

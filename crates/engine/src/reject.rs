@@ -50,6 +50,9 @@ pub enum Rejection {
     /// The pCPU has no frequency control (no cpufreq, unknown driver).
     #[error("pCPU {0} has no frequency control")]
     NotControllable(CpuId),
+    /// The operator holds the pCPU at a level of its own.
+    #[error("pCPU {0} is held at a fixed level by the operator")]
+    OperatorPinned(CpuId),
     /// The operation does not apply to the core (e.g. turbo where none).
     #[error("{0}")]
     NotApplicable(String),
@@ -75,6 +78,7 @@ impl Rejection {
             Rejection::PhysicalNotAllowed => "physical_not_allowed",
             Rejection::PhysicalNotOwned(_) => "physical_not_owned",
             Rejection::NotControllable(_) => "not_controllable",
+            Rejection::OperatorPinned(_) => "operator_pinned",
             Rejection::NotApplicable(_) => "not_applicable",
             Rejection::QueriesNotAllowed => "queries_not_allowed",
             Rejection::Unsupported(_) => "unsupported",

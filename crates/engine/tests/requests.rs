@@ -10,7 +10,7 @@ use vmpower_cpufreq::levels::FreqTable;
 use vmpower_cpufreq::{CpuId, Khz};
 use vmpower_engine::{
     Action, ChannelId, CoreKey, Decision, Engine, EngineConfig, Note, PcpuSpec, Placement,
-    RateLimit, Rejection, Reply, Trigger, VmId, VmSettings,
+    RateLimit, Rejection, Reply, Trigger, VmId, VmSettings, Winner,
 };
 use vmpower_proto::{CoreType, QueryKind, Request, RequestBody, ScalingUnit, Verdict, VmName};
 
@@ -168,7 +168,7 @@ fn each_change_names_its_cause() {
     assert_eq!(change.from, Khz(2_300_000));
     assert_eq!(change.to, Khz(1_200_000));
     assert_eq!(change.domain, vec![CpuId(3)]);
-    assert_eq!(change.winner, Some(vm("vm1")));
+    assert_eq!(change.winner, Winner::Vm(vm("vm1")));
     assert_eq!(
         change.trigger,
         Trigger::Request {
@@ -281,7 +281,11 @@ fn shared_pcpu_gets_the_highest_want_and_silent_vms_count_as_max() {
     let [Action::Set(c)] = d.actions.as_slice() else {
         panic!()
     };
-    assert_eq!(c.winner, None, "the silent VM's default max won");
+    assert_eq!(
+        c.winner,
+        Winner::DefaultMax,
+        "the silent VM's default max won"
+    );
     // b steps down from where the pCPU is now (turbo): to 2.3 GHz, still
     // the higher of the two wants.
     let d = send(&mut e, "b", &power(0, ScalingUnit::ScaleDown));
@@ -517,5 +521,42 @@ fn placement_of_many_vms_keeps_arbitration_consistent() {
         e.known_khz(CpuId(2)),
         Some(Khz(1_200_000)),
         "c alone at min"
+    );
+}
+
+#[test]
+fn the_operator_overrides_vms_until_it_releases() {
+    let mut e = engine();
+    add(&mut e, "vm1", VmSettings::default(), &[1]);
+    assert_eq!(
+        sets(&send(&mut e, "vm1", &power(0, ScalingUnit::ScaleMin))),
+        vec![(1, 1_200_000)]
+    );
+    let actions = e.operator_apply(CpuId(1), ScalingUnit::ScaleMax).unwrap();
+    let [Action::Set(c)] = actions.as_slice() else {
+        panic!("{actions:?}")
+    };
+    assert_eq!((c.to, &c.winner), (Khz(2_301_000), &Winner::Operator));
+    // The guest is told the pCPU is held.
+    let d = send(&mut e, "vm1", &power(0, ScalingUnit::ScaleDown));
+    assert_eq!(rejection(&d), Some(&Rejection::OperatorPinned(CpuId(1))));
+    // Released: the VM's own want (min) is back in force.
+    let actions = e.operator_release(CpuId(1)).unwrap();
+    assert_eq!(
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Set(c) => Some(c.to),
+                Action::Release { .. } => None,
+            })
+            .collect::<Vec<_>>(),
+        vec![Khz(1_200_000)]
+    );
+    // An operator level on a pCPU no VM uses is released with it.
+    e.operator_apply(CpuId(4), ScalingUnit::ScaleMin).unwrap();
+    assert_eq!(releases(&e.operator_release(CpuId(4)).unwrap()), vec![4]);
+    assert_eq!(
+        e.operator_apply(CpuId(40), ScalingUnit::ScaleMin),
+        Err(Rejection::NotControllable(CpuId(40)))
     );
 }
