@@ -22,7 +22,9 @@
 //!   true originals. Restore it ([`crate::takeover::restore_from_file`])
 //!   before building a `CpuFreq`, or [`CpuFreq::restore_all`] restores it.
 
+mod globals;
 mod inventory;
+mod outcome;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -30,15 +32,15 @@ use std::sync::Arc;
 
 use crate::backend::{BackendError, FrequencyControl, Mechanism, make_control};
 use crate::discovery::HostCpus;
-use crate::levels::{FreqTable, Level, LevelError, LevelState, ScalingOp};
+use crate::levels::{FreqTable, LevelError, LevelState};
 use crate::sysfs::{SysfsError, SysfsIo};
 use crate::takeover::{RestoreReport, Takeover, TakeoverError, TakeoverRecord};
-use crate::turbo::{TurboError, TurboSwitch};
+use crate::turbo::TurboError;
 use crate::types::{CpuId, Driver, Khz};
-use crate::uncore::{UncoreDomain, discover_uncore};
-use crate::uncore_control::{self, UncoreError, UncoreRange};
+use crate::uncore_control::UncoreError;
 
 pub use inventory::{InventoryError, ManagedCpu, inventory, managed_cpus};
+pub use outcome::{Change, Outcome, Released};
 
 /// Why a façade operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -79,53 +81,6 @@ pub enum ControlError {
     /// Reading sysfs failed (names the file).
     #[error(transparent)]
     Sysfs(#[from] SysfsError),
-}
-
-/// A change asked of a CPU: a guest's operation or a wanted level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    /// SCALE_UP, SCALE_DOWN, ... as librte_power applies them.
-    Op(ScalingOp),
-    /// A level the engine wants.
-    Level(Level),
-}
-
-impl From<ScalingOp> for Change {
-    fn from(op: ScalingOp) -> Self {
-        Change::Op(op)
-    }
-}
-
-impl From<Level> for Change {
-    fn from(level: Level) -> Self {
-        Change::Level(level)
-    }
-}
-
-/// What [`CpuFreq::apply`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    /// The CPU's level frequency before.
-    pub old_khz: Khz,
-    /// The CPU's level frequency now (what the domain is set to).
-    pub new_khz: Khz,
-    /// The table index now.
-    pub index: usize,
-    /// Whether sysfs was written.
-    pub changed: bool,
-    /// Every CPU of the frequency domain (all moved).
-    pub domain_cpus: Vec<CpuId>,
-}
-
-/// What [`CpuFreq::release`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Released {
-    /// The domain's original settings are back.
-    Restored,
-    /// Other CPUs of the domain are still in use; restored when they go.
-    HeldBy(Vec<CpuId>),
-    /// The CPU was not taken over.
-    NotTaken,
 }
 
 #[derive(Debug)]
@@ -414,52 +369,15 @@ impl CpuFreq {
         Ok(report)
     }
 
-    /// The host's global turbo switch, if any.
-    pub fn turbo_switch(&self) -> Option<TurboSwitch> {
-        TurboSwitch::detect(&*self.io)
-    }
-
-    /// Whether turbo is on machine-wide.
-    pub fn global_turbo(&self) -> Result<bool, ControlError> {
-        let switch = self.turbo_switch().ok_or(ControlError::NoTurboSwitch)?;
-        Ok(switch.enabled(&*self.io)?)
-    }
-
-    /// Turns turbo on or off machine-wide (recording the original first);
-    /// returns whether it wrote.
-    pub fn set_global_turbo(&mut self, enabled: bool) -> Result<bool, ControlError> {
-        let switch = self.turbo_switch().ok_or(ControlError::NoTurboSwitch)?;
-        if switch.enabled(&*self.io)? == enabled {
-            return Ok(false);
+    /// Takes `cpu`'s domain over again after another tool changed it
+    /// ([`BackendError::ChangedExternally`]): the backend prepares it anew
+    /// and forgets what it last wrote. The originals stay as first recorded.
+    pub fn retake(&mut self, cpu: CpuId) -> Result<(), ControlError> {
+        let leader = self.entry(cpu)?.leader;
+        if let Some(domain) = self.domains.get_mut(&leader) {
+            domain.taken = false;
         }
-        self.takeover.take_turbo(&*self.io, switch)?;
-        Ok(switch.set_enabled(&*self.io, enabled)?)
-    }
-
-    /// The uncore domains, read now.
-    pub fn uncore_domains(&self) -> Result<Vec<UncoreDomain>, ControlError> {
-        Ok(discover_uncore(&*self.io)?)
-    }
-
-    /// An uncore domain's range in force.
-    pub fn uncore_range(&self, domain: &str) -> Result<UncoreRange, ControlError> {
-        Ok(uncore_control::current_range(&*self.io, domain)?)
-    }
-
-    /// An uncore domain's current frequency.
-    pub fn uncore_current(&self, domain: &str) -> Result<Khz, ControlError> {
-        Ok(uncore_control::current_freq(&*self.io, domain)?)
-    }
-
-    /// Sets an uncore domain's range within its initial range (recording
-    /// the original first); returns whether it wrote.
-    pub fn set_uncore(&mut self, domain: &str, range: UncoreRange) -> Result<bool, ControlError> {
-        uncore_control::check_range(&*self.io, domain, range)?;
-        if uncore_control::current_range(&*self.io, domain)? == range {
-            return Ok(false);
-        }
-        self.takeover.take_uncore(&*self.io, domain)?;
-        Ok(uncore_control::set_range(&*self.io, domain, range)?)
+        self.take_domain(leader)
     }
 }
 

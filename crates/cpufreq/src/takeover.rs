@@ -331,3 +331,81 @@ impl Takeover {
 pub fn restore_from_file(path: &Path, io: &dyn SysfsIo) -> Result<RestoreReport, TakeoverError> {
     Takeover::open(path)?.restore_all(io)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> TakeoverRecord {
+        let mut r = TakeoverRecord::default();
+        r.cpus.insert(
+            CpuId(3),
+            CpuOriginal {
+                governor: "schedutil".into(),
+                min: Khz(800_000),
+                max: Khz(2_301_000),
+                setspeed: None,
+                epp: Some("balance_performance".into()),
+            },
+        );
+        r.turbo = Some(TurboOriginal {
+            switch: TurboSwitch::Boost,
+            value: "1".into(),
+        });
+        r.uncore.insert(
+            "package_00_die_00".into(),
+            UncoreRange {
+                min: Khz(800_000),
+                max: Khz(2_400_000),
+            },
+        );
+        r
+    }
+
+    /// The on-disk format is a contract with a future build restoring after
+    /// a crash: changing this golden text needs a version bump.
+    #[test]
+    fn format_is_pinned() {
+        let json = serde_json::to_value(sample()).unwrap();
+        let golden: serde_json::Value = serde_json::from_str(
+            r#"{"version":1,
+                "cpus":{"3":{"governor":"schedutil","min":800000,"max":2301000,
+                             "epp":"balance_performance"}},
+                "turbo":{"switch":"Boost","value":"1"},
+                "uncore":{"package_00_die_00":{"min":800000,"max":2400000}}}"#,
+        )
+        .unwrap();
+        assert_eq!(json, golden);
+    }
+
+    #[test]
+    fn store_load_round_trip_and_empty_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.json");
+        sample().store(&path).unwrap();
+        assert_eq!(TakeoverRecord::load(&path).unwrap(), Some(sample()));
+        assert!(
+            !dir.path().join(".t.json.tmp").exists(),
+            "temp file renamed away"
+        );
+        TakeoverRecord::default().store(&path).unwrap();
+        assert!(!path.exists());
+        assert_eq!(TakeoverRecord::load(&path).unwrap(), None);
+        // Deleting twice is fine.
+        TakeoverRecord::default().store(&path).unwrap();
+    }
+
+    #[test]
+    fn older_fields_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.json");
+        fs::write(
+            &path,
+            r#"{"version":1,"cpus":{"0":{"governor":"ondemand","min":1,"max":2}}}"#,
+        )
+        .unwrap();
+        let r = TakeoverRecord::load(&path).unwrap().unwrap();
+        assert_eq!(r.cpus[&CpuId(0)].epp, None);
+        assert!(r.turbo.is_none() && r.uncore.is_empty());
+    }
+}

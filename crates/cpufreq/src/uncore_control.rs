@@ -182,3 +182,62 @@ pub(crate) fn write_range_ordered(
     }
     Ok(written)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::FakeSysfs;
+
+    const D: &str = "package_00_die_00";
+
+    fn range(min: u32, max: u32) -> UncoreRange {
+        UncoreRange {
+            min: Khz(min),
+            max: Khz(max),
+        }
+    }
+
+    #[test]
+    fn range_checks_happen_before_any_write() {
+        let fake = FakeSysfs::builder(1)
+            .uncore(Khz(800_000), Khz(2_400_000))
+            .build()
+            .unwrap();
+        for bad in [
+            range(700_000, 2_000_000),
+            range(800_000, 2_500_000),
+            range(2_000_000, 1_000_000),
+        ] {
+            let err = set_range(&fake, D, bad).unwrap_err();
+            assert!(matches!(err, UncoreError::OutOfRange { .. }), "{err:?}");
+        }
+        assert!(fake.writes().is_empty());
+        assert_eq!(current_range(&fake, D).unwrap(), range(800_000, 2_400_000));
+    }
+
+    #[test]
+    fn only_differing_files_are_written() {
+        let fake = FakeSysfs::builder(1)
+            .uncore(Khz(800_000), Khz(2_400_000))
+            .build()
+            .unwrap();
+        assert!(set_range(&fake, D, range(800_000, 1_600_000)).unwrap());
+        assert_eq!(fake.writes().len(), 1);
+        assert!(!set_range(&fake, D, range(800_000, 1_600_000)).unwrap());
+        assert_eq!(fake.writes().len(), 1);
+        assert_eq!(current_freq(&fake, D).unwrap(), Khz(1_600_000));
+    }
+
+    #[test]
+    fn missing_domain_names_the_file() {
+        let fake = FakeSysfs::builder(1).build().unwrap();
+        let err = current_freq(&fake, "package_09_die_00").unwrap_err();
+        let chain = format!(
+            "{err}: {}",
+            std::error::Error::source(&err)
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        );
+        assert!(chain.contains("package_09_die_00"), "{chain}");
+    }
+}

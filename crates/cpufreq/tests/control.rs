@@ -354,6 +354,17 @@ fn errors_are_typed_and_leave_the_level_alone() {
         "{err}"
     );
     assert_eq!(h.freq.level(CpuId(1)).unwrap().index(), 0);
+    // The daemon may decide to take it back: the original stays as recorded.
+    h.freq.retake(CpuId(1)).unwrap();
+    assert_eq!(read(&h.fake, 1, "scaling_governor"), "userspace");
+    assert_eq!(
+        h.freq.apply(CpuId(1), ScalingOp::Min).unwrap().new_khz,
+        Khz(800_000)
+    );
+    assert_eq!(
+        h.freq.takeover_record().cpus[&CpuId(1)].governor,
+        "schedutil"
+    );
 
     // Unknown driver.
     let mut h = host(FakeSysfs::builder(1).driver(Driver::Other("pcc-cpufreq".into())));
