@@ -6,7 +6,7 @@
 //! caller's job ([`crate::takeover`]).
 //!
 //! ## Behavior
-//! - [`set_bounds`] refuses a range outside the domain's initial range
+//! - [`set_range`] refuses a range outside the domain's initial range
 //!   (`initial_min_freq_khz..=initial_max_freq_khz`) or with min above max,
 //!   before writing anything.
 //! - It writes only the files that differ, the maximum first when the new

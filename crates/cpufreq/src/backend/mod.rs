@@ -237,3 +237,46 @@ pub fn make_control(
         Mechanism::Bounds => Box::new(bounds::BoundsControl::new(io, cpu, domain)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sysfs_errors_keep_their_kind_and_gain_the_cpu() {
+        let path = PathBuf::from("devices/system/cpu/cpu5/cpufreq/scaling_setspeed");
+        let cases = [
+            (
+                SysfsError::Refused {
+                    path: path.clone(),
+                    value: "1".into(),
+                },
+                "Refused",
+            ),
+            (
+                SysfsError::PermissionDenied {
+                    path: path.clone(),
+                    value: "1".into(),
+                },
+                "PermissionDenied",
+            ),
+            (SysfsError::NotFound { path: path.clone() }, "Offline"),
+        ];
+        for (err, kind) in cases {
+            let e = BackendError::from_sysfs(CpuId(5), err);
+            assert!(format!("{e:?}").starts_with(kind), "{e:?}");
+            assert_eq!(e.cpu(), CpuId(5));
+            assert!(e.to_string().contains("cpu5"), "{e}");
+        }
+    }
+
+    #[test]
+    fn controls_include_their_cpu_in_the_domain() {
+        let fake = std::sync::Arc::new(crate::fake::FakeSysfs::builder(1).build().unwrap());
+        for mech in [Mechanism::Setspeed, Mechanism::Bounds] {
+            let c = make_control(fake.clone(), mech, CpuId(0), vec![CpuId(3), CpuId(1)]);
+            assert_eq!(c.domain(), [CpuId(0), CpuId(1), CpuId(3)]);
+            assert_eq!((c.cpu(), c.mechanism()), (CpuId(0), mech));
+        }
+    }
+}

@@ -25,7 +25,7 @@ impl From<Level> for Change {
     }
 }
 
-/// What [`CpuFreq::apply`] did.
+/// What [`CpuFreq::apply`](super::CpuFreq::apply) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     /// The CPU's level frequency before.
@@ -40,7 +40,7 @@ pub struct Outcome {
     pub domain_cpus: Vec<CpuId>,
 }
 
-/// What [`CpuFreq::release`] did.
+/// What [`CpuFreq::release`](super::CpuFreq::release) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Released {
     /// The domain's original settings are back.
