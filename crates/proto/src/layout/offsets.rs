@@ -48,7 +48,7 @@ pub mod header {
     pub const UNIT: usize = 8;
     /// `command`: u32.
     pub const COMMAND: usize = 12;
-    /// `vm_name`: char[32].
+    /// `vm_name`: `char[32]`.
     pub const VM_NAME: usize = 16;
     /// Size of `vm_name` in bytes, including room for its NUL.
     pub const VM_NAME_LEN: usize = 32;
@@ -61,7 +61,7 @@ pub mod header {
 pub mod request {
     pub use super::header::{COMMAND, RESOURCE_ID, UNIT, VM_NAME, VM_NAME_LEN};
 
-    /// `vfid`: u64[10], one MAC in the low 6 bytes of each little-endian u64.
+    /// `vfid`: `u64[10]`, one MAC in the low 6 bytes of each little-endian u64.
     pub const VFID: usize = 48;
     /// Number of `vfid` slots.
     pub const VFID_SLOTS: usize = 10;
@@ -75,17 +75,17 @@ pub mod request {
     pub const AVG_MAX_PACKET_THRESH: usize = 136;
     /// `traffic_policy.max_max_packet_thresh`: u32.
     pub const MAX_MAX_PACKET_THRESH: usize = 140;
-    /// `vcpu_to_control`: u8[8].
+    /// `vcpu_to_control`: `u8[8]`.
     pub const VCPU_TO_CONTROL: usize = 144;
     /// Number of `vcpu_to_control` slots.
     pub const VCPU_SLOTS: usize = 8;
     /// `num_vcpu`: u8.
     pub const NUM_VCPU: usize = 152;
-    /// `timer_policy.busy_hours`: i32[24].
+    /// `timer_policy.busy_hours`: `i32[24]`.
     pub const BUSY_HOURS: usize = 156;
-    /// `timer_policy.quiet_hours`: i32[24].
+    /// `timer_policy.quiet_hours`: `i32[24]`.
     pub const QUIET_HOURS: usize = 252;
-    /// `timer_policy.hours_to_use_traffic_profile`: i32[24].
+    /// `timer_policy.hours_to_use_traffic_profile`: `i32[24]`.
     pub const TRAFFIC_HOURS: usize = 348;
     /// Number of slots in each hour array.
     pub const HOUR_SLOTS: usize = 24;
@@ -125,7 +125,7 @@ pub mod dpdk1711 {
 pub mod freq_list {
     pub use super::header::{COMMAND, RESOURCE_ID, UNIT, VM_NAME, VM_NAME_LEN};
 
-    /// `freq_list`: u32[8], kHz indexed by vCPU.
+    /// `freq_list`: `u32[8]`, kHz indexed by vCPU.
     pub const FREQ_LIST: usize = 48;
     /// `num_vcpu`: u8.
     pub const NUM_VCPU: usize = 80;
@@ -137,9 +137,9 @@ pub mod freq_list {
 pub mod caps_list {
     pub use super::header::{COMMAND, RESOURCE_ID, UNIT, VM_NAME, VM_NAME_LEN};
 
-    /// `turbo`: u64[8], 0 or 1 per vCPU.
+    /// `turbo`: `u64[8]`, 0 or 1 per vCPU.
     pub const TURBO: usize = 48;
-    /// `priority`: u64[8], 0 or 1 per vCPU.
+    /// `priority`: `u64[8]`, 0 or 1 per vCPU.
     pub const PRIORITY: usize = 112;
     /// `num_vcpu`: u8.
     pub const NUM_VCPU: usize = 176;
