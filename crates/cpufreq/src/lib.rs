@@ -24,5 +24,6 @@ pub mod types;
 pub mod uncore;
 pub mod uncore_control;
 
+pub use control::CpuFreq;
 pub use sysfs::{Sysfs, SysfsError, SysfsIo};
 pub use types::{CpuId, Driver, Khz};

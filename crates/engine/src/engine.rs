@@ -223,6 +223,16 @@ impl Engine {
         self.rearbitrate(&touched, &Trigger::Placement(vm.clone()))
     }
 
+    /// Every known VM, by name.
+    pub fn vm_ids(&self) -> Vec<VmId> {
+        self.vms.keys().cloned().collect()
+    }
+
+    /// Every controllable pCPU.
+    pub fn pcpus(&self) -> Vec<CpuId> {
+        self.host.pcpus.keys().copied().collect()
+    }
+
     /// The placement of a VM.
     pub fn placement(&self, vm: &VmId) -> Option<&Placement> {
         self.vms.get(vm).map(|v| &v.placement)

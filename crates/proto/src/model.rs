@@ -26,6 +26,7 @@ pub enum Layout {
     Current,
     /// DPDK 17.11, the original policy patch set: 456-byte records, no
     /// `core_type`, no BRANCH_RATIO.
+    #[serde(rename = "dpdk-17.11", alias = "dpdk1711")]
     Dpdk1711,
 }
 
@@ -455,8 +456,7 @@ impl VmName {
 
     /// The name.
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.bytes[..usize::from(self.len)])
-            .expect("built only from a str")
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).expect("built only from a str")
     }
 }
 

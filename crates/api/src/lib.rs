@@ -1,0 +1,176 @@
+//! The control protocol of vmpowerd: one JSON object per line over a unix
+//! socket, a [`CtlRequest`] from the client answered by one
+//! [`CtlResponse`]. Kept apart from the daemon so that `vmpowerctl`
+//! depends on nothing but this.
+
+mod client;
+
+use serde::{Deserialize, Serialize};
+
+pub use client::{Client, ClientError};
+
+/// Which channels of a VM a command applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChannelSel {
+    /// Every channel of the VM.
+    All,
+    /// These channel numbers.
+    List(Vec<u32>),
+}
+
+/// A frequency command on host CPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FreqOp {
+    /// One step up.
+    Up,
+    /// One step down.
+    Down,
+    /// The lowest frequency.
+    Min,
+    /// The highest frequency.
+    Max,
+    /// Allow turbo.
+    EnableTurbo,
+    /// Forbid turbo.
+    DisableTurbo,
+    /// Hand the CPU back to the VMs' arbitration.
+    Release,
+}
+
+/// A request to the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum CtlRequest {
+    /// Daemon health and counters.
+    Status,
+    /// Every known VM.
+    ListVms,
+    /// One VM in detail.
+    ShowVm {
+        /// The VM.
+        vm: String,
+    },
+    /// Declares a VM (known by its name; channels by socket name).
+    AddVm {
+        /// The VM.
+        vm: String,
+    },
+    /// Forgets a VM and gives back the pCPUs only it used.
+    RmVm {
+        /// The VM.
+        vm: String,
+    },
+    /// Enables (connects) channels of a VM.
+    AddChannels {
+        /// The VM.
+        vm: String,
+        /// Which channels.
+        channels: ChannelSel,
+    },
+    /// Enables or disables channels (disabled: read and ignored).
+    SetChannelStatus {
+        /// The VM.
+        vm: String,
+        /// Which channels.
+        channels: ChannelSel,
+        /// Enabled or not.
+        enabled: bool,
+    },
+    /// Records that a vCPU runs on a pCPU (and re-pins it where live).
+    SetPcpu {
+        /// The VM.
+        vm: String,
+        /// The vCPU.
+        vcpu: u32,
+        /// The host CPU.
+        pcpu: u32,
+    },
+    /// Allows or forbids frequency/capability queries for a VM.
+    SetQuery {
+        /// The VM.
+        vm: String,
+        /// Allowed or not.
+        enabled: bool,
+    },
+    /// Frequencies of host CPUs.
+    ShowCpuFreq {
+        /// The CPUs (empty: all).
+        cpus: Vec<u32>,
+    },
+    /// Changes host CPUs' frequency as an operator override.
+    SetCpuFreq {
+        /// The CPUs.
+        cpus: Vec<u32>,
+        /// What to do.
+        op: FreqOp,
+    },
+}
+
+/// Why the daemon refused a request; the kind decides vmpowerctl's exit
+/// code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// The request is malformed (exit 2).
+    Invalid,
+    /// A VM, channel or CPU does not exist (exit 3).
+    NotFound,
+    /// The daemon refused or failed to carry it out (exit 4).
+    Refused,
+}
+
+/// A refusal with its reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct CtlError {
+    /// What kind of refusal.
+    pub kind: ErrorKind,
+    /// The reason, for a person.
+    pub message: String,
+}
+
+impl CtlError {
+    /// A refusal of `kind`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        CtlError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// The daemon's answer: the data asked for, or why not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CtlResponse {
+    /// Done; the data depends on the request.
+    Ok(serde_json::Value),
+    /// Refused.
+    Error(CtlError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_form_is_tagged_and_strict() {
+        let r = CtlRequest::SetPcpu {
+            vm: "vm1".into(),
+            vcpu: 0,
+            pcpu: 3,
+        };
+        let s = serde_json::to_string(&r).unwrap();
+        assert_eq!(s, r#"{"cmd":"set-pcpu","vm":"vm1","vcpu":0,"pcpu":3}"#);
+        assert_eq!(serde_json::from_str::<CtlRequest>(&s).unwrap(), r);
+        let sel: ChannelSel = serde_json::from_str(r#""all""#).unwrap();
+        assert_eq!(sel, ChannelSel::All);
+        let sel: ChannelSel = serde_json::from_str(r#"{"list":[0,2]}"#).unwrap();
+        assert_eq!(sel, ChannelSel::List(vec![0, 2]));
+        let err =
+            serde_json::from_str::<CtlRequest>(r#"{"cmd":"show-vm","vm":"a","x":1}"#).unwrap_err();
+        assert!(err.to_string().contains('x'), "{err}");
+    }
+}

@@ -1,0 +1,272 @@
+//! The command line of vmpowerctl, shared by one-shot use and the shell.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use vmpower_api::{ChannelSel, CtlRequest, FreqOp};
+
+/// Operator CLI for vmpowerd.
+#[derive(Debug, Parser)]
+#[command(name = "vmpowerctl", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Control socket of the daemon (vmpowerd --control-socket).
+    #[arg(
+        long,
+        global = true,
+        env = "VMPOWER_CONTROL_SOCKET",
+        default_value = "/run/vmpower/control.sock"
+    )]
+    pub control_socket: PathBuf,
+    /// Print the daemon's answer as JSON (for scripts).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands, mirroring DPDK's vm_power_manager CLI.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Daemon health: channels, VMs, managed CPUs, counters.
+    Status,
+    /// List the VMs the daemon knows.
+    ListVms,
+    /// Show one VM: settings, vCPU placement, channels.
+    ShowVm {
+        /// The VM.
+        vm: String,
+    },
+    /// Declare a VM (no libvirt needed: known by its channel sockets' name).
+    AddVm {
+        /// The VM.
+        vm: String,
+    },
+    /// Forget a VM and give back the CPUs only it used.
+    RmVm {
+        /// The VM.
+        vm: String,
+    },
+    /// Connect channels of a VM: a list like 0,2-3, or "all".
+    AddChannels {
+        /// The VM.
+        vm: String,
+        /// Channel numbers or "all".
+        channels: String,
+    },
+    /// Enable or disable channels (disabled channels are read and ignored).
+    SetChannelStatus {
+        /// The VM.
+        vm: String,
+        /// Channel numbers or "all".
+        channels: String,
+        /// New status.
+        status: ChannelStatus,
+    },
+    /// Record that a vCPU runs on a host CPU.
+    SetPcpu {
+        /// The VM.
+        vm: String,
+        /// The vCPU.
+        vcpu: u32,
+        /// The host CPU.
+        pcpu: u32,
+    },
+    /// Allow or forbid a VM's frequency and capability queries.
+    SetQuery {
+        /// The VM.
+        vm: String,
+        /// enable or disable.
+        status: Toggle,
+    },
+    /// Show host CPUs' frequency.
+    ShowCpuFreq(CpuSel),
+    /// Change host CPUs' frequency (an operator override; "release" hands
+    /// the CPU back to the VMs).
+    SetCpuFreq {
+        #[command(flatten)]
+        /// Which CPUs.
+        cpus: CpuSel,
+        /// What to do.
+        op: FreqAction,
+    },
+    /// An interactive shell with DPDK's prompt (vm_power>) and history.
+    Shell,
+}
+
+/// CPUs by number or by mask.
+#[derive(Debug, Args)]
+pub struct CpuSel {
+    /// A CPU number (or list, e.g. 1,3-4).
+    #[arg(required_unless_present = "mask", conflicts_with = "mask")]
+    pub core: Option<String>,
+    /// A CPU mask, e.g. 0x0f.
+    #[arg(long)]
+    pub mask: Option<String>,
+}
+
+/// Enabled or disabled.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ChannelStatus {
+    /// Requests are served.
+    Enabled,
+    /// Requests are read and ignored.
+    Disabled,
+}
+
+/// enable or disable.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Toggle {
+    /// Allow.
+    Enable,
+    /// Forbid.
+    Disable,
+}
+
+/// A frequency action.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FreqAction {
+    /// One step up.
+    Up,
+    /// One step down.
+    Down,
+    /// Lowest frequency.
+    Min,
+    /// Highest frequency.
+    Max,
+    /// Allow turbo.
+    EnableTurbo,
+    /// Forbid turbo.
+    DisableTurbo,
+    /// Hand back to the VMs' arbitration.
+    Release,
+}
+
+/// A usage error found before asking the daemon.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Parses "0,2-3" into numbers (or None for "all").
+pub fn parse_list(text: &str) -> Result<Option<Vec<u32>>, UsageError> {
+    if text == "all" {
+        return Ok(None);
+    }
+    let bad = |part: &str| UsageError(format!("{part:?} in {text:?} is not a number or range"));
+    let mut out = Vec::new();
+    for part in text.split(',') {
+        let part = part.trim();
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let a: u32 = a.parse().map_err(|_| bad(part))?;
+                let b: u32 = b.parse().map_err(|_| bad(part))?;
+                if a > b || b - a > 4096 {
+                    return Err(bad(part));
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().map_err(|_| bad(part))?),
+        }
+    }
+    Ok(Some(out))
+}
+
+/// Parses a hex mask ("0xf" or "f") into CPU numbers.
+pub fn parse_mask(text: &str) -> Result<Vec<u32>, UsageError> {
+    let digits = text.trim_start_matches("0x").trim_start_matches("0X");
+    let mask = u128::from_str_radix(digits, 16)
+        .map_err(|_| UsageError(format!("{text:?} is not a hex CPU mask")))?;
+    if mask == 0 {
+        return Err(UsageError(format!("mask {text:?} selects no CPU")));
+    }
+    Ok((0..128).filter(|i| mask & (1u128 << i) != 0).collect())
+}
+
+fn cpus(sel: &CpuSel) -> Result<Vec<u32>, UsageError> {
+    match (&sel.core, &sel.mask) {
+        (_, Some(mask)) => parse_mask(mask),
+        (Some(core), None) => match parse_list(core)? {
+            Some(list) => Ok(list),
+            None => Ok(Vec::new()),
+        },
+        (None, None) => Err(UsageError("give a CPU or --mask".into())),
+    }
+}
+
+fn channels(text: &str) -> Result<ChannelSel, UsageError> {
+    Ok(match parse_list(text)? {
+        None => ChannelSel::All,
+        Some(list) => ChannelSel::List(list),
+    })
+}
+
+impl Command {
+    /// The request this command sends (`None` for `shell`).
+    pub fn request(&self) -> Result<Option<CtlRequest>, UsageError> {
+        Ok(Some(match self {
+            Command::Status => CtlRequest::Status,
+            Command::ListVms => CtlRequest::ListVms,
+            Command::ShowVm { vm } => CtlRequest::ShowVm { vm: vm.clone() },
+            Command::AddVm { vm } => CtlRequest::AddVm { vm: vm.clone() },
+            Command::RmVm { vm } => CtlRequest::RmVm { vm: vm.clone() },
+            Command::AddChannels { vm, channels: c } => CtlRequest::AddChannels {
+                vm: vm.clone(),
+                channels: channels(c)?,
+            },
+            Command::SetChannelStatus {
+                vm,
+                channels: c,
+                status,
+            } => CtlRequest::SetChannelStatus {
+                vm: vm.clone(),
+                channels: channels(c)?,
+                enabled: matches!(status, ChannelStatus::Enabled),
+            },
+            Command::SetPcpu { vm, vcpu, pcpu } => CtlRequest::SetPcpu {
+                vm: vm.clone(),
+                vcpu: *vcpu,
+                pcpu: *pcpu,
+            },
+            Command::SetQuery { vm, status } => CtlRequest::SetQuery {
+                vm: vm.clone(),
+                enabled: matches!(status, Toggle::Enable),
+            },
+            Command::ShowCpuFreq(sel) => CtlRequest::ShowCpuFreq { cpus: cpus(sel)? },
+            Command::SetCpuFreq { cpus: sel, op } => CtlRequest::SetCpuFreq {
+                cpus: cpus(sel)?,
+                op: match op {
+                    FreqAction::Up => FreqOp::Up,
+                    FreqAction::Down => FreqOp::Down,
+                    FreqAction::Min => FreqOp::Min,
+                    FreqAction::Max => FreqOp::Max,
+                    FreqAction::EnableTurbo => FreqOp::EnableTurbo,
+                    FreqAction::DisableTurbo => FreqOp::DisableTurbo,
+                    FreqAction::Release => FreqOp::Release,
+                },
+            },
+            Command::Shell => return Ok(None),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_and_masks() {
+        assert_eq!(parse_list("0,2-4").unwrap(), Some(vec![0, 2, 3, 4]));
+        assert_eq!(parse_list("all").unwrap(), None);
+        assert!(parse_list("1,x").unwrap_err().to_string().contains("\"x\""));
+        assert!(parse_list("4-2").is_err());
+        assert_eq!(parse_mask("0x5").unwrap(), vec![0, 2]);
+        assert!(parse_mask("0x0").is_err());
+        assert!(parse_mask("zz").unwrap_err().to_string().contains("zz"));
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}
