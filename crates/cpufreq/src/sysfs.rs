@@ -221,15 +221,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sysfs = Sysfs::new(dir.path());
         fs::write(dir.path().join("scaling_setspeed"), "<unsupported>\n").unwrap();
-        sysfs.write(Path::new("scaling_setspeed"), "2300000").unwrap();
-        assert_eq!(sysfs.read(Path::new("scaling_setspeed")).unwrap(), "2300000");
+        sysfs
+            .write(Path::new("scaling_setspeed"), "2300000")
+            .unwrap();
+        assert_eq!(
+            sysfs.read(Path::new("scaling_setspeed")).unwrap(),
+            "2300000"
+        );
     }
 
     #[test]
     fn missing_file_is_not_found_with_path() {
         let dir = tempfile::tempdir().unwrap();
         let sysfs = Sysfs::new(dir.path());
-        let err = sysfs.read(Path::new("devices/system/cpu/cpu9/online")).unwrap_err();
+        let err = sysfs
+            .read(Path::new("devices/system/cpu/cpu9/online"))
+            .unwrap_err();
         assert!(matches!(err, SysfsError::NotFound { .. }));
         assert!(err.to_string().contains("cpu9/online"), "{err}");
         let err = sysfs.write(Path::new("nope"), "1").unwrap_err();
