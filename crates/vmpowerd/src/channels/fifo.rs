@@ -1,0 +1,77 @@
+//! DPDK's host FIFOs: `<channel-dir>/fifo<N>`, carrying JSON objects as
+//! vm_power_manager reads them. The FIFO is the operator's channel (the
+//! host side writes it), so its instructions act on host CPUs directly.
+//!
+//! ## Behavior
+//! - The FIFO is opened read-write so the reader never sees end-of-file
+//!   when a writer closes; concatenated objects arriving in any chunks are
+//!   decoded with [`JsonStreamDecoder`] (bounded, resynchronising).
+//! - `{"instruction": {"command": "power", ...}}` applies the unit to the
+//!   host CPU `resource_id` as an operator override (see the engine).
+//! - Policy objects are logged and refused until policies are supported.
+
+use std::path::PathBuf;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
+use tracing::{info, warn};
+use vmpower_cpufreq::CpuId;
+use vmpower_proto::json::JsonStreamDecoder;
+use vmpower_proto::{Request, RequestBody};
+
+use crate::SharedCore;
+
+/// Reads the FIFO at `path` until it is removed or fails.
+pub async fn serve_fifo(path: PathBuf, core: SharedCore) {
+    let mut rx = match pipe::OpenOptions::new()
+        .read_write(true)
+        .open_receiver(&path)
+    {
+        Ok(rx) => rx,
+        Err(e) => {
+            warn!(path = %path.display(), error = %e, "cannot open FIFO");
+            return;
+        }
+    };
+    info!(path = %path.display(), "reading JSON FIFO");
+    let mut decoder = JsonStreamDecoder::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match rx.read(&mut buf).await {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "FIFO read failed");
+                return;
+            }
+        };
+        decoder.push(&buf[..n]);
+        while let Some(message) = decoder.next_message() {
+            match message {
+                Ok(request) => apply(&path, &request, &core),
+                Err(e) => warn!(path = %path.display(), error = %e, "invalid JSON message"),
+            }
+        }
+    }
+}
+
+fn apply(path: &std::path::Path, request: &Request, core: &SharedCore) {
+    match request.body {
+        RequestBody::Power {
+            resource_id, unit, ..
+        } => {
+            let Ok(cpu) = u32::try_from(resource_id).map(CpuId) else {
+                warn!(path = %path.display(), resource_id, "no such host CPU");
+                return;
+            };
+            if let Err(e) = crate::lock(core).operator(cpu, unit) {
+                warn!(path = %path.display(), pcpu = cpu.0, error = %e, "instruction refused");
+            }
+        }
+        _ => warn!(
+            path = %path.display(),
+            vm = %request.vm_name,
+            "JSON policies are not supported yet; message ignored"
+        ),
+    }
+}

@@ -1,0 +1,310 @@
+//! vmpowerd's configuration: a TOML file (`--config`) with command-line
+//! flags overriding it. Every setting, its default and its meaning is
+//! listed in `docs/configuration.md`; the defaults are those of a real host
+//! (`/sys`, `/proc`, DPDK's `/tmp/powermonitor`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+use vmpower_engine::{RateLimit, VmSettings};
+use vmpower_proto::Layout;
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML of the expected shape.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the TOML parser said (with line and column).
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid setting {key}: {reason}")]
+    Invalid {
+        /// The setting.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The daemon's command line.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(
+    name = "vmpowerd",
+    version,
+    about = "vmpower host daemon: CPU frequency for KVM guests"
+)]
+pub struct Args {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory standing for /sys.
+    #[arg(long, value_name = "DIR")]
+    pub sysfs_root: Option<PathBuf>,
+    /// Directory standing for /proc.
+    #[arg(long, value_name = "DIR")]
+    pub proc_root: Option<PathBuf>,
+    /// Directory of the guests' channel sockets (`<vm>.<n>`) and FIFOs.
+    #[arg(long, value_name = "DIR")]
+    pub channel_dir: Option<PathBuf>,
+    /// Directory for the takeover record and state.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Unix socket of the control API (vmpowerctl).
+    #[arg(long, value_name = "PATH")]
+    pub control_socket: Option<PathBuf>,
+    /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `vmpowerd=debug`.
+    #[arg(long, value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+/// One VM the operator declares in the config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmConfig {
+    /// The byte layout its channels carry.
+    #[serde(default)]
+    pub layout: Layout,
+    /// Answer its frequency and capability queries.
+    #[serde(default)]
+    pub queries: bool,
+    /// Accept its physical-core requests (for its own pCPUs).
+    #[serde(default)]
+    pub physical_cores: bool,
+    /// Let a vCPU with a multi-CPU affinity drive all those pCPUs.
+    #[serde(default)]
+    pub multi_pcpu: bool,
+    /// vCPU → pCPU, by position (`pcpus = [2, 3]`: vCPU 0 on 2, 1 on 3).
+    #[serde(default)]
+    pub pcpus: Vec<u32>,
+    /// QMP socket of its QEMU, to find its vCPU threads.
+    #[serde(default)]
+    pub qmp_socket: Option<PathBuf>,
+}
+
+impl VmConfig {
+    /// The engine settings this VM entry grants.
+    pub fn settings(&self) -> VmSettings {
+        VmSettings {
+            layout: self.layout,
+            queries_allowed: self.queries,
+            physical_allowed: self.physical_cores,
+            multi_pcpu_allowed: self.multi_pcpu,
+        }
+    }
+}
+
+/// The whole configuration, as the file spells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory standing for /sys.
+    pub sysfs_root: PathBuf,
+    /// Directory standing for /proc.
+    pub proc_root: PathBuf,
+    /// Directory of channel sockets and FIFOs.
+    pub channel_dir: PathBuf,
+    /// Directory for the takeover record and state.
+    pub state_dir: PathBuf,
+    /// Unix socket of the control API.
+    pub control_socket: PathBuf,
+    /// Permission bits of the control socket (octal in the file, e.g. 0o600).
+    pub control_socket_mode: u32,
+    /// Serve VMs whose sockets appear in the channel directory without
+    /// being declared (their settings are the defaults).
+    pub auto_add_vms: bool,
+    /// Read DPDK's JSON FIFOs (`fifo<N>`) in the channel directory.
+    pub fifos: bool,
+    /// How often to re-read vCPU placement from /proc and QMP, in ms.
+    pub placement_refresh_ms: u64,
+    /// Per-channel rate limit.
+    pub rate_limit: RateLimit,
+    /// pCPUs reported as high-priority in CAPS replies (Intel SST-BF).
+    pub high_priority_cpus: Vec<u32>,
+    /// Log filter (tracing EnvFilter syntax).
+    pub log: String,
+    /// Declared VMs, by name.
+    pub vm: BTreeMap<String, VmConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            sysfs_root: PathBuf::from("/sys"),
+            proc_root: PathBuf::from("/proc"),
+            channel_dir: PathBuf::from("/tmp/powermonitor"),
+            state_dir: PathBuf::from("/var/lib/vmpower"),
+            control_socket: PathBuf::from("/run/vmpower/control.sock"),
+            control_socket_mode: 0o600,
+            auto_add_vms: true,
+            fifos: true,
+            placement_refresh_ms: 5000,
+            rate_limit: RateLimit::default(),
+            high_priority_cpus: Vec::new(),
+            log: "info".to_owned(),
+            vm: BTreeMap::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses a TOML document (`origin` names it in errors).
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Loads the file named by `--config` (if any), then applies the flags.
+    pub fn load(args: &Args) -> Result<Self, ConfigError> {
+        let mut config = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                Config::from_toml(&text, path)?
+            }
+            None => Config::default(),
+        };
+        config.apply_args(args);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Flags override the file.
+    pub fn apply_args(&mut self, args: &Args) {
+        let set = |slot: &mut PathBuf, flag: &Option<PathBuf>| {
+            if let Some(v) = flag {
+                slot.clone_from(v);
+            }
+        };
+        set(&mut self.sysfs_root, &args.sysfs_root);
+        set(&mut self.proc_root, &args.proc_root);
+        set(&mut self.channel_dir, &args.channel_dir);
+        set(&mut self.state_dir, &args.state_dir);
+        set(&mut self.control_socket, &args.control_socket);
+        if let Some(log) = &args.log {
+            self.log.clone_from(log);
+        }
+    }
+
+    /// Checks ranges the types cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: &str| {
+            Err(ConfigError::Invalid {
+                key: key.to_owned(),
+                reason: reason.to_owned(),
+            })
+        };
+        if self.rate_limit.burst == 0 || self.rate_limit.per_second == 0 {
+            return invalid("rate_limit", "burst and per_second must be at least 1");
+        }
+        if self.placement_refresh_ms < 100 {
+            return invalid("placement_refresh_ms", "must be at least 100 ms");
+        }
+        if self.control_socket_mode > 0o777 {
+            return invalid(
+                "control_socket_mode",
+                "must be permission bits (0o000..=0o777)",
+            );
+        }
+        for (name, vm) in &self.vm {
+            if name.is_empty() || name.contains('/') {
+                return invalid(
+                    &format!("vm.{name}"),
+                    "a VM name must be non-empty without '/'",
+                );
+            }
+            if vm.pcpus.len() > 256 {
+                return invalid(&format!("vm.{name}.pcpus"), "more than 256 vCPUs");
+            }
+        }
+        Ok(())
+    }
+
+    /// The placement refresh period.
+    pub fn placement_refresh(&self) -> Duration {
+        Duration::from_millis(self.placement_refresh_ms)
+    }
+
+    /// Where the takeover record lives.
+    pub fn takeover_path(&self) -> PathBuf {
+        self.state_dir.join("takeover.json")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_a_real_hosts() {
+        let c = Config::default();
+        assert_eq!(c.sysfs_root, PathBuf::from("/sys"));
+        assert_eq!(c.channel_dir, PathBuf::from("/tmp/powermonitor"));
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let text = r#"
+            channel_dir = "/srv/ch"
+            state_dir = "/srv/state"
+            [rate_limit]
+            burst = 10
+            per_second = 20
+            [vm.vm1]
+            layout = "dpdk-17.11"
+            queries = true
+            pcpus = [2, 3]
+        "#;
+        let mut c = Config::from_toml(text, Path::new("t.toml")).unwrap();
+        assert_eq!(c.vm["vm1"].layout, Layout::Dpdk1711);
+        assert_eq!(c.vm["vm1"].pcpus, vec![2, 3]);
+        assert!(c.vm["vm1"].settings().queries_allowed);
+        assert_eq!(c.rate_limit.burst, 10);
+        let args = Args {
+            channel_dir: Some("/x".into()),
+            ..Args::default()
+        };
+        c.apply_args(&args);
+        assert_eq!(c.channel_dir, PathBuf::from("/x"));
+        assert_eq!(c.state_dir, PathBuf::from("/srv/state"));
+    }
+
+    #[test]
+    fn errors_name_the_file_and_setting() {
+        let err = Config::from_toml("chanel_dir = \"/x\"", Path::new("/etc/v.toml")).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("/etc/v.toml") && msg.contains("chanel_dir"),
+            "{msg}"
+        );
+        let err = Config::from_toml("[rate_limit]\nburst = 0\nper_second = 1", Path::new("c"))
+            .unwrap_err();
+        assert!(err.to_string().contains("rate_limit"), "{err}");
+        let err = Config::from_toml("[vm.\"a/b\"]", Path::new("c")).unwrap_err();
+        assert!(err.to_string().contains("vm.a/b"), "{err}");
+        let err = Config::from_toml("[vm.v]\nlayout = \"old\"", Path::new("c")).unwrap_err();
+        assert!(err.to_string().contains("layout"), "{err}");
+    }
+}

@@ -1,0 +1,395 @@
+//! The control API: a unix socket (mode from the config, 0600 by default,
+//! so only root or the daemon's user may use it) speaking the JSON-lines
+//! protocol of `vmpower-api`, one task per client.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+use vmpower_api::{ChannelSel, CtlError, CtlRequest, CtlResponse, ErrorKind, FreqOp};
+use vmpower_cpufreq::CpuId;
+use vmpower_engine::{ChannelId, VmId};
+use vmpower_proto::ScalingUnit;
+
+use crate::channels::ChannelName;
+use crate::run::Daemon;
+
+/// Longest request line accepted.
+const MAX_LINE: usize = 64 * 1024;
+
+/// Binds the control socket and serves it in the background.
+pub fn listen(daemon: Arc<Daemon>) -> anyhow::Result<JoinHandle<()>> {
+    let path = daemon.config.control_socket.clone();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    // A socket left by a crashed run is replaced; anything else is not ours.
+    if std::fs::symlink_metadata(&path).is_ok() {
+        use std::os::unix::fs::FileTypeExt;
+        let meta = std::fs::symlink_metadata(&path)?;
+        anyhow::ensure!(
+            meta.file_type().is_socket(),
+            "{} exists and is not a socket",
+            path.display()
+        );
+        std::fs::remove_file(&path)?;
+    }
+    let listener = UnixListener::bind(&path)
+        .with_context(|| format!("cannot bind control socket {}", path.display()))?;
+    daemon
+        .secure_control_socket()
+        .with_context(|| format!("cannot set permissions of {}", path.display()))?;
+    Ok(tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    tokio::spawn(serve_client(stream, daemon.clone()));
+                }
+                Err(e) => warn!(error = %e, "control socket accept failed"),
+            }
+        }
+    }))
+}
+
+async fn serve_client(stream: UnixStream, daemon: Arc<Daemon>) {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match lines.read_line(&mut line).await {
+            Ok(0) => return,
+            Ok(_) if line.len() > MAX_LINE => {
+                let _ = reply(&mut write, &invalid("request line too long")).await;
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                debug!(error = %e, "control client read failed");
+                return;
+            }
+        }
+        let response = match serde_json::from_str::<CtlRequest>(&line) {
+            Ok(request) => {
+                info!(?request, "control request");
+                match handle(&daemon, request) {
+                    Ok(v) => CtlResponse::Ok(v),
+                    Err(e) => CtlResponse::Error(e),
+                }
+            }
+            Err(e) => invalid(&format!("invalid request: {e}")),
+        };
+        if reply(&mut write, &response).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn reply(
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    response: &CtlResponse,
+) -> std::io::Result<()> {
+    let mut text = serde_json::to_string(response).unwrap_or_else(|e| {
+        format!(r#"{{"error":{{"kind":"refused","message":"cannot encode answer: {e}"}}}}"#)
+    });
+    text.push('\n');
+    write.write_all(text.as_bytes()).await
+}
+
+fn invalid(message: &str) -> CtlResponse {
+    CtlResponse::Error(CtlError::new(ErrorKind::Invalid, message))
+}
+
+fn not_found(what: impl Into<String>) -> CtlError {
+    CtlError::new(ErrorKind::NotFound, what)
+}
+
+fn refused(what: impl Into<String>) -> CtlError {
+    CtlError::new(ErrorKind::Refused, what)
+}
+
+/// Carries out one request.
+pub fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, CtlError> {
+    match request {
+        CtlRequest::Status => Ok(status(daemon)),
+        CtlRequest::ListVms => {
+            let vms = crate::lock(&daemon.core).engine.vm_ids();
+            Ok(Value::Array(
+                vms.iter().map(|v| show_vm(daemon, v)).collect(),
+            ))
+        }
+        CtlRequest::ShowVm { vm } => {
+            let id = known_vm(daemon, &vm)?;
+            Ok(show_vm(daemon, &id))
+        }
+        CtlRequest::AddVm { vm } => {
+            if vm.is_empty() || vm.contains('/') {
+                return Err(CtlError::new(
+                    ErrorKind::Invalid,
+                    format!("invalid VM name {vm:?}"),
+                ));
+            }
+            let id = VmId::new(&vm);
+            let mut core = crate::lock(&daemon.core);
+            if core.engine.settings(&id).is_some() {
+                return Err(refused(format!("VM {vm} is already known")));
+            }
+            core.engine.add_vm(id, Default::default());
+            Ok(json!({ "added": vm }))
+        }
+        CtlRequest::RmVm { vm } => {
+            let id = known_vm(daemon, &vm)?;
+            for path in vm_channel_paths(daemon, &id) {
+                daemon.gone(&path);
+            }
+            crate::placement_lock(daemon).remove(&id);
+            let mut core = crate::lock(&daemon.core);
+            let actions = core.engine.remove_vm(&id);
+            core.execute(&actions);
+            Ok(json!({ "removed": vm }))
+        }
+        CtlRequest::AddChannels { vm, channels } => {
+            let id = known_vm(daemon, &vm)?;
+            let paths = select_sockets(daemon, &id, &channels)?;
+            for path in &paths {
+                daemon.appeared(path);
+            }
+            Ok(json!({ "connected": paths }))
+        }
+        CtlRequest::SetChannelStatus {
+            vm,
+            channels,
+            enabled,
+        } => {
+            let id = known_vm(daemon, &vm)?;
+            let indices = match channels {
+                ChannelSel::All => socket_indices(daemon, &id),
+                ChannelSel::List(l) => l,
+            };
+            let mut core = crate::lock(&daemon.core);
+            let now = core.now();
+            for index in &indices {
+                let channel = ChannelId {
+                    vm: id.clone(),
+                    index: *index,
+                };
+                core.engine.set_channel_enabled(&channel, enabled, now);
+            }
+            Ok(json!({ "channels": indices, "enabled": enabled }))
+        }
+        CtlRequest::SetPcpu { vm, vcpu, pcpu } => {
+            let id = known_vm(daemon, &vm)?;
+            let mut core = crate::lock(&daemon.core);
+            if !core.engine.pcpus().contains(&CpuId(pcpu)) {
+                return Err(not_found(format!(
+                    "pCPU {pcpu} has no frequency control on this host"
+                )));
+            }
+            let placement = {
+                let mut p = crate::placement_lock(daemon);
+                p.set(&id, vcpu, CpuId(pcpu));
+                p.get(&id)
+            };
+            let actions = core.engine.set_placement(&id, placement);
+            let ok = core.execute(&actions);
+            if !ok {
+                return Err(refused(
+                    "the mapping is recorded but a frequency write failed (see the log)",
+                ));
+            }
+            Ok(json!({ "vm": vm, "vcpu": vcpu, "pcpu": pcpu }))
+        }
+        CtlRequest::SetQuery { vm, enabled } => {
+            let id = known_vm(daemon, &vm)?;
+            let mut core = crate::lock(&daemon.core);
+            let mut settings = core.engine.settings(&id).unwrap_or_default();
+            settings.queries_allowed = enabled;
+            core.engine.add_vm(id, settings);
+            Ok(json!({ "vm": vm, "queries": enabled }))
+        }
+        CtlRequest::ShowCpuFreq { cpus } => show_cpu_freq(daemon, &cpus),
+        CtlRequest::SetCpuFreq { cpus, op } => set_cpu_freq(daemon, &cpus, op),
+    }
+}
+
+fn known_vm(daemon: &Daemon, vm: &str) -> Result<VmId, CtlError> {
+    let id = VmId::new(vm);
+    if crate::lock(&daemon.core).engine.settings(&id).is_some() {
+        Ok(id)
+    } else {
+        Err(not_found(format!("no VM named {vm}")))
+    }
+}
+
+fn vm_channel_paths(daemon: &Daemon, vm: &VmId) -> Vec<std::path::PathBuf> {
+    let dir = &daemon.config.channel_dir;
+    crate::channels::watch::scan(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| matches!(ChannelName::of_path(p), Some(ChannelName::Guest { vm: v, .. }) if v == vm.as_str()))
+        .collect()
+}
+
+fn socket_indices(daemon: &Daemon, vm: &VmId) -> Vec<u32> {
+    vm_channel_paths(daemon, vm)
+        .iter()
+        .filter_map(|p| match ChannelName::of_path(p) {
+            Some(ChannelName::Guest { index, .. }) => Some(index),
+            _ => None,
+        })
+        .collect()
+}
+
+fn select_sockets(
+    daemon: &Daemon,
+    vm: &VmId,
+    sel: &ChannelSel,
+) -> Result<Vec<std::path::PathBuf>, CtlError> {
+    let all = vm_channel_paths(daemon, vm);
+    let chosen: Vec<_> = match sel {
+        ChannelSel::All => all,
+        ChannelSel::List(list) => {
+            let mut out = Vec::new();
+            for index in list {
+                let path = daemon.config.channel_dir.join(format!("{vm}.{index}"));
+                if !all.contains(&path) {
+                    return Err(not_found(format!("no channel socket {}", path.display())));
+                }
+                out.push(path);
+            }
+            out
+        }
+    };
+    if chosen.is_empty() {
+        return Err(not_found(format!(
+            "no channel socket for {vm} in {}",
+            daemon.config.channel_dir.display()
+        )));
+    }
+    Ok(chosen)
+}
+
+fn show_vm(daemon: &Daemon, vm: &VmId) -> Value {
+    let served = daemon.channel_paths();
+    let core = crate::lock(&daemon.core);
+    let settings = core.engine.settings(vm).unwrap_or_default();
+    let placement = core.engine.placement(vm).cloned().unwrap_or_default();
+    let vcpus: Vec<Value> = (0..placement.vcpus)
+        .map(|v| {
+            let pcpus: Vec<u32> = u32::try_from(v)
+                .ok()
+                .and_then(|v| placement.affinity.get(&v))
+                .map(|a| a.iter().map(|c| c.0).collect())
+                .unwrap_or_default();
+            json!({ "vcpu": v, "pcpus": pcpus })
+        })
+        .collect();
+    let channels: Vec<Value> = socket_indices(daemon, vm)
+        .into_iter()
+        .map(|index| {
+            let path = daemon.config.channel_dir.join(format!("{vm}.{index}"));
+            let channel = ChannelId {
+                vm: vm.clone(),
+                index,
+            };
+            json!({
+                "index": index,
+                "path": path,
+                "served": served.contains(&path),
+                "enabled": core.engine.channel_enabled(&channel),
+            })
+        })
+        .collect();
+    json!({
+        "name": vm.as_str(),
+        "settings": settings,
+        "vcpus": vcpus,
+        "channels": channels,
+    })
+}
+
+fn status(daemon: &Daemon) -> Value {
+    let served = daemon.channel_paths();
+    let core = crate::lock(&daemon.core);
+    let managed: Vec<u32> = core
+        .engine
+        .pcpus()
+        .into_iter()
+        .filter(|c| core.engine.is_managed(*c))
+        .map(|c| c.0)
+        .collect();
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "channel_dir": daemon.config.channel_dir,
+        "channels_served": served,
+        "vms": core.engine.vm_ids().len(),
+        "pcpus": core.engine.pcpus().len(),
+        "pcpus_managed": managed,
+        "stats": core.stats,
+    })
+}
+
+fn target_cpus(daemon: &Daemon, cpus: &[u32]) -> Result<Vec<CpuId>, CtlError> {
+    let known = crate::lock(&daemon.core).engine.pcpus();
+    if cpus.is_empty() {
+        return Ok(known);
+    }
+    cpus.iter()
+        .map(|c| {
+            let cpu = CpuId(*c);
+            if known.contains(&cpu) {
+                Ok(cpu)
+            } else {
+                Err(not_found(format!(
+                    "CPU {c} has no frequency control on this host"
+                )))
+            }
+        })
+        .collect()
+}
+
+fn show_cpu_freq(daemon: &Daemon, cpus: &[u32]) -> Result<Value, CtlError> {
+    let cpus = target_cpus(daemon, cpus)?;
+    let core = crate::lock(&daemon.core);
+    let rows = cpus
+        .iter()
+        .map(|cpu| {
+            let table = core.cpufreq.table(*cpu).ok();
+            let hw = core.cpufreq.current(*cpu).ok().flatten();
+            json!({
+                "cpu": cpu.0,
+                "khz": hw.or(core.engine.known_khz(*cpu)).map(|k| k.0),
+                "managed": core.engine.is_managed(*cpu),
+                "operator": core.engine.operator_holds(*cpu),
+                "table_khz": table.map(|t| t.freqs().iter().map(|f| f.0).collect::<Vec<_>>()),
+            })
+        })
+        .collect();
+    Ok(Value::Array(rows))
+}
+
+fn set_cpu_freq(daemon: &Daemon, cpus: &[u32], op: FreqOp) -> Result<Value, CtlError> {
+    let cpus = target_cpus(daemon, cpus)?;
+    let mut core = crate::lock(&daemon.core);
+    for cpu in &cpus {
+        let result = match op {
+            FreqOp::Release => core.operator_release(*cpu),
+            FreqOp::Up => core.operator(*cpu, ScalingUnit::ScaleUp),
+            FreqOp::Down => core.operator(*cpu, ScalingUnit::ScaleDown),
+            FreqOp::Min => core.operator(*cpu, ScalingUnit::ScaleMin),
+            FreqOp::Max => core.operator(*cpu, ScalingUnit::ScaleMax),
+            FreqOp::EnableTurbo => core.operator(*cpu, ScalingUnit::EnableTurbo),
+            FreqOp::DisableTurbo => core.operator(*cpu, ScalingUnit::DisableTurbo),
+        };
+        result.map_err(|e| refused(format!("CPU {}: {e}", cpu.0)))?;
+    }
+    let rows: Vec<Value> = cpus
+        .iter()
+        .map(|c| json!({ "cpu": c.0, "khz": core.engine.known_khz(*c).map(|k| k.0) }))
+        .collect();
+    Ok(Value::Array(rows))
+}

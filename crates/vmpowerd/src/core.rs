@@ -1,0 +1,220 @@
+//! The daemon's shared state: the engine, the cpufreq façade and the
+//! counters, behind one lock. Channel tasks hand it whole records; it asks
+//! the engine, applies the engine's actions through cpufreq, logs each
+//! decision, and encodes the reply.
+//!
+//! ## Behavior
+//! - An ACK becomes a NACK when a write the decision needed failed; the
+//!   engine is told ([`Engine::write_failed`]) so its view stays true.
+//! - Decisions are logged at info with VM, vCPU, pCPU, old and new
+//!   frequency and the reason. Lines a guest can trigger (rejections, name
+//!   mismatches, malformed records) go through a per-VM [`LogLimiter`].
+
+use std::time::Instant;
+
+use tracing::{info, warn};
+use vmpower_cpufreq::levels::Level;
+use vmpower_cpufreq::{CpuFreq, CpuId};
+use vmpower_engine::{
+    Action, ChannelId, CoreKey, Decision, Engine, FreqChange, Note, OperatorAction, Rejection,
+    Reply, Trigger, VmId, Winner,
+};
+use vmpower_proto::layout::{encode_caps_list, encode_freq_list, encode_verdict};
+use vmpower_proto::stream::Frame;
+use vmpower_proto::{Layout, ScalingUnit, Verdict};
+
+use crate::ratelog::LogLimiter;
+use crate::stats::Stats;
+
+/// Why an operator command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    /// The engine refused it.
+    #[error(transparent)]
+    Refused(#[from] Rejection),
+    /// The frequency could not be written (details in the log).
+    #[error("writing the frequency of {0} failed")]
+    WriteFailed(CpuId),
+}
+
+/// Engine, cpufreq and counters: everything a decision touches.
+#[derive(Debug)]
+pub struct Core {
+    /// The decisions.
+    pub engine: Engine,
+    /// The frequency control.
+    pub cpufreq: CpuFreq,
+    /// Counters for status and metrics.
+    pub stats: Stats,
+    started: Instant,
+    guest_log: LogLimiter,
+}
+
+impl Core {
+    /// A core over a ready engine and cpufreq façade.
+    pub fn new(engine: Engine, cpufreq: CpuFreq) -> Self {
+        Core {
+            engine,
+            cpufreq,
+            stats: Stats::default(),
+            started: Instant::now(),
+            guest_log: LogLimiter::default(),
+        }
+    }
+
+    /// Monotonic time since start, the engine's clock.
+    pub fn now(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// Handles one record of a channel and appends the reply bytes to
+    /// `out` (nothing when no reply is due).
+    pub fn handle_frame(
+        &mut self,
+        channel: &ChannelId,
+        layout: Layout,
+        frame: &Frame<'_>,
+        out: &mut Vec<u8>,
+    ) {
+        let request = frame
+            .request
+            .as_ref()
+            .map_err(|e| Rejection::Malformed(e.to_string()));
+        let now = self.now();
+        let decision = self.engine.handle(now, channel, request);
+        self.stats.count_request(&channel.vm, frame, &decision);
+        let ok = self.execute(&decision.actions);
+        self.log_notes(&channel.vm, &decision);
+        match decision.reply {
+            Reply::None => {}
+            Reply::Verdict(v) => {
+                let v = if ok { v } else { Verdict::Nack };
+                match encode_verdict(frame.raw, layout, v) {
+                    Ok(bytes) => out.extend_from_slice(bytes.as_slice()),
+                    Err(e) => warn!(%channel, error = %e, "cannot encode verdict"),
+                }
+            }
+            Reply::FreqList(r) => match encode_freq_list(&r) {
+                Ok(bytes) => out.extend_from_slice(&bytes),
+                Err(e) => warn!(%channel, error = %e, "cannot encode FREQ_LIST"),
+            },
+            Reply::Caps(r) => match encode_caps_list(&r) {
+                Ok(bytes) => out.extend_from_slice(&bytes),
+                Err(e) => warn!(%channel, error = %e, "cannot encode CAPS_LIST"),
+            },
+        }
+    }
+
+    /// An operator's direct command on a host CPU (vmpowerctl, DPDK's
+    /// FIFO): an override of the VMs' arbitration for its domain.
+    pub fn operator(&mut self, cpu: CpuId, unit: ScalingUnit) -> Result<(), OperatorError> {
+        let actions = self.engine.operator_apply(cpu, unit)?;
+        if self.execute(&actions) {
+            Ok(())
+        } else {
+            Err(OperatorError::WriteFailed(cpu))
+        }
+    }
+
+    /// Hands an operator-held CPU back to the VMs' arbitration.
+    pub fn operator_release(&mut self, cpu: CpuId) -> Result<(), OperatorError> {
+        let actions = self.engine.operator_release(cpu)?;
+        if self.execute(&actions) {
+            Ok(())
+        } else {
+            Err(OperatorError::WriteFailed(cpu))
+        }
+    }
+
+    /// Applies the engine's actions; false if any write failed.
+    pub fn execute(&mut self, actions: &[Action]) -> bool {
+        let mut ok = true;
+        for action in actions {
+            match action {
+                Action::Set(change) => {
+                    match self.cpufreq.apply(change.cpu, Level::Index(change.index)) {
+                        Ok(outcome) => {
+                            self.stats.sysfs_writes += u64::from(outcome.changed);
+                            log_change(change, outcome.old_khz.0, outcome.new_khz.0);
+                        }
+                        Err(e) => {
+                            ok = false;
+                            self.stats.sysfs_failures += 1;
+                            self.engine.write_failed(change);
+                            warn!(
+                                pcpu = change.cpu.0,
+                                new_khz = change.to.0,
+                                error = %format_args!("{:#}", anyhow::Error::from(e)),
+                                "frequency change failed"
+                            );
+                        }
+                    }
+                }
+                Action::Release { cpu, domain } => self.release(*cpu, domain),
+            }
+        }
+        ok
+    }
+
+    fn release(&mut self, cpu: CpuId, domain: &[CpuId]) {
+        match self.cpufreq.release(cpu) {
+            Ok(how) => info!(pcpu = cpu.0, ?domain, outcome = ?how, "pCPU given back"),
+            Err(e) => {
+                self.stats.sysfs_failures += 1;
+                warn!(pcpu = cpu.0, error = %format_args!("{:#}", anyhow::Error::from(e)), "release failed");
+            }
+        }
+    }
+
+    fn log_notes(&mut self, vm: &VmId, decision: &Decision) {
+        let now = self.now();
+        for note in &decision.notes {
+            match note {
+                Note::Connected(ch) => info!(channel = %ch, "guest connected (CONNECT)"),
+                Note::NameMismatch { channel, claimed } => {
+                    self.stats.name_mismatches += 1;
+                    if let Some(suppressed) = self.guest_log.allow(vm, now) {
+                        warn!(%channel, claimed, suppressed, "packet names another VM; ignored, the channel's VM is used");
+                    }
+                }
+                Note::Rejected(r) => {
+                    if let Some(suppressed) = self.guest_log.allow(vm, now) {
+                        warn!(vm = %vm, reason = r.label(), detail = %r, suppressed, "request refused");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One info line per frequency decision.
+fn log_change(change: &FreqChange, old_khz: u32, new_khz: u32) {
+    let (vm, vcpu, reason) = match &change.trigger {
+        Trigger::Request { vm, core, unit } => {
+            let vcpu = match core {
+                CoreKey::Vcpu(v) => Some(*v),
+                CoreKey::Pcpu(_) => None,
+            };
+            (Some(vm.to_string()), vcpu, format!("request {unit:?}"))
+        }
+        Trigger::Placement(vm) => (Some(vm.to_string()), None, "vCPUs re-pinned".to_owned()),
+        Trigger::VmRemoved(vm) => (Some(vm.to_string()), None, "VM removed".to_owned()),
+        Trigger::Operator(OperatorAction::Unit(u)) => (None, None, format!("operator {u:?}")),
+        Trigger::Operator(OperatorAction::Release) => (None, None, "operator release".to_owned()),
+    };
+    let decided_by = match &change.winner {
+        Winner::Vm(v) => format!("want of {v}"),
+        Winner::DefaultMax => "a sharing VM without requests (max)".to_owned(),
+        Winner::Operator => "operator".to_owned(),
+    };
+    info!(
+        vm = vm.as_deref().unwrap_or("-"),
+        vcpu = vcpu.map_or_else(|| "-".to_owned(), |v| v.to_string()),
+        pcpu = change.cpu.0,
+        old_khz,
+        new_khz,
+        reason,
+        decided_by,
+        "frequency changed"
+    );
+}

@@ -1,0 +1,38 @@
+//! vmpowerd, the vmpower host daemon: watches the channel directory for
+//! the virtio-serial sockets QEMU exposes, reads guests' requests, asks the
+//! engine what to do, drives cpufreq, and answers.
+//!
+//! The daemon is thin glue: every decision is in `vmpower-engine`; every
+//! sysfs access in `vmpower-cpufreq`; every byte layout in `vmpower-proto`.
+//! [`run::run`] is the entry point; `main.rs` only parses flags, starts
+//! logging, and supplies the real sysfs and the signals.
+
+pub mod channels;
+pub mod config;
+pub mod control;
+pub mod core;
+pub mod inventory;
+pub mod placement;
+pub mod ratelog;
+pub mod run;
+pub mod stats;
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// The core, shared by every channel task and the control API.
+pub type SharedCore = Arc<Mutex<core::Core>>;
+
+/// Locks the core. A panic while holding it cannot leave a half-made
+/// decision behind (decisions are computed before state is committed), so
+/// a poisoned lock is taken over rather than propagated.
+pub fn lock(core: &SharedCore) -> MutexGuard<'_, core::Core> {
+    core.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Locks the operator placements.
+pub fn placement_lock(daemon: &run::Daemon) -> MutexGuard<'_, placement::Placements> {
+    daemon
+        .placements
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}

@@ -1,0 +1,72 @@
+//! `vmpowerd`: parse flags, start logging, build the real sysfs, run until
+//! SIGTERM or SIGINT, then give every CPU back.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info};
+use tracing_subscriber::EnvFilter;
+use vmpower_cpufreq::Sysfs;
+use vmpowerd::config::{Args, Config};
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match Config::load(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("vmpowerd: {:#}", anyhow::Error::from(e));
+            return ExitCode::from(2);
+        }
+    };
+    let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|e| {
+        eprintln!(
+            "vmpowerd: invalid log filter {:?} ({e}); using info",
+            config.log
+        );
+        EnvFilter::new("info")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vmpowerd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let io = Arc::new(Sysfs::new(&config.sysfs_root));
+    let result = runtime.block_on(async {
+        let shutdown = shutdown_signal()?;
+        vmpowerd::run::run(config, io, shutdown).await
+    });
+    match result {
+        Ok(()) => {
+            info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("vmpowerd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM: stopping"),
+            _ = int.recv() => info!("SIGINT: stopping"),
+        }
+    })
+}

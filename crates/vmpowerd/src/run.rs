@@ -1,0 +1,241 @@
+//! Start-up, the main loop and shutdown of the daemon.
+//!
+//! ## Behavior
+//! - Before anything else, a takeover record left by a crashed run is
+//!   restored (every CPU back to its original governor and bounds).
+//! - The host's CPUs are discovered under the sysfs root and handed to the
+//!   engine; declared VMs are added with their settings and placements.
+//! - The channel directory is scanned, then watched with inotify; each
+//!   socket and FIFO gets its own task (see [`crate::channels`]).
+//! - When `shutdown` resolves, every task stops, every CPU taken over is
+//!   restored, and the control socket is removed.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+use vmpower_cpufreq::takeover::restore_from_file;
+use vmpower_cpufreq::{CpuFreq, CpuId, SysfsIo};
+use vmpower_engine::{ChannelId, Engine, EngineConfig, PcpuSpec, VmId};
+
+use crate::SharedCore;
+use crate::channels::watch::{DirEvent, DirWatch, scan};
+use crate::channels::{ChannelName, conn, fifo};
+use crate::config::Config;
+use crate::core::Core;
+use crate::placement::Placements;
+
+/// The running daemon's shared parts, as the control API sees them.
+#[derive(Debug)]
+pub struct Daemon {
+    /// The configuration in force.
+    pub config: Config,
+    /// Engine, cpufreq and counters.
+    pub core: SharedCore,
+    /// Operator-given vCPU placements.
+    pub placements: Mutex<Placements>,
+    tasks: Mutex<HashMap<PathBuf, JoinHandle<()>>>,
+}
+
+/// Runs the daemon until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    io: Arc<dyn SysfsIo>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let daemon = Arc::new(start(config, io)?);
+    let result = serve(&daemon, shutdown).await;
+    stop(&daemon);
+    result
+}
+
+/// Restores leftovers, discovers the host, builds the engine.
+pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("cannot create state dir {}", config.state_dir.display()))?;
+    let takeover = config.takeover_path();
+    if takeover.exists() {
+        let report = restore_from_file(&takeover, &*io)
+            .with_context(|| format!("restoring {} left by a previous run", takeover.display()))?;
+        info!(
+            restored = report.restored.len(),
+            failed = report.failed.len(),
+            "restored CPUs left by a previous run"
+        );
+    }
+    let cpufreq = CpuFreq::new(io, &takeover).context("discovering the host's CPUs")?;
+    let mut engine = Engine::new(EngineConfig {
+        rate_limit: config.rate_limit,
+    });
+    let managed = cpufreq.host().map(vmpower_cpufreq::control::managed_cpus);
+    let managed = managed.transpose().context("listing controllable CPUs")?;
+    let managed = managed.unwrap_or_default();
+    if managed.is_empty() {
+        warn!(root = %config.sysfs_root.display(), "no CPU with cpufreq found: requests will be refused");
+    }
+    for m in managed {
+        let current = m.current.unwrap_or_else(|| m.table.freqs()[0]);
+        engine.add_pcpu(PcpuSpec {
+            cpu: m.cpu,
+            table: m.table,
+            current,
+            domain: m.domain,
+            high_priority: config.high_priority_cpus.contains(&m.cpu.0),
+        });
+    }
+    let mut placements = Placements::default();
+    for (name, vm) in &config.vm {
+        let id = VmId::new(name);
+        engine.add_vm(id.clone(), vm.settings());
+        for (vcpu, pcpu) in (0..).zip(&vm.pcpus) {
+            placements.set(&id, vcpu, CpuId(*pcpu));
+        }
+        let _ = engine.set_placement(&id, placements.get(&id));
+    }
+    Ok(Daemon {
+        core: Arc::new(Mutex::new(Core::new(engine, cpufreq))),
+        placements: Mutex::new(placements),
+        tasks: Mutex::new(HashMap::new()),
+        config,
+    })
+}
+
+async fn serve(daemon: &Arc<Daemon>, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let dir = &daemon.config.channel_dir;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create channel dir {}", dir.display()))?;
+    let mut watch =
+        DirWatch::new(dir).with_context(|| format!("cannot watch {}", dir.display()))?;
+    for path in scan(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        daemon.appeared(&path);
+    }
+    let control = crate::control::listen(daemon.clone())?;
+    info!(channel_dir = %dir.display(), control = %daemon.config.control_socket.display(), "vmpowerd ready");
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            event = watch.next() => match event {
+                Some(Ok(DirEvent::Appeared(p))) => daemon.appeared(&p),
+                Some(Ok(DirEvent::Gone(p))) => daemon.gone(&p),
+                Some(Err(e)) => warn!(error = %e, "channel directory watch failed"),
+                None => anyhow::bail!("channel directory watch ended"),
+            },
+        }
+    }
+    control.abort();
+    Ok(())
+}
+
+/// Stops every task and gives back every CPU.
+fn stop(daemon: &Daemon) {
+    for (_, task) in lock_tasks(&daemon.tasks).drain() {
+        task.abort();
+    }
+    match crate::lock(&daemon.core).cpufreq.restore_all() {
+        Ok(report) => info!(
+            restored = report.restored.len(),
+            failed = report.failed.len(),
+            "CPUs given back"
+        ),
+        Err(e) => {
+            warn!(error = %format_args!("{:#}", anyhow::Error::from(e)), "restore at shutdown failed")
+        }
+    }
+    let _ = std::fs::remove_file(&daemon.config.control_socket);
+}
+
+fn lock_tasks(
+    tasks: &Mutex<HashMap<PathBuf, JoinHandle<()>>>,
+) -> std::sync::MutexGuard<'_, HashMap<PathBuf, JoinHandle<()>>> {
+    tasks
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Daemon {
+    /// A file appeared in the channel directory.
+    pub fn appeared(self: &Arc<Self>, path: &Path) {
+        let Some(name) = ChannelName::of_path(path) else {
+            return;
+        };
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        let task = match name {
+            ChannelName::Guest { vm, index } if meta.file_type().is_socket() => {
+                let id = VmId::new(&vm);
+                if !self.ensure_vm(&id) {
+                    info!(path = %path.display(), "socket of an undeclared VM ignored (auto_add_vms = false)");
+                    return;
+                }
+                let channel = ChannelId { vm: id, index };
+                tokio::spawn(conn::serve_socket(
+                    path.to_owned(),
+                    channel,
+                    self.core.clone(),
+                ))
+            }
+            ChannelName::Fifo(_) if self.config.fifos && meta.file_type().is_fifo() => {
+                tokio::spawn(fifo::serve_fifo(path.to_owned(), self.core.clone()))
+            }
+            _ => return,
+        };
+        if let Some(old) = lock_tasks(&self.tasks).insert(path.to_owned(), task) {
+            old.abort();
+        }
+    }
+
+    /// A file went away from the channel directory.
+    pub fn gone(&self, path: &Path) {
+        if let Some(task) = lock_tasks(&self.tasks).remove(path) {
+            task.abort();
+        }
+    }
+
+    /// The channel sockets being served, by path.
+    pub fn channel_paths(&self) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = lock_tasks(&self.tasks)
+            .iter()
+            .filter(|(_, t)| !t.is_finished())
+            .map(|(p, _)| p.clone())
+            .collect();
+        paths.sort();
+        paths
+    }
+
+    /// Makes sure the engine knows `vm`; false when it is not declared and
+    /// undeclared VMs are not served.
+    pub fn ensure_vm(&self, vm: &VmId) -> bool {
+        let mut core = crate::lock(&self.core);
+        if core.engine.settings(vm).is_some() {
+            return true;
+        }
+        if !self.config.auto_add_vms {
+            return false;
+        }
+        core.engine.add_vm(vm.clone(), Default::default());
+        let placement = self
+            .placements
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(vm);
+        let actions = core.engine.set_placement(vm, placement);
+        core.execute(&actions);
+        true
+    }
+
+    /// Sets the control socket's permissions from the config.
+    pub fn secure_control_socket(&self) -> std::io::Result<()> {
+        let mode = self.config.control_socket_mode;
+        std::fs::set_permissions(
+            &self.config.control_socket,
+            std::fs::Permissions::from_mode(mode),
+        )
+    }
+}

@@ -1,0 +1,215 @@
+//! The real daemon over real unix sockets, the test playing QEMU: direct
+//! requests land in the fake sysfs, refusals are NACKed, the daemon
+//! reconnects when QEMU re-creates its socket, garbage does not stop it, a
+//! guest that never reads is contained, and every CPU is given back at
+//! shutdown.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use tokio::io::AsyncWriteExt;
+use vmpower_api::{CtlRequest, CtlResponse};
+use vmpower_proto::layout::encode_request_record;
+use vmpower_proto::{CoreType, Layout, Request, RequestBody, ScalingUnit, Verdict, VmName};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_requests_change_the_mapped_pcpu_and_are_acked() {
+    let mut host = Host::start(&[("vm1", vm(&[2, 3]))]).await;
+    let qemu = host.qemu("vm1", 0);
+    let mut guest = accept(&qemu).await;
+    let before = host.cpu_file(2, "scaling_governor");
+
+    // (unit, vCPU, expected setspeed of its pCPU); table 2301000 (turbo),
+    // 2300000 ... 800000 in 100 MHz steps.
+    let steps = [
+        (ScalingUnit::ScaleMin, 0, 2, "800000"),
+        (ScalingUnit::ScaleUp, 0, 2, "900000"),
+        (ScalingUnit::ScaleMax, 1, 3, "2301000"),
+        (ScalingUnit::DisableTurbo, 1, 3, "2300000"),
+        (ScalingUnit::ScaleDown, 1, 3, "2200000"),
+        (ScalingUnit::EnableTurbo, 1, 3, "2200000"),
+        (ScalingUnit::ScaleMax, 1, 3, "2301000"),
+    ];
+    for (unit, vcpu, pcpu, khz) in steps {
+        assert_eq!(
+            call(&mut guest, &power(vcpu, unit)).await,
+            Verdict::Ack,
+            "{unit:?}"
+        );
+        assert_eq!(host.cpu_file(pcpu, "scaling_governor"), "userspace");
+        assert_eq!(host.cpu_file(pcpu, "scaling_setspeed"), khz, "{unit:?}");
+    }
+    // Untouched CPUs stay untouched.
+    assert_eq!(host.cpu_file(0, "scaling_governor"), before);
+
+    // Refusals: vCPU out of range, a physical core without the grant.
+    assert_eq!(
+        call(&mut guest, &power(2, ScalingUnit::ScaleMin)).await,
+        Verdict::Nack
+    );
+    let physical = Request {
+        vm_name: VmName::default(),
+        body: RequestBody::Power {
+            resource_id: 0,
+            core_type: CoreType::Physical,
+            unit: ScalingUnit::ScaleMin,
+        },
+    };
+    let record = encode_request_record(&physical, Layout::Current).unwrap();
+    assert_eq!(call(&mut guest, record.as_slice()).await, Verdict::Nack);
+    assert_eq!(host.cpu_file(0, "scaling_governor"), before);
+
+    host.stop().await.unwrap();
+    for cpu in [2, 3] {
+        assert_eq!(
+            host.cpu_file(cpu, "scaling_governor"),
+            before,
+            "cpu{cpu} restored"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dpdk_connect_then_garbage_then_valid_records() {
+    let mut host = Host::start(&[("vm1", vm(&[1]))]).await;
+    let qemu = host.qemu("vm1", 0);
+    let mut guest = accept(&qemu).await;
+    // DPDK's CONNECT: no reply.
+    let connect = Request {
+        vm_name: VmName::default(),
+        body: RequestBody::Connect { resource_id: 0 },
+    };
+    let connect = encode_request_record(&connect, Layout::Current).unwrap();
+    guest.write_all(connect.as_slice()).await.unwrap();
+    // Garbage: one record's worth, NACKed echoing it; then a valid one.
+    let garbage = vec![0xA5u8; 464];
+    assert_eq!(call(&mut guest, &garbage).await, Verdict::Nack);
+    assert_eq!(
+        call(&mut guest, &power(0, ScalingUnit::ScaleMin)).await,
+        Verdict::Ack
+    );
+    assert_eq!(host.cpu_file(1, "scaling_setspeed"), "800000");
+    // Split across writes, one byte at a time.
+    let record = power(0, ScalingUnit::ScaleUp);
+    for b in &record {
+        guest.write_all(std::slice::from_ref(b)).await.unwrap();
+    }
+    assert_eq!(read_verdict(&mut guest, 464).await, Verdict::Ack);
+    assert_eq!(host.cpu_file(1, "scaling_setspeed"), "900000");
+    host.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_when_qemu_recreates_the_socket_and_counts_partial_records() {
+    let mut host = Host::start(&[("vm1", vm(&[1]))]).await;
+    let qemu = host.qemu("vm1", 0);
+    let mut guest = accept(&qemu).await;
+    assert_eq!(
+        call(&mut guest, &power(0, ScalingUnit::ScaleMin)).await,
+        Verdict::Ack
+    );
+    // Half a record, then QEMU goes away (VM reboot).
+    guest
+        .write_all(&power(0, ScalingUnit::ScaleMax)[..100])
+        .await
+        .unwrap();
+    drop(guest);
+    drop(qemu);
+    std::fs::remove_file(host.socket("vm1", 0)).unwrap();
+    // The half record was dropped, not applied.
+    wait_for(|| stat(&host, "partial_bytes_dropped") == 100).await;
+    assert_eq!(host.cpu_file(1, "scaling_setspeed"), "800000");
+    // QEMU comes back; the daemon finds the new socket by itself.
+    let qemu = host.qemu("vm1", 0);
+    let mut guest = accept(&qemu).await;
+    assert_eq!(
+        call(&mut guest, &power(0, ScalingUnit::ScaleUp)).await,
+        Verdict::Ack
+    );
+    assert_eq!(host.cpu_file(1, "scaling_setspeed"), "900000");
+    assert_eq!(stat(&host, "connects"), 2);
+    host.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_that_never_reads_does_not_block_the_daemon() {
+    let mut host = Host::start(&[("deaf", vm(&[1])), ("vm2", vm(&[2]))]).await;
+    let deaf_qemu = host.qemu("deaf", 0);
+    let mut deaf = accept(&deaf_qemu).await;
+    let qemu2 = host.qemu("vm2", 0);
+    let mut guest2 = accept(&qemu2).await;
+    // Thousands of requests whose ACKs are never read.
+    let mut burst = Vec::new();
+    for i in 0..2000u64 {
+        let unit = if i % 2 == 0 {
+            ScalingUnit::ScaleMin
+        } else {
+            ScalingUnit::ScaleMax
+        };
+        burst.extend_from_slice(&power(0, unit));
+    }
+    // The rate limit refuses most of them; either way the replies pile up.
+    deaf.write_all(&burst).await.unwrap();
+    wait_for(|| stat(&host, "replies_dropped") > 0).await;
+    // The other guest is still served at once.
+    assert_eq!(
+        call(&mut guest2, &power(0, ScalingUnit::ScaleMin)).await,
+        Verdict::Ack
+    );
+    assert_eq!(host.cpu_file(2, "scaling_setspeed"), "800000");
+    host.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_vms_sharing_a_pcpu_get_the_higher_want() {
+    let mut host = Host::start(&[("a", vm(&[1])), ("b", vm(&[1]))]).await;
+    let qa = host.qemu("a", 0);
+    let mut a = accept(&qa).await;
+    let qb = host.qemu("b", 0);
+    let mut b = accept(&qb).await;
+    // a wants min; b asked nothing and counts as max (turbo).
+    assert_eq!(
+        call(&mut a, &power(0, ScalingUnit::ScaleMin)).await,
+        Verdict::Ack
+    );
+    assert_eq!(host.cpu_file(1, "scaling_setspeed"), "2301000");
+    assert_eq!(
+        call(&mut b, &power(0, ScalingUnit::ScaleMin)).await,
+        Verdict::Ack
+    );
+    assert_eq!(host.cpu_file(1, "scaling_setspeed"), "800000");
+    host.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dpdk_1711_layout_is_served_per_vm() {
+    let old = vmpowerd::config::VmConfig {
+        layout: Layout::Dpdk1711,
+        ..vm(&[3])
+    };
+    let mut host = Host::start(&[("old", old)]).await;
+    let qemu = host.qemu("old", 0);
+    let mut guest = accept(&qemu).await;
+    let req = Request {
+        vm_name: VmName::new("old").unwrap(),
+        body: RequestBody::Power {
+            resource_id: 0,
+            core_type: CoreType::Virtual,
+            unit: ScalingUnit::ScaleMin,
+        },
+    };
+    let record = encode_request_record(&req, Layout::Dpdk1711).unwrap();
+    assert_eq!(record.len(), 456);
+    assert_eq!(call(&mut guest, record.as_slice()).await, Verdict::Ack);
+    assert_eq!(host.cpu_file(3, "scaling_setspeed"), "800000");
+    host.stop().await.unwrap();
+}
+
+fn stat(host: &Host, key: &str) -> u64 {
+    let CtlResponse::Ok(v) = host.ctl(&CtlRequest::Status) else {
+        panic!("status refused")
+    };
+    v["stats"][key].as_u64().unwrap()
+}

@@ -1,0 +1,180 @@
+//! Shared harness: a fake host (fake sysfs tree), the real daemon `run`
+//! in-process with its own shutdown signal, and a test playing QEMU (it
+//! listens at `<channel-dir>/<vm>.<n>`; the daemon connects as a client).
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use vmpower_api::{Client, CtlRequest, CtlResponse};
+use vmpower_cpufreq::fake::FakeSysfs;
+use vmpower_cpufreq::{Driver, SysfsIo};
+use vmpower_proto::layout::{decode_verdict, encode_request_record};
+use vmpower_proto::{CoreType, Layout, Request, RequestBody, ScalingUnit, Verdict, VmName};
+use vmpowerd::config::{Config, VmConfig};
+
+/// Every wait is bounded.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A daemon running on a fake host in temp dirs.
+pub struct Host {
+    pub fake: Arc<FakeSysfs>,
+    pub dir: tempfile::TempDir,
+    pub config: Config,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Host {
+    /// 4 CPUs of acpi-cpufreq with turbo; `vms` declared with their pCPUs.
+    pub async fn start(vms: &[(&str, VmConfig)]) -> Host {
+        let fake = FakeSysfs::builder(4)
+            .driver(Driver::AcpiCpufreq)
+            .build()
+            .unwrap();
+        Host::start_on(Arc::new(fake), vms).await
+    }
+
+    pub async fn start_on(fake: Arc<FakeSysfs>, vms: &[(&str, VmConfig)]) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            sysfs_root: fake.path().to_owned(),
+            proc_root: dir.path().join("proc"),
+            channel_dir: dir.path().join("channels"),
+            state_dir: dir.path().join("state"),
+            control_socket: dir.path().join("control.sock"),
+            ..Config::default()
+        };
+        for (name, vm) in vms {
+            config.vm.insert((*name).to_owned(), vm.clone());
+        }
+        std::fs::create_dir_all(&config.channel_dir).unwrap();
+        let mut host = Host {
+            fake,
+            dir,
+            config,
+            stop: None,
+            task: None,
+        };
+        host.launch().await;
+        host
+    }
+
+    /// Starts (or restarts) the daemon on the same host.
+    pub async fn launch(&mut self) {
+        let (tx, rx) = oneshot::channel();
+        let io: Arc<dyn SysfsIo> = self.fake.clone();
+        let task = tokio::spawn(vmpowerd::run::run(self.config.clone(), io, async {
+            let _ = rx.await;
+        }));
+        self.stop = Some(tx);
+        self.task = Some(task);
+        wait_for(|| self.config.control_socket.exists()).await;
+    }
+
+    /// Stops the daemon as SIGTERM would, and waits for it.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.task.take() {
+            Some(t) => tokio::time::timeout(WAIT, t).await.unwrap().unwrap(),
+            None => Ok(()),
+        }
+    }
+
+    /// A cpufreq file of a CPU, e.g. `scaling_setspeed`.
+    pub fn cpu_file(&self, cpu: u32, file: &str) -> String {
+        let rel = format!("devices/system/cpu/cpu{cpu}/cpufreq/{file}");
+        self.fake.read(Path::new(&rel)).unwrap()
+    }
+
+    /// Plays QEMU: listens at `<channel-dir>/<vm>.<n>`.
+    pub fn qemu(&self, vm: &str, index: u32) -> UnixListener {
+        UnixListener::bind(self.socket(vm, index)).unwrap()
+    }
+
+    pub fn socket(&self, vm: &str, index: u32) -> PathBuf {
+        self.config.channel_dir.join(format!("{vm}.{index}"))
+    }
+
+    /// Asks the control API.
+    pub fn ctl(&self, request: &CtlRequest) -> CtlResponse {
+        let path = self.config.control_socket.clone();
+        let request = request.clone();
+        std::thread::spawn(move || Client::connect(&path).unwrap().call(&request).unwrap())
+            .join()
+            .unwrap()
+    }
+}
+
+/// Waits for the daemon to connect to a QEMU-side listener.
+pub async fn accept(listener: &UnixListener) -> UnixStream {
+    tokio::time::timeout(WAIT, listener.accept())
+        .await
+        .expect("the daemon did not connect in time")
+        .unwrap()
+        .0
+}
+
+/// Polls a condition (for effects on files) with a bound.
+pub async fn wait_for(mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met in time"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A CPU_POWER record in the current layout.
+pub fn power(vcpu: u64, unit: ScalingUnit) -> Vec<u8> {
+    let req = Request {
+        vm_name: VmName::default(),
+        body: RequestBody::Power {
+            resource_id: vcpu,
+            core_type: CoreType::Virtual,
+            unit,
+        },
+    };
+    encode_request_record(&req, Layout::Current)
+        .unwrap()
+        .as_slice()
+        .to_vec()
+}
+
+/// Sends a record and reads the ACK/NACK.
+pub async fn call(guest: &mut UnixStream, record: &[u8]) -> Verdict {
+    guest.write_all(record).await.unwrap();
+    read_verdict(guest, record.len()).await
+}
+
+pub async fn read_verdict(guest: &mut UnixStream, len: usize) -> Verdict {
+    let mut reply = vec![0u8; len];
+    tokio::time::timeout(WAIT, guest.read_exact(&mut reply))
+        .await
+        .expect("no reply in time")
+        .unwrap();
+    let layout = if len == 456 {
+        Layout::Dpdk1711
+    } else {
+        Layout::Current
+    };
+    decode_verdict(&reply, layout).unwrap().verdict
+}
+
+/// A declared VM pinned to `pcpus`.
+pub fn vm(pcpus: &[u32]) -> VmConfig {
+    VmConfig {
+        pcpus: pcpus.to_vec(),
+        ..VmConfig::default()
+    }
+}
