@@ -7,7 +7,8 @@
 //! - [`qmp`]: QEMU's QMP `query-cpus-fast` for the vCPU thread ids, with each
 //!   thread's affinity read from /proc;
 //! - [`procfs`]: the QEMU process found in /proc (by its channel socket or
-//!   its `-name`), its `CPU <n>/KVM` threads and their affinity.
+//!   its `-name`), its `CPU <n>/KVM` threads and their affinity; the text
+//!   formats of those files are parsed in [`proc_text`].
 //!
 //! [`Inventory`] merges them. [`pin`] re-pins a live vCPU thread when the
 //! operator moves a vCPU.
@@ -20,9 +21,9 @@
 //! 3. /proc ([`SourceKind::Procfs`]): thread names, which need
 //!    `debug-threads=on`.
 //!
-//! The number of vCPUs comes from the highest-ranked *live* source that
-//! answered (QMP, then /proc); only when none did is it taken from the
-//! operator's map (highest vCPU named + 1). Operator entries for vCPUs a live
+//! The number of vCPUs is the largest any *live* source (QMP, /proc)
+//! reported, so every placed vCPU is below it; only when no live source
+//! answered is it taken from the operator's map (highest vCPU named + 1). Operator entries for vCPUs a live
 //! source says do not exist are dropped and reported in
 //! [`VmPlacement::ignored`], never silently obeyed.
 //!
@@ -40,6 +41,7 @@
 //!   namespaces; a QEMU in another namespace is not found through /proc.
 
 pub mod pin;
+pub mod proc_text;
 pub mod procfs;
 pub mod qmp;
 pub mod static_map;
@@ -266,7 +268,7 @@ pub fn merge(
     live: &[(SourceKind, SourcePlacement)],
 ) -> VmPlacement {
     let mut out = VmPlacement::default();
-    let live_count = live.first().map(|(_, s)| s.placement.vcpus);
+    let live_count = live.iter().map(|(_, s)| s.placement.vcpus).max();
     for (kind, found) in live {
         if out.pid.is_none() {
             out.pid = found.pid;
@@ -407,7 +409,7 @@ mod tests {
     #[test]
     fn operator_beats_qmp_beats_procfs_per_vcpu() {
         let operator = BTreeMap::from([(1, CpuId(5))]);
-        let qmp = live(SourceKind::Qmp, 3, &[(0, &[2]), (1, &[2])]);
+        let qmp = live(SourceKind::Qmp, 2, &[(0, &[2]), (1, &[2])]);
         let proc = live(SourceKind::Procfs, 3, &[(0, &[3]), (1, &[3]), (2, &[4])]);
         let m = merge(&operator, &[qmp, proc]);
         assert_eq!(m.placement.vcpus, 3);
