@@ -40,6 +40,7 @@ pub struct FakeQmp {
 
 impl FakeQmp {
     /// Listens at `path`, reporting vCPUs as `(cpu-index, thread-id)`.
+    /// Call it inside a tokio runtime (it spawns the server task).
     pub fn start(path: &Path, cpus: Vec<(u32, u32)>, mode: FakeQmpMode) -> io::Result<Self> {
         let listener = UnixListener::bind(path)?;
         let connections = Arc::new(AtomicUsize::new(0));

@@ -118,7 +118,9 @@ pub struct VmTarget {
     pub channel_sockets: Vec<PathBuf>,
     /// The VM's QMP socket, when the operator configured one.
     pub qmp_socket: Option<PathBuf>,
-    /// The QEMU process, when already known (libvirt, an earlier lookup).
+    /// The QEMU process, when already known (libvirt, or
+    /// [`VmPlacement::pid`] of an earlier refresh, which spares /proc a scan
+    /// of every process). Ignored once that process has exited.
     pub pid: Option<Pid>,
 }
 
@@ -357,7 +359,9 @@ impl Inventory {
 
     /// `set-pcpu`: records that `vcpu` of `target` runs on `pcpu` and, when
     /// a live source knows the vCPU's thread, re-pins that thread there.
-    /// Returns the thread re-pinned, if any.
+    /// Returns the thread re-pinned, if any. If re-pinning fails the entry
+    /// stays recorded (it is the operator's intent and wins in the merge)
+    /// and the error says which thread could not be moved.
     pub async fn set_pcpu(
         &self,
         target: &VmTarget,

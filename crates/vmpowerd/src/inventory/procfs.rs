@@ -3,7 +3,7 @@
 //!
 //! ## Behavior
 //! - The QEMU process is, in this order: the pid the daemon already knows
-//!   ([`VmTarget::pid`]); the process holding one of the VM's channel
+//!   ([`VmTarget::pid`]) while that process exists; the process holding one of the VM's channel
 //!   sockets open (the channel socket is the VM's identity); the one process
 //!   whose command line has `-name VM` (`-name vm0`,
 //!   `-name vm0,debug-threads=on`, `-name guest=vm0,debug-threads=on`).
@@ -225,7 +225,11 @@ impl ProcfsPlacement {
 
     /// The VM's QEMU process (see the module doc for the order).
     pub fn find_qemu(&self, target: &VmTarget) -> Result<Pid, ProcfsError> {
-        if let Some(pid) = target.pid {
+        // A remembered pid is used while its process exists; once QEMU has
+        // exited (a restart has a new pid) the search starts over.
+        if let Some(pid) = target.pid
+            && self.root.join(pid.0.to_string()).is_dir()
+        {
             return Ok(pid);
         }
         for socket in &target.channel_sockets {
@@ -428,6 +432,8 @@ mod tests {
         assert_eq!(proc.find_qemu(&by_name).expect("found"), Pid(100));
         let known = VmTarget::new(VmId::new("zzz")).with_pid(Pid(100));
         assert_eq!(proc.find_qemu(&known).expect("given"), Pid(100));
+        let stale = VmTarget::new(VmId::new("vm0")).with_pid(Pid(999));
+        assert_eq!(proc.find_qemu(&stale).expect("searched again"), Pid(100));
     }
 
     #[test]
