@@ -16,6 +16,7 @@ use vmpower_engine::{ChannelId, VmId};
 use vmpower_proto::ScalingUnit;
 
 use crate::channels::ChannelName;
+use crate::inventory::PlacementSourceError;
 use crate::run::Daemon;
 
 /// Longest request line accepted.
@@ -76,7 +77,7 @@ async fn serve_client(stream: UnixStream, daemon: Arc<Daemon>) {
         let response = match serde_json::from_str::<CtlRequest>(&line) {
             Ok(request) => {
                 info!(?request, "control request");
-                match handle(&daemon, request) {
+                match handle(&daemon, request).await {
                     Ok(v) => CtlResponse::Ok(v),
                     Err(e) => CtlResponse::Error(e),
                 }
@@ -113,7 +114,7 @@ fn refused(what: impl Into<String>) -> CtlError {
 }
 
 /// Carries out one request.
-pub fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, CtlError> {
+pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, CtlError> {
     match request {
         CtlRequest::Status => Ok(status(daemon)),
         CtlRequest::ListVms => {
@@ -146,7 +147,7 @@ pub fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, CtlErr
             for path in vm_channel_paths(daemon, &id) {
                 daemon.gone(&path);
             }
-            crate::placement_lock(daemon).remove(&id);
+            daemon.placer.forget(&id);
             let mut core = crate::lock(&daemon.core);
             let actions = core.engine.remove_vm(&id);
             core.execute(&actions);
@@ -183,25 +184,17 @@ pub fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, CtlErr
         }
         CtlRequest::SetPcpu { vm, vcpu, pcpu } => {
             let id = known_vm(daemon, &vm)?;
-            let mut core = crate::lock(&daemon.core);
-            if !core.engine.pcpus().contains(&CpuId(pcpu)) {
-                return Err(not_found(format!(
-                    "pCPU {pcpu} has no frequency control on this host"
-                )));
-            }
-            let placement = {
-                let mut p = crate::placement_lock(daemon);
-                p.set(&id, vcpu, CpuId(pcpu));
-                p.get(&id)
-            };
-            let actions = core.engine.set_placement(&id, placement);
-            let ok = core.execute(&actions);
-            if !ok {
-                return Err(refused(
-                    "the mapping is recorded but a frequency write failed (see the log)",
-                ));
-            }
-            Ok(json!({ "vm": vm, "vcpu": vcpu, "pcpu": pcpu }))
+            let repinned = daemon
+                .placer
+                .set_pcpu(&id, vcpu, CpuId(pcpu), &daemon.core)
+                .await
+                .map_err(|e| match e {
+                    PlacementSourceError::Operator { .. } => not_found(e.to_string()),
+                    other => refused(format!("{other} (the mapping is recorded)")),
+                })?;
+            Ok(
+                json!({ "vm": vm, "vcpu": vcpu, "pcpu": pcpu, "repinned_thread": repinned.map(|t| t.0) }),
+            )
         }
         CtlRequest::SetQuery { vm, enabled } => {
             let id = known_vm(daemon, &vm)?;

@@ -28,11 +28,3 @@ pub type SharedCore = Arc<Mutex<core::Core>>;
 pub fn lock(core: &SharedCore) -> MutexGuard<'_, core::Core> {
     core.lock().unwrap_or_else(PoisonError::into_inner)
 }
-
-/// Locks the operator placements.
-pub fn placement_lock(daemon: &run::Daemon) -> MutexGuard<'_, placement::Placements> {
-    daemon
-        .placements
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-}

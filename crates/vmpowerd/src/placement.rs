@@ -1,61 +1,151 @@
-//! Operator-given vCPU placements (config file `pcpus`, `vmpowerctl
-//! set-pcpu`): the first inventory source, which wins over what /proc or
-//! QMP report.
+//! Glue between the inventory and the engine: for each VM, what the
+//! inventory needs to find it (its channel sockets, its QMP socket, the
+//! QEMU pid found last time), and the refresh that hands the merged
+//! placement to the engine.
+//!
+//! ## Behavior
+//! - A VM's placement is refreshed when one of its channel sockets
+//!   appears, after `set-pcpu`, on libvirt events, and every
+//!   `placement_refresh_ms`; the engine re-arbitrates only what changed.
+//! - Sources that fail are logged at debug level; the merge still uses the
+//!   others (see [`crate::inventory`] for the precedence).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
+use tracing::{debug, info};
 use vmpower_cpufreq::CpuId;
-use vmpower_engine::{Placement, Vcpu, VmId};
+use vmpower_engine::{Vcpu, VmId};
 
-/// vCPU → pCPU per VM, as the operator stated it.
-#[derive(Debug, Default, Clone)]
-pub struct Placements {
-    vms: BTreeMap<VmId, BTreeMap<Vcpu, CpuId>>,
+use crate::SharedCore;
+use crate::config::Config;
+use crate::inventory::{
+    Inventory, PlacementSourceError, ProcfsPlacement, QmpPlacement, StaticMapError,
+    StaticPlacement, Tid, VcpuPlacement, VmPlacement, VmTarget,
+};
+
+/// How long a QMP exchange may take.
+const QMP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The inventory and what it needs to know of each VM.
+pub struct Placer {
+    inventory: Inventory,
+    targets: Mutex<BTreeMap<VmId, VmTarget>>,
 }
 
-impl Placements {
-    /// Records that `vcpu` of `vm` runs on `pcpu`.
-    pub fn set(&mut self, vm: &VmId, vcpu: Vcpu, pcpu: CpuId) {
-        self.vms.entry(vm.clone()).or_default().insert(vcpu, pcpu);
+impl std::fmt::Debug for Placer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Placer").finish_non_exhaustive()
+    }
+}
+
+impl Placer {
+    /// The inventory over /proc, QMP and the operator's map from the
+    /// config (checked against `host_cpus`).
+    pub fn new(
+        config: &Config,
+        host_cpus: BTreeSet<CpuId>,
+        extra: Vec<Box<dyn VcpuPlacement>>,
+    ) -> Result<Self, (String, StaticMapError)> {
+        let mut operator = StaticPlacement::new(host_cpus);
+        let mut targets = BTreeMap::new();
+        for (name, vm) in &config.vm {
+            let id = VmId::new(name);
+            operator
+                .set_all(&id, (0..).zip(vm.pcpus.iter().map(|p| CpuId(*p))))
+                .map_err(|e| (name.clone(), e))?;
+            let mut target = VmTarget::new(id.clone());
+            if let Some(qmp) = &vm.qmp_socket {
+                target = target.with_qmp_socket(qmp);
+            }
+            targets.insert(id, target);
+        }
+        let procfs = ProcfsPlacement::new(&config.proc_root);
+        let mut live: Vec<Box<dyn VcpuPlacement>> = vec![
+            Box::new(ProcfsPlacement::new(&config.proc_root)),
+            Box::new(QmpPlacement::new(procfs, QMP_TIMEOUT)),
+        ];
+        live.extend(extra);
+        Ok(Placer {
+            inventory: Inventory::new(operator, live),
+            targets: Mutex::new(targets),
+        })
     }
 
-    /// Forgets a VM.
-    pub fn remove(&mut self, vm: &VmId) {
-        self.vms.remove(vm);
+    fn targets(&self) -> std::sync::MutexGuard<'_, BTreeMap<VmId, VmTarget>> {
+        self.targets.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The VM's placement: as many vCPUs as the highest one named + 1.
-    pub fn get(&self, vm: &VmId) -> Placement {
-        let Some(map) = self.vms.get(vm) else {
-            return Placement::default();
-        };
-        let vcpus = map.keys().next_back().map_or(0, |v| *v as usize + 1);
-        Placement {
-            vcpus,
-            affinity: map
-                .iter()
-                .map(|(v, p)| (*v, BTreeSet::from([*p])))
-                .collect(),
+    fn target(&self, vm: &VmId) -> VmTarget {
+        self.targets()
+            .entry(vm.clone())
+            .or_insert_with(|| VmTarget::new(vm.clone()))
+            .clone()
+    }
+
+    /// Notes a channel socket of `vm` (the QEMU holding it is that VM's).
+    pub fn note_socket(&self, vm: &VmId, path: &Path) {
+        let mut targets = self.targets();
+        let target = targets
+            .entry(vm.clone())
+            .or_insert_with(|| VmTarget::new(vm.clone()));
+        if !target.channel_sockets.iter().any(|p| p == path) {
+            target.channel_sockets.push(path.to_owned());
         }
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    /// Forgets a VM and the operator's entries for it.
+    pub fn forget(&self, vm: &VmId) {
+        self.targets().remove(vm);
+        self.inventory.with_operator_map(|m| m.remove_vm(vm));
+    }
 
-    #[test]
-    fn highest_vcpu_sets_the_count() {
-        let mut p = Placements::default();
-        let vm = VmId::new("a");
-        assert_eq!(p.get(&vm), Placement::default());
-        p.set(&vm, 2, CpuId(5));
-        p.set(&vm, 0, CpuId(1));
-        let got = p.get(&vm);
-        assert_eq!(got.vcpus, 3);
-        assert_eq!(got.affinity.len(), 2);
-        assert!(!got.affinity.contains_key(&1));
-        p.remove(&vm);
-        assert_eq!(p.get(&vm).vcpus, 0);
+    /// Every VM with a target.
+    pub fn vms(&self) -> Vec<VmId> {
+        self.targets().keys().cloned().collect()
+    }
+
+    /// The operator's entries for a VM.
+    pub fn operator_entries(&self, vm: &VmId) -> BTreeMap<Vcpu, CpuId> {
+        self.inventory.operator_entries(vm)
+    }
+
+    /// Re-reads `vm`'s placement and hands it to the engine.
+    pub async fn refresh(&self, vm: &VmId, core: &SharedCore) -> VmPlacement {
+        let target = self.target(vm);
+        let found = self.inventory.refresh(&target).await;
+        if let (Some(pid), Some(t)) = (found.pid, self.targets().get_mut(vm)) {
+            t.pid = Some(pid);
+        }
+        for e in &found.errors {
+            debug!(%vm, error = %e, "placement source failed");
+        }
+        let mut core = crate::lock(core);
+        if core.engine.settings(vm).is_some() {
+            let before = core.engine.placement(vm).cloned();
+            let actions = core.engine.set_placement(vm, found.placement.clone());
+            if before.as_ref() != Some(&found.placement) {
+                info!(%vm, vcpus = found.placement.vcpus, placement = ?found.placement.affinity, "vCPU placement");
+            }
+            core.execute(&actions);
+        }
+        found
+    }
+
+    /// `set-pcpu`: records the mapping, re-pins the live vCPU thread if
+    /// one is known, and refreshes the VM.
+    pub async fn set_pcpu(
+        &self,
+        vm: &VmId,
+        vcpu: Vcpu,
+        pcpu: CpuId,
+        core: &SharedCore,
+    ) -> Result<Option<Tid>, PlacementSourceError> {
+        let target = self.target(vm);
+        let result = self.inventory.set_pcpu(&target, vcpu, pcpu).await;
+        self.refresh(vm, core).await;
+        result
     }
 }

@@ -20,7 +20,7 @@ use anyhow::Context;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 use vmpower_cpufreq::takeover::restore_from_file;
-use vmpower_cpufreq::{CpuFreq, CpuId, SysfsIo};
+use vmpower_cpufreq::{CpuFreq, SysfsIo};
 use vmpower_engine::{ChannelId, Engine, EngineConfig, PcpuSpec, VmId};
 
 use crate::SharedCore;
@@ -28,7 +28,7 @@ use crate::channels::watch::{DirEvent, DirWatch, scan};
 use crate::channels::{ChannelName, conn, fifo};
 use crate::config::Config;
 use crate::core::Core;
-use crate::placement::Placements;
+use crate::placement::Placer;
 
 /// The running daemon's shared parts, as the control API sees them.
 #[derive(Debug)]
@@ -37,8 +37,8 @@ pub struct Daemon {
     pub config: Config,
     /// Engine, cpufreq and counters.
     pub core: SharedCore,
-    /// Operator-given vCPU placements.
-    pub placements: Mutex<Placements>,
+    /// Where each VM's vCPUs run (operator map, /proc, QMP).
+    pub placer: Placer,
     tasks: Mutex<HashMap<PathBuf, JoinHandle<()>>>,
 }
 
@@ -88,18 +88,18 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
             high_priority: config.high_priority_cpus.contains(&m.cpu.0),
         });
     }
-    let mut placements = Placements::default();
+    let host_cpus = cpufreq
+        .host()
+        .map(|h| h.cpus.keys().copied().collect())
+        .unwrap_or_default();
+    let placer = Placer::new(&config, host_cpus, Vec::new())
+        .map_err(|(vm, e)| anyhow::anyhow!("invalid setting vm.{vm}.pcpus: {e}"))?;
     for (name, vm) in &config.vm {
-        let id = VmId::new(name);
-        engine.add_vm(id.clone(), vm.settings());
-        for (vcpu, pcpu) in (0..).zip(&vm.pcpus) {
-            placements.set(&id, vcpu, CpuId(*pcpu));
-        }
-        let _ = engine.set_placement(&id, placements.get(&id));
+        engine.add_vm(VmId::new(name), vm.settings());
     }
     Ok(Daemon {
         core: Arc::new(Mutex::new(Core::new(engine, cpufreq))),
-        placements: Mutex::new(placements),
+        placer,
         tasks: Mutex::new(HashMap::new()),
         config,
     })
@@ -114,7 +114,11 @@ async fn serve(daemon: &Arc<Daemon>, shutdown: impl Future<Output = ()>) -> anyh
     for path in scan(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         daemon.appeared(&path);
     }
+    for vm in daemon.placer.vms() {
+        daemon.placer.refresh(&vm, &daemon.core).await;
+    }
     let control = crate::control::listen(daemon.clone())?;
+    let refresher = tokio::spawn(refresh_periodically(daemon.clone()));
     info!(channel_dir = %dir.display(), control = %daemon.config.control_socket.display(), "vmpowerd ready");
     tokio::pin!(shutdown);
     loop {
@@ -129,7 +133,23 @@ async fn serve(daemon: &Arc<Daemon>, shutdown: impl Future<Output = ()>) -> anyh
         }
     }
     control.abort();
+    refresher.abort();
     Ok(())
+}
+
+/// Re-reads every VM's placement every `placement_refresh_ms`: threads are
+/// re-pinned behind our back, QEMU restarts.
+async fn refresh_periodically(daemon: Arc<Daemon>) {
+    let mut tick = tokio::time::interval(daemon.config.placement_refresh());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let vms = crate::lock(&daemon.core).engine.vm_ids();
+        for vm in vms {
+            daemon.placer.refresh(&vm, &daemon.core).await;
+        }
+    }
 }
 
 /// Stops every task and gives back every CPU.
@@ -174,6 +194,10 @@ impl Daemon {
                     info!(path = %path.display(), "socket of an undeclared VM ignored (auto_add_vms = false)");
                     return;
                 }
+                self.placer.note_socket(&id, path);
+                let daemon = self.clone();
+                let vm = id.clone();
+                tokio::spawn(async move { daemon.placer.refresh(&vm, &daemon.core).await });
                 let channel = ChannelId { vm: id, index };
                 tokio::spawn(conn::serve_socket(
                     path.to_owned(),
@@ -220,13 +244,6 @@ impl Daemon {
             return false;
         }
         core.engine.add_vm(vm.clone(), Default::default());
-        let placement = self
-            .placements
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(vm);
-        let actions = core.engine.set_placement(vm, placement);
-        core.execute(&actions);
         true
     }
 

@@ -42,6 +42,15 @@ impl Host {
     }
 
     pub async fn start_on(fake: Arc<FakeSysfs>, vms: &[(&str, VmConfig)]) -> Host {
+        Host::start_with(fake, vms, |_| {}).await
+    }
+
+    /// As [`Host::start_on`], with a chance to adjust the config.
+    pub async fn start_with(
+        fake: Arc<FakeSysfs>,
+        vms: &[(&str, VmConfig)],
+        adjust: impl FnOnce(&mut Config),
+    ) -> Host {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config {
             sysfs_root: fake.path().to_owned(),
@@ -54,6 +63,7 @@ impl Host {
         for (name, vm) in vms {
             config.vm.insert((*name).to_owned(), vm.clone());
         }
+        adjust(&mut config);
         std::fs::create_dir_all(&config.channel_dir).unwrap();
         let mut host = Host {
             fake,
