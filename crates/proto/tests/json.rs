@@ -456,9 +456,9 @@ fn top_level_shape_errors() {
         JsonError::UnknownTopLevel("polcy".into())
     );
     assert_eq!(err("{}"), JsonError::NotOneMessage { keys: vec![] });
-    let both = format!(r#"{{"policy": {{}}, "instruction": {{}}}}"#);
+    let both = r#"{"policy": {}, "instruction": {}}"#;
     assert_eq!(
-        err(&both),
+        err(both),
         JsonError::NotOneMessage {
             keys: vec!["policy".into(), "instruction".into()]
         }

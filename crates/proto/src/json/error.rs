@@ -17,7 +17,8 @@ pub enum JsonError {
     /// The bytes are not JSON (or not exactly one JSON value).
     #[error("invalid JSON at line {line}, column {column}: {message}")]
     Syntax {
-        /// 1-based line of the fault, counted from the object's first byte.
+        /// 1-based line of the fault, counted from the start of the input
+        /// (in a stream: from the object's `{`).
         line: usize,
         /// 1-based byte column of the fault within its line.
         column: usize,

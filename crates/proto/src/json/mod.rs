@@ -16,6 +16,7 @@
 
 mod error;
 mod node;
+mod object;
 mod parse;
 mod stream;
 mod write;

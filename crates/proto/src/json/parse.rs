@@ -26,12 +26,13 @@
 //! This module does no I/O and never panics on any input.
 
 use crate::{
-    CoreType, HourSchedule, HourSet, MacAddr, MacList, ModelError, Policy, PolicyKind, Request,
-    RequestBody, ScalingUnit, TrafficThresholds, VcpuList, VmName, WorkloadLevel,
+    CoreType, HourSchedule, HourSet, Policy, PolicyKind, Request, RequestBody, ScalingUnit,
+    TrafficThresholds, WorkloadLevel,
 };
 
 use super::JsonError;
 use super::node::Node;
+use super::object::{Command, Object, int_in, out_of_range, refuse_duplicates, word};
 
 /// JSON names of policy kinds.
 pub(super) const POLICY_TYPES: [(&str, PolicyKind); 4] = [
@@ -113,20 +114,6 @@ pub(super) fn request_from_node(node: Node) -> Result<Request, JsonError> {
         _ => Err(JsonError::UnknownTopLevel(key)),
     }
 }
-
-/// What `command` asks.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Command {
-    Create,
-    Destroy,
-    Power,
-}
-
-const COMMANDS: [(&str, Command); 3] = [
-    ("create", Command::Create),
-    ("destroy", Command::Destroy),
-    ("power", Command::Power),
-];
 
 fn policy(obj: Object) -> Result<Request, JsonError> {
     let vm_name = obj.name()?;
@@ -214,219 +201,53 @@ fn instruction(obj: Object) -> Result<Request, JsonError> {
     })
 }
 
-/// The body of a `policy` or `instruction`, its keys checked.
-struct Object {
-    name: &'static str,
-    pairs: Vec<(String, Node)>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Object {
-    /// Checks that `body` is an object whose keys are all known and unique.
-    fn new(name: &'static str, known: &[&str], body: Node) -> Result<Self, JsonError> {
-        let Node::Obj(pairs) = body else {
-            return Err(JsonError::WrongType {
-                key: name.to_owned(),
-                expected: "an object",
-                got: body.kind(),
-            });
-        };
-        if let Some((key, _)) = pairs.iter().find(|(k, _)| !known.contains(&k.as_str())) {
-            return Err(JsonError::UnknownKey {
-                object: name,
-                key: key.clone(),
-            });
-        }
-        refuse_duplicates(name, &pairs)?;
-        Ok(Object { name, pairs })
-    }
-
-    fn get(&self, key: &str) -> Option<&Node> {
-        self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v)
-    }
-
-    fn require(&self, key: &'static str) -> Result<&Node, JsonError> {
-        self.get(key).ok_or(JsonError::MissingKey {
-            object: self.name,
-            key,
-        })
-    }
-
-    fn path(&self, key: &str) -> String {
-        format!("{}.{key}", self.name)
-    }
-
-    fn name(&self) -> Result<VmName, JsonError> {
-        let node = self.require("name")?;
-        let Node::Str(s) = node else {
-            return Err(wrong_type(self.path("name"), "a string", node));
-        };
-        let reason = match VmName::new(s) {
-            Ok(_) if s.is_empty() => "is empty",
-            Ok(name) => return Ok(name),
-            Err(ModelError::NameHasNul(_)) => "contains a NUL byte",
-            Err(_) => "is longer than 31 bytes",
-        };
-        Err(bad_value(self.path("name"), node, reason))
-    }
-
-    fn command(&self) -> Result<Command, JsonError> {
-        word(
-            &self.path("command"),
-            self.require("command")?,
-            &COMMANDS,
-            "a command",
-        )
-    }
-
-    fn misplaced_command(&self, reason: &str) -> JsonError {
-        let node = self.get("command").unwrap_or(&Node::Null);
-        bad_value(self.path("command"), node, reason)
-    }
-
-    fn array(&self, key: &str, expected: &'static str) -> Result<&[Node], JsonError> {
-        match self.get(key) {
-            None => Ok(&[]),
-            Some(Node::Arr(items)) => Ok(items),
-            Some(other) => Err(wrong_type(self.path(key), expected, other)),
-        }
-    }
-
-    fn hours(&self, key: &str) -> Result<HourSet, JsonError> {
-        let mut set = HourSet::EMPTY;
-        for (i, n) in self
-            .array(key, "an array of hours (0..=23)")?
-            .iter()
-            .enumerate()
-        {
-            let path = format!("{}[{i}]", self.path(key));
-            let hour = match n {
-                Node::Int(v) => u8::try_from(*v).ok(),
-                Node::Float(_) => None,
-                _ => return Err(wrong_type(path, "an integer hour (0..=23)", n)),
-            };
-            // `insert` refuses hours above 23.
-            hour.and_then(|h| set.insert(h).ok())
-                .ok_or_else(|| bad_value(path, n, "is not an hour (0..=23)"))?;
-        }
-        Ok(set)
-    }
-
-    fn cores(&self) -> Result<VcpuList, JsonError> {
-        let items = self.array("core_list", "an array of core numbers")?;
-        let ids = self.list("core_list", items, VcpuList::CAPACITY, |path, n| {
-            let id = int_in(path, n, i128::from(u8::MAX), "an integer core number")?;
-            u8::try_from(id).map_err(|_| out_of_range(path, n, i128::from(u8::MAX)))
-        })?;
-        Ok(VcpuList::from_slice(&ids).expect("list() caps the length at CAPACITY"))
-    }
-
-    fn macs(&self) -> Result<MacList, JsonError> {
-        let items = self.array("mac_list", "an array of MAC address strings")?;
-        let macs = self.list("mac_list", items, MacList::CAPACITY, |path, n| match n {
-            Node::Str(s) => s.parse::<MacAddr>().map_err(|_| {
-                bad_value(
-                    path.to_owned(),
-                    n,
-                    "is not a MAC address (xx:xx:xx:xx:xx:xx)",
-                )
-            }),
-            _ => Err(wrong_type(path.to_owned(), "a MAC address string", n)),
-        })?;
-        Ok(MacList::from_slice(&macs).expect("list() caps the length at CAPACITY"))
-    }
-
-    /// Converts each entry of a list of at most `cap` distinct entries.
-    fn list<T: PartialEq>(
-        &self,
-        key: &str,
-        items: &[Node],
-        cap: usize,
-        mut convert: impl FnMut(&str, &Node) -> Result<T, JsonError>,
-    ) -> Result<Vec<T>, JsonError> {
-        if items.len() > cap {
-            let reason = format!("has {} entries, at most {cap} allowed", items.len());
-            return Err(bad_value(
-                self.path(key),
-                &Node::Arr(items.to_vec()),
-                &reason,
-            ));
-        }
-        let mut out: Vec<T> = Vec::with_capacity(items.len());
-        for (i, n) in items.iter().enumerate() {
-            let path = format!("{}[{i}]", self.path(key));
-            let value = convert(&path, n)?;
-            if out.contains(&value) {
-                return Err(bad_value(path, n, "is listed twice"));
+    /// The JSON words are the model's own serde names, so the FIFO and the
+    /// control API spell every kind, unit and level the same way.
+    #[test]
+    fn word_tables_match_the_model_serde_names() {
+        fn check<T: serde::Serialize>(table: &[(&str, T)]) {
+            for (word, value) in table {
+                let json = serde_json::to_string(value).expect("unit variant");
+                assert_eq!(json, format!("\"{word}\""));
             }
-            out.push(value);
         }
-        Ok(out)
-    }
-
-    fn threshold(&self, key: &str) -> Result<u32, JsonError> {
-        let Some(n) = self.get(key) else { return Ok(0) };
-        let path = self.path(key);
-        let max = i128::from(u32::MAX);
-        let v = int_in(&path, n, max, "an integer packet rate")?;
-        u32::try_from(v).map_err(|_| out_of_range(&path, n, max))
-    }
-}
-
-/// An integer in `0..=max`, or the error that says why `n` is not one.
-fn int_in(path: &str, n: &Node, max: i128, expected: &'static str) -> Result<i128, JsonError> {
-    match n {
-        Node::Int(v) if (0..=max).contains(v) => Ok(*v),
-        Node::Int(_) | Node::Float(_) => Err(out_of_range(path, n, max)),
-        _ => Err(wrong_type(path.to_owned(), expected, n)),
-    }
-}
-
-fn out_of_range(path: &str, n: &Node, max: i128) -> JsonError {
-    let reason = match n {
-        Node::Int(v) if *v < 0 => format!("is negative (allowed: 0..={max})"),
-        Node::Int(_) => format!("is too large (allowed: 0..={max})"),
-        _ => format!("is not an integer in 0..={max}"),
-    };
-    bad_value(path.to_owned(), n, &reason)
-}
-
-/// One of the words of `table`, in any ASCII case.
-fn word<T: Copy>(path: &str, n: &Node, table: &[(&str, T)], what: &str) -> Result<T, JsonError> {
-    let Node::Str(s) = n else {
-        return Err(wrong_type(path.to_owned(), "a string", n));
-    };
-    if let Some((_, v)) = table.iter().find(|(w, _)| w.eq_ignore_ascii_case(s)) {
-        return Ok(*v);
-    }
-    let words: Vec<&str> = table.iter().map(|(w, _)| *w).collect();
-    let reason = format!("is not {what} ({})", words.join(", "));
-    Err(bad_value(path.to_owned(), n, &reason))
-}
-
-fn refuse_duplicates(object: &'static str, pairs: &[(String, Node)]) -> Result<(), JsonError> {
-    for (i, (k, _)) in pairs.iter().enumerate() {
-        if pairs[..i].iter().any(|(earlier, _)| earlier == k) {
-            return Err(JsonError::DuplicateKey {
-                object,
-                key: k.clone(),
-            });
+        check(&POLICY_TYPES);
+        check(&UNITS);
+        check(&WORKLOADS);
+        for code in 0..4 {
+            let kind = PolicyKind::from_code(code).expect("codes 0..=3");
+            assert!(POLICY_TYPES.iter().any(|(_, k)| *k == kind));
         }
     }
-    Ok(())
-}
 
-fn wrong_type(key: String, expected: &'static str, got: &Node) -> JsonError {
-    JsonError::WrongType {
-        key,
-        expected,
-        got: got.kind(),
+    #[test]
+    fn syntax_error_keeps_the_position_out_of_the_message() {
+        let e = serde_json::from_str::<Node>("{\n  x").expect_err("invalid");
+        assert_eq!(
+            syntax_error(&e),
+            JsonError::Syntax {
+                line: 2,
+                column: 3,
+                message: "key must be a string".to_owned()
+            }
+        );
     }
-}
 
-fn bad_value(key: String, n: &Node, reason: &str) -> JsonError {
-    JsonError::BadValue {
-        key,
-        value: n.quoted(),
-        reason: reason.to_owned(),
+    #[test]
+    fn checks_run_in_key_order_and_report_the_first_fault() {
+        let text = r#"{"policy": {"busy_hours": [99], "name": 5, "command": "create"}}"#;
+        assert!(matches!(
+            parse_request(text),
+            Err(JsonError::WrongType { key, .. }) if key == "policy.name"
+        ));
+        let text = r#"{"policy": {"bogus": 1, "name": 5}}"#;
+        assert!(matches!(
+            parse_request(text),
+            Err(JsonError::UnknownKey { key, .. }) if key == "bogus"
+        ));
     }
 }

@@ -289,3 +289,48 @@ fn fault_index(text: &[u8], line: usize, column: usize) -> usize {
 fn offset(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_index_finds_the_offending_byte() {
+        let text = b"{\"a\":\n  {\"b\" 1}}";
+        // serde_json reports the `1` at line 2, column 8.
+        let e = serde_json::from_slice::<Node>(text).expect_err("invalid");
+        assert_eq!((e.line(), e.column()), (2, 8));
+        assert_eq!(text[fault_index(text, 2, 8)], b'1');
+        assert_eq!(fault_index(text, 1, 0), 0);
+        assert_eq!(fault_index(text, 9, 9), text.len());
+    }
+
+    #[test]
+    fn skipped_garbage_is_not_stored() {
+        let mut decoder = JsonStreamDecoder::new();
+        assert!(matches!(
+            decoder.feed(b"x").next(),
+            Some(Err(StreamError { offset: 0, .. }))
+        ));
+        decoder.push(&[b'y'; 1000]);
+        assert_eq!(decoder.buffered_len(), 0);
+        assert_eq!(decoder.stream_len(), 1001);
+        decoder.push(b"zz{");
+        assert_eq!(decoder.buffered_len(), 1);
+        assert!(decoder.next_message().is_none());
+    }
+
+    #[test]
+    fn zero_limit_refuses_every_object_without_panicking() {
+        let mut decoder = JsonStreamDecoder::with_max_object_len(0);
+        let items: Vec<_> = decoder.feed(b"{}{}").collect();
+        assert_eq!(items.len(), 2);
+        assert!(items.iter().all(|i| matches!(
+            i,
+            Err(StreamError {
+                error: JsonError::ObjectTooLarge { limit: 0 },
+                ..
+            })
+        )));
+    }
+}

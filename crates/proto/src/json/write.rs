@@ -174,3 +174,52 @@ fn is_zero(v: &u32) -> bool {
 fn not_expressible(reason: &'static str) -> JsonError {
     JsonError::NotExpressible { reason }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{PolicyKind, ScalingUnit, VmName, WorkloadLevel};
+
+    #[test]
+    fn every_variant_has_a_word() {
+        for code in 1..=6 {
+            let unit = ScalingUnit::from_code(code).expect("codes 1..=6");
+            assert!(!word_of(&UNITS, unit).is_empty());
+        }
+        for code in 0..=3 {
+            let kind = PolicyKind::from_code(code).expect("codes 0..=3");
+            assert!(!word_of(&POLICY_TYPES, kind).is_empty());
+        }
+        assert_eq!(word_of(&WORKLOADS, WorkloadLevel::Low), "LOW");
+    }
+
+    #[test]
+    fn workload_is_written_for_workload_policies_even_at_high() {
+        let policy = Policy {
+            kind: PolicyKind::Workload,
+            cores: VcpuList::default(),
+            core_type: CoreType::Physical,
+            macs: MacList::default(),
+            traffic: Default::default(),
+            hours: Default::default(),
+            workload: WorkloadLevel::High,
+            turbo_boost: false,
+        };
+        let req = Request {
+            vm_name: VmName::new("w").expect("short name"),
+            body: RequestBody::SetPolicy(policy),
+        };
+        assert_eq!(
+            to_json(&req).expect("expressible"),
+            r#"{"policy":{"name":"w","command":"create","policy_type":"WORKLOAD","workload":"HIGH"}}"#
+        );
+        let time = Request {
+            body: RequestBody::SetPolicy(Policy {
+                kind: PolicyKind::Time,
+                ..policy
+            }),
+            ..req
+        };
+        assert!(!to_json(&time).expect("expressible").contains("workload"));
+    }
+}
