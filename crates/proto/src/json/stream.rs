@@ -39,10 +39,21 @@
 //!   it is never completed by bytes from a later writer.
 //!
 //! ## Limitations
-//! A syntax error detected only at a nested `{` restarts there, so the
-//! inner object of a broken message may be read on its own; it then fails
-//! as an unknown top-level message unless it is itself a complete
-//! `policy`/`instruction` object.
+//! - A syntax error detected only at a nested `{` restarts there, so the
+//!   inner object of a broken message may be read on its own; it then fails
+//!   as an unknown top-level message unless it is itself a complete
+//!   `policy`/`instruction` object.
+//! - Because objects are parsed only when a `}` arrives, a syntax error is
+//!   seen at the latest with the next `}` (or at the size limit); until
+//!   then the decoder says it needs more bytes, and [`JsonStreamDecoder::finish`]
+//!   reports such an object as truncated.
+//! - Each parse attempt reads the whole buffered object, so an object fed in
+//!   many chunks each holding a `}` (possible only with `}` inside strings or
+//!   in invalid JSON) costs up to (number of such chunks) × (object size);
+//!   the size limit bounds it.
+//! - What follows an oversized object depends on chunking: seen whole, it
+//!   is consumed exactly; seen in parts, the rest of it is skipped up to the
+//!   next `{`, which may lie inside it and produce further errors.
 
 use serde_json::Deserializer;
 
