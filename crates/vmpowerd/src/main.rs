@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -69,4 +70,18 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             _ = int.recv() => info!("SIGINT: stopping"),
         }
     })
+}
+
+/// Every channel is a socket: raise the soft limit on open files to the
+/// hard limit (1024 VMs with 8 channels each need more than the usual
+/// soft limit of 1024).
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            eprintln!("vmpowerd: cannot raise the open-file limit: {e}");
+        }
+    }
 }

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::{debug, info};
 use vmpower_cpufreq::CpuId;
@@ -33,6 +33,9 @@ const QMP_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Placer {
     inventory: Inventory,
     targets: Mutex<BTreeMap<VmId, VmTarget>>,
+    /// Per VM: when its periodic refresh is next due, and how many periodic
+    /// refreshes in a row found no live source.
+    schedule: Mutex<BTreeMap<VmId, (Instant, u32)>>,
 }
 
 impl std::fmt::Debug for Placer {
@@ -71,6 +74,7 @@ impl Placer {
         Ok(Placer {
             inventory: Inventory::new(operator, live),
             targets: Mutex::new(targets),
+            schedule: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -99,6 +103,10 @@ impl Placer {
     /// Forgets a VM and the operator's entries for it.
     pub fn forget(&self, vm: &VmId) {
         self.targets().remove(vm);
+        self.schedule
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(vm);
         self.inventory.with_operator_map(|m| m.remove_vm(vm));
     }
 
@@ -132,6 +140,31 @@ impl Placer {
             core.execute(&actions);
         }
         found
+    }
+
+    /// The periodic refresh: every VM whose turn it is. A VM whose QEMU
+    /// no live source found (not started yet, or placed by the operator
+    /// only) is retried with a backoff, doubling up to 16 periods, so that
+    /// an idle host with many such VMs does not scan /proc constantly.
+    pub async fn refresh_due(&self, vms: &[VmId], period: Duration, core: &SharedCore) {
+        let now = Instant::now();
+        for vm in vms {
+            let due = self
+                .schedule
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(vm)
+                .is_none_or(|(at, _)| *at <= now);
+            if !due {
+                continue;
+            }
+            let found = self.refresh(vm, core).await;
+            let live = found.pid.is_some() || !found.threads.is_empty();
+            let mut schedule = self.schedule.lock().unwrap_or_else(PoisonError::into_inner);
+            let misses = schedule.get(vm).map_or(0, |(_, m)| *m);
+            let misses = if live { 0 } else { (misses + 1).min(4) };
+            schedule.insert(vm.clone(), (now + period * (1 << misses), misses));
+        }
     }
 
     /// `set-pcpu`: records the mapping, re-pins the live vCPU thread if

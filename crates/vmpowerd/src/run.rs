@@ -146,9 +146,8 @@ async fn refresh_periodically(daemon: Arc<Daemon>) {
     loop {
         tick.tick().await;
         let vms = crate::lock(&daemon.core).engine.vm_ids();
-        for vm in vms {
-            daemon.placer.refresh(&vm, &daemon.core).await;
-        }
+        let period = daemon.config.placement_refresh();
+        daemon.placer.refresh_due(&vms, period, &daemon.core).await;
     }
 }
 

@@ -90,33 +90,24 @@ async fn serve_stream(stream: &UnixStream, channel: &ChannelId, core: &SharedCor
         .map(|s| s.layout)
         .unwrap_or_default();
     let mut records = RecordStream::new(layout);
-    let mut buf = vec![0u8; READ_BUF];
-    let mut replies = Vec::new();
-    let mut lens = Vec::new();
     let mut outbox = Outbox::default();
     let closed = loop {
-        let n = match read(stream, &mut buf).await {
-            Ok(0) => break Closed::Eof,
-            Ok(n) => n,
-            Err(e) => break Closed::Error(e),
-        };
-        let mut input = &buf[..n];
-        replies.clear();
-        lens.clear();
-        {
-            let mut core = crate::lock(core);
-            while let Some(frame) = records.next_frame(&mut input) {
-                let before = replies.len();
-                core.handle_frame(channel, layout, &frame, &mut replies);
-                if replies.len() > before {
-                    lens.push(replies.len() - before);
-                }
-            }
+        if let Err(e) = stream.readable().await {
+            break Closed::Error(e);
         }
-        match outbox.send(stream, &replies, &lens) {
-            Ok(0) => {}
-            Ok(dropped) => crate::lock(core).stats.replies_dropped += dropped,
-            Err(e) => break Closed::Error(e),
+        match SCRATCH.with_borrow_mut(|scratch| {
+            pump(
+                stream,
+                channel,
+                core,
+                layout,
+                &mut records,
+                &mut outbox,
+                scratch,
+            )
+        }) {
+            Ok(()) => {}
+            Err(closed) => break closed,
         }
     };
     let partial = records.discard_partial();
@@ -127,14 +118,58 @@ async fn serve_stream(stream: &UnixStream, channel: &ChannelId, core: &SharedCor
     closed
 }
 
-/// `read` on a shared stream reference.
-async fn read(stream: &UnixStream, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        stream.readable().await?;
-        match stream.try_read(buf) {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
+/// Per-thread buffers: a read buffer and the replies of one read. A
+/// connection holds no buffer of its own between reads (only its partial
+/// record), so thousands of idle channels cost little memory.
+struct Scratch {
+    buf: Vec<u8>,
+    replies: Vec<u8>,
+    lens: Vec<usize>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch {
+        buf: vec![0u8; READ_BUF],
+        replies: Vec::new(),
+        lens: Vec::new(),
+    });
+}
+
+/// Reads what is there, decides, replies; never awaits.
+fn pump(
+    stream: &UnixStream,
+    channel: &ChannelId,
+    core: &SharedCore,
+    layout: vmpower_proto::Layout,
+    records: &mut RecordStream,
+    outbox: &mut Outbox,
+    scratch: &mut Scratch,
+) -> Result<(), Closed> {
+    let n = match stream.try_read(&mut scratch.buf) {
+        Ok(0) => return Err(Closed::Eof),
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+        Err(e) => return Err(Closed::Error(e)),
+    };
+    let mut input = &scratch.buf[..n];
+    scratch.replies.clear();
+    scratch.lens.clear();
+    {
+        let mut core = crate::lock(core);
+        while let Some(frame) = records.next_frame(&mut input) {
+            let before = scratch.replies.len();
+            core.handle_frame(channel, layout, &frame, &mut scratch.replies);
+            if scratch.replies.len() > before {
+                scratch.lens.push(scratch.replies.len() - before);
+            }
         }
+    }
+    match outbox.send(stream, &scratch.replies, &scratch.lens) {
+        Ok(0) => Ok(()),
+        Ok(dropped) => {
+            crate::lock(core).stats.replies_dropped += dropped;
+            Ok(())
+        }
+        Err(e) => Err(Closed::Error(e)),
     }
 }
