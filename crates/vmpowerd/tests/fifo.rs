@@ -1,0 +1,51 @@
+//! DPDK's JSON FIFO `<channel-dir>/fifo<N>`: instructions act on host CPUs
+//! as operator overrides; garbage between objects is skipped.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::Write;
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_instructions_drive_host_cpus() {
+    let mut host = Host::start(&[]).await;
+    let fifo = host.config.channel_dir.join("fifo2");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    // The daemon finds the FIFO through inotify and opens it; opening for
+    // writing blocks until it has.
+    let path = fifo.clone();
+    let mut writer = tokio::time::timeout(
+        WAIT,
+        tokio::task::spawn_blocking(move || std::fs::OpenOptions::new().write(true).open(path)),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .unwrap();
+    // DPDK's guide example, upper-case command, split across writes.
+    let msg = br#"{"instruction": {"name": "ubuntu", "command": "POWER", "unit": "SCALE_MIN", "resource_id": 2}}"#;
+    writer.write_all(&msg[..40]).unwrap();
+    writer.write_all(&msg[40..]).unwrap();
+    wait_for(|| host.cpu_file(2, "scaling_setspeed") == "800000").await;
+    // Garbage, an invalid object, then a valid one: only the last acts.
+    writer
+        .write_all(b"garbage {\"instruction\": {\"unit\": 7}}\n")
+        .unwrap();
+    writer
+        .write_all(br#"{"instruction": {"name": "ubuntu", "command": "power", "unit": "SCALE_MAX", "resource_id": 2}}"#)
+        .unwrap();
+    wait_for(|| host.cpu_file(2, "scaling_setspeed") == "2301000").await;
+    host.stop().await.unwrap();
+    let governor = host.cpu_file(0, "scaling_governor");
+    assert_eq!(host.cpu_file(2, "scaling_governor"), governor, "restored");
+}
