@@ -83,12 +83,18 @@ pub enum Command {
     ShowCpuFreq(CpuSel),
     /// Change host CPUs' frequency (an operator override; "release" hands
     /// the CPU back to the VMs).
+    #[command(
+        override_usage = "vmpowerctl set-cpu-freq <CORE> <ACTION>\n       vmpowerctl set-cpu-freq --mask <MASK> <ACTION>"
+    )]
     SetCpuFreq {
-        #[command(flatten)]
-        /// Which CPUs.
-        cpus: CpuSel,
-        /// What to do.
-        op: FreqAction,
+        /// A CPU mask, e.g. 0x0f (instead of CORE).
+        #[arg(long)]
+        mask: Option<String>,
+        /// CORE (a CPU number or list, e.g. 1,3-4) unless --mask is given,
+        /// then ACTION: up, down, min, max, enable-turbo, disable-turbo or
+        /// release.
+        #[arg(required = true, num_args = 1..=2, value_name = "CORE ACTION")]
+        args: Vec<String>,
     },
     /// An interactive shell with DPDK's prompt (vm_power>) and history.
     Shell,
@@ -193,6 +199,29 @@ fn cpus(sel: &CpuSel) -> Result<Vec<u32>, UsageError> {
     }
 }
 
+/// Splits `set-cpu-freq`'s words: `CORE ACTION`, or `ACTION` with --mask.
+fn set_cpu_freq_args(
+    mask: Option<&str>,
+    args: &[String],
+) -> Result<(CpuSel, FreqAction), UsageError> {
+    let (core, action) = match (mask, args) {
+        (Some(_), [action]) => (None, action),
+        (None, [core, action]) => (Some(core.clone()), action),
+        (Some(_), _) => return Err(UsageError("with --mask, give only the action".into())),
+        (None, _) => return Err(UsageError("give a CPU (or --mask) and an action".into())),
+    };
+    let action = FreqAction::from_str(action, true).map_err(|_| {
+        UsageError(format!(
+            "{action:?} is not an action (up, down, min, max, enable-turbo, disable-turbo, release)"
+        ))
+    })?;
+    let sel = CpuSel {
+        core,
+        mask: mask.map(str::to_owned),
+    };
+    Ok((sel, action))
+}
+
 fn channels(text: &str) -> Result<ChannelSel, UsageError> {
     Ok(match parse_list(text)? {
         None => ChannelSel::All,
@@ -232,18 +261,21 @@ impl Command {
                 enabled: matches!(status, Toggle::Enable),
             },
             Command::ShowCpuFreq(sel) => CtlRequest::ShowCpuFreq { cpus: cpus(sel)? },
-            Command::SetCpuFreq { cpus: sel, op } => CtlRequest::SetCpuFreq {
-                cpus: cpus(sel)?,
-                op: match op {
-                    FreqAction::Up => FreqOp::Up,
-                    FreqAction::Down => FreqOp::Down,
-                    FreqAction::Min => FreqOp::Min,
-                    FreqAction::Max => FreqOp::Max,
-                    FreqAction::EnableTurbo => FreqOp::EnableTurbo,
-                    FreqAction::DisableTurbo => FreqOp::DisableTurbo,
-                    FreqAction::Release => FreqOp::Release,
-                },
-            },
+            Command::SetCpuFreq { mask, args } => {
+                let (sel, op) = set_cpu_freq_args(mask.as_deref(), args)?;
+                CtlRequest::SetCpuFreq {
+                    cpus: cpus(&sel)?,
+                    op: match op {
+                        FreqAction::Up => FreqOp::Up,
+                        FreqAction::Down => FreqOp::Down,
+                        FreqAction::Min => FreqOp::Min,
+                        FreqAction::Max => FreqOp::Max,
+                        FreqAction::EnableTurbo => FreqOp::EnableTurbo,
+                        FreqAction::DisableTurbo => FreqOp::DisableTurbo,
+                        FreqAction::Release => FreqOp::Release,
+                    },
+                }
+            }
             Command::Shell => return Ok(None),
         }))
     }

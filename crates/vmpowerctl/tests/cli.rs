@@ -1,0 +1,195 @@
+//! The vmpowerctl binary against a real daemon (in-process, fake host):
+//! tables, --json, exit codes, the shell.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use vmpower_cpufreq::fake::FakeSysfs;
+use vmpower_cpufreq::{Driver, SysfsIo};
+use vmpowerd::config::Config;
+
+struct Daemon {
+    fake: Arc<FakeSysfs>,
+    socket: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Daemon {
+    fn start() -> Daemon {
+        let fake = Arc::new(FakeSysfs::builder(4).driver(Driver::AcpiCpufreq).build().unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            sysfs_root: fake.path().to_owned(),
+            proc_root: dir.path().join("proc"),
+            channel_dir: dir.path().join("channels"),
+            state_dir: dir.path().join("state"),
+            control_socket: dir.path().join("control.sock"),
+            ..Config::default()
+        };
+        let socket = config.control_socket.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let io: Arc<dyn SysfsIo> = fake.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(vmpowerd::run::run(config, io, async {
+                let _ = rx.await;
+            }))
+            .unwrap();
+        });
+        for _ in 0..1000 {
+            if socket.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(socket.exists(), "daemon did not start");
+        Daemon {
+            fake,
+            socket,
+            _dir: dir,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_vmpowerctl"))
+            .arg("--control-socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn file(&self, cpu: u32, name: &str) -> String {
+        let rel = format!("devices/system/cpu/cpu{cpu}/cpufreq/{name}");
+        self.fake.read(Path::new(&rel)).unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn vm_commands_tables_and_json() {
+    let d = Daemon::start();
+    let o = d.ctl(&["add-vm", "vm1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = d.ctl(&["set-pcpu", "vm1", "0", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = d.ctl(&["set-query", "vm1", "enable"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = d.ctl(&["list-vms"]);
+    let out = stdout(&o);
+    assert!(out.starts_with("VM"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("vm1") && l.contains("true")), "{out}");
+    let o = d.ctl(&["--json", "show-vm", "vm1"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["vcpus"][0]["pcpus"][0], 2);
+    assert_eq!(v["settings"]["queries_allowed"], true);
+    let o = d.ctl(&["show-vm", "vm1"]);
+    assert!(stdout(&o).contains("0 -> [2]"), "{}", stdout(&o));
+}
+
+#[test]
+fn cpu_frequency_by_core_and_mask() {
+    let d = Daemon::start();
+    let o = d.ctl(&["set-cpu-freq", "--mask", "0x6", "min"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(d.file(1, "scaling_setspeed"), "800000");
+    assert_eq!(d.file(2, "scaling_setspeed"), "800000");
+    assert_ne!(d.file(0, "scaling_governor"), "userspace");
+    let o = d.ctl(&["set-cpu-freq", "1", "up"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(d.file(1, "scaling_setspeed"), "900000");
+    let o = d.ctl(&["--json", "show-cpu-freq", "1"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["khz"], 900_000);
+    assert_eq!(v[0]["operator"], true);
+    let o = d.ctl(&["show-cpu-freq", "1-2"]);
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 3, "{out}");
+    let o = d.ctl(&["set-cpu-freq", "1", "release"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(d.file(1, "scaling_governor"), d.file(0, "scaling_governor"));
+}
+
+#[test]
+fn exit_codes_tell_usage_missing_and_unreachable_apart() {
+    let d = Daemon::start();
+    // 3: unknown VM / CPU.
+    let o = d.ctl(&["show-vm", "nope"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nope"));
+    let o = d.ctl(&["set-cpu-freq", "77", "min"]);
+    assert_eq!(o.status.code(), Some(3));
+    // 4: refused.
+    assert!(d.ctl(&["add-vm", "twice"]).status.success());
+    let o = d.ctl(&["add-vm", "twice"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    // 2: usage, caught before asking the daemon.
+    let o = d.ctl(&["set-cpu-freq", "--mask", "0xzz", "min"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("0xzz"), "{}", stderr(&o));
+    let o = d.ctl(&["set-pcpu", "vm1", "x", "2"]);
+    assert_eq!(o.status.code(), Some(2));
+    // 1: no daemon.
+    let o = Command::new(env!("CARGO_BIN_EXE_vmpowerctl"))
+        .args(["--control-socket", "/nonexistent/vmpower.sock", "status"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/nonexistent/vmpower.sock"), "{}", stderr(&o));
+}
+
+#[test]
+fn the_shell_reads_commands_until_quit() {
+    let d = Daemon::start();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vmpowerctl"))
+        .arg("--control-socket")
+        .arg(&d.socket)
+        .arg("shell")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"add-vm shellvm\nbogus-command\nlist-vms\nquit\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(text.contains("shellvm"), "{text}");
+    assert!(stderr(&out).contains("bogus-command"), "{}", stderr(&out));
+}
