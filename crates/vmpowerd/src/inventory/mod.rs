@@ -46,6 +46,9 @@ pub mod procfs;
 pub mod qmp;
 pub mod static_map;
 
+#[cfg(feature = "libvirt")]
+pub mod libvirt;
+
 #[cfg(any(test, feature = "test-utils"))]
 pub mod fake_proc;
 #[cfg(any(test, feature = "test-utils"))]
@@ -87,13 +90,15 @@ impl fmt::Display for Tid {
 }
 
 /// Where a vCPU's placement came from; the order is the precedence
-/// (`Operator` < `Qmp` < `Procfs`: lower wins).
+/// (`Operator` < `Qmp` < `Libvirt` < `Procfs`: lower wins).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SourceKind {
     /// The operator's static map (config, `set-pcpu`).
     Operator,
     /// QMP `query-cpus-fast` plus /proc affinity.
     Qmp,
+    /// libvirt's vCPU pinning (feature `libvirt`).
+    Libvirt,
     /// /proc thread names and affinity.
     Procfs,
 }
@@ -103,6 +108,7 @@ impl fmt::Display for SourceKind {
         f.write_str(match self {
             SourceKind::Operator => "operator map",
             SourceKind::Qmp => "QMP",
+            SourceKind::Libvirt => "libvirt",
             SourceKind::Procfs => "/proc",
         })
     }
@@ -212,6 +218,16 @@ pub enum PlacementSourceError {
         #[source]
         source: ProcfsError,
     },
+    /// libvirt failed.
+    #[cfg(feature = "libvirt")]
+    #[error("libvirt, VM {vm}")]
+    Libvirt {
+        /// The VM.
+        vm: VmId,
+        /// What failed.
+        #[source]
+        source: libvirt::LibvirtError,
+    },
     /// Re-pinning a live vCPU thread after `set-pcpu` failed.
     #[error("re-pinning vCPU {vcpu} of VM {vm}")]
     Repin {
@@ -234,6 +250,8 @@ impl PlacementSourceError {
             }
             PlacementSourceError::Qmp { .. } => SourceKind::Qmp,
             PlacementSourceError::Procfs { .. } => SourceKind::Procfs,
+            #[cfg(feature = "libvirt")]
+            PlacementSourceError::Libvirt { .. } => SourceKind::Libvirt,
         }
     }
 }
