@@ -443,4 +443,29 @@ mod tests {
             [7, 0]
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_text_parses_or_errs_without_panic(text in "[0-9,\\- a-z:]{0,40}") {
+            let _ = parse_vcpu_list("l", &text);
+            let _ = parse_hours("l", &text);
+            let _ = parse_mac_list("l", &text);
+        }
+
+        #[test]
+        fn written_hour_sets_parse_back(hours in proptest::collection::btree_set(0u8..24, 2..24)) {
+            let text: Vec<String> = hours.iter().map(u8::to_string).collect();
+            let set = parse_hours("l", &text.join(",")).unwrap();
+            proptest::prop_assert_eq!(set.iter().collect::<std::collections::BTreeSet<_>>(), hours);
+        }
+
+        #[test]
+        fn written_vcpu_lists_parse_back(ids in proptest::sample::subsequence((0u8..8).collect::<Vec<_>>(), 0..=8)) {
+            let text: Vec<String> = ids.iter().map(u8::to_string).collect();
+            let list = parse_vcpu_list("l", &text.join(",")).unwrap();
+            proptest::prop_assert_eq!(list.as_slice(), &ids[..]);
+        }
+    }
 }
