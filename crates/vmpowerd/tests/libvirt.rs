@@ -84,6 +84,57 @@ async fn placement_comes_from_vcpu_pins() {
 }
 
 #[tokio::test]
+async fn pinning_through_libvirt_moves_the_vcpu() {
+    let (_dir, uri) = node(&[domain("vm1", 2, &[(0, "0"), (1, "1")], &[])]);
+    let source = LibvirtPlacement::connect(&uri).expect("connect");
+    let vm = VmId::new("vm1");
+    source.pin_vcpu(&vm, 1, &cpus(&[4, 5])).await.expect("pin");
+    let d = source.domain(&vm).await.expect("ok").expect("vm1");
+    assert_eq!(
+        d.placement.affinity,
+        BTreeMap::from([(0, cpus(&[0])), (1, cpus(&[4, 5]))])
+    );
+
+    let err = source
+        .pin_vcpu(&vm, 0, &cpus(&[16]))
+        .await
+        .expect_err("the host has 16 CPUs");
+    assert!(
+        matches!(
+            err,
+            LibvirtError::BadPin {
+                vcpu: 0,
+                host_cpus: 16,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let (_dir2, uri2) = node(&[domain("vm-off", 1, &[(0, "0")], &[]).replace(
+        "<domain type='test'>",
+        "<domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>\
+         <test:runstate>5</test:runstate>",
+    )]);
+    let off = LibvirtPlacement::connect(&uri2).expect("connect");
+    let err = off
+        .pin_vcpu(&VmId::new("vm-off"), 0, &cpus(&[1]))
+        .await
+        .expect_err("shut off");
+    assert!(
+        matches!(&err, LibvirtError::NotRunning { domain, .. } if domain == "vm-off"),
+        "{err:?}"
+    );
+    let err = source
+        .pin_vcpu(&VmId::new("nope"), 0, &cpus(&[1]))
+        .await
+        .expect_err("no such domain");
+    assert!(
+        matches!(&err, LibvirtError::Domain { domain, .. } if domain == "nope"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
 async fn channel_paths_come_from_the_live_xml() {
     let (dir, _) = node(&[]);
     let ch0 = dir.path().join("vm1.0");

@@ -8,7 +8,9 @@
 //!   thread's affinity read from /proc;
 //! - [`procfs`]: the QEMU process found in /proc (by its channel socket or
 //!   its `-name`), its `CPU <n>/KVM` threads and their affinity; the text
-//!   formats of those files are parsed in [`proc_text`].
+//!   formats of those files are parsed in [`proc_text`];
+//! - `libvirt` (cargo feature `libvirt`): libvirt's vCPU pinning, the
+//!   domains' channel paths from their live XML, and domain events.
 //!
 //! [`Inventory`] merges them. [`pin`] re-pins a live vCPU thread when the
 //! operator moves a vCPU.
@@ -18,7 +20,8 @@
 //! 1. the operator's static map ([`SourceKind::Operator`]): the operator
 //!    said so, and on a live VM `set-pcpu` also re-pins the thread;
 //! 2. QMP ([`SourceKind::Qmp`]): QEMU itself names the vCPU threads;
-//! 3. /proc ([`SourceKind::Procfs`]): thread names, which need
+//! 3. libvirt ([`SourceKind::Libvirt`]): its own pinning, without thread ids;
+//! 4. /proc ([`SourceKind::Procfs`]): thread names, which need
 //!    `debug-threads=on`.
 //!
 //! The number of vCPUs is the largest any *live* source (QMP, /proc)

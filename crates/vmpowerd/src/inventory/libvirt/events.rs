@@ -19,6 +19,8 @@
 //! ## Limitations
 //! - If the connection to libvirtd breaks, no more events come; the watcher
 //!   does not reconnect (start a new one; [`LibvirtWatcher::is_alive`] says).
+//! - Dropping a watcher deregisters over its connection, a call to libvirtd
+//!   for remote URIs: drop it where blocking briefly is acceptable.
 //! - TUNABLE events other than `cputune.vcpupinN` (emulator pins, shares)
 //!   are not forwarded.
 

@@ -10,35 +10,40 @@
 //!   or `test:///ABS/node.xml` in tests) and reopens it when libvirt says it
 //!   is no longer alive (libvirtd restarted). Every libvirt call blocks, so
 //!   the async methods run them on tokio's blocking pool.
-//! - Pinning comes from virDomainGetVcpuPinInfo on the live domain, with CPU
-//!   maps sized for the larger of virNodeGetCPUMap's and virNodeGetInfo's
-//!   CPU counts (libvirt's test driver reports fewer in the first).
+//! - Pinning comes from virDomainGetVcpuPinInfo (the private `domain`
+//!   module reads one domain).
 //! - A domain libvirt does not know, or one that is not running, is not this
 //!   source's: [`VcpuPlacement::placement`] answers `Ok(None)`.
 //!
 //! ## Limitations
 //! - libvirt does not name the vCPU threads or the QEMU pid through its
-//!   public API: [`SourcePlacement::threads`] and `pid` stay empty, so /proc
-//!   or QMP supply them where `set-pcpu` must re-pin a thread.
+//!   public API: [`SourcePlacement::threads`] and `pid` stay empty. For
+//!   `set-pcpu` on a libvirt VM, pin through libvirt
+//!   ([`LibvirtPlacement::pin_vcpu`]), which libvirt then remembers.
 //! - The virt crate's `Domain` panics on drop if libvirt cannot free it
 //!   (only for a corrupt pointer); domains are dropped right after use.
 
+mod domain;
 pub mod events;
 mod sys;
 pub mod xml;
 
-use std::ffi::c_int;
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use virt::connect::Connect;
 use virt::domain::Domain;
-use virt::error::{Error as VirtError, ErrorNumber};
-use vmpower_engine::{Placement, VmId};
+use virt::error::Error as VirtError;
+use vmpower_cpufreq::CpuId;
+use vmpower_engine::{Vcpu, VmId};
 
 use super::{
     PlacementFuture, PlacementSourceError, SourceKind, SourcePlacement, VcpuPlacement, VmTarget,
 };
 
+use self::domain::{host_cpus, query};
+
+pub use self::domain::LibvirtDomain;
 pub use self::events::{LibvirtEvent, LibvirtWatcher, Lifecycle};
 pub use self::xml::{DomainChannel, DomainXmlError};
 
@@ -104,6 +109,30 @@ pub enum LibvirtError {
         what: &'static str,
         /// Its value.
         value: u64,
+    },
+    /// A vCPU cannot be pinned to these CPUs (none, or beyond the host's).
+    #[error(
+        "libvirt {uri}, domain {domain}: cannot pin vCPU {vcpu} to CPUs {cpus:?} of a {host_cpus}-CPU host"
+    )]
+    BadPin {
+        /// The URI.
+        uri: String,
+        /// The domain.
+        domain: String,
+        /// The vCPU.
+        vcpu: Vcpu,
+        /// The CPUs asked for.
+        cpus: Vec<u32>,
+        /// How many CPUs libvirt says the host has.
+        host_cpus: i32,
+    },
+    /// The domain does not run (so it has no vCPU to pin).
+    #[error("libvirt {uri}, domain {domain}: not running")]
+    NotRunning {
+        /// The URI.
+        uri: String,
+        /// The domain.
+        domain: String,
     },
     /// libvirt's event loop could not be set up.
     #[error("libvirt event loop: {reason}")]
@@ -174,37 +203,6 @@ impl Drop for Conn {
     }
 }
 
-/// What libvirt says about one domain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LibvirtDomain {
-    /// The domain name (the VM's name in the daemon).
-    pub vm: VmId,
-    /// Whether it runs (a defined, stopped domain has no placement).
-    pub active: bool,
-    /// Its pinning and current vCPU count; empty when not active.
-    pub placement: Placement,
-    /// Its unix virtio channels, from the live XML when active.
-    pub channels: Vec<DomainChannel>,
-}
-
-impl LibvirtDomain {
-    /// The power agent's channel sockets (`virtio.serial.port.poweragent.N`),
-    /// by `N`.
-    pub fn agent_channels(&self) -> impl Iterator<Item = (u32, &DomainChannel)> {
-        self.channels
-            .iter()
-            .filter_map(|c| c.agent_index.map(|n| (n, c)))
-    }
-
-    /// A [`VmTarget`] naming the VM and its power agent channel sockets.
-    pub fn target(&self) -> VmTarget {
-        self.agent_channels()
-            .fold(VmTarget::new(self.vm.clone()), |t, (_, c)| {
-                t.with_channel_socket(&c.path)
-            })
-    }
-}
-
 /// The libvirt source of vCPU placements and channel paths.
 #[derive(Debug, Clone)]
 pub struct LibvirtPlacement {
@@ -265,6 +263,55 @@ impl LibvirtPlacement {
         query(&conn, vm)
     }
 
+    /// Pins `vcpu` of the running `vm` to `cpus` through libvirt (live
+    /// only: the domain's persistent definition is left alone), as
+    /// `virsh vcpupin --live` does (blocking).
+    pub fn pin_vcpu_blocking(
+        &self,
+        vm: &VmId,
+        vcpu: Vcpu,
+        cpus: &BTreeSet<CpuId>,
+    ) -> Result<(), LibvirtError> {
+        let conn = self.live()?;
+        let name = vm.as_str();
+        let dom = Domain::lookup_by_name(conn.raw(), name)
+            .map_err(|e| conn.domain_error(name, "looking it up", e))?;
+        let host_cpus = host_cpus(&conn, name)?;
+        let map = sys::set_to_cpumap(cpus, host_cpus).ok_or_else(|| LibvirtError::BadPin {
+            uri: conn.uri().to_owned(),
+            domain: name.to_owned(),
+            vcpu,
+            cpus: cpus.iter().map(|c| c.0).collect(),
+            host_cpus,
+        })?;
+        let active = dom
+            .is_active()
+            .map_err(|e| conn.domain_error(name, "asking whether it runs", e))?;
+        if !active {
+            return Err(LibvirtError::NotRunning {
+                uri: conn.uri().to_owned(),
+                domain: name.to_owned(),
+            });
+        }
+        // AFFECT_CURRENT, which is the live domain once it runs: not every
+        // driver takes AFFECT_LIVE (the test driver refuses it).
+        dom.pin_vcpu_flags(vcpu, &map, virt::sys::VIR_DOMAIN_AFFECT_CURRENT)
+            .map_err(|e| conn.domain_error(name, "pinning a vCPU", e))?;
+        Ok(())
+    }
+
+    /// [`LibvirtPlacement::pin_vcpu_blocking`] on the blocking pool.
+    pub async fn pin_vcpu(
+        &self,
+        vm: &VmId,
+        vcpu: Vcpu,
+        cpus: &BTreeSet<CpuId>,
+    ) -> Result<(), LibvirtError> {
+        let (this, vm, cpus) = (self.clone(), vm.clone(), cpus.clone());
+        self.blocking(move || this.pin_vcpu_blocking(&vm, vcpu, &cpus))
+            .await
+    }
+
     /// [`LibvirtPlacement::list_domains_blocking`] on the blocking pool.
     pub async fn list_domains(&self) -> Result<Vec<VmId>, LibvirtError> {
         let this = self.clone();
@@ -289,74 +336,6 @@ impl LibvirtPlacement {
     }
 }
 
-/// Reads one domain (blocking).
-fn query(conn: &Conn, vm: &VmId) -> Result<Option<LibvirtDomain>, LibvirtError> {
-    let name = vm.as_str();
-    let dom = match Domain::lookup_by_name(conn.raw(), name) {
-        Ok(d) => d,
-        Err(e) if e.code() == ErrorNumber::NoDomain => return Ok(None),
-        Err(e) => return Err(conn.domain_error(name, "looking it up", e)),
-    };
-    let active = dom
-        .is_active()
-        .map_err(|e| conn.domain_error(name, "asking whether it runs", e))?;
-    let xml = dom
-        .get_xml_desc(0)
-        .map_err(|e| conn.domain_error(name, "reading its XML", e))?;
-    let channels = xml::channels(&xml).map_err(|source| LibvirtError::Xml {
-        uri: conn.uri().to_owned(),
-        domain: name.to_owned(),
-        source,
-    })?;
-    let mut placement = Placement::default();
-    if active {
-        let vcpus = dom
-            .get_vcpus_flags(virt::sys::VIR_DOMAIN_AFFECT_LIVE)
-            .map_err(|e| conn.domain_error(name, "counting its vCPUs", e))?;
-        let host_cpus = host_cpus(conn, name)?;
-        let too_many = |what, value: u32| LibvirtError::TooMany {
-            uri: conn.uri().to_owned(),
-            domain: name.to_owned(),
-            what,
-            value: value.into(),
-        };
-        let vcpus_c = bounded(vcpus).ok_or_else(|| too_many("its vCPU count", vcpus))?;
-        let pins = sys::vcpu_pin_info(&dom, vcpus_c, host_cpus)
-            .map_err(|e| conn.domain_error(name, "reading its vCPU pinning", e))?;
-        placement.vcpus = usize::try_from(vcpus).map_err(|_| too_many("its vCPU count", vcpus))?;
-        placement.affinity = (0..).zip(pins).filter(|(_, s)| !s.is_empty()).collect();
-    }
-    Ok(Some(LibvirtDomain {
-        vm: vm.clone(),
-        active,
-        placement,
-        channels,
-    }))
-}
-
-/// The host's CPU count for CPU maps: the larger of virNodeGetCPUMap's and
-/// virNodeGetInfo's.
-fn host_cpus(conn: &Conn, domain: &str) -> Result<c_int, LibvirtError> {
-    let map = sys::node_cpu_map_len(conn.raw())
-        .map_err(|e| conn.error("counting host CPUs (virNodeGetCPUMap)", e))?;
-    let info = conn
-        .raw()
-        .get_node_info()
-        .map_err(|e| conn.error("reading node info", e))?;
-    let cpus = bounded(info.cpus).ok_or_else(|| LibvirtError::TooMany {
-        uri: conn.uri().to_owned(),
-        domain: domain.to_owned(),
-        what: "the host CPU count",
-        value: info.cpus.into(),
-    })?;
-    Ok(map.max(cpus))
-}
-
-/// `n` as a C int when at most [`MAX_CPUS`].
-fn bounded(n: u32) -> Option<c_int> {
-    (n <= MAX_CPUS).then(|| c_int::try_from(n).ok()).flatten()
-}
-
 impl VcpuPlacement for LibvirtPlacement {
     fn kind(&self) -> SourceKind {
         SourceKind::Libvirt
@@ -377,43 +356,5 @@ impl VcpuPlacement for LibvirtPlacement {
                 pid: None,
             }))
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_are_bounded() {
-        assert_eq!(bounded(0), Some(0));
-        assert_eq!(bounded(MAX_CPUS), Some(1 << 16));
-        assert_eq!(bounded(MAX_CPUS + 1), None);
-        assert_eq!(bounded(u32::MAX), None);
-    }
-
-    #[test]
-    fn target_lists_only_agent_channels() {
-        let d = LibvirtDomain {
-            vm: VmId::new("vm1"),
-            active: true,
-            placement: Placement::default(),
-            channels: xml::channels(
-                "<domain><devices>\
-                 <channel type='unix'><source mode='bind' path='/c/vm1.1'/>\
-                 <target type='virtio' name='virtio.serial.port.poweragent.1'/></channel>\
-                 <channel type='unix'><source mode='bind' path='/c/ga'/>\
-                 <target type='virtio' name='org.qemu.guest_agent.0'/></channel>\
-                 </devices></domain>",
-            )
-            .expect("well-formed"),
-        };
-        let t = d.target();
-        assert_eq!(t.vm, VmId::new("vm1"));
-        assert_eq!(
-            t.channel_sockets,
-            vec![std::path::PathBuf::from("/c/vm1.1")]
-        );
-        assert_eq!(d.agent_channels().map(|(n, _)| n).collect::<Vec<_>>(), [1]);
     }
 }

@@ -90,6 +90,21 @@ pub(super) fn cpumap_to_set(map: &[u8]) -> BTreeSet<CpuId> {
     set
 }
 
+/// Encodes `cpus` as a libvirt CPU map for a host of `host_cpus` CPUs;
+/// `None` if the set is empty or names a CPU the host does not have.
+pub(super) fn set_to_cpumap(cpus: &BTreeSet<CpuId>, host_cpus: c_int) -> Option<Vec<u8>> {
+    let host = u32::try_from(host_cpus).ok()?;
+    if cpus.is_empty() || cpus.iter().any(|c| c.0 >= host) {
+        return None;
+    }
+    let mut map = vec![0u8; usize::try_from(host.div_ceil(8)).ok()?];
+    for CpuId(c) in cpus {
+        let byte = usize::try_from(c / 8).ok()?;
+        *map.get_mut(byte)? |= 1 << (c % 8);
+    }
+    Some(map)
+}
+
 /// Which domain events to register for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum EventId {
@@ -283,6 +298,17 @@ mod tests {
         assert!(cpumap_to_set(&[0, 0]).is_empty());
         let got = cpumap_to_set(&[0b1000_0010, 0b0000_0001]);
         assert_eq!(got, BTreeSet::from([CpuId(1), CpuId(7), CpuId(8)]));
+    }
+
+    #[test]
+    fn cpumaps_encode_and_round_trip() {
+        let set = BTreeSet::from([CpuId(0), CpuId(9), CpuId(15)]);
+        let map = set_to_cpumap(&set, 16).expect("in range");
+        assert_eq!(map, vec![0b0000_0001, 0b1000_0010]);
+        assert_eq!(cpumap_to_set(&map), set);
+        assert_eq!(set_to_cpumap(&set, 12), None);
+        assert_eq!(set_to_cpumap(&BTreeSet::new(), 16), None);
+        assert_eq!(set_to_cpumap(&set, -1), None);
     }
 
     /// A string-typed parameter; `value` must outlive its use.
