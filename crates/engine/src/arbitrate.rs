@@ -68,7 +68,7 @@ pub(crate) fn arbitrate(
                 .wants
                 .iter()
                 .filter(|(key, _)| vm.governs(**key, *cpu))
-                .map(|(_, state)| state.index().min(table.last_index()))
+                .map(|(_, want)| want.index(table))
                 .min();
             let (index, winner) = match explicit {
                 Some(i) => {

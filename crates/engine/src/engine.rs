@@ -34,10 +34,10 @@ use crate::ids::{ChannelId, Vcpu, VmId};
 use crate::ratelimit::TokenBucket;
 use crate::reject::Rejection;
 use crate::settings::{EngineConfig, Now, VmSettings};
-use crate::vm::{CoreKey, Placement, Vm};
+use crate::vm::{CoreKey, Placement, Vm, Want};
 
 /// Why a frequency change happens.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Trigger {
     /// A guest's direct request.
     Request {
@@ -54,6 +54,15 @@ pub enum Trigger {
     VmRemoved(VmId),
     /// The operator set or released a pCPU.
     Operator(OperatorAction),
+    /// A VM's policy decided, on these inputs.
+    Policy {
+        /// The VM.
+        vm: VmId,
+        /// What the decision was based on.
+        input: crate::policies::PolicyInput,
+    },
+    /// A VM's policy was removed or replaced.
+    PolicyRemoved(VmId),
 }
 
 /// What the operator did to a pCPU.
@@ -66,7 +75,7 @@ pub enum OperatorAction {
 }
 
 /// One domain to set to a new frequency.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FreqChange {
     /// The domain's leader: the CPU to write.
     pub cpu: CpuId,
@@ -87,7 +96,7 @@ pub struct FreqChange {
 }
 
 /// What the daemon must do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Write a new frequency (taking the domain over first if needed).
     Set(FreqChange),
@@ -115,7 +124,7 @@ pub enum Reply {
 }
 
 /// Things worth a log line and a metric that are not decisions.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Note {
     /// The guest said hello (CONNECT).
     Connected(ChannelId),
@@ -128,10 +137,14 @@ pub enum Note {
     },
     /// The request was refused or ignored.
     Rejected(Rejection),
+    /// The VM's policy was accepted (to be persisted before the ACK).
+    PolicySet(VmId, vmpower_proto::Policy),
+    /// The VM's policy was removed (to be persisted before the ACK).
+    PolicyRemoved(VmId),
 }
 
 /// Everything one request leads to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     /// What to answer.
     pub reply: Reply,
@@ -157,14 +170,24 @@ impl Decision {
 }
 
 /// The decision engine.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Engine {
-    config: EngineConfig,
-    host: Host,
-    vms: BTreeMap<VmId, Vm>,
+    pub(crate) config: EngineConfig,
+    pub(crate) host: Host,
+    pub(crate) vms: BTreeMap<VmId, Vm>,
     /// pCPU → VMs that use it or asked about it.
-    users: BTreeMap<CpuId, BTreeSet<VmId>>,
+    pub(crate) users: BTreeMap<CpuId, BTreeSet<VmId>>,
     channels: HashMap<ChannelId, ChannelState>,
+    /// The wall clock as last told ([`Engine::set_wall_clock`]).
+    wall: jiff::Timestamp,
+    /// The time zone of policies that name none (the host's).
+    default_tz: jiff::tz::TimeZone,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine::new(EngineConfig::default())
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -178,8 +201,30 @@ impl Engine {
     pub fn new(config: EngineConfig) -> Self {
         Engine {
             config,
-            ..Engine::default()
+            host: Host::default(),
+            vms: BTreeMap::new(),
+            users: BTreeMap::new(),
+            channels: HashMap::new(),
+            wall: jiff::Timestamp::UNIX_EPOCH,
+            default_tz: jiff::tz::TimeZone::UTC,
         }
+    }
+
+    /// Tells the engine the wall-clock time (used when a guest's TIME
+    /// policy arrives). The daemon calls it before each batch of requests.
+    pub fn set_wall_clock(&mut self, wall: jiff::Timestamp) {
+        self.wall = wall;
+    }
+
+    /// The time zone of policies that name none (default UTC; the daemon
+    /// sets the host's).
+    pub fn set_default_time_zone(&mut self, tz: jiff::tz::TimeZone) {
+        self.default_tz = tz;
+    }
+
+    /// The time zone of policies that name none.
+    pub fn default_time_zone(&self) -> &jiff::tz::TimeZone {
+        &self.default_tz
     }
 
     /// Declares a controllable pCPU (and its frequency domain).
@@ -360,14 +405,35 @@ impl Engine {
             RequestBody::Query { kind, resource_id } => {
                 self.query(&channel.vm, request.vm_name, kind, resource_id)
             }
-            RequestBody::SetPolicy(_) => Decision::reject(Rejection::Unsupported("PKT_POLICY")),
+            RequestBody::SetPolicy(policy) => self.guest_policy(&channel.vm, policy, now),
             RequestBody::RemovePolicy => {
-                Decision::reject(Rejection::Unsupported("PKT_POLICY_REMOVE"))
+                let actions = self.remove_policy(&channel.vm);
+                Decision {
+                    reply: Reply::Verdict(Verdict::Ack),
+                    actions,
+                    notes: vec![Note::PolicyRemoved(channel.vm.clone())],
+                }
             }
         };
         notes.append(&mut decision.notes);
         decision.notes = notes;
         decision
+    }
+
+    fn guest_policy(&mut self, vm: &VmId, policy: vmpower_proto::Policy, now: Now) -> Decision {
+        let spec = crate::policy::PolicySpec {
+            policy,
+            ext: crate::policy::PolicyExtensions::default(),
+            tz: self.default_tz.clone(),
+        };
+        match self.set_policy(vm, spec, now, self.wall) {
+            Ok(actions) => Decision {
+                reply: Reply::Verdict(Verdict::Ack),
+                actions,
+                notes: vec![Note::PolicySet(vm.clone(), policy)],
+            },
+            Err(reason) => Decision::reject(reason),
+        }
     }
 
     fn channel(&mut self, channel: &ChannelId, now: Now) -> &mut ChannelState {
@@ -447,6 +513,17 @@ impl Engine {
             Ok(t) => t,
             Err(reason) => return Decision::reject(reason),
         };
+        if self.policy_owns(vm_id, key) {
+            if !vm.settings.requests_override_policy {
+                let core = match key {
+                    CoreKey::Vcpu(v) => format!("vCPU {v}"),
+                    CoreKey::Pcpu(c) => c.to_string(),
+                };
+                return Decision::reject(Rejection::PolicyOwnsCore(core));
+            }
+            self.release_from_policy(vm_id, key);
+        }
+        let vm = &self.vms[vm_id];
         let first = *targets
             .iter()
             .next()
@@ -454,11 +531,10 @@ impl Engine {
         let domain = self.host.domain_of(first).expect("resolve checked it");
         let table = domain.table.clone();
         let base = domain.applied.unwrap_or(domain.known_index);
-        let mut state = vm
-            .wants
-            .get(&key)
-            .copied()
-            .unwrap_or_else(|| LevelState::new(&table, base));
+        let mut state = match vm.wants.get(&key) {
+            Some(Want::Direct(s)) => *s,
+            _ => LevelState::new(&table, base),
+        };
         if let Err(e) = state.apply_op(&table, op_of(unit)) {
             return Decision::reject(Rejection::NotApplicable(e.to_string()));
         }
@@ -467,7 +543,7 @@ impl Engine {
             .get_mut(vm_id)
             .expect("checked above")
             .wants
-            .insert(key, state)
+            .insert(key, Want::Direct(state))
             .is_none();
         if is_new {
             self.reindex(vm_id);
@@ -558,7 +634,7 @@ impl Engine {
     }
 
     /// Re-arbitrates the domains of `cpus`, returning what must change.
-    fn rearbitrate(&mut self, cpus: &BTreeSet<CpuId>, trigger: &Trigger) -> Vec<Action> {
+    pub(crate) fn rearbitrate(&mut self, cpus: &BTreeSet<CpuId>, trigger: &Trigger) -> Vec<Action> {
         let leaders: BTreeSet<CpuId> = cpus.iter().filter_map(|c| self.host.leader(*c)).collect();
         let mut actions = Vec::new();
         for leader in leaders {
@@ -600,7 +676,7 @@ impl Engine {
         actions
     }
 
-    fn reindex(&mut self, vm: &VmId) {
+    pub(crate) fn reindex(&mut self, vm: &VmId) {
         let footprint = self.vms.get(vm).map(Vm::footprint).unwrap_or_default();
         for set in self.users.values_mut() {
             set.remove(vm);

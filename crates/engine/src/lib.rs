@@ -11,6 +11,8 @@
 
 mod arbitrate;
 mod engine;
+mod policies;
+pub mod policy;
 mod host;
 mod ids;
 mod ratelimit;
@@ -21,6 +23,8 @@ mod vm;
 pub use arbitrate::Winner;
 pub use engine::{Action, Decision, Engine, FreqChange, Note, OperatorAction, Reply, Trigger};
 pub use host::PcpuSpec;
+pub use policies::{PolicyInput, PolicyStatus};
+pub use policy::{NamedLevel, PolicyExtensions, PolicySpec, PolicyState};
 pub use ids::{ChannelId, Vcpu, VmId};
 pub use ratelimit::TokenBucket;
 pub use reject::Rejection;

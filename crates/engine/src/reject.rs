@@ -59,6 +59,17 @@ pub enum Rejection {
     /// Queries are not allowed for this VM (`set-query`).
     #[error("queries are not allowed for this VM")]
     QueriesNotAllowed,
+    /// The core is driven by the VM's policy.
+    #[error("vCPU/pCPU {0} is driven by the VM's policy")]
+    PolicyOwnsCore(String),
+    /// The policy cannot be carried out as sent.
+    #[error("invalid policy: {0}")]
+    InvalidPolicy(String),
+    /// BRANCH_RATIO needs hardware branch counters, which the host lacks.
+    #[error(
+        "BRANCH_RATIO needs hardware performance counters (perf_event_open), which this host does not offer"
+    )]
+    NoBranchCounters,
     /// The request kind is not handled (yet).
     #[error("{0} is not supported")]
     Unsupported(&'static str),
@@ -81,6 +92,9 @@ impl Rejection {
             Rejection::OperatorPinned(_) => "operator_pinned",
             Rejection::NotApplicable(_) => "not_applicable",
             Rejection::QueriesNotAllowed => "queries_not_allowed",
+            Rejection::PolicyOwnsCore(_) => "policy_owns_core",
+            Rejection::InvalidPolicy(_) => "invalid_policy",
+            Rejection::NoBranchCounters => "no_branch_counters",
             Rejection::Unsupported(_) => "unsupported",
         }
     }

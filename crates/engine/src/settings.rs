@@ -18,6 +18,10 @@ pub struct VmSettings {
     /// A vCPU whose affinity spans several pCPUs drives all of them
     /// (otherwise such a request is refused).
     pub multi_pcpu_allowed: bool,
+    /// A direct request for a core the VM's policy owns takes the core out
+    /// of the policy (otherwise it is refused).
+    #[serde(default)]
+    pub requests_override_policy: bool,
 }
 
 /// A token bucket's shape: `burst` requests at once, refilled at
@@ -42,10 +46,25 @@ impl Default for RateLimit {
 }
 
 /// Engine-wide settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EngineConfig {
     /// Per-channel rate limit.
     pub rate_limit: RateLimit,
+    /// Whether the host offers hardware branch counters (BRANCH_RATIO
+    /// policies are refused otherwise).
+    pub branch_counters: bool,
+    /// Default BRANCH_RATIO threshold.
+    pub branch_threshold: f64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            rate_limit: RateLimit::default(),
+            branch_counters: false,
+            branch_threshold: crate::policy::branch::DEFAULT_THRESHOLD,
+        }
+    }
 }
 
 /// Monotonic time since the daemon started, passed into every call: the

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use vmpower_cpufreq::CpuId;
-use vmpower_cpufreq::levels::LevelState;
+use vmpower_cpufreq::levels::{FreqTable, Level, LevelState, level_index};
 
 use crate::ids::Vcpu;
 use crate::settings::VmSettings;
@@ -47,13 +47,36 @@ impl Placement {
     }
 }
 
+/// What a VM wants of one core: its own direct requests' level, or its
+/// policy's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Want {
+    /// Moved by the VM's direct requests (librte_power's semantics).
+    Direct(LevelState),
+    /// Decided by the VM's policy.
+    Policy(Level),
+}
+
+impl Want {
+    /// The index this want means in `table`.
+    pub fn index(&self, table: &FreqTable) -> usize {
+        match self {
+            Want::Direct(state) => state.index().min(table.last_index()),
+            Want::Policy(level) => level_index(table, table.turbo_available(), *level)
+                .expect("named levels are always in range"),
+        }
+    }
+}
+
 /// One VM.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Vm {
     pub settings: VmSettings,
     pub placement: Placement,
-    /// The level the VM asked for, per core.
-    pub wants: BTreeMap<CoreKey, LevelState>,
+    /// The level the VM wants, per core.
+    pub wants: BTreeMap<CoreKey, Want>,
+    /// Its policy, if it sent one.
+    pub policy: Option<crate::policy::ActivePolicy>,
 }
 
 impl Vm {
@@ -77,10 +100,18 @@ impl Vm {
         }
     }
 
+    /// Whether `key` governs `cpu` (alias of [`Vm::governs`] for policies).
+    pub fn placement_governs(&self, key: CoreKey, cpu: CpuId) -> bool {
+        self.governs(key, cpu)
+    }
+
     /// Every pCPU the VM uses or asked about.
     pub fn footprint(&self) -> BTreeSet<CpuId> {
         let mut cpus = self.placement.all_pcpus();
         cpus.extend(self.wants.keys().flat_map(|k| self.targets(*k)));
+        if let Some(p) = &self.policy {
+            cpus.extend(p.keys.iter().flat_map(|k| self.targets(*k)));
+        }
         cpus
     }
 }

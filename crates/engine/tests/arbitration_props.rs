@@ -57,7 +57,7 @@ proptest! {
     ) {
         let t = table();
         let limit = RateLimit { burst: 1000, per_second: 1000 };
-        let mut e = Engine::new(EngineConfig { rate_limit: limit });
+        let mut e = Engine::new(EngineConfig { rate_limit: limit, ..EngineConfig::default() });
         for cpu in 1..=3 {
             e.add_pcpu(PcpuSpec {
                 cpu: CpuId(cpu),

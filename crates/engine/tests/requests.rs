@@ -463,6 +463,7 @@ fn a_flooding_channel_is_limited_and_others_are_not() {
             burst: 5,
             per_second: 10,
         },
+        ..EngineConfig::default()
     };
     let mut e = engine_with(config);
     add(&mut e, "noisy", VmSettings::default(), &[1]);

@@ -89,6 +89,10 @@ pub struct VmConfig {
     /// Let a vCPU with a multi-CPU affinity drive all those pCPUs.
     #[serde(default)]
     pub multi_pcpu: bool,
+    /// Let direct requests take a core out of the VM's policy (otherwise
+    /// they are refused while a policy owns the core).
+    #[serde(default)]
+    pub requests_override_policy: bool,
     /// vCPU → pCPU, by position (`pcpus = [2, 3]`: vCPU 0 on 2, 1 on 3).
     #[serde(default)]
     pub pcpus: Vec<u32>,
@@ -105,6 +109,7 @@ impl VmConfig {
             queries_allowed: self.queries,
             physical_allowed: self.physical_cores,
             multi_pcpu_allowed: self.multi_pcpu,
+            requests_override_policy: self.requests_override_policy,
         }
     }
 }

@@ -177,6 +177,10 @@ impl Core {
                         warn!(%channel, claimed, suppressed, "packet names another VM; ignored, the channel's VM is used");
                     }
                 }
+                Note::PolicySet(vm, policy) => {
+                    info!(%vm, kind = ?policy.kind, cores = ?policy.cores, "policy accepted");
+                }
+                Note::PolicyRemoved(vm) => info!(%vm, "policy removed"),
                 Note::Rejected(r) => {
                     if let Some(suppressed) = self.guest_log.allow(vm, now) {
                         warn!(vm = %vm, reason = r.label(), detail = %r, suppressed, "request refused");
@@ -201,6 +205,17 @@ fn log_change(change: &FreqChange, old_khz: u32, new_khz: u32) {
         Trigger::VmRemoved(vm) => (Some(vm.to_string()), None, "VM removed".to_owned()),
         Trigger::Operator(OperatorAction::Unit(u)) => (None, None, format!("operator {u:?}")),
         Trigger::Operator(OperatorAction::Release) => (None, None, "operator release".to_owned()),
+        Trigger::Policy { vm, input } => {
+            let mut why = format!("policy {:?}", input.kind);
+            if let Some(rate) = input.rate_pps {
+                why.push_str(&format!(" rate {rate:.0} pps"));
+            }
+            if let Some(hour) = input.hour {
+                why.push_str(&format!(" hour {hour}"));
+            }
+            (Some(vm.to_string()), None, why)
+        }
+        Trigger::PolicyRemoved(vm) => (Some(vm.to_string()), None, "policy removed".to_owned()),
     };
     let decided_by = match &change.winner {
         Winner::Vm(v) => format!("want of {v}"),

@@ -71,6 +71,7 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
     let cpufreq = CpuFreq::new(io, &takeover).context("discovering the host's CPUs")?;
     let mut engine = Engine::new(EngineConfig {
         rate_limit: config.rate_limit,
+        ..EngineConfig::default()
     });
     let managed = cpufreq.host().map(vmpower_cpufreq::control::managed_cpus);
     let managed = managed.transpose().context("listing controllable CPUs")?;

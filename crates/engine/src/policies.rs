@@ -1,0 +1,380 @@
+//! The engine's policy API: accepting, replacing and removing a VM's
+//! policy, and feeding it inputs (traffic rates, the wall clock, branch
+//! ratios). Every input re-evaluates only the policies it concerns, and
+//! frequency changes are asked for only when a domain's level changes.
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+use vmpower_cpufreq::CpuId;
+use vmpower_cpufreq::levels::Level;
+use vmpower_proto::{CoreType, MacList, Policy, PolicyKind};
+
+use crate::engine::{Action, Engine, Trigger};
+use crate::ids::{Vcpu, VmId};
+use crate::policy::{ActivePolicy, PolicySpec, PolicyState, time};
+use crate::reject::Rejection;
+use crate::settings::Now;
+use crate::vm::{CoreKey, Want};
+
+/// What a policy's decision was based on, for logs and the history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyInput {
+    /// The policy's kind.
+    pub kind: PolicyKind,
+    /// The packet rate measured (TRAFFIC, TIME traffic hours).
+    pub rate_pps: Option<f64>,
+    /// The local hour (TIME).
+    pub hour: Option<u8>,
+    /// The branch ratio of the pCPU (BRANCH_RATIO).
+    pub branch_ratio: Option<f64>,
+}
+
+/// A policy as `policy show` displays it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyStatus {
+    /// The policy.
+    pub spec: PolicySpec,
+    /// Deciding, or waiting and why.
+    pub state: PolicyState,
+    /// The cores it owns.
+    pub cores: Vec<CoreKey>,
+    /// The level it wants per core, where it decided one.
+    pub levels: Vec<(CoreKey, Level)>,
+    /// The last packet rate measured.
+    pub rate_pps: Option<f64>,
+    /// The local hour last evaluated.
+    pub hour: Option<u8>,
+}
+
+impl Engine {
+    /// Accepts (or replaces) `vm`'s policy at monotonic time `now` and
+    /// wall-clock time `wall`.
+    pub fn set_policy(
+        &mut self,
+        vm_id: &VmId,
+        spec: PolicySpec,
+        now: Now,
+        wall: Timestamp,
+    ) -> Result<Vec<Action>, Rejection> {
+        let vm = self
+            .vms
+            .get(vm_id)
+            .ok_or_else(|| Rejection::UnknownVm(vm_id.to_string()))?;
+        let p = &spec.policy;
+        if p.kind == PolicyKind::BranchRatio && !self.config.branch_counters {
+            return Err(Rejection::NoBranchCounters);
+        }
+        if p.cores.is_empty() {
+            return Err(Rejection::InvalidPolicy("the policy names no core".into()));
+        }
+        if p.kind == PolicyKind::Traffic && p.macs.is_empty() {
+            return Err(Rejection::InvalidPolicy(
+                "a TRAFFIC policy needs at least one MAC".into(),
+            ));
+        }
+        let mut keys = Vec::new();
+        for core in p.cores.as_slice() {
+            let key = match p.core_type {
+                CoreType::Virtual => {
+                    let vcpus = vm.placement.vcpus;
+                    if vcpus > 0 && usize::from(*core) >= vcpus {
+                        return Err(Rejection::VcpuOutOfRange {
+                            vcpu: u64::from(*core),
+                            count: vcpus,
+                        });
+                    }
+                    CoreKey::Vcpu(Vcpu::from(*core))
+                }
+                CoreType::Physical => {
+                    if !vm.settings.physical_allowed {
+                        return Err(Rejection::PhysicalNotAllowed);
+                    }
+                    let cpu = CpuId(u32::from(*core));
+                    if !vm.placement.all_pcpus().contains(&cpu) {
+                        return Err(Rejection::PhysicalNotOwned(u64::from(*core)));
+                    }
+                    CoreKey::Pcpu(cpu)
+                }
+            };
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        // The old policy's wants go and the new one's come in one
+        // arbitration, so a core both govern is never given back between.
+        let mut touched = self.drop_policy_wants(vm_id);
+        let mut active = ActivePolicy::new(spec, keys);
+        if active.spec.policy.kind == PolicyKind::Time {
+            active.hour = Some(time::local_hour(&active.spec.tz, wall));
+        }
+        let vm = self.vms.get_mut(vm_id).expect("checked above");
+        vm.policy = Some(active);
+        let (more, trigger) = self.policy_wants(vm_id, now);
+        touched.extend(more);
+        self.reindex(vm_id);
+        let trigger = trigger.unwrap_or_else(|| Trigger::PolicyRemoved(vm_id.clone()));
+        Ok(self.rearbitrate(&touched, &trigger))
+    }
+
+    /// Drops `vm`'s policy; its cores return to whatever the VM asks
+    /// directly (nothing: max by default).
+    pub fn remove_policy(&mut self, vm_id: &VmId) -> Vec<Action> {
+        self.drop_policy(vm_id)
+    }
+
+    fn drop_policy(&mut self, vm_id: &VmId) -> Vec<Action> {
+        let touched = self.drop_policy_wants(vm_id);
+        if touched.is_empty() {
+            return Vec::new();
+        }
+        self.reindex(vm_id);
+        let trigger = Trigger::PolicyRemoved(vm_id.clone());
+        self.rearbitrate(&touched, &trigger)
+    }
+
+    /// Takes the VM's policy and its wants away; returns the pCPUs they
+    /// governed (not re-arbitrated yet).
+    fn drop_policy_wants(&mut self, vm_id: &VmId) -> BTreeSet<CpuId> {
+        let mut touched = BTreeSet::new();
+        let Some(vm) = self.vms.get_mut(vm_id) else {
+            return touched;
+        };
+        let Some(old) = vm.policy.take() else {
+            return touched;
+        };
+        for key in &old.keys {
+            if matches!(vm.wants.get(key), Some(Want::Policy(_))) {
+                vm.wants.remove(key);
+            }
+            touched.extend(vm.targets(*key));
+        }
+        touched
+    }
+
+    /// A new traffic rate for `vm`'s policy (the summed rx packets/s of its
+    /// MACs), or why there is none (no counter source for a MAC).
+    pub fn traffic_sample(
+        &mut self,
+        vm_id: &VmId,
+        rate: Result<f64, String>,
+        now: Now,
+    ) -> Vec<Action> {
+        let Some(p) = self.vms.get_mut(vm_id).and_then(|v| v.policy.as_mut()) else {
+            return Vec::new();
+        };
+        if !p.uses_traffic() {
+            return Vec::new();
+        }
+        if let Ok(r) = rate {
+            let h = p.hysteresis();
+            p.traffic.update(&p.spec.policy.traffic, &h, r, now);
+        }
+        p.rate = rate;
+        self.apply_policy(vm_id, now)
+    }
+
+    /// The wall clock moved (an hour boundary passed, or the daemon
+    /// started): re-evaluates TIME policies whose local hour changed.
+    pub fn time_tick(&mut self, wall: Timestamp, now: Now) -> Vec<Action> {
+        let mut changed = Vec::new();
+        for (id, vm) in &mut self.vms {
+            let Some(p) = vm.policy.as_mut() else {
+                continue;
+            };
+            if p.spec.policy.kind != PolicyKind::Time {
+                continue;
+            }
+            let hour = time::local_hour(&p.spec.tz, wall);
+            if p.hour != Some(hour) {
+                p.hour = Some(hour);
+                changed.push(id.clone());
+            }
+        }
+        changed
+            .iter()
+            .flat_map(|id| self.apply_policy(id, now))
+            .collect()
+    }
+
+    /// When the next TIME evaluation is due (the earliest next local hour
+    /// of any TIME policy), if any.
+    pub fn next_time_event(&self, wall: Timestamp) -> Option<Timestamp> {
+        self.vms
+            .values()
+            .filter_map(|vm| vm.policy.as_ref())
+            .filter(|p| p.spec.policy.kind == PolicyKind::Time)
+            .map(|p| time::next_hour_start(&p.spec.tz, wall))
+            .min()
+    }
+
+    /// A branch-miss ratio sample of `cpu`; re-evaluates the BRANCH_RATIO
+    /// policies that govern it.
+    pub fn branch_sample(&mut self, cpu: CpuId, ratio: f64, now: Now) -> Vec<Action> {
+        let default = self.config.branch_threshold;
+        let mut changed = Vec::new();
+        for (id, vm) in &mut self.vms {
+            let governs = vm.policy.as_ref().is_some_and(|p| {
+                p.spec.policy.kind == PolicyKind::BranchRatio
+                    && p.keys.iter().any(|k| vm.placement_governs(*k, cpu))
+            });
+            if let (true, Some(p)) = (governs, vm.policy.as_mut()) {
+                let threshold = p.spec.ext.branch_threshold.unwrap_or(default);
+                p.branch.entry(cpu).or_default().update(threshold, ratio);
+                changed.push(id.clone());
+            }
+        }
+        changed
+            .iter()
+            .flat_map(|id| self.apply_policy(id, now))
+            .collect()
+    }
+
+    /// The pCPUs BRANCH_RATIO policies want sampled.
+    pub fn branch_cpus(&self) -> BTreeSet<CpuId> {
+        self.vms
+            .values()
+            .filter_map(|vm| {
+                let p = vm.policy.as_ref()?;
+                (p.spec.policy.kind == PolicyKind::BranchRatio).then(|| {
+                    p.keys
+                        .iter()
+                        .flat_map(|k| vm.targets(*k))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// The MACs each traffic-driven policy wants sampled.
+    pub fn traffic_policies(&self) -> Vec<(VmId, MacList)> {
+        self.vms
+            .iter()
+            .filter_map(|(id, vm)| {
+                let p = vm.policy.as_ref()?;
+                p.uses_traffic().then(|| (id.clone(), p.spec.policy.macs))
+            })
+            .collect()
+    }
+
+    /// Every VM with a policy, and its policy.
+    pub fn policies(&self) -> Vec<(VmId, Policy)> {
+        self.vms
+            .iter()
+            .filter_map(|(id, vm)| Some((id.clone(), vm.policy.as_ref()?.spec.policy)))
+            .collect()
+    }
+
+    /// What `policy show` displays.
+    pub fn policy_status(&self, vm_id: &VmId) -> Option<PolicyStatus> {
+        let vm = self.vms.get(vm_id)?;
+        let p = vm.policy.as_ref()?;
+        let levels: Vec<(CoreKey, Level)> = p
+            .keys
+            .iter()
+            .filter_map(|k| match vm.wants.get(k) {
+                Some(Want::Policy(l)) => Some((*k, *l)),
+                _ => None,
+            })
+            .collect();
+        let state = match p.level() {
+            Ok(_) => PolicyState::Active,
+            Err(_) if p.spec.policy.kind == PolicyKind::BranchRatio && !levels.is_empty() => {
+                PolicyState::Active
+            }
+            Err(why) => PolicyState::Waiting(why),
+        };
+        Some(PolicyStatus {
+            spec: p.spec.clone(),
+            state,
+            cores: p.keys.clone(),
+            levels,
+            rate_pps: p.rate.as_ref().ok().copied(),
+            hour: p.hour,
+        })
+    }
+
+    /// Whether `key` of `vm` is owned by its policy.
+    pub(crate) fn policy_owns(&self, vm_id: &VmId, key: CoreKey) -> bool {
+        self.vms
+            .get(vm_id)
+            .and_then(|v| v.policy.as_ref())
+            .is_some_and(|p| p.keys.contains(&key))
+    }
+
+    /// Takes `key` out of `vm`'s policy (a direct request the operator
+    /// allowed to override it).
+    pub(crate) fn release_from_policy(&mut self, vm_id: &VmId, key: CoreKey) {
+        if let Some(vm) = self.vms.get_mut(vm_id) {
+            if let Some(p) = vm.policy.as_mut() {
+                p.keys.retain(|k| *k != key);
+            }
+            if matches!(vm.wants.get(&key), Some(Want::Policy(_))) {
+                vm.wants.remove(&key);
+            }
+        }
+    }
+
+    /// Writes the policy's levels into the VM's wants and re-arbitrates
+    /// what changed.
+    fn apply_policy(&mut self, vm_id: &VmId, now: Now) -> Vec<Action> {
+        let (touched, trigger) = self.policy_wants(vm_id, now);
+        match trigger {
+            Some(trigger) if !touched.is_empty() => {
+                self.reindex(vm_id);
+                self.rearbitrate(&touched, &trigger)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Writes the policy's levels into the VM's wants; returns the pCPUs
+    /// whose wants changed and the trigger describing the inputs.
+    fn policy_wants(&mut self, vm_id: &VmId, _now: Now) -> (BTreeSet<CpuId>, Option<Trigger>) {
+        let mut touched = BTreeSet::new();
+        let Some(vm) = self.vms.get_mut(vm_id) else {
+            return (touched, None);
+        };
+        let Some(p) = vm.policy.as_ref() else {
+            return (touched, None);
+        };
+        let input = PolicyInput {
+            kind: p.spec.policy.kind,
+            rate_pps: p.rate.as_ref().ok().copied(),
+            hour: p.hour,
+            branch_ratio: None,
+        };
+        let common = p.level();
+        let mut wanted: Vec<(CoreKey, Option<Level>)> = Vec::new();
+        for key in p.keys.clone() {
+            let level = if p.spec.policy.kind == PolicyKind::BranchRatio {
+                // Per pCPU: the highest level any of the key's pCPUs wants.
+                let targets = vm.targets(key);
+                targets
+                    .iter()
+                    .filter_map(|c| p.branch.get(c).and_then(|b| b.level()))
+                    .max_by_key(|l| matches!(l, Level::Max))
+            } else {
+                common.clone().ok()
+            };
+            wanted.push((key, level));
+        }
+        for (key, level) in wanted {
+            let before = vm.wants.get(&key).copied();
+            let after = level.map(Want::Policy);
+            if before != after {
+                match after {
+                    Some(w) => vm.wants.insert(key, w),
+                    None => vm.wants.remove(&key),
+                };
+                touched.extend(vm.targets(key));
+            }
+        }
+        let trigger = Trigger::Policy {
+            vm: vm_id.clone(),
+            input,
+        };
+        (touched, Some(trigger))
+    }
+}
