@@ -1,0 +1,246 @@
+//! `vmpower-bench`: the benchmarks of issue 3 against the real `vmpowerd`
+//! binary on a fake host (fake sysfs tree under /dev/shm, empty /proc),
+//! with the bench playing QEMU and the guests.
+//!
+//! Build both first: `cargo build --release -p vmpowerd -p vmpower-bench`,
+//! then e.g. `target/release/vmpower-bench latency`. Figures are reported,
+//! never asserted: the exit code is 0 whether targets are met or not, and
+//! non-zero only when the harness itself failed.
+
+mod guest;
+mod host;
+mod plain;
+mod probe;
+mod report;
+mod scenario;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use host::{DaemonOptions, RateLimitSetting};
+use report::{Report, summarize};
+use scenario::Ctx;
+
+/// Benchmarks of vmpowerd (issue 3); see BENCHMARKS.md.
+#[derive(Debug, Parser)]
+#[command(name = "vmpower-bench", version)]
+struct Cli {
+    /// The daemon binary.
+    #[arg(long, value_name = "PATH", default_value = "target/release/vmpowerd")]
+    vmpowerd: PathBuf,
+    /// Small sizes and short windows, for smoke runs.
+    #[arg(long)]
+    quick: bool,
+    /// Runs of the scenario (each on a fresh host); medians are printed.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    repeat: u32,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Host CPUs of the fake sysfs tree (acpi-cpufreq with turbo).
+    #[arg(long, default_value_t = 8)]
+    cpus: u32,
+    /// Write the daemon's log here (default: discarded).
+    #[arg(long, value_name = "FILE")]
+    daemon_log: Option<PathBuf>,
+    /// The daemon's `--log` filter (default: the daemon's, info).
+    #[arg(long, value_name = "FILTER")]
+    log: Option<String>,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// 1. Idle cost: CPU time of many connected, silent channels.
+    Idle {
+        /// VMs, one channel each [1024; quick 64].
+        #[arg(long)]
+        vms: Option<usize>,
+        /// Measured window in seconds [60; quick 2].
+        #[arg(long)]
+        seconds: Option<f64>,
+    },
+    /// 2. Request latency: round trips that each write sysfs.
+    Latency {
+        /// Timed round trips [20000; quick 500].
+        #[arg(long)]
+        requests: Option<usize>,
+        /// Untimed round trips first [1000; quick 50].
+        #[arg(long)]
+        warmup: Option<usize>,
+    },
+    /// 3. Throughput of flooding channels, and a plain reader's.
+    Throughput {
+        /// Flooding VMs, one channel each [64; quick 8].
+        #[arg(long)]
+        vms: Option<usize>,
+        /// Measured window in seconds, per reader [10; quick 1].
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// Records per write.
+        #[arg(long, default_value_t = 128)]
+        batch: usize,
+    },
+    /// 4. Flood isolation: a guest's latency while another floods.
+    Isolation {
+        /// Timed round trips of the measured guest per phase [5000; quick 200].
+        #[arg(long)]
+        requests: Option<usize>,
+        /// Its pace in µs (stays within the default rate limit) [2000; quick 1000].
+        #[arg(long)]
+        interval_us: Option<u64>,
+        /// Rate-limit settings to run.
+        #[arg(long, value_enum, default_value_t = Limits::Both)]
+        rate_limit: Limits,
+        /// Records per write of the flood.
+        #[arg(long, default_value_t = 128)]
+        batch: usize,
+    },
+    /// 5. Memory with many VMs × channels connected.
+    Memory {
+        /// VMs [1024; quick 32].
+        #[arg(long)]
+        vms: Option<usize>,
+        /// Channels per VM.
+        #[arg(long, default_value_t = 8)]
+        channels: u32,
+    },
+    /// (internal) The throughput baseline: read and discard.
+    #[command(hide = true)]
+    PlainReader {
+        /// Directory of the sockets `vm<i>.0`.
+        #[arg(long)]
+        dir: PathBuf,
+        /// How many.
+        #[arg(long)]
+        count: usize,
+    },
+}
+
+/// Which rate-limit settings the isolation benchmark runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Limits {
+    /// The daemon's default.
+    Default,
+    /// No limit.
+    Off,
+    /// Default, then off.
+    Both,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vmpower-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    if let Scenario::PlainReader { dir, count } = &cli.scenario {
+        return plain::run(dir, *count);
+    }
+    let ctx = Ctx {
+        daemon: DaemonOptions {
+            binary: cli.vmpowerd.clone(),
+            log_file: cli.daemon_log.clone(),
+            log_filter: cli.log.clone(),
+        },
+        cpus: cli.cpus,
+        quick: cli.quick,
+    };
+    let mut runs = Vec::new();
+    for i in 0..cli.repeat {
+        let report = run_once(&ctx, &cli.scenario)?;
+        if !cli.json {
+            println!("== run {} of {}", i + 1, cli.repeat);
+            print!("{}", report.table());
+        }
+        runs.push(report);
+    }
+    let summary = if runs.len() > 1 {
+        Some(summarize(&runs))
+    } else {
+        None
+    };
+    if cli.json {
+        let all: Vec<_> = runs.iter().map(Report::json).collect();
+        let out = serde_json::json!({
+            "runs": all,
+            "summary": summary.as_ref().map(Report::json),
+        });
+        println!("{out}");
+    } else if let Some(s) = summary {
+        println!("== summary");
+        print!("{}", s.table());
+    }
+    Ok(())
+}
+
+fn run_once(ctx: &Ctx, scenario: &Scenario) -> anyhow::Result<Report> {
+    use scenario::*;
+    match scenario {
+        Scenario::Idle { vms, seconds } => idle::run(
+            ctx,
+            idle::IdleArgs {
+                vms: ctx.pick(*vms, 1024, 64),
+                seconds: ctx.pick(*seconds, 60.0, 2.0),
+                settle: ctx.pick(None, 3.0, 0.5),
+            },
+        ),
+        Scenario::Latency { requests, warmup } => latency::run(
+            ctx,
+            latency::LatencyArgs {
+                requests: ctx.pick(*requests, 20_000, 500),
+                warmup: ctx.pick(*warmup, 1000, 50),
+            },
+        ),
+        Scenario::Throughput {
+            vms,
+            seconds,
+            batch,
+        } => throughput::run(
+            ctx,
+            throughput::ThroughputArgs {
+                vms: ctx.pick(*vms, 64, 8),
+                seconds: ctx.pick(*seconds, 10.0, 1.0),
+                batch: *batch,
+            },
+        ),
+        Scenario::Isolation {
+            requests,
+            interval_us,
+            rate_limit,
+            batch,
+        } => isolation::run(
+            ctx,
+            &isolation::IsolationArgs {
+                requests: ctx.pick(*requests, 5000, 200),
+                warmup: ctx.pick(None, 200, 20),
+                interval: Duration::from_micros(ctx.pick(*interval_us, 2000, 1000)),
+                batch: *batch,
+                limits: match rate_limit {
+                    Limits::Default => vec![RateLimitSetting::Default],
+                    Limits::Off => vec![RateLimitSetting::Off],
+                    Limits::Both => vec![RateLimitSetting::Default, RateLimitSetting::Off],
+                },
+            },
+        ),
+        Scenario::Memory { vms, channels } => memory::run(
+            ctx,
+            memory::MemoryArgs {
+                vms: ctx.pick(*vms, 1024, 32),
+                channels: *channels,
+                settle: ctx.pick(None, 3.0, 0.5),
+            },
+        ),
+        Scenario::PlainReader { .. } => anyhow::bail!("plain-reader is not a benchmark"),
+    }
+}
