@@ -1,33 +1,19 @@
 //! A power channel to the host: open the port, say CONNECT, send requests
 //! and policies, and wait (bounded) for the reply that answers them.
 //!
-//! ## Reply matching
-//! The port is a byte stream that may already hold replies nobody read:
-//! DPDK's guests never read their ACKs, and a reply can arrive after its
-//! request timed out. A reply answers the request just sent only if:
-//! 1. **It arrived after the request was sent.** Before writing, everything
-//!    already readable is taken in and skipped, whole record by whole
-//!    record (a record still arriving is completed first, then skipped).
-//! 2. **ACK/NACK:** it echoes the request byte for byte (every byte but
-//!    `command`), as both vmpowerd and DPDK's host do. A verdict echoing
-//!    something else answers an earlier request and is skipped. A NACK
-//!    echoing us is [`ChannelError::HostRefused`]; an ACK to a query is
-//!    [`ChannelError::UnexpectedReply`].
-//! 3. **FREQ_LIST / CAPS_LIST:** its kind fits the query, and its
-//!    `resource_id` is ours. A list reply that does not fit is skipped while
-//!    an earlier query of this channel is still unanswered (it is that
-//!    query's late answer); otherwise a wrong kind is
-//!    [`ChannelError::UnexpectedReply`], and a right kind with another
-//!    `resource_id` is accepted (DPDK's host does not echo `resource_id`).
-//!
-//! Bytes whose `command` is no reply at all cannot be framed: they are
-//! dropped with everything buffered and reported as
-//! [`ChannelError::MalformedReply`].
+//! ## Behavior
+//! - One deadline ([`ChannelConfig::timeout`]) covers writing the request
+//!   and receiving its answer; nothing blocks past it.
+//! - Replies are framed from the stream by their `command` (16 bytes, then
+//!   the rest of [`ReplyKind::record_len`](vmpower_proto::layout::ReplyKind::record_len)); partial records survive across
+//!   calls, so a timeout never misaligns the stream.
+//! - Which reply answers which request is decided by the rule documented in
+//!   [`crate::matching`]: stale replies are skipped, verdicts must echo the
+//!   request, list replies must fit the query.
 //!
 //! ## Limitations
-//! Two identical requests in flight cannot be told apart by their echoes;
-//! rule 1 makes that matter only for a request sent within the host's
-//! reply latency of an identical earlier one that was not waited for.
+//! One request at a time (`&mut self`); a write that times out halfway
+//! leaves a partial record on the host side.
 
 use std::fs::File;
 use std::os::fd::OwnedFd;
@@ -36,18 +22,16 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use vmpower_proto::layout::offsets::header;
-use vmpower_proto::layout::{
-    RecordBytes, ReplyKind, decode_caps_list, decode_freq_list, encode_request_record,
-    peek_reply_kind,
-};
+use vmpower_proto::layout::{RecordBytes, encode_request_record, peek_reply_kind};
 use vmpower_proto::{
     CapsReply, CoreType, FreqListReply, Layout, Policy, QueryKind, Request, RequestBody,
-    ScalingUnit, Verdict, VmName,
+    ScalingUnit, VmName,
 };
 
-use crate::describe::{reply_kind_name, request_name};
+use crate::describe::request_name;
 use crate::error::ChannelError;
 use crate::locate::{PortRoots, find_port};
+use crate::matching::{Expect, Matcher, Received, wrong_answer};
 use crate::port::{Port, Wait};
 
 /// How a channel talks.
@@ -95,35 +79,6 @@ pub enum Answer {
     Caps(CapsReply),
 }
 
-/// What reply a request waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Expect {
-    Verdict,
-    FreqList,
-    CapsList,
-}
-
-impl Expect {
-    fn of(body: &RequestBody) -> Expect {
-        match body {
-            RequestBody::Query {
-                kind: QueryKind::Freq | QueryKind::FreqList,
-                ..
-            } => Expect::FreqList,
-            RequestBody::Query { .. } => Expect::CapsList,
-            _ => Expect::Verdict,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Expect::Verdict => "ACK or NACK",
-            Expect::FreqList => "FREQ_LIST",
-            Expect::CapsList => "CAPS_LIST",
-        }
-    }
-}
-
 /// An open power channel. Not thread-safe by design: one request at a time.
 #[derive(Debug)]
 pub struct Channel {
@@ -134,9 +89,7 @@ pub struct Channel {
     inbuf: Vec<u8>,
     /// How many leading bytes of `inbuf` arrived before the current request.
     stale: usize,
-    /// Queries sent whose answer never came (it may still come).
-    unanswered_queries: usize,
-    skipped: u64,
+    matcher: Matcher,
 }
 
 impl Channel {
@@ -180,8 +133,7 @@ impl Channel {
             config,
             inbuf: Vec::new(),
             stale: 0,
-            unanswered_queries: 0,
-            skipped: 0,
+            matcher: Matcher::default(),
         };
         if config.connect {
             channel.send_only(RequestBody::Connect {
@@ -209,7 +161,7 @@ impl Channel {
     /// How many replies were skipped as stale or as answers to earlier
     /// requests.
     pub fn skipped_replies(&self) -> u64 {
-        self.skipped
+        self.matcher.skipped
     }
 
     /// Asks for a frequency change of one of this VM's vCPUs; waits for ACK.
@@ -282,7 +234,7 @@ impl Channel {
         let record = self.encode(&body)?;
         self.write(&record, &body, deadline)?;
         if matches!(body, RequestBody::Query { .. }) {
-            self.unanswered_queries += 1;
+            self.matcher.query_left_unanswered();
         }
         Ok(())
     }
@@ -295,21 +247,20 @@ impl Channel {
         let record = self.encode(&body)?;
         self.mark_stale(&body)?;
         self.write(&record, &body, deadline)?;
-        let expect = Expect::of(&body);
+        let is_query = Expect::of(&body) != Expect::Verdict;
         loop {
             let reply = match self.next_reply(&body, deadline) {
                 Ok(r) => r,
                 Err(e) => {
-                    if expect != Expect::Verdict && matches!(e, ChannelError::HostSilent { .. }) {
-                        self.unanswered_queries += 1;
+                    if is_query && matches!(e, ChannelError::HostSilent { .. }) {
+                        self.matcher.query_left_unanswered();
                     }
                     return Err(e);
                 }
             };
-            if let Some(answer) = self.match_reply(&body, &record, expect, reply)? {
+            if let Some(answer) = self.matcher.judge(&body, &record, reply)? {
                 return Ok(answer);
             }
-            self.skipped += 1;
         }
     }
 
@@ -332,24 +283,24 @@ impl Channel {
     ) -> Result<(), ChannelError> {
         self.port
             .write_all(record, deadline)
-            .map_err(|w| self.wait_error(w, body, false))
+            .map_err(|w| self.wait_error(w, body))
     }
 
     /// Takes in what is already readable and marks it stale.
     fn mark_stale(&mut self, body: &RequestBody) -> Result<(), ChannelError> {
         self.port
             .take_ready(&mut self.inbuf)
-            .map_err(|w| self.wait_error(w, body, true))?;
+            .map_err(|w| self.wait_error(w, body))?;
         self.stale = self.inbuf.len();
         Ok(())
     }
 
-    fn wait_error(&self, wait: Wait, body: &RequestBody, host_connected: bool) -> ChannelError {
+    fn wait_error(&self, wait: Wait, body: &RequestBody) -> ChannelError {
         match wait {
             Wait::TimedOut { eof } => ChannelError::HostSilent {
                 request: request_name(body),
                 waited: self.config.timeout,
-                host_connected: host_connected && !eof,
+                host_connected: !eof,
             },
             Wait::Failed(op, source) => ChannelError::Io {
                 op,
@@ -359,15 +310,15 @@ impl Channel {
         }
     }
 
-    /// Reads one whole reply; returns its kind, bytes and whether it is stale.
+    /// Reads one whole reply.
     fn next_reply(
         &mut self,
         body: &RequestBody,
         deadline: Instant,
-    ) -> Result<(ReplyKind, Vec<u8>, bool), ChannelError> {
+    ) -> Result<Received, ChannelError> {
         self.port
             .fill(&mut self.inbuf, header::COMMAND + 4, deadline)
-            .map_err(|w| self.wait_error(w, body, true))?;
+            .map_err(|w| self.wait_error(w, body))?;
         let kind = match peek_reply_kind(&self.inbuf) {
             Ok(kind) => kind,
             Err(source) => {
@@ -382,109 +333,11 @@ impl Channel {
         let len = kind.record_len(self.config.layout);
         self.port
             .fill(&mut self.inbuf, len, deadline)
-            .map_err(|w| self.wait_error(w, body, true))?;
+            .map_err(|w| self.wait_error(w, body))?;
         let bytes: Vec<u8> = self.inbuf.drain(..len).collect();
         let stale = self.stale > 0;
         self.stale = self.stale.saturating_sub(len);
-        Ok((kind, bytes, stale))
-    }
-
-    /// Applies the matching rule: `Some` answer, `None` to skip, or an error.
-    fn match_reply(
-        &mut self,
-        body: &RequestBody,
-        sent: &[u8],
-        expect: Expect,
-        (kind, bytes, stale): (ReplyKind, Vec<u8>, bool),
-    ) -> Result<Option<Answer>, ChannelError> {
-        let request = || request_name(body);
-        let is_list = !matches!(kind, ReplyKind::Verdict(_));
-        if stale {
-            if is_list {
-                self.unanswered_queries = self.unanswered_queries.saturating_sub(1);
-            }
-            return Ok(None);
-        }
-        let unexpected = || ChannelError::UnexpectedReply {
-            request: request(),
-            expected: expect.name(),
-            got: reply_kind_name(kind),
-        };
-        let fits = match (kind, expect) {
-            (ReplyKind::Verdict(verdict), _) => {
-                if !echoes(&bytes, sent) {
-                    return Ok(None);
-                }
-                return match (verdict, expect) {
-                    (Verdict::Nack, _) => Err(ChannelError::HostRefused { request: request() }),
-                    (Verdict::Ack, Expect::Verdict) => Ok(Some(Answer::Ack)),
-                    (Verdict::Ack, _) => Err(unexpected()),
-                };
-            }
-            (ReplyKind::FreqList, Expect::FreqList) | (ReplyKind::CapsList, Expect::CapsList) => {
-                true
-            }
-            _ => false,
-        };
-        if !fits {
-            if self.unanswered_queries > 0 {
-                self.unanswered_queries -= 1;
-                return Ok(None);
-            }
-            return Err(unexpected());
-        }
-        let ours = resource_id_of(body);
-        let malformed = |source| ChannelError::MalformedReply {
-            request: request(),
-            source,
-        };
-        let (answer, echoed) = match kind {
-            ReplyKind::FreqList => {
-                let r = decode_freq_list(&bytes).map_err(malformed)?;
-                (Answer::FreqList(r), r.resource_id)
-            }
-            _ => {
-                let r = decode_caps_list(&bytes).map_err(malformed)?;
-                (Answer::Caps(r), r.resource_id)
-            }
-        };
-        if echoed != ours && self.unanswered_queries > 0 {
-            self.unanswered_queries -= 1;
-            return Ok(None);
-        }
-        Ok(Some(answer))
-    }
-}
-
-/// The error for an answer of the wrong kind. [`Channel::request`] only
-/// returns the kind the request expects, so this is a safety net.
-fn wrong_answer(body: &RequestBody, answer: Answer) -> ChannelError {
-    ChannelError::UnexpectedReply {
-        request: request_name(body),
-        expected: Expect::of(body).name(),
-        got: match answer {
-            Answer::Ack => "ACK",
-            Answer::FreqList(_) => "FREQ_LIST",
-            Answer::Caps(_) => "CAPS_LIST",
-        },
-    }
-}
-
-/// Whether a verdict record echoes `sent` (every byte but `command`).
-fn echoes(reply: &[u8], sent: &[u8]) -> bool {
-    let cmd = header::COMMAND..header::COMMAND + 4;
-    reply.len() == sent.len()
-        && reply[..cmd.start] == sent[..cmd.start]
-        && reply[cmd.end..] == sent[cmd.end..]
-}
-
-/// The `resource_id` a request carries.
-fn resource_id_of(body: &RequestBody) -> u64 {
-    match body {
-        RequestBody::Connect { resource_id }
-        | RequestBody::Power { resource_id, .. }
-        | RequestBody::Query { resource_id, .. } => *resource_id,
-        RequestBody::SetPolicy(_) | RequestBody::RemovePolicy => 0,
+        Ok(Received { kind, bytes, stale })
     }
 }
 
@@ -492,6 +345,7 @@ fn resource_id_of(body: &RequestBody) -> u64 {
 mod tests {
     use std::io::{Read, Write};
 
+    use vmpower_proto::Verdict;
     use vmpower_proto::layout::{decode_request, encode_freq_list, encode_verdict};
 
     use super::*;

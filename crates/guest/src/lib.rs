@@ -16,7 +16,7 @@
 //! - [`locate`]: which device is channel `N` (udev link or sysfs name).
 //! - [`Channel`]: CONNECT on open, requests, policies, queries, each waiting
 //!   at most [`ChannelConfig::timeout`] for the reply that answers it (the
-//!   matching rule is documented on [`channel`]).
+//!   matching rule is documented on [`matching`]).
 //! - [`spec`]: vCPU lists, hour sets and MAC lists from text, validated
 //!   with errors that point at the bad element.
 //! - [`profile`]: DPDK guest_cli's example policy.
@@ -28,6 +28,7 @@ pub mod channel;
 pub mod describe;
 mod error;
 pub mod locate;
+pub mod matching;
 mod port;
 pub mod profile;
 pub mod spec;

@@ -74,16 +74,24 @@ impl Port {
         &self.path
     }
 
-    /// Writes all of `bytes` before `deadline`.
+    /// Writes all of `bytes` before `deadline`. A port that reports a
+    /// hang-up (a virtio port whose host side is not connected) is retried
+    /// every [`EOF_RETRY`], not spun on.
     pub(crate) fn write_all(&mut self, bytes: &[u8], deadline: Instant) -> Result<(), Wait> {
         let mut done = 0;
+        let mut hung_up = false;
         while done < bytes.len() {
             match self.file.write(&bytes[done..]) {
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if !self.wait(PollFlags::OUT, deadline)? {
-                        return Err(Wait::TimedOut { eof: false });
+                    match self.wait(PollFlags::OUT, deadline)? {
+                        None => return Err(Wait::TimedOut { eof: hung_up }),
+                        Some(ready) if ready.contains(PollFlags::OUT) => hung_up = false,
+                        Some(_) => {
+                            hung_up = true;
+                            pause_until(deadline);
+                        }
                     }
                 }
                 Err(e) => return Err(Wait::Failed("write", e)),
@@ -106,11 +114,10 @@ impl Port {
             match self.file.read(&mut chunk) {
                 Ok(0) => {
                     eof = true;
-                    let now = Instant::now();
-                    if now >= deadline {
+                    if Instant::now() >= deadline {
                         return Err(Wait::TimedOut { eof });
                     }
-                    std::thread::sleep(EOF_RETRY.min(deadline - now));
+                    pause_until(deadline);
                 }
                 Ok(n) => {
                     eof = false;
@@ -118,7 +125,7 @@ impl Port {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if !self.wait(PollFlags::IN, deadline)? {
+                    if self.wait(PollFlags::IN, deadline)?.is_none() {
                         return Err(Wait::TimedOut { eof });
                     }
                 }
@@ -142,24 +149,31 @@ impl Port {
         }
     }
 
-    /// Polls for `flags` until `deadline`; false when it passed first.
-    fn wait(&self, flags: PollFlags, deadline: Instant) -> Result<bool, Wait> {
+    /// Polls for `flags` until `deadline`: the events that came (readiness,
+    /// or a hang-up/error the next read or write will tell about), or
+    /// `None` when the deadline passed first.
+    fn wait(&self, flags: PollFlags, deadline: Instant) -> Result<Option<PollFlags>, Wait> {
         loop {
             let now = Instant::now();
             if now >= deadline {
-                return Ok(false);
+                return Ok(None);
             }
             let timeout = Timespec::try_from(deadline - now)
                 .map_err(|e| Wait::Failed("poll", io::Error::other(e)))?;
             let mut fds = [PollFd::new(&self.file, flags)];
             match poll(&mut fds, Some(&timeout)) {
-                // Ready, or hung up / in error: the next read or write tells which.
-                Ok(n) if n > 0 => return Ok(true),
+                Ok(n) if n > 0 => return Ok(Some(fds[0].revents())),
                 Ok(_) | Err(rustix::io::Errno::INTR) => {}
                 Err(e) => return Err(Wait::Failed("poll", e.into())),
             }
         }
     }
+}
+
+/// Sleeps [`EOF_RETRY`], or less if `deadline` comes first.
+fn pause_until(deadline: Instant) {
+    let left = deadline.saturating_duration_since(Instant::now());
+    std::thread::sleep(EOF_RETRY.min(left));
 }
 
 #[cfg(test)]

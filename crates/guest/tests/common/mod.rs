@@ -121,6 +121,23 @@ impl Host {
         assert!(matches!(r, CtlResponse::Ok(_)), "{r:?}");
     }
 
+    /// How many requests of `kind` (`policy`, `policy_remove`, `power`,
+    /// `query`) from `vm` the daemon answered ACK/ok and NACK, from
+    /// `vmpowerctl status`. Policy tests compare the library's outcome with
+    /// the daemon's own count, so they hold both while vmpowerd NACKs
+    /// policies as unsupported and once it supports them.
+    pub fn verdicts(&self, vm: &str, kind: &str) -> (u64, u64) {
+        let CtlResponse::Ok(v) = self.ctl(&CtlRequest::Status) else {
+            panic!("status refused")
+        };
+        let count = |result: &str| {
+            v["stats"]["requests"][format!("{vm}/{kind}/{result}")]
+                .as_u64()
+                .unwrap_or(0)
+        };
+        (count("ok"), count("nack"))
+    }
+
     /// Plays QEMU in the middle for channel `index` of `vm`; returns once
     /// the daemon has connected.
     pub async fn middle(&self, vm: &str, index: u32) -> Middle {
