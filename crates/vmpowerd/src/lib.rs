@@ -16,6 +16,7 @@ pub mod placement;
 pub mod ratelog;
 pub mod run;
 pub mod stats;
+pub mod traffic;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 

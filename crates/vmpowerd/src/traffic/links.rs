@@ -1,0 +1,261 @@
+//! A snapshot of the host's links as one `RTM_GETLINK` dump reports them:
+//! only what the traffic sources need (name, MAC, packet counters, tun/tap
+//! or not, VF MACs and VF counters), decoded from `RTM_NEWLINK` payloads.
+//!
+//! Decoding picks the few attributes it needs out of each message and lets
+//! `netlink-packet-route` parse only those: a host with a thousand taps is
+//! dumped ten times a second, so the rest of each message is skipped.
+//! A link whose message cannot be decoded is reported as an error for that
+//! message; the caller decides whether to skip it.
+//!
+//! No I/O here.
+
+use std::collections::HashMap;
+
+use netlink_packet_core::{NlaBuffer, NlasIterator, ParseableParametrized};
+use netlink_packet_route::link::{LinkAttribute, LinkHeader, VfInfo, VfStats};
+
+use super::MacAddr;
+
+const IFLA_ADDRESS: u16 = 1;
+const IFLA_IFNAME: u16 = 3;
+const IFLA_STATS: u16 = 7;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_VFINFO_LIST: u16 = 22;
+const IFLA_STATS64: u16 = 23;
+const IFLA_INFO_KIND: u16 = 1;
+/// Length of `struct ifinfomsg`, the header before the attributes.
+const IFINFOMSG_LEN: usize = 16;
+
+/// One link of the snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LinkEntry {
+    /// Interface index.
+    pub index: u32,
+    /// Interface name.
+    pub ifname: String,
+    /// Its hardware address, if it has a 6-byte one.
+    pub mac: Option<MacAddr>,
+    /// Received packets (IFLA_STATS64, else the 32-bit IFLA_STATS widened).
+    pub rx_packets: Option<u64>,
+    /// Transmitted packets (same sources as `rx_packets`).
+    pub tx_packets: Option<u64>,
+    /// True for tun/tap devices (`IFLA_INFO_KIND` "tun").
+    pub is_tun: bool,
+    /// Its VFs, when it is an SR-IOV PF and the dump asked for VF info.
+    pub vfs: Vec<VfEntry>,
+}
+
+/// One VF of a PF, from `IFLA_VFINFO_LIST`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VfEntry {
+    /// VF index on its PF.
+    pub vf: u32,
+    /// The VF's MAC (all zero when unset).
+    pub mac: MacAddr,
+    /// `IFLA_VF_STATS_RX_PACKETS`, if the driver reports VF stats.
+    pub rx_packets: Option<u64>,
+    /// `IFLA_VF_STATS_TX_PACKETS`, if the driver reports VF stats.
+    pub tx_packets: Option<u64>,
+}
+
+/// All links of one dump, in the order the kernel sent them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LinkTable {
+    /// The links.
+    pub links: Vec<LinkEntry>,
+}
+
+impl LinkTable {
+    /// The link named `ifname`, if any.
+    pub fn by_name(&self, ifname: &str) -> Option<&LinkEntry> {
+        self.links.iter().find(|l| l.ifname == ifname)
+    }
+}
+
+/// Per-snapshot index from MAC to candidates, each list sorted so the
+/// first entry is the one the precedence rules pick.
+pub(super) struct MacIndex {
+    /// MAC → (link position, VF position), by (ifindex, VF index).
+    pub vfs: HashMap<MacAddr, Vec<(usize, usize)>>,
+    /// MAC → link positions, by ifindex.
+    pub netdevs: HashMap<MacAddr, Vec<usize>>,
+}
+
+impl MacIndex {
+    pub fn new(table: &LinkTable) -> Self {
+        let mut vfs: HashMap<MacAddr, Vec<(usize, usize)>> = HashMap::new();
+        let mut netdevs: HashMap<MacAddr, Vec<usize>> = HashMap::new();
+        for (li, link) in table.links.iter().enumerate() {
+            if let Some(mac) = link.mac {
+                netdevs.entry(mac).or_default().push(li);
+            }
+            for (vi, vf) in link.vfs.iter().enumerate() {
+                if vf.mac != MacAddr::default() {
+                    vfs.entry(vf.mac).or_default().push((li, vi));
+                }
+            }
+        }
+        let links = &table.links;
+        for list in vfs.values_mut() {
+            list.sort_by_key(|&(li, vi)| (links[li].index, links[li].vfs[vi].vf));
+        }
+        for list in netdevs.values_mut() {
+            list.sort_by_key(|&li| links[li].index);
+        }
+        Self { vfs, netdevs }
+    }
+}
+
+/// Decodes the payload of one `RTM_NEWLINK` message (the `ifinfomsg`
+/// header and its attributes).
+pub fn parse_newlink(payload: &[u8]) -> Result<LinkEntry, String> {
+    let header = LinkHeader::parse(payload).map_err(|e| format!("ifinfomsg: {e}"))?;
+    let family = header.interface_family;
+    let mut entry = LinkEntry {
+        index: header.index,
+        ..LinkEntry::default()
+    };
+    let mut stats32: Option<(u64, u64)> = None;
+    let mut stats64: Option<(u64, u64)> = None;
+    let attrs = payload.get(IFINFOMSG_LEN..).unwrap_or_default();
+    for nla in NlasIterator::new(attrs) {
+        let nla = nla.map_err(|e| format!("link {}: attribute: {e}", header.index))?;
+        match nla.kind() {
+            IFLA_ADDRESS => entry.mac = <[u8; 6]>::try_from(nla.value()).ok().map(MacAddr),
+            IFLA_IFNAME => {
+                let raw = nla.value();
+                let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+                entry.ifname = String::from_utf8_lossy(&raw[..end]).into_owned();
+            }
+            IFLA_STATS | IFLA_STATS64 | IFLA_VFINFO_LIST => {
+                match LinkAttribute::parse_with_param(&nla, family)
+                    .map_err(|e| format!("link {}: attribute {}: {e}", header.index, nla.kind()))?
+                {
+                    LinkAttribute::Stats(s) => {
+                        stats32 = Some((u64::from(s.rx_packets), u64::from(s.tx_packets)));
+                    }
+                    LinkAttribute::Stats64(s) => stats64 = Some((s.rx_packets, s.tx_packets)),
+                    LinkAttribute::VfInfoList(list) => {
+                        entry.vfs = list.iter().filter_map(|info| vf_entry(&info.0)).collect();
+                    }
+                    _ => {}
+                }
+            }
+            IFLA_LINKINFO => entry.is_tun = info_kind(&nla).as_deref() == Some("tun"),
+            _ => {}
+        }
+    }
+    if let Some((rx, tx)) = stats64.or(stats32) {
+        entry.rx_packets = Some(rx);
+        entry.tx_packets = Some(tx);
+    }
+    Ok(entry)
+}
+
+/// The `IFLA_INFO_KIND` string nested in an `IFLA_LINKINFO` attribute.
+fn info_kind(linkinfo: &NlaBuffer<&[u8]>) -> Option<String> {
+    NlasIterator::new(linkinfo.value())
+        .filter_map(Result::ok)
+        .find_map(|nla| {
+            (nla.kind() == IFLA_INFO_KIND).then(|| {
+                let raw = nla.value();
+                let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+                String::from_utf8_lossy(&raw[..end]).into_owned()
+            })
+        })
+}
+
+/// One VF from the attributes of an `IFLA_VF_INFO`; `None` without a MAC
+/// attribute (the VF index is carried there).
+fn vf_entry(info: &[VfInfo]) -> Option<VfEntry> {
+    let mut entry = None;
+    let (mut rx, mut tx) = (None, None);
+    for attr in info {
+        match attr {
+            VfInfo::Mac(m) => {
+                let mut mac = [0u8; 6];
+                mac.copy_from_slice(&m.mac[..6]);
+                entry = Some(VfEntry {
+                    vf: m.vf_id,
+                    mac: MacAddr(mac),
+                    ..VfEntry::default()
+                });
+            }
+            VfInfo::Stats(stats) => {
+                for s in stats {
+                    match s {
+                        VfStats::RxPackets(v) => rx = Some(*v),
+                        VfStats::TxPackets(v) => tx = Some(*v),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    entry.map(|e| VfEntry {
+        rx_packets: rx,
+        tx_packets: tx,
+        ..e
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_orders_candidates_by_ifindex_then_vf() {
+        let mac = MacAddr([2, 0, 0, 0, 0, 1]);
+        let vf = |vf| VfEntry {
+            vf,
+            mac,
+            rx_packets: Some(1),
+            tx_packets: None,
+        };
+        let table = LinkTable {
+            links: vec![
+                LinkEntry {
+                    index: 9,
+                    ifname: "pf9".into(),
+                    vfs: vec![vf(3), vf(1)],
+                    ..LinkEntry::default()
+                },
+                LinkEntry {
+                    index: 4,
+                    ifname: "pf4".into(),
+                    vfs: vec![vf(7)],
+                    mac: Some(mac),
+                    ..LinkEntry::default()
+                },
+                LinkEntry {
+                    index: 2,
+                    ifname: "n2".into(),
+                    mac: Some(mac),
+                    ..LinkEntry::default()
+                },
+            ],
+        };
+        let index = MacIndex::new(&table);
+        assert_eq!(index.vfs[&mac], vec![(1, 0), (0, 1), (0, 0)]);
+        assert_eq!(index.netdevs[&mac], vec![2, 1]);
+    }
+
+    #[test]
+    fn unset_vf_macs_are_not_indexed() {
+        let table = LinkTable {
+            links: vec![LinkEntry {
+                vfs: vec![VfEntry::default()],
+                ..LinkEntry::default()
+            }],
+        };
+        assert!(MacIndex::new(&table).vfs.is_empty());
+    }
+
+    #[test]
+    fn short_header_is_an_error_not_a_panic() {
+        assert!(parse_newlink(&[0u8; 8]).is_err());
+        assert!(parse_newlink(&[]).is_err());
+    }
+}

@@ -1,0 +1,399 @@
+//! Packets per second from successive readings of a free-running packet
+//! counter, over measured elapsed time. Pure: readings and times are inputs.
+//!
+//! ## The reset and wrap rule
+//! Between two readings `prev` and `cur` taken `elapsed` apart:
+//! - `cur >= prev`: the delta is `cur - prev`.
+//! - `cur < prev` with both values within 32 bits: the counter may be a
+//!   32-bit one that wrapped (IFLA_STATS, or a driver keeping 32-bit
+//!   counters behind a 64-bit field). The wrapped delta
+//!   `cur + 2^32 - prev` is taken if it is plausible (see below).
+//! - otherwise the counter went down: a **reset** (device re-created,
+//!   driver reloaded, VF reassigned). No rate is reported for this reading
+//!   (one sample is skipped), and `cur` becomes the new baseline. A rate
+//!   computed from `cur` alone would count packets over an unknown time.
+//!
+//! A delta is plausible when it is at most `max_pps × elapsed` (default
+//! [`DEFAULT_MAX_PPS`], above any link's line rate); an implausible delta is
+//! treated as a reset too, so a reset can never produce an absurd rate,
+//! and no rate is ever negative. At most one 32-bit wrap per interval is
+//! assumed (at 100 ms that is 42 G packets/s). A change of source (the MAC
+//! moved from a tap to a VF, say) is also a reset. A reading no later
+//! than the baseline reports [`RateOutcome::TooSoon`] and keeps it.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::{MacAddr, MacReading, MacSample, SourceKind};
+
+/// Rates above this many packets per second are implausible (≈ 670 Gbit/s
+/// of minimum-size frames): such deltas are taken as resets.
+pub const DEFAULT_MAX_PPS: f64 = 1.0e9;
+
+const WRAP_32: u64 = 1 << 32;
+
+/// The packet delta between two readings, or `None` for a reset (see the
+/// module docs for the rule).
+pub fn counter_delta(prev: u64, cur: u64, elapsed: Duration, max_pps: f64) -> Option<u64> {
+    let delta = if cur >= prev {
+        cur - prev
+    } else if prev < WRAP_32 && cur < WRAP_32 {
+        cur + WRAP_32 - prev
+    } else {
+        return None;
+    };
+    // u64 → f64 loses precision only above 2^53 packets, far beyond any cap.
+    #[allow(clippy::cast_precision_loss)]
+    let plausible = (delta as f64) <= max_pps * elapsed.as_secs_f64();
+    plausible.then_some(delta)
+}
+
+/// The packet rate between two readings `elapsed` apart, in packets/s.
+pub fn rate_pps(prev: u64, cur: u64, elapsed: Duration, max_pps: f64) -> RateOutcome {
+    if elapsed.is_zero() {
+        return RateOutcome::TooSoon;
+    }
+    match counter_delta(prev, cur, elapsed, max_pps) {
+        #[allow(clippy::cast_precision_loss)]
+        Some(delta) => RateOutcome::Rate(delta as f64 / elapsed.as_secs_f64()),
+        None => RateOutcome::Reset,
+    }
+}
+
+/// What one reading gave.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RateOutcome {
+    /// Packets per second since the previous reading.
+    Rate(f64),
+    /// The first reading (or the first after the MAC went missing): a baseline.
+    First,
+    /// Counter reset or source change: a new baseline, no rate this time.
+    Reset,
+    /// No time elapsed since the baseline: the reading was ignored.
+    TooSoon,
+}
+
+/// Turns one MAC's successive readings into rates.
+#[derive(Clone, Debug)]
+pub struct RateMeter {
+    last: Option<(SourceKind, u64, Instant)>,
+    max_pps: f64,
+}
+
+impl Default for RateMeter {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_PPS)
+    }
+}
+
+impl RateMeter {
+    /// A meter with no baseline, treating rates above `max_pps` as resets.
+    pub fn new(max_pps: f64) -> Self {
+        Self {
+            last: None,
+            max_pps,
+        }
+    }
+
+    /// Feeds one reading of `source`'s counter taken at `now`.
+    pub fn observe(&mut self, source: &SourceKind, counter: u64, now: Instant) -> RateOutcome {
+        let outcome = match &self.last {
+            None => RateOutcome::First,
+            Some((last_source, _, _)) if last_source != source => RateOutcome::Reset,
+            Some((_, prev, at)) => match now.checked_duration_since(*at) {
+                Some(elapsed) => rate_pps(*prev, counter, elapsed, self.max_pps),
+                None => RateOutcome::TooSoon,
+            },
+        };
+        if outcome != RateOutcome::TooSoon {
+            self.last = Some((source.clone(), counter, now));
+        }
+        outcome
+    }
+
+    /// Drops the baseline (the MAC went missing).
+    pub fn forget(&mut self) {
+        self.last = None;
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct MacState {
+    meter: RateMeter,
+    rate_pps: Option<f64>,
+}
+
+/// The latest rate of every sampled MAC, fed one batch per tick.
+///
+/// After a reset the MAC keeps its previous rate for that tick (the
+/// skipped sample); a missing MAC has no rate until it is found again and
+/// two readings have been taken.
+#[derive(Clone, Debug)]
+pub struct MacRates {
+    macs: HashMap<MacAddr, MacState>,
+    max_pps: f64,
+}
+
+impl Default for MacRates {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_PPS)
+    }
+}
+
+impl MacRates {
+    /// Empty, treating rates above `max_pps` as resets.
+    pub fn new(max_pps: f64) -> Self {
+        Self {
+            macs: HashMap::new(),
+            max_pps,
+        }
+    }
+
+    /// Feeds one tick's batch, read at `now`.
+    pub fn update(&mut self, samples: &[MacSample], now: Instant) {
+        for sample in samples {
+            let max_pps = self.max_pps;
+            let state = self.macs.entry(sample.mac).or_insert_with(|| MacState {
+                meter: RateMeter::new(max_pps),
+                rate_pps: None,
+            });
+            match &sample.reading {
+                MacReading::Found { source, rx_packets } => {
+                    if let RateOutcome::Rate(r) = state.meter.observe(source, *rx_packets, now) {
+                        state.rate_pps = Some(r);
+                    }
+                }
+                MacReading::Missing(_) => {
+                    state.meter.forget();
+                    state.rate_pps = None;
+                }
+            }
+        }
+    }
+
+    /// The latest rate of `mac`, if it has one.
+    pub fn rate_pps(&self, mac: MacAddr) -> Option<f64> {
+        self.macs.get(&mac).and_then(|s| s.rate_pps)
+    }
+
+    /// A policy's rate: the sum over its MACs that have a rate, or `None`
+    /// when none has one yet.
+    pub fn policy_rate_pps(&self, macs: &[MacAddr]) -> Option<f64> {
+        let mut rates = macs.iter().filter_map(|&m| self.rate_pps(m)).peekable();
+        rates.peek()?;
+        Some(rates.sum())
+    }
+
+    /// Keeps only the MACs for which `keep` is true (drop removed policies').
+    pub fn retain(&mut self, mut keep: impl FnMut(MacAddr) -> bool) {
+        self.macs.retain(|&mac, _| keep(mac));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MS100: Duration = Duration::from_millis(100);
+
+    fn netdev() -> SourceKind {
+        SourceKind::Netdev {
+            ifname: "veth0".into(),
+        }
+    }
+
+    #[test]
+    fn steady_counter_gives_its_rate() {
+        assert_eq!(
+            rate_pps(1_000, 2_000, MS100, DEFAULT_MAX_PPS),
+            RateOutcome::Rate(10_000.0)
+        );
+        assert_eq!(
+            rate_pps(7, 7, MS100, DEFAULT_MAX_PPS),
+            RateOutcome::Rate(0.0)
+        );
+    }
+
+    #[test]
+    fn a_32_bit_counter_that_wraps_gives_the_wrapped_delta() {
+        let prev = u64::from(u32::MAX) - 499;
+        assert_eq!(
+            rate_pps(prev, 500, MS100, DEFAULT_MAX_PPS),
+            RateOutcome::Rate(10_000.0)
+        );
+    }
+
+    #[test]
+    fn a_64_bit_counter_going_down_is_a_reset() {
+        assert_eq!(
+            rate_pps(5_000_000_000, 10, MS100, DEFAULT_MAX_PPS),
+            RateOutcome::Reset
+        );
+    }
+
+    #[test]
+    fn a_small_counter_reset_is_not_taken_for_a_wrap() {
+        // From 3e9 to 5 in 100 ms would be a wrap of ~1.3e9 packets: 13 Gpps.
+        assert_eq!(
+            rate_pps(3_000_000_000, 5, MS100, DEFAULT_MAX_PPS),
+            RateOutcome::Reset
+        );
+        assert_eq!(
+            counter_delta(3_000_000_000, 5, MS100, DEFAULT_MAX_PPS),
+            None
+        );
+    }
+
+    #[test]
+    fn an_implausible_jump_is_a_reset() {
+        assert_eq!(
+            rate_pps(0, 1_000_000_000, MS100, DEFAULT_MAX_PPS),
+            RateOutcome::Reset
+        );
+        assert_eq!(rate_pps(0, 1_000, MS100, 5_000.0), RateOutcome::Reset);
+        assert_eq!(rate_pps(0, 500, MS100, 5_000.0), RateOutcome::Rate(5_000.0));
+    }
+
+    #[test]
+    fn zero_elapsed_is_too_soon() {
+        assert_eq!(
+            rate_pps(0, 10, Duration::ZERO, DEFAULT_MAX_PPS),
+            RateOutcome::TooSoon
+        );
+    }
+
+    #[test]
+    fn meter_baselines_then_rates_and_skips_one_sample_after_reset() {
+        let t0 = Instant::now();
+        let mut m = RateMeter::default();
+        assert_eq!(m.observe(&netdev(), 100, t0), RateOutcome::First);
+        assert_eq!(
+            m.observe(&netdev(), 200, t0 + MS100),
+            RateOutcome::Rate(1_000.0)
+        );
+        assert_eq!(m.observe(&netdev(), 200, t0 + MS100), RateOutcome::TooSoon);
+        assert_eq!(
+            m.observe(&netdev(), 300, t0 + 2 * MS100),
+            RateOutcome::Rate(1_000.0)
+        );
+        assert_eq!(
+            m.observe(&netdev(), 5_000_000_000, t0 + 3 * MS100),
+            RateOutcome::Reset
+        );
+        assert_eq!(m.observe(&netdev(), 4, t0 + 4 * MS100), RateOutcome::Reset);
+        assert_eq!(
+            m.observe(&netdev(), 54, t0 + 5 * MS100),
+            RateOutcome::Rate(500.0)
+        );
+    }
+
+    #[test]
+    fn meter_treats_a_change_of_source_as_a_reset() {
+        let t0 = Instant::now();
+        let mut m = RateMeter::default();
+        m.observe(&netdev(), 100, t0);
+        let tap = SourceKind::Tap {
+            ifname: "vnet0".into(),
+        };
+        assert_eq!(m.observe(&tap, 150, t0 + MS100), RateOutcome::Reset);
+        assert_eq!(
+            m.observe(&tap, 250, t0 + 2 * MS100),
+            RateOutcome::Rate(1_000.0)
+        );
+        m.forget();
+        assert_eq!(m.observe(&tap, 900, t0 + 3 * MS100), RateOutcome::First);
+    }
+
+    fn found(mac: MacAddr, rx_packets: u64) -> MacSample {
+        MacSample {
+            mac,
+            reading: MacReading::Found {
+                source: netdev(),
+                rx_packets,
+            },
+        }
+    }
+
+    #[test]
+    fn mac_rates_sum_per_policy_hold_on_reset_and_clear_on_missing() {
+        let (a, b, c) = (
+            MacAddr([2, 0, 0, 0, 0, 1]),
+            MacAddr([2, 0, 0, 0, 0, 2]),
+            MacAddr([2, 0, 0, 0, 0, 3]),
+        );
+        let t0 = Instant::now();
+        let mut rates = MacRates::default();
+        rates.update(&[found(a, 0), found(b, 0)], t0);
+        assert_eq!(rates.policy_rate_pps(&[a, b]), None);
+        rates.update(&[found(a, 100), found(b, 50)], t0 + MS100);
+        assert_eq!(rates.policy_rate_pps(&[a, b, c]), Some(1_500.0));
+        // a resets: it keeps its last rate for this tick.
+        rates.update(&[found(a, 0), found(b, 100)], t0 + 2 * MS100);
+        assert_eq!(rates.rate_pps(a), Some(1_000.0));
+        assert_eq!(rates.rate_pps(b), Some(500.0));
+        let missing = MacSample {
+            mac: b,
+            reading: MacReading::Missing(crate::traffic::MissingReason::NotFound),
+        };
+        rates.update(&[found(a, 30), missing], t0 + 3 * MS100);
+        assert_eq!(rates.policy_rate_pps(&[a, b]), Some(300.0));
+        assert_eq!(rates.rate_pps(b), None);
+        rates.retain(|m| m != a);
+        assert_eq!(rates.rate_pps(a), None);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// A counter growing at a constant rate, read at irregular
+        /// intervals, gives that rate within one packet per interval; with
+        /// a 32-bit counter (value masked) this crosses the wrap.
+        #[test]
+        fn constant_rate_is_measured(
+            rate in 0u32..50_000_000,
+            start in any::<u64>(),
+            wide in any::<bool>(),
+            steps in proptest::collection::vec(1u64..2_000, 1..20),
+        ) {
+            let start = if wide { start >> 1 } else { start & 0xffff_ffff };
+            let t0 = Instant::now();
+            let mut meter = RateMeter::default();
+            let mut elapsed_ms = 0u64;
+            let value = |ms: u64| {
+                let grown = start + u64::from(rate) * ms / 1000;
+                if wide { grown } else { grown & 0xffff_ffff }
+            };
+            meter.observe(&netdev(), value(0), t0);
+            for step in steps {
+                elapsed_ms += step;
+                let now = t0 + Duration::from_millis(elapsed_ms);
+                match meter.observe(&netdev(), value(elapsed_ms), now) {
+                    RateOutcome::Rate(r) => {
+                        let slack = 1.0 / Duration::from_millis(step).as_secs_f64() + 1e-6;
+                        prop_assert!((r - f64::from(rate)).abs() <= slack, "rate {r} vs {rate}");
+                    }
+                    other => prop_assert!(false, "unexpected {other:?}"),
+                }
+            }
+        }
+
+        /// Whatever the readings do (resets, jumps, wraps), a rate is never
+        /// negative, NaN, or above the plausibility cap.
+        #[test]
+        fn arbitrary_readings_give_sane_rates(
+            readings in proptest::collection::vec((any::<u64>(), 0u64..5_000), 1..40),
+            max_pps in 1.0f64..2.0e9,
+        ) {
+            let t0 = Instant::now();
+            let mut meter = RateMeter::new(max_pps);
+            let mut ms = 0;
+            for (counter, step) in readings {
+                ms += step;
+                if let RateOutcome::Rate(r) = meter.observe(&netdev(), counter, t0 + Duration::from_millis(ms)) {
+                    prop_assert!(r.is_finite() && r >= 0.0 && r <= max_pps * (1.0 + 1e-9), "rate {r}");
+                }
+            }
+        }
+    }
+}
