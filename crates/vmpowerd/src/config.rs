@@ -71,6 +71,9 @@ pub struct Args {
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `vmpowerd=debug`.
     #[arg(long, value_name = "FILTER")]
     pub log: Option<String>,
+    /// libvirt URI to learn VMs from, e.g. qemu:///system (feature libvirt).
+    #[arg(long, value_name = "URI")]
+    pub libvirt_uri: Option<String>,
 }
 
 /// One VM the operator declares in the config file.
@@ -143,6 +146,9 @@ pub struct Config {
     pub high_priority_cpus: Vec<u32>,
     /// Log filter (tracing EnvFilter syntax).
     pub log: String,
+    /// libvirt connection URI (e.g. `qemu:///system`): VMs, pins and
+    /// channels from libvirt (needs the `libvirt` build feature).
+    pub libvirt_uri: Option<String>,
     /// Declared VMs, by name.
     pub vm: BTreeMap<String, VmConfig>,
 }
@@ -162,6 +168,7 @@ impl Default for Config {
             rate_limit: RateLimit::default(),
             high_priority_cpus: Vec::new(),
             log: "info".to_owned(),
+            libvirt_uri: None,
             vm: BTreeMap::new(),
         }
     }
@@ -210,6 +217,9 @@ impl Config {
         if let Some(log) = &args.log {
             self.log.clone_from(log);
         }
+        if let Some(uri) = &args.libvirt_uri {
+            self.libvirt_uri = Some(uri.clone());
+        }
     }
 
     /// Checks ranges the types cannot express.
@@ -225,6 +235,12 @@ impl Config {
         }
         if self.placement_refresh_ms < 100 {
             return invalid("placement_refresh_ms", "must be at least 100 ms");
+        }
+        if self.libvirt_uri.is_some() && !cfg!(feature = "libvirt") {
+            return invalid(
+                "libvirt_uri",
+                "this vmpowerd was built without the libvirt feature (cargo build --features libvirt)",
+            );
         }
         if self.control_socket_mode > 0o777 {
             return invalid(

@@ -12,6 +12,8 @@ pub mod config;
 pub mod control;
 pub mod core;
 pub mod inventory;
+#[cfg(feature = "libvirt")]
+pub mod libvirt;
 pub mod placement;
 pub mod ratelog;
 pub mod run;

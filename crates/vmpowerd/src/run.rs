@@ -40,6 +40,8 @@ pub struct Daemon {
     /// Where each VM's vCPUs run (operator map, /proc, QMP).
     pub placer: Placer,
     tasks: Mutex<HashMap<PathBuf, JoinHandle<()>>>,
+    #[cfg(feature = "libvirt")]
+    libvirt: Option<crate::inventory::libvirt::LibvirtPlacement>,
 }
 
 /// Runs the daemon until `shutdown` resolves.
@@ -93,7 +95,9 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
         .host()
         .map(|h| h.cpus.keys().copied().collect())
         .unwrap_or_default();
-    let placer = Placer::new(&config, host_cpus, Vec::new())
+    #[cfg_attr(not(feature = "libvirt"), allow(unused_variables))]
+    let (extra, libvirt) = libvirt_source(&config)?;
+    let placer = Placer::new(&config, host_cpus, extra)
         .map_err(|(vm, e)| anyhow::anyhow!("invalid setting vm.{vm}.pcpus: {e}"))?;
     for (name, vm) in &config.vm {
         engine.add_vm(VmId::new(name), vm.settings());
@@ -102,6 +106,8 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
         core: Arc::new(Mutex::new(Core::new(engine, cpufreq))),
         placer,
         tasks: Mutex::new(HashMap::new()),
+        #[cfg(feature = "libvirt")]
+        libvirt,
         config,
     })
 }
@@ -120,6 +126,11 @@ async fn serve(daemon: &Arc<Daemon>, shutdown: impl Future<Output = ()>) -> anyh
     }
     let control = crate::control::listen(daemon.clone())?;
     let refresher = tokio::spawn(refresh_periodically(daemon.clone()));
+    #[cfg(feature = "libvirt")]
+    let libvirt = daemon
+        .libvirt
+        .clone()
+        .map(|source| tokio::spawn(crate::libvirt::follow(daemon.clone(), source)));
     info!(channel_dir = %dir.display(), control = %daemon.config.control_socket.display(), "vmpowerd ready");
     tokio::pin!(shutdown);
     loop {
@@ -135,7 +146,40 @@ async fn serve(daemon: &Arc<Daemon>, shutdown: impl Future<Output = ()>) -> anyh
     }
     control.abort();
     refresher.abort();
+    #[cfg(feature = "libvirt")]
+    if let Some(task) = libvirt {
+        task.abort();
+    }
     Ok(())
+}
+
+/// The libvirt placement source, when configured: one for the inventory
+/// and one for the daemon to list domains and channels.
+#[cfg(feature = "libvirt")]
+#[allow(clippy::type_complexity)]
+fn libvirt_source(
+    config: &Config,
+) -> anyhow::Result<(
+    Vec<Box<dyn crate::inventory::VcpuPlacement>>,
+    Option<crate::inventory::libvirt::LibvirtPlacement>,
+)> {
+    let Some(uri) = &config.libvirt_uri else {
+        return Ok((Vec::new(), None));
+    };
+    let source = crate::inventory::libvirt::LibvirtPlacement::connect(uri)
+        .with_context(|| format!("connecting to libvirt at {uri}"))?;
+    Ok((vec![Box::new(source.clone())], Some(source)))
+}
+
+#[cfg(not(feature = "libvirt"))]
+#[allow(clippy::type_complexity, clippy::unnecessary_wraps)]
+fn libvirt_source(
+    _config: &Config,
+) -> anyhow::Result<(
+    Vec<Box<dyn crate::inventory::VcpuPlacement>>,
+    Option<std::convert::Infallible>,
+)> {
+    Ok((Vec::new(), None))
 }
 
 /// Re-reads every VM's placement every `placement_refresh_ms`: threads are
@@ -187,32 +231,50 @@ impl Daemon {
         let Ok(meta) = std::fs::metadata(path) else {
             return;
         };
-        let task = match name {
+        match name {
             ChannelName::Guest { vm, index } if meta.file_type().is_socket() => {
                 let id = VmId::new(&vm);
                 if !self.ensure_vm(&id) {
                     info!(path = %path.display(), "socket of an undeclared VM ignored (auto_add_vms = false)");
                     return;
                 }
-                self.placer.note_socket(&id, path);
-                let daemon = self.clone();
-                let vm = id.clone();
-                tokio::spawn(async move { daemon.placer.refresh(&vm, &daemon.core).await });
-                let channel = ChannelId { vm: id, index };
-                tokio::spawn(conn::serve_socket(
-                    path.to_owned(),
-                    channel,
-                    self.core.clone(),
-                ))
+                self.serve_channel(path, ChannelId { vm: id, index });
             }
             ChannelName::Fifo(_) if self.config.fifos && meta.file_type().is_fifo() => {
-                tokio::spawn(fifo::serve_fifo(path.to_owned(), self.core.clone()))
+                let task = tokio::spawn(fifo::serve_fifo(path.to_owned(), self.core.clone()));
+                self.track(path, task);
             }
-            _ => return,
-        };
+            _ => {}
+        }
+    }
+
+    /// Serves the guest channel socket at `path` (from the channel
+    /// directory or, with libvirt, wherever the domain's XML puts it), and
+    /// refreshes the VM's placement: the QEMU holding the socket is its.
+    pub fn serve_channel(self: &Arc<Self>, path: &Path, channel: ChannelId) {
+        self.placer.note_socket(&channel.vm, path);
+        let daemon = self.clone();
+        let vm = channel.vm.clone();
+        tokio::spawn(async move { daemon.placer.refresh(&vm, &daemon.core).await });
+        let task = tokio::spawn(conn::serve_socket(
+            path.to_owned(),
+            channel,
+            self.core.clone(),
+        ));
+        self.track(path, task);
+    }
+
+    fn track(&self, path: &Path, task: JoinHandle<()>) {
         if let Some(old) = lock_tasks(&self.tasks).insert(path.to_owned(), task) {
             old.abort();
         }
+    }
+
+    /// Whether a live task serves `path`.
+    pub fn serves(&self, path: &Path) -> bool {
+        lock_tasks(&self.tasks)
+            .get(path)
+            .is_some_and(|t| !t.is_finished())
     }
 
     /// A file went away from the channel directory.
