@@ -118,7 +118,7 @@ impl VmConfig {
 }
 
 /// The whole configuration, as the file spells it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Directory standing for /sys.
@@ -149,6 +149,11 @@ pub struct Config {
     /// libvirt connection URI (e.g. `qemu:///system`): VMs, pins and
     /// channels from libvirt (needs the `libvirt` build feature).
     pub libvirt_uri: Option<String>,
+    /// TRAFFIC sampling interval in ms (at least 10).
+    pub traffic_interval_ms: u64,
+    /// Explicit MAC → network device map for TRAFFIC policies (wins over
+    /// automatic discovery), e.g. `"52:54:00:12:34:56" = { ifname = "vnet3" }`.
+    pub mac_devices: BTreeMap<String, crate::traffic::ConfiguredDevice>,
     /// Declared VMs, by name.
     pub vm: BTreeMap<String, VmConfig>,
 }
@@ -169,6 +174,8 @@ impl Default for Config {
             high_priority_cpus: Vec::new(),
             log: "info".to_owned(),
             libvirt_uri: None,
+            traffic_interval_ms: 100,
+            mac_devices: BTreeMap::new(),
             vm: BTreeMap::new(),
         }
     }
@@ -233,6 +240,17 @@ impl Config {
         if self.rate_limit.burst == 0 || self.rate_limit.per_second == 0 {
             return invalid("rate_limit", "burst and per_second must be at least 1");
         }
+        if self.traffic_interval_ms < 10 {
+            return invalid("traffic_interval_ms", "must be at least 10 ms");
+        }
+        for mac in self.mac_devices.keys() {
+            if mac.parse::<vmpower_proto::MacAddr>().is_err() {
+                return invalid(
+                    &format!("mac_devices.{mac}"),
+                    "not a MAC address (xx:xx:xx:xx:xx:xx)",
+                );
+            }
+        }
         if self.placement_refresh_ms < 100 {
             return invalid("placement_refresh_ms", "must be at least 100 ms");
         }
@@ -265,6 +283,19 @@ impl Config {
     /// The placement refresh period.
     pub fn placement_refresh(&self) -> Duration {
         Duration::from_millis(self.placement_refresh_ms)
+    }
+
+    /// The TRAFFIC sampling interval.
+    pub fn traffic_interval(&self) -> Duration {
+        Duration::from_millis(self.traffic_interval_ms)
+    }
+
+    /// The explicit MAC → device map.
+    pub fn mac_map(&self) -> crate::traffic::ConfiguredMap {
+        self.mac_devices
+            .iter()
+            .filter_map(|(m, d)| Some((m.parse().ok()?, d.clone())))
+            .collect()
     }
 
     /// Where the takeover record lives.

@@ -48,6 +48,8 @@ pub struct Core {
     pub stats: Stats,
     started: Instant,
     guest_log: LogLimiter,
+    /// Bumped whenever a policy is set or removed: wakes the samplers.
+    policies_changed: tokio::sync::watch::Sender<u64>,
 }
 
 impl Core {
@@ -59,7 +61,18 @@ impl Core {
             stats: Stats::default(),
             started: Instant::now(),
             guest_log: LogLimiter::default(),
+            policies_changed: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// A receiver that sees every policy change.
+    pub fn watch_policies(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.policies_changed.subscribe()
+    }
+
+    /// Tells the samplers that the set of policies changed.
+    pub fn policies_changed(&self) {
+        self.policies_changed.send_modify(|g| *g += 1);
     }
 
     /// Monotonic time since start, the engine's clock.
@@ -81,6 +94,7 @@ impl Core {
             .as_ref()
             .map_err(|e| Rejection::Malformed(e.to_string()));
         let now = self.now();
+        self.engine.set_wall_clock(jiff::Timestamp::now());
         let decision = self.engine.handle(now, channel, request);
         self.stats.count_request(&channel.vm, frame, &decision);
         let ok = self.execute(&decision.actions);
@@ -179,8 +193,12 @@ impl Core {
                 }
                 Note::PolicySet(vm, policy) => {
                     info!(%vm, kind = ?policy.kind, cores = ?policy.cores, "policy accepted");
+                    self.policies_changed();
                 }
-                Note::PolicyRemoved(vm) => info!(%vm, "policy removed"),
+                Note::PolicyRemoved(vm) => {
+                    info!(%vm, "policy removed");
+                    self.policies_changed();
+                }
                 Note::Rejected(r) => {
                     if let Some(suppressed) = self.guest_log.allow(vm, now) {
                         warn!(vm = %vm, reason = r.label(), detail = %r, suppressed, "request refused");

@@ -7,6 +7,7 @@
 //! [`run::run`] is the entry point; `main.rs` only parses flags, starts
 //! logging, and supplies the real sysfs and the signals.
 
+pub mod branch;
 pub mod channels;
 pub mod config;
 pub mod control;
@@ -17,6 +18,7 @@ pub mod libvirt;
 pub mod placement;
 pub mod ratelog;
 pub mod run;
+pub mod samplers;
 pub mod stats;
 pub mod traffic;
 

@@ -29,6 +29,8 @@ use crate::channels::{ChannelName, conn, fifo};
 use crate::config::Config;
 use crate::core::Core;
 use crate::placement::Placer;
+use crate::samplers;
+use crate::traffic::{NetlinkTrafficCounters, TrafficCounters};
 
 /// The running daemon's shared parts, as the control API sees them.
 #[derive(Debug)]
@@ -40,18 +42,39 @@ pub struct Daemon {
     /// Where each VM's vCPUs run (operator map, /proc, QMP).
     pub placer: Placer,
     tasks: Mutex<HashMap<PathBuf, JoinHandle<()>>>,
+    /// Where each policy MAC's counter was found, for `policy show`.
+    pub mac_sources: samplers::MacSources,
     #[cfg(feature = "libvirt")]
     libvirt: Option<crate::inventory::libvirt::LibvirtPlacement>,
 }
 
-/// Runs the daemon until `shutdown` resolves.
+/// Runs the daemon until `shutdown` resolves, with the host's traffic
+/// counters (rtnetlink).
 pub async fn run(
     config: Config,
     io: Arc<dyn SysfsIo>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let counters: Option<Box<dyn TrafficCounters>> =
+        match NetlinkTrafficCounters::new(config.mac_map()) {
+            Ok(c) => Some(Box::new(c)),
+            Err(e) => {
+                warn!(error = %format_args!("{:#}", anyhow::Error::from(e)), "no traffic counters: TRAFFIC policies will wait");
+                None
+            }
+        };
+    run_with(config, io, counters, shutdown).await
+}
+
+/// Runs the daemon with the given traffic counters (tests pass fakes).
+pub async fn run_with(
+    config: Config,
+    io: Arc<dyn SysfsIo>,
+    counters: Option<Box<dyn TrafficCounters>>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let daemon = Arc::new(start(config, io)?);
-    let result = serve(&daemon, shutdown).await;
+    let result = serve(&daemon, counters, shutdown).await;
     stop(&daemon);
     result
 }
@@ -73,8 +96,10 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
     let cpufreq = CpuFreq::new(io, &takeover).context("discovering the host's CPUs")?;
     let mut engine = Engine::new(EngineConfig {
         rate_limit: config.rate_limit,
+        branch_counters: crate::branch::host_has_branch_counters(),
         ..EngineConfig::default()
     });
+    engine.set_default_time_zone(jiff::tz::TimeZone::system());
     let managed = cpufreq.host().map(vmpower_cpufreq::control::managed_cpus);
     let managed = managed.transpose().context("listing controllable CPUs")?;
     let managed = managed.unwrap_or_default();
@@ -106,13 +131,18 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
         core: Arc::new(Mutex::new(Core::new(engine, cpufreq))),
         placer,
         tasks: Mutex::new(HashMap::new()),
+        mac_sources: samplers::MacSources::default(),
         #[cfg(feature = "libvirt")]
         libvirt,
         config,
     })
 }
 
-async fn serve(daemon: &Arc<Daemon>, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+async fn serve(
+    daemon: &Arc<Daemon>,
+    counters: Option<Box<dyn TrafficCounters>>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let dir = &daemon.config.channel_dir;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create channel dir {}", dir.display()))?;
@@ -126,6 +156,15 @@ async fn serve(daemon: &Arc<Daemon>, shutdown: impl Future<Output = ()>) -> anyh
     }
     let control = crate::control::listen(daemon.clone())?;
     let refresher = tokio::spawn(refresh_periodically(daemon.clone()));
+    let clock = tokio::spawn(samplers::run_time(daemon.core.clone()));
+    let traffic = counters.map(|c| {
+        tokio::spawn(samplers::run_traffic(
+            daemon.core.clone(),
+            c,
+            daemon.config.traffic_interval(),
+            daemon.mac_sources.clone(),
+        ))
+    });
     #[cfg(feature = "libvirt")]
     let libvirt = daemon
         .libvirt
@@ -146,6 +185,10 @@ async fn serve(daemon: &Arc<Daemon>, shutdown: impl Future<Output = ()>) -> anyh
     }
     control.abort();
     refresher.abort();
+    clock.abort();
+    if let Some(t) = traffic {
+        t.abort();
+    }
     #[cfg(feature = "libvirt")]
     if let Some(task) = libvirt {
         task.abort();

@@ -25,6 +25,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// A daemon running on a fake host in temp dirs.
 pub struct Host {
     pub fake: Arc<FakeSysfs>,
+    /// Scripted traffic counters the daemon samples.
+    pub traffic: vmpowerd::traffic::FakeTrafficCounters,
     pub dir: tempfile::TempDir,
     pub config: Config,
     stop: Option<oneshot::Sender<()>>,
@@ -67,6 +69,7 @@ impl Host {
         std::fs::create_dir_all(&config.channel_dir).unwrap();
         let mut host = Host {
             fake,
+            traffic: vmpowerd::traffic::FakeTrafficCounters::new(),
             dir,
             config,
             stop: None,
@@ -80,9 +83,15 @@ impl Host {
     pub async fn launch(&mut self) {
         let (tx, rx) = oneshot::channel();
         let io: Arc<dyn SysfsIo> = self.fake.clone();
-        let task = tokio::spawn(vmpowerd::run::run(self.config.clone(), io, async {
-            let _ = rx.await;
-        }));
+        let counters: Box<dyn vmpowerd::traffic::TrafficCounters> = Box::new(self.traffic.clone());
+        let task = tokio::spawn(vmpowerd::run::run_with(
+            self.config.clone(),
+            io,
+            Some(counters),
+            async {
+                let _ = rx.await;
+            },
+        ));
         self.stop = Some(tx);
         self.task = Some(task);
         wait_for(|| self.config.control_socket.exists()).await;

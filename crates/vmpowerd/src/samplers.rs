@@ -1,0 +1,163 @@
+//! The loops that feed policies their inputs: traffic counters every
+//! sampling interval while a policy needs them, and the wall clock at each
+//! local hour boundary of a TIME policy. With no policy they sleep until
+//! one is set: an idle daemon does not wake up.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tracing::{debug, warn};
+use vmpower_engine::VmId;
+use vmpower_proto::MacAddr;
+
+use crate::SharedCore;
+use crate::traffic::{MacRates, MacReading, TrafficCounters};
+
+/// Where each MAC's counter was last found (or why not), for `policy show`.
+pub type MacSources = Arc<Mutex<BTreeMap<MacAddr, String>>>;
+
+/// Samples traffic for every policy that needs it, every `interval`.
+pub async fn run_traffic(
+    core: SharedCore,
+    counters: Box<dyn TrafficCounters>,
+    interval: Duration,
+    sources: MacSources,
+) {
+    let mut changed = crate::lock(&core).watch_policies();
+    let mut counters = Some(counters);
+    let mut rates = MacRates::default();
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let policies = crate::lock(&core).engine.traffic_policies();
+        if policies.is_empty() {
+            rates.retain(|_| false);
+            if changed.changed().await.is_err() {
+                return;
+            }
+            tick.reset();
+            continue;
+        }
+        tick.tick().await;
+        let mut macs: Vec<MacAddr> = policies
+            .iter()
+            .flat_map(|(_, m)| m.as_slice().iter().copied())
+            .collect();
+        macs.sort();
+        macs.dedup();
+        let Some(mut c) = counters.take() else { return };
+        let job = macs.clone();
+        let Ok((back, result)) = tokio::task::spawn_blocking(move || {
+            let r = c.sample(&job);
+            (c, r)
+        })
+        .await
+        else {
+            warn!("traffic sampler task failed");
+            return;
+        };
+        counters = Some(back);
+        let samples = match result {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %format_args!("{:#}", anyhow::Error::from(e)), "traffic sampling failed");
+                continue;
+            }
+        };
+        rates.retain(|m| macs.contains(&m));
+        rates.update(&samples, Instant::now());
+        let missing: BTreeMap<MacAddr, String> = samples
+            .iter()
+            .filter_map(|s| match &s.reading {
+                MacReading::Missing(why) => Some((s.mac, why.to_string())),
+                MacReading::Found { .. } => None,
+            })
+            .collect();
+        {
+            let mut shown = sources.lock().unwrap_or_else(PoisonError::into_inner);
+            shown.clear();
+            for s in &samples {
+                let text = match &s.reading {
+                    MacReading::Found { source, .. } => source.to_string(),
+                    MacReading::Missing(why) => format!("waiting: {why}"),
+                };
+                shown.insert(s.mac, text);
+            }
+        }
+        let mut core = crate::lock(&core);
+        let now = core.now();
+        for (vm, list) in &policies {
+            let rate = policy_rate(&rates, &missing, list.as_slice());
+            let actions = core.engine.traffic_sample(vm, rate, now);
+            core.execute(&actions);
+        }
+    }
+}
+
+/// A policy's rate: the sum over its MACs, or why there is none.
+fn policy_rate(
+    rates: &MacRates,
+    missing: &BTreeMap<MacAddr, String>,
+    macs: &[MacAddr],
+) -> Result<f64, String> {
+    if let Some(r) = rates.policy_rate_pps(macs) {
+        return Ok(r);
+    }
+    let why: Vec<String> = macs
+        .iter()
+        .filter_map(|m| missing.get(m).map(|w| format!("MAC {m}: {w}")))
+        .collect();
+    if why.is_empty() {
+        Err("waiting for a second counter reading".to_owned())
+    } else {
+        Err(why.join("; "))
+    }
+}
+
+/// Re-evaluates TIME policies at every local hour boundary (and when
+/// policies change). Sleeps at most `MAX_SLEEP` at a time so a wall-clock
+/// jump is noticed.
+pub async fn run_time(core: SharedCore) {
+    const MAX_SLEEP: Duration = Duration::from_secs(600);
+    let mut changed = crate::lock(&core).watch_policies();
+    loop {
+        let next = {
+            let mut core = crate::lock(&core);
+            let wall = jiff::Timestamp::now();
+            let now = core.now();
+            core.engine.set_wall_clock(wall);
+            let actions = core.engine.time_tick(wall, now);
+            core.execute(&actions);
+            core.engine.next_time_event(wall).map(|t| {
+                let left = t.duration_since(wall);
+                Duration::try_from(left).unwrap_or(Duration::ZERO)
+            })
+        };
+        match next {
+            Some(wait) => {
+                let wait = (wait + Duration::from_millis(1)).min(MAX_SLEEP);
+                debug!(?wait, "next TIME evaluation");
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    r = changed.changed() => if r.is_err() { return },
+                }
+            }
+            None => {
+                if changed.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// VMs with a policy, for logs.
+pub fn policy_vms(core: &SharedCore) -> Vec<VmId> {
+    crate::lock(core)
+        .engine
+        .policies()
+        .into_iter()
+        .map(|(v, _)| v)
+        .collect()
+}
