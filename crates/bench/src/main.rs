@@ -109,7 +109,7 @@ enum Scenario {
         #[arg(long, default_value_t = 8)]
         channels: u32,
     },
-    /// (internal) The throughput baseline: read and discard.
+    /// (internal) The baselines: read and discard, or echo.
     #[command(hide = true)]
     PlainReader {
         /// Directory of the sockets `vm<i>.0`.
@@ -118,6 +118,9 @@ enum Scenario {
         /// How many.
         #[arg(long)]
         count: usize,
+        /// Echo each record instead of discarding.
+        #[arg(long)]
+        echo: bool,
     },
 }
 
@@ -144,8 +147,8 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
-    if let Scenario::PlainReader { dir, count } = &cli.scenario {
-        return plain::run(dir, *count);
+    if let Scenario::PlainReader { dir, count, echo } = &cli.scenario {
+        return plain::run(dir, *count, *echo);
     }
     let ctx = Ctx {
         daemon: DaemonOptions {

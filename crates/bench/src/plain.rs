@@ -1,25 +1,31 @@
-//! The plain reader of the throughput benchmark's baseline (hidden
-//! subcommand `plain-reader`): connects as a client to `<dir>/vm<i>.0`
-//! like the daemon and only reads and discards, on a tokio multi-thread
-//! runtime like the daemon's, with the daemon's 64 KiB read size. No
-//! decoding, no engine, no replies.
+//! The baselines (hidden subcommand `plain-reader`), a separate process
+//! that connects as a client to `<dir>/vm<i>.0` like the daemon, on a
+//! tokio multi-thread runtime like the daemon's:
+//! - plain reader (throughput): only reads and discards, with the
+//!   daemon's 64 KiB read size. No decoding, no engine, no replies.
+//! - echo (`--echo`, latency): sends every 464-byte record straight
+//!   back: the round-trip floor of a socket and a tokio wakeup.
 //!
 //! It exits on its own after [`MAX_LIFETIME`] so that it can never be left
-//! behind; the bench kills it as soon as it is done.
+//! behind; the bench kills it as soon as it is done ([`PlainReader`]).
 
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
+
+use crate::guest::RECORD;
 
 /// The longest the reader lives.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(900);
 /// Bytes read at once (the daemon's `READ_BUF`).
 const READ_BUF: usize = 64 * 1024;
 
-/// Connects to `count` channels in `dir` and drains them.
-pub fn run(dir: &Path, count: usize) -> anyhow::Result<()> {
+/// Connects to `count` channels in `dir` and drains (or echoes) them.
+pub fn run(dir: &Path, count: usize, echo: bool) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -29,6 +35,10 @@ pub fn run(dir: &Path, count: usize) -> anyhow::Result<()> {
             let stream = UnixStream::connect(&path)
                 .await
                 .with_context(|| format!("cannot connect to {}", path.display()))?;
+            if echo {
+                tokio::spawn(echo_records(stream));
+                continue;
+            }
             tokio::spawn(async move {
                 let mut buf = vec![0u8; READ_BUF];
                 loop {
@@ -47,4 +57,47 @@ pub fn run(dir: &Path, count: usize) -> anyhow::Result<()> {
         tokio::time::sleep(MAX_LIFETIME).await;
         anyhow::Ok(())
     })
+}
+
+/// Sends every record back as it is.
+async fn echo_records(mut stream: UnixStream) {
+    let mut record = [0u8; RECORD];
+    while stream.read_exact(&mut record).await.is_ok() {
+        if stream.write_all(&record).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The baseline process; killed on drop.
+#[derive(Debug)]
+pub struct PlainReader(Child);
+
+impl PlainReader {
+    /// Starts this binary's `plain-reader` mode on `count` sockets of `dir`.
+    pub fn spawn(dir: &Path, count: usize, echo: bool) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("cannot find this binary")?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("plain-reader")
+            .arg("--dir")
+            .arg(dir)
+            .arg("--count")
+            .arg(count.to_string());
+        if echo {
+            cmd.arg("--echo");
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("cannot start the plain reader")?;
+        Ok(PlainReader(child))
+    }
+}
+
+impl Drop for PlainReader {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

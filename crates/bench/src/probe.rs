@@ -147,6 +147,15 @@ impl DaemonStats {
         }
     }
 
+    /// Asks the daemon and times the call: the counters, the middle of
+    /// the call (the best guess of when they were read) and its duration.
+    pub fn snapshot(control: &Path) -> anyhow::Result<(Self, Instant, Duration)> {
+        let start = Instant::now();
+        let stats = Self::fetch(control)?;
+        let took = start.elapsed();
+        Ok((stats, start + took / 2, took))
+    }
+
     /// Waits (bounded) until the daemon has made `connects` connections.
     pub fn wait_connects(control: &Path, connects: u64, wait: Duration) -> anyhow::Result<Self> {
         let deadline = Instant::now() + wait;

@@ -4,17 +4,23 @@
 //! file → ACK read by the guest. The rate limit is off (back-to-back
 //! requests would exceed the default 1000/s).
 //!
+//! In the same run, the same round trips against a plain echo process
+//! (`plain-reader --echo`: a tokio runtime that sends each record back)
+//! give the floor of socket + wakeup on this machine at this moment.
+//!
 //! Outside the timing, the harness checks that the two units write
 //! different values and that the file holds the last request's value.
 
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use vmpower_proto::{ScalingUnit, Verdict};
 
 use super::{Ctx, launch};
-use crate::guest::{RECORD, power_record, round_trip};
-use crate::host::{HostSpec, RateLimitSetting, vm_name};
+use crate::guest::{Qemu, RECORD, accept_all, power_record, round_trip};
+use crate::host::{HostSpec, RateLimitSetting, Workdir, vm_name};
+use crate::plain::PlainReader;
 use crate::probe::DaemonStats;
 use crate::report::{Percentiles, Report, Target};
 
@@ -87,6 +93,8 @@ pub fn run(ctx: &Ctx, args: LatencyArgs) -> anyhow::Result<Report> {
         );
     }
     let status = running.daemon.stop()?;
+    drop(running.dir);
+    let echo = echo_baseline(args, &min)?;
 
     let p = Percentiles::of(&mut samples).context("no samples")?;
     let mut r = Report::default();
@@ -108,6 +116,9 @@ pub fn run(ctx: &Ctx, args: LatencyArgs) -> anyhow::Result<Report> {
         args.requests as f64 / elapsed.as_secs_f64(),
         "/s",
     );
+    r.add("plain echo p50 (baseline)", echo.p50, "us");
+    r.add("plain echo p99 (baseline)", echo.p99, "us");
+    r.add("daemon p50 minus echo p50", p.p50 - echo.p50, "us");
     r.add("NACKs", nacks as f64, "");
     r.add(
         "sysfs writes per request",
@@ -116,4 +127,26 @@ pub fn run(ctx: &Ctx, args: LatencyArgs) -> anyhow::Result<Report> {
     );
     r.note(format!("daemon exit: {status}"));
     Ok(r)
+}
+
+/// The same number of round trips against the echo baseline.
+fn echo_baseline(args: LatencyArgs, record: &[u8]) -> anyhow::Result<Percentiles> {
+    let dir = Workdir::create("echo")?;
+    let qemu = Qemu::bind(dir.path(), [format!("{}.0", vm_name(0))])?;
+    let _echo = PlainReader::spawn(dir.path(), 1, true)?;
+    let mut stream = accept_all(qemu, Duration::from_secs(30))?
+        .pop()
+        .context("no echo channel")?;
+    let mut reply = [0u8; RECORD];
+    let mut samples = Vec::with_capacity(args.requests);
+    for i in 0..args.warmup + args.requests {
+        let t = Instant::now();
+        stream.write_all(record).context("write to the echo")?;
+        stream.read_exact(&mut reply).context("read the echo")?;
+        if i >= args.warmup {
+            samples.push(t.elapsed());
+        }
+    }
+    ensure!(reply[..] == record[..], "the echo changed the record");
+    Percentiles::of(&mut samples).context("no echo samples")
 }

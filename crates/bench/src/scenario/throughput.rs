@@ -12,16 +12,14 @@
 //! negligible over the window).
 
 use std::os::unix::net::UnixStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use vmpower_proto::ScalingUnit;
 
 use super::{Ctx, launch};
 use crate::guest::{Flood, Qemu, RECORD, accept_all, power_record};
 use crate::host::{HostSpec, RateLimitSetting, Workdir, vm_name};
+use crate::plain::PlainReader;
 use crate::probe::DaemonStats;
 use crate::report::{Report, Target};
 
@@ -52,23 +50,17 @@ pub fn run(ctx: &Ctx, args: ThroughputArgs) -> anyhow::Result<Report> {
     let control = running.host.control.clone();
     let flood = Flood::start(per_vm(running.streams)?, args.batch)?;
     std::thread::sleep(WARMUP);
-    let (t0, s0, w0) = (
-        Instant::now(),
-        DaemonStats::fetch(&control)?,
-        flood.written(),
-    );
+    let (w0, tw0) = (flood.written(), Instant::now());
+    let (s0, t0, took0) = DaemonStats::snapshot(&control)?;
     std::thread::sleep(window);
-    let (t1, s1, w1) = (
-        Instant::now(),
-        DaemonStats::fetch(&control)?,
-        flood.written(),
-    );
+    let (w1, tw1) = (flood.written(), Instant::now());
+    let (s1, t1, took1) = DaemonStats::snapshot(&control)?;
     flood.stop()?;
     let status = running.daemon.stop()?;
     drop(running.dir);
     let secs = (t1 - t0).as_secs_f64();
     let daemon_rate = (s1.requests - s0.requests) as f64 / secs;
-    let daemon_written = (w1 - w0) as f64 / RECORD as f64 / secs;
+    let daemon_written = (w1 - w0) as f64 / RECORD as f64 / (tw1 - tw0).as_secs_f64();
 
     // The plain reader, same flood.
     let plain_rate = plain_reader_rate(args, window)?;
@@ -80,6 +72,9 @@ pub fn run(ctx: &Ctx, args: ThroughputArgs) -> anyhow::Result<Report> {
     ));
     r.note(RateLimitSetting::Off.describe());
     r.note("daemon rate = stats.requests delta (control socket); plain reader rate = guest bytes written / 464");
+    r.note(format!(
+        "control-socket status calls under flood took {took0:?} and {took1:?} (window timed from their midpoints)"
+    ));
     r.add_target(
         "daemon requests processed per s",
         daemon_rate,
@@ -104,7 +99,7 @@ fn plain_reader_rate(args: ThroughputArgs, window: Duration) -> anyhow::Result<f
     let dir = Workdir::create("plain")?;
     let names = (0..args.vms).map(|i| format!("{}.0", vm_name(i)));
     let qemu = Qemu::bind(dir.path(), names)?;
-    let reader = PlainReader::spawn(dir.path(), args.vms)?;
+    let reader = PlainReader::spawn(dir.path(), args.vms, false)?;
     let streams = accept_all(qemu, Duration::from_secs(30))?;
     let flood = Flood::start(per_vm(streams)?, args.batch)?;
     std::thread::sleep(WARMUP);
@@ -124,31 +119,4 @@ pub fn per_vm(streams: Vec<UnixStream>) -> anyhow::Result<Vec<(UnixStream, Vec<u
         .enumerate()
         .map(|(i, s)| Ok((s, power_record(&vm_name(i), 0, ScalingUnit::ScaleMin)?)))
         .collect()
-}
-
-/// The plain reader process; killed on drop.
-struct PlainReader(Child);
-
-impl PlainReader {
-    fn spawn(dir: &Path, count: usize) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe().context("cannot find this binary")?;
-        let child = Command::new(exe)
-            .arg("plain-reader")
-            .arg("--dir")
-            .arg(dir)
-            .arg("--count")
-            .arg(count.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .context("cannot start the plain reader")?;
-        Ok(PlainReader(child))
-    }
-}
-
-impl Drop for PlainReader {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
