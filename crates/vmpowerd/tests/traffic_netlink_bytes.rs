@@ -9,8 +9,9 @@
 
 use proptest::prelude::*;
 use vmpowerd::traffic::{
-    ConfiguredMap, LinkTable, MacAddr, MacReading, MissingReason, SourceKind, TrafficError,
-    VfEntry, dump_links_request, get_link_request, libvirt_tap_mac, parse_replies, resolve,
+    ConfiguredMap, LinkCounters, LinkTable, MacAddr, MacReading, MissingReason, SourceKind,
+    TrafficError, VfEntry, dump_links_request, dump_stats_request, get_link_by_index_request,
+    get_link_request, libvirt_tap_mac, parse_replies, parse_stats_replies, resolve,
     set_vf_mac_request,
 };
 
@@ -26,6 +27,11 @@ const NLM_F_MATCH: u16 = 0x200;
 const RTM_NEWLINK: u16 = 16;
 const RTM_GETLINK: u16 = 18;
 const RTM_SETLINK: u16 = 19;
+const RTM_NEWSTATS: u16 = 92;
+const RTM_GETSTATS: u16 = 94;
+// IFLA_STATS_LINK_64 = 1; filter_mask bit = 1 << (IFLA_STATS_LINK_64 - 1)
+const IFLA_STATS_LINK_64: u16 = 1;
+const STATS_FILTER_LINK_64: u32 = 1 << (IFLA_STATS_LINK_64 - 1);
 const RTEXT_FILTER_VF: u32 = 1;
 // linux/if_link.h
 const IFLA_ADDRESS: u16 = 1;
@@ -146,6 +152,77 @@ fn get_link_request_names_the_link_and_asks_for_vfs() {
     assert_eq!(
         get_link_request("enp1s0f0", 7),
         nlmsg(RTM_GETLINK, NLM_F_REQUEST, 7, &body)
+    );
+}
+
+#[test]
+fn get_link_by_index_request_puts_the_index_in_ifinfomsg() {
+    let body = concat(&[
+        ifinfomsg(0, 12),
+        nla(IFLA_EXT_MASK, &RTEXT_FILTER_VF.to_ne_bytes()),
+    ]);
+    assert_eq!(
+        get_link_by_index_request(12, 8),
+        nlmsg(RTM_GETLINK, NLM_F_REQUEST, 8, &body)
+    );
+}
+
+/// `struct if_stats_msg { u8 family; u8 pad1; u16 pad2; u32 ifindex; u32 filter_mask; }`
+fn if_stats_msg(ifindex: u32, filter_mask: u32) -> Vec<u8> {
+    let mut out = vec![0u8; 4];
+    out.extend_from_slice(&ifindex.to_ne_bytes());
+    out.extend_from_slice(&filter_mask.to_ne_bytes());
+    out
+}
+
+#[test]
+fn stats_dump_request_asks_for_link_64_only() {
+    let body = if_stats_msg(0, STATS_FILTER_LINK_64);
+    let expected = nlmsg(
+        RTM_GETSTATS,
+        NLM_F_REQUEST | NLM_F_ROOT | NLM_F_MATCH,
+        3,
+        &body,
+    );
+    assert_eq!(dump_stats_request(3), expected);
+}
+
+#[test]
+fn stats_dump_reply_gives_each_links_counters() {
+    let msg = |index, rx, tx| {
+        let body = concat(&[
+            if_stats_msg(index, STATS_FILTER_LINK_64),
+            nla(IFLA_STATS_LINK_64, &stats64(rx, tx)),
+        ]);
+        nlmsg(RTM_NEWSTATS, NLM_F_MULTI, 4, &body)
+    };
+    // A link whose stats attribute is too short to hold rx/tx is skipped.
+    let short = nlmsg(
+        RTM_NEWSTATS,
+        NLM_F_MULTI,
+        4,
+        &concat(&[
+            if_stats_msg(9, STATS_FILTER_LINK_64),
+            nla(IFLA_STATS_LINK_64, &[1, 2, 3, 4]),
+        ]),
+    );
+    let buf = concat(&[msg(1, 5, 6), short, msg(7, u64::MAX, 1 << 40), done(4)]);
+    let (stats, complete) = parse_stats_replies(&buf, 4).unwrap();
+    assert!(complete);
+    assert_eq!(
+        stats,
+        vec![
+            LinkCounters {
+                index: 1,
+                rx_packets: 5,
+                tx_packets: 6
+            },
+            LinkCounters {
+                index: 7,
+                rx_packets: u64::MAX,
+                tx_packets: 1 << 40
+            },
+        ]
     );
 }
 
@@ -361,6 +438,7 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
         let _ = parse_replies(&bytes, 1);
+        let _ = parse_stats_replies(&bytes, 1);
     }
 
     #[test]

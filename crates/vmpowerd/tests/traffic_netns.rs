@@ -19,8 +19,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use vmpowerd::traffic::{
-    ConfiguredMap, MacAddr, MacRates, MacReading, NetlinkTrafficCounters, NetlinkVfControl,
-    SourceKind, TrafficCounters, TrafficError, VfControl, libvirt_tap_mac,
+    ConfiguredMap, MacAddr, MacRates, MacReading, MissingReason, NetlinkTrafficCounters,
+    NetlinkVfControl, SourceKind, TrafficCounters, TrafficError, VfControl, libvirt_tap_mac,
 };
 
 fn ip(args: &[&str]) -> Result<(), String> {
@@ -290,6 +290,17 @@ fn real_tap_is_found_by_libvirt_convention_and_vf_calls_fail_cleanly() {
         netns: None,
         links: vec![tap.clone()],
     };
+    // Sampling starts before the tap exists: the policy would wait. The
+    // topology refresh period is long, so only the change in the set of
+    // links can make the next tick find the new tap.
+    let mut counters = NetlinkTrafficCounters::new(ConfiguredMap::new())
+        .expect("netlink")
+        .with_topology_refresh(Duration::from_secs(3600));
+    let samples = counters.sample(&[guest]).expect("sample");
+    assert_eq!(
+        samples[0].reading,
+        MacReading::Missing(MissingReason::NotFound)
+    );
     ip(&["tuntap", "add", "dev", &tap, "mode", "tap"]).expect("create tap");
     ip(&[
         "link",
@@ -300,7 +311,6 @@ fn real_tap_is_found_by_libvirt_convention_and_vf_calls_fail_cleanly() {
     ])
     .expect("tap MAC");
 
-    let mut counters = NetlinkTrafficCounters::new(ConfiguredMap::new()).expect("netlink");
     let samples = counters.sample(&[guest]).expect("sample");
     assert!(
         matches!(&samples[0].reading, MacReading::Found { source: SourceKind::Tap { ifname }, .. } if *ifname == tap),
@@ -310,7 +320,6 @@ fn real_tap_is_found_by_libvirt_convention_and_vf_calls_fail_cleanly() {
     let link = table.by_name(&tap).expect("tap in dump");
     assert!(link.is_tun);
     assert!(link.vfs.is_empty());
-
     let mut vfs = NetlinkVfControl::new().expect("netlink");
     assert_eq!(vfs.list_vfs(&tap).expect("list VFs of a tap"), vec![]);
     assert!(matches!(
@@ -322,4 +331,10 @@ fn real_tap_is_found_by_libvirt_convention_and_vf_calls_fail_cleanly() {
         vfs.list_vfs(&missing),
         Err(TrafficError::NoSuchDevice { ifname }) if ifname == missing
     ));
+    ip(&["link", "del", &tap]).expect("delete tap");
+    let samples = counters.sample(&[guest]).expect("sample");
+    assert_eq!(
+        samples[0].reading,
+        MacReading::Missing(MissingReason::NotFound)
+    );
 }

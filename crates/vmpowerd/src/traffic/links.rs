@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use netlink_packet_core::{NlaBuffer, NlasIterator, ParseableParametrized};
-use netlink_packet_route::link::{LinkAttribute, LinkHeader, VfInfo, VfStats};
+use netlink_packet_route::link::{LinkAttribute, LinkHeader, Stats64, VfInfo, VfStats};
 
 use super::MacAddr;
 
@@ -73,6 +73,49 @@ impl LinkTable {
     }
 }
 
+/// One link's counters from an `RTM_GETSTATS` dump.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkCounters {
+    /// Interface index.
+    pub index: u32,
+    /// Received packets.
+    pub rx_packets: u64,
+    /// Transmitted packets.
+    pub tx_packets: u64,
+}
+
+/// Length of `struct if_stats_msg`, the header of `RTM_NEWSTATS`.
+const IF_STATS_MSG_LEN: usize = 12;
+const IFLA_STATS_LINK_64: u16 = 1;
+
+/// Decodes the payload of one `RTM_NEWSTATS` message carrying
+/// `IFLA_STATS_LINK_64`.
+pub fn parse_newstats(payload: &[u8]) -> Result<LinkCounters, String> {
+    let header = payload
+        .get(..IF_STATS_MSG_LEN)
+        .ok_or_else(|| format!("if_stats_msg: {} bytes", payload.len()))?;
+    let index = u32::from_ne_bytes([header[4], header[5], header[6], header[7]]);
+    for nla in NlasIterator::new(&payload[IF_STATS_MSG_LEN..]) {
+        let nla = nla.map_err(|e| format!("link {index}: stats attribute: {e}"))?;
+        if nla.kind() == IFLA_STATS_LINK_64 {
+            if nla.value().len() < 16 {
+                return Err(format!(
+                    "link {index}: IFLA_STATS_LINK_64 of {} bytes",
+                    nla.value().len()
+                ));
+            }
+            let stats = Stats64::parse(nla.value())
+                .map_err(|e| format!("link {index}: IFLA_STATS_LINK_64: {e}"))?;
+            return Ok(LinkCounters {
+                index,
+                rx_packets: stats.rx_packets,
+                tx_packets: stats.tx_packets,
+            });
+        }
+    }
+    Err(format!("link {index}: no IFLA_STATS_LINK_64"))
+}
+
 /// Per-snapshot index from MAC to candidates, each list sorted so the
 /// first entry is the one the precedence rules pick.
 pub(super) struct MacIndex {
@@ -128,6 +171,9 @@ pub fn parse_newlink(payload: &[u8]) -> Result<LinkEntry, String> {
                 let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
                 entry.ifname = String::from_utf8_lossy(&raw[..end]).into_owned();
             }
+            // Shorter than rx_packets + tx_packets: the crate would zero-fill.
+            IFLA_STATS if nla.value().len() < 8 => return Err(short(&header, &nla)),
+            IFLA_STATS64 if nla.value().len() < 16 => return Err(short(&header, &nla)),
             IFLA_STATS | IFLA_STATS64 | IFLA_VFINFO_LIST => {
                 match LinkAttribute::parse_with_param(&nla, family)
                     .map_err(|e| format!("link {}: attribute {}: {e}", header.index, nla.kind()))?
@@ -151,6 +197,15 @@ pub fn parse_newlink(payload: &[u8]) -> Result<LinkEntry, String> {
         entry.tx_packets = Some(tx);
     }
     Ok(entry)
+}
+
+fn short(header: &LinkHeader, nla: &NlaBuffer<&[u8]>) -> String {
+    format!(
+        "link {}: attribute {} too short ({} bytes)",
+        header.index,
+        nla.kind(),
+        nla.value().len()
+    )
 }
 
 /// The `IFLA_INFO_KIND` string nested in an `IFLA_LINKINFO` attribute.

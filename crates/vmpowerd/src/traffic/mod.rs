@@ -4,7 +4,8 @@
 //! The sampler asks a [`TrafficCounters`] once per tick for every MAC of
 //! every TRAFFIC policy ([`TrafficCounters::sample`]); the real
 //! implementation ([`NetlinkTrafficCounters`]) answers the whole batch from
-//! ONE `RTM_GETLINK` dump with VF info, indexed by MAC, which is what keeps
+//! one counters-only `RTM_GETSTATS` dump over a cached `RTM_GETLINK`
+//! topology (with VF info), indexed by MAC per tick, which is what keeps
 //! 1,024 policies at a 100 ms interval cheap. Each answer names the source
 //! that found the MAC ([`SourceKind`], for `policy show`) or why none did
 //! ([`MissingReason`]: the policy waits). [`rate`] turns successive counter
@@ -36,6 +37,7 @@
 //! libvirt's `fe:` convention needs a configured entry.
 
 mod configured;
+mod counters;
 #[cfg(any(test, feature = "test-utils"))]
 mod fake;
 mod links;
@@ -48,12 +50,14 @@ pub mod vf;
 use std::fmt;
 
 pub use configured::{ConfiguredDevice, ConfiguredMap, Direction};
+pub use counters::{DEFAULT_TOPOLOGY_REFRESH, NetlinkTrafficCounters};
 #[cfg(any(test, feature = "test-utils"))]
 pub use fake::FakeTrafficCounters;
 pub use links::parse_newlink;
-pub use links::{LinkEntry, LinkTable, VfEntry};
+pub use links::{LinkCounters, LinkEntry, LinkTable, VfEntry, parse_newstats};
 pub use netlink::{
-    NetlinkTrafficCounters, REPLY_TIMEOUT, dump_links_request, get_link_request, parse_replies,
+    REPLY_TIMEOUT, dump_links_request, dump_stats_request, get_link_by_index_request,
+    get_link_request, parse_replies, parse_stats_replies,
 };
 pub use rate::{MacRates, RateMeter, RateOutcome};
 pub use tap::libvirt_tap_mac;

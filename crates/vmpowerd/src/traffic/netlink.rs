@@ -1,18 +1,20 @@
-//! The rtnetlink side: building `RTM_GETLINK`/`RTM_SETLINK` requests with
-//! `netlink-packet-route`, exchanging them over a `netlink-sys` socket, and
-//! [`NetlinkTrafficCounters`], which answers each sampling tick from one
-//! `RTM_GETLINK` dump with `IFLA_EXT_MASK = RTEXT_FILTER_VF`.
+//! The rtnetlink exchange: requests built with `netlink-packet-route`,
+//! sent and answered over a blocking `netlink-sys` socket.
+//!
+//! Requests: `RTM_GETLINK` dump with `IFLA_EXT_MASK = RTEXT_FILTER_VF`
+//! (every link with its VFs), `RTM_GETLINK` for one link by name or index,
+//! `RTM_GETSTATS` dump of `IFLA_STATS_LINK_64` (counters only, about a
+//! twentieth of the kernel's work for a full link dump), and requests that
+//! only want an ACK (`RTM_SETLINK`).
 //!
 //! ## Behavior
-//! The socket is blocking with a receive timeout ([`REPLY_TIMEOUT`]). The
-//! kernel builds a dump inside the `send`/`recv` calls themselves, so a
-//! tick's dump costs CPU time proportional to the number of links (and
-//! VFs) rather than waiting; it can wait behind the RTNL lock while another
-//! process reconfigures links. Callers on an async runtime should run the
-//! sampler on its own thread or in `spawn_blocking`.
-//! A link whose message cannot be decoded is skipped (logged at debug) so
-//! one odd device cannot stop every policy; an error reply, a malformed
-//! netlink header or a socket error fails the whole tick.
+//! The socket has a receive timeout ([`REPLY_TIMEOUT`]). Replies are read
+//! into one reusable buffer of at least 64 KiB, grown when a peek says a
+//! message is larger; a large buffer also lets the kernel pack a dump into
+//! 32 KiB messages instead of page-sized ones (ten times fewer `recv`s).
+//! Replies with another sequence number are skipped. In a dump, a link
+//! whose message cannot be decoded is skipped (logged at debug); an error
+//! reply, a malformed netlink header or a socket error fails the request.
 //!
 //! ## Limitations
 //! The socket sees the network namespace it was opened in.
@@ -25,15 +27,22 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkMessage};
+use netlink_packet_route::stats::{StatsFilterMask, StatsMessage};
 use netlink_sys::{Socket, protocols::NETLINK_ROUTE};
+use rustix::net::RecvFlags;
 
-use super::links::{LinkEntry, LinkTable, parse_newlink};
-use super::{ConfiguredMap, MacAddr, MacSample, TrafficCounters, TrafficError, resolve};
+use super::TrafficError;
+use super::links::{LinkCounters, LinkEntry, parse_newlink, parse_newstats};
 
 /// How long a reply may take before the request fails.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 
 const RTM_NEWLINK: u16 = 16;
+const RTM_NEWSTATS: u16 = 92;
+const MIN_RECV_BUFFER: usize = 64 * 1024;
+
+/// Flags of a request that wants an ACK.
+pub(super) const REQUEST_ACK: u16 = NLM_F_REQUEST | NLM_F_ACK;
 
 /// Serialises `msg` as one netlink request with `flags` and `seq`.
 pub(super) fn encode(msg: RouteNetlinkMessage, flags: u16, seq: u32) -> Vec<u8> {
@@ -47,32 +56,54 @@ pub(super) fn encode(msg: RouteNetlinkMessage, flags: u16, seq: u32) -> Vec<u8> 
     buf
 }
 
-/// The per-tick request: dump every link, with VF info.
+fn get_link(msg: LinkMessage, flags: u16, seq: u32) -> Vec<u8> {
+    encode(RouteNetlinkMessage::GetLink(msg), flags, seq)
+}
+
+fn vf_mask() -> LinkAttribute {
+    LinkAttribute::ExtMask(vec![LinkExtentMask::Vf])
+}
+
+/// Dump every link, with VF info (`RTM_GETLINK`, `NLM_F_DUMP`).
 pub fn dump_links_request(seq: u32) -> Vec<u8> {
     let mut msg = LinkMessage::default();
+    msg.attributes.push(vf_mask());
+    get_link(msg, NLM_F_REQUEST | NLM_F_DUMP, seq)
+}
+
+/// One link by name, with VF info.
+pub fn get_link_request(ifname: &str, seq: u32) -> Vec<u8> {
+    let mut msg = LinkMessage::default();
     msg.attributes
-        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::Vf]));
+        .push(LinkAttribute::IfName(ifname.to_owned()));
+    msg.attributes.push(vf_mask());
+    get_link(msg, NLM_F_REQUEST, seq)
+}
+
+/// One link by interface index, with VF info.
+pub fn get_link_by_index_request(index: u32, seq: u32) -> Vec<u8> {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    msg.attributes.push(vf_mask());
+    get_link(msg, NLM_F_REQUEST, seq)
+}
+
+/// Dump every link's 64-bit counters (`RTM_GETSTATS`, `IFLA_STATS_LINK_64`).
+pub fn dump_stats_request(seq: u32) -> Vec<u8> {
+    let mut msg = StatsMessage::default();
+    msg.header.filter_mask = StatsFilterMask::Link64;
     encode(
-        RouteNetlinkMessage::GetLink(msg),
+        RouteNetlinkMessage::GetStats(msg),
         NLM_F_REQUEST | NLM_F_DUMP,
         seq,
     )
 }
 
-/// A request for one link by name, with VF info.
-pub fn get_link_request(ifname: &str, seq: u32) -> Vec<u8> {
-    let mut msg = LinkMessage::default();
-    msg.attributes
-        .push(LinkAttribute::IfName(ifname.to_owned()));
-    msg.attributes
-        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::Vf]));
-    encode(RouteNetlinkMessage::GetLink(msg), NLM_F_REQUEST, seq)
-}
-
-/// A blocking rtnetlink socket with its request sequence numbers.
+/// A blocking rtnetlink socket, its sequence numbers and receive buffer.
 pub(super) struct RtSocket {
     socket: Socket,
     seq: u32,
+    buf: Vec<u8>,
 }
 
 impl RtSocket {
@@ -86,101 +117,161 @@ impl RtSocket {
             Some(REPLY_TIMEOUT),
         )
         .map_err(|e| TrafficError::Socket(e.into()))?;
-        Ok(Self { socket, seq: 0 })
+        Ok(Self {
+            socket,
+            seq: 0,
+            buf: vec![0; MIN_RECV_BUFFER],
+        })
     }
 
     /// The next sequence number (never 0, which the kernel uses for events).
-    pub fn next_seq(&mut self) -> u32 {
+    fn next_seq(&mut self) -> u32 {
         self.seq = self.seq.wrapping_add(1).max(1);
         self.seq
     }
 
-    /// Sends `request` (numbered `seq`) and feeds every link in the reply
-    /// to `on_link`, until the dump's DONE, an ACK, or a single reply.
-    pub fn exchange(
+    /// Sends the request `build(seq)` and feeds every reply message
+    /// (type, payload) to `on_msg` until the exchange is complete.
+    fn exchange(
         &mut self,
         name: &'static str,
-        request: &[u8],
-        seq: u32,
-        on_link: &mut dyn FnMut(LinkEntry),
+        build: impl FnOnce(u32) -> Vec<u8>,
+        on_msg: &mut dyn FnMut(u16, &[u8]),
     ) -> Result<(), TrafficError> {
+        let seq = self.next_seq();
+        let request = build(seq);
         self.socket
-            .send(request, 0)
+            .send(&request, 0)
             .map_err(|source| TrafficError::Send {
                 request: name,
                 source,
             })?;
+        let receive = |source: rustix::io::Errno| TrafficError::Receive {
+            request: name,
+            source: source.into(),
+        };
         loop {
-            let (buf, _) =
-                self.socket
-                    .recv_from_full()
-                    .map_err(|source| TrafficError::Receive {
-                        request: name,
-                        source,
-                    })?;
-            if read_replies(name, &buf, seq, on_link)? {
+            let (_, size) = rustix::net::recv(
+                &self.socket,
+                &mut [0u8; 0][..],
+                RecvFlags::PEEK | RecvFlags::TRUNC,
+            )
+            .map_err(receive)?;
+            if size > self.buf.len() {
+                self.buf.resize(size, 0);
+            }
+            let (_, got) = rustix::net::recv(&self.socket, &mut self.buf[..], RecvFlags::empty())
+                .map_err(receive)?;
+            let got = got.min(self.buf.len());
+            if read_replies(name, &self.buf[..got], seq, on_msg)? {
                 return Ok(());
             }
         }
     }
 
     /// Dumps every link with VF info.
-    pub fn dump_links(&mut self) -> Result<LinkTable, TrafficError> {
-        let seq = self.next_seq();
-        let mut table = LinkTable::default();
+    pub fn dump_links(&mut self) -> Result<Vec<LinkEntry>, TrafficError> {
+        let mut links = Vec::new();
         self.exchange(
             "RTM_GETLINK dump",
-            &dump_links_request(seq),
-            seq,
-            &mut |l| {
-                table.links.push(l);
+            dump_links_request,
+            &mut |kind, payload| {
+                collect_link(kind, payload, &mut links);
             },
         )?;
-        Ok(table)
+        Ok(links)
+    }
+
+    /// Dumps every link's counters.
+    pub fn dump_stats(&mut self) -> Result<Vec<LinkCounters>, TrafficError> {
+        let mut stats = Vec::new();
+        self.exchange(
+            "RTM_GETSTATS dump",
+            dump_stats_request,
+            &mut |kind, payload| {
+                if kind == RTM_NEWSTATS {
+                    match parse_newstats(payload) {
+                        Ok(s) => stats.push(s),
+                        Err(detail) => tracing::debug!(%detail, "skipped link counters"),
+                    }
+                }
+            },
+        )?;
+        Ok(stats)
+    }
+
+    /// One link, by index: `None` if it no longer exists.
+    pub fn get_link_by_index(&mut self, index: u32) -> Result<Option<LinkEntry>, TrafficError> {
+        let mut links = Vec::new();
+        let result = self.exchange(
+            "RTM_GETLINK by index",
+            |seq| get_link_by_index_request(index, seq),
+            &mut |kind, payload| collect_link(kind, payload, &mut links),
+        );
+        match result {
+            Err(e) if is_enodev(&e) => Ok(None),
+            Err(e) => Err(e),
+            Ok(()) => Ok(links.pop()),
+        }
     }
 
     /// The link named `ifname`, with VF info.
     pub fn get_link(&mut self, ifname: &str) -> Result<LinkEntry, TrafficError> {
-        let seq = self.next_seq();
-        let mut found = None;
+        let mut links = Vec::new();
         let result = self.exchange(
             "RTM_GETLINK",
-            &get_link_request(ifname, seq),
-            seq,
-            &mut |l| {
-                found = Some(l);
-            },
+            |seq| get_link_request(ifname, seq),
+            &mut |kind, payload| collect_link(kind, payload, &mut links),
         );
+        let absent = || TrafficError::NoSuchDevice {
+            ifname: ifname.to_owned(),
+        };
         match result {
-            Err(TrafficError::Kernel { source, .. })
-                if source.raw_os_error() == Some(rustix::io::Errno::NODEV.raw_os_error()) =>
-            {
-                Err(TrafficError::NoSuchDevice {
-                    ifname: ifname.to_owned(),
-                })
-            }
+            Err(e) if is_enodev(&e) => Err(absent()),
             Err(e) => Err(e),
-            Ok(()) => found.ok_or_else(|| TrafficError::NoSuchDevice {
-                ifname: ifname.to_owned(),
-            }),
+            Ok(()) => links.pop().ok_or_else(absent),
+        }
+    }
+
+    /// Sends a request that expects only an ACK (e.g. `RTM_SETLINK`).
+    pub fn request_ack(
+        &mut self,
+        name: &'static str,
+        build: impl FnOnce(u32) -> Vec<u8>,
+    ) -> Result<(), TrafficError> {
+        self.exchange(name, build, &mut |_, _| {})
+    }
+}
+
+fn is_enodev(e: &TrafficError) -> bool {
+    matches!(e, TrafficError::Kernel { source, .. }
+        if source.raw_os_error() == Some(rustix::io::Errno::NODEV.raw_os_error()))
+}
+
+fn collect_link(kind: u16, payload: &[u8], links: &mut Vec<LinkEntry>) {
+    if kind == RTM_NEWLINK {
+        match parse_newlink(payload) {
+            Ok(link) => links.push(link),
+            Err(detail) => tracing::debug!(%detail, "skipped link"),
         }
     }
 }
 
-/// Walks the netlink messages in one received buffer. Returns true when
-/// the exchange is complete (DONE, ACK, or a reply that is not part of a
-/// multipart dump). Messages of other sequence numbers are ignored.
-pub(super) fn read_replies(
+/// Walks the netlink messages in one received buffer, feeding the replies
+/// to `seq` to `on_msg`. Returns true when the exchange is complete (DONE,
+/// ACK, or a reply that is not part of a multipart dump).
+fn read_replies(
     name: &'static str,
     mut buf: &[u8],
     seq: u32,
-    on_link: &mut dyn FnMut(LinkEntry),
+    on_msg: &mut dyn FnMut(u16, &[u8]),
 ) -> Result<bool, TrafficError> {
     let malformed = |detail: String| TrafficError::Malformed {
         request: name,
         detail,
     };
     while !buf.is_empty() {
+        // new_checked guarantees 16 <= nlmsg_len <= buf.len().
         let msg = NetlinkBuffer::new_checked(buf).map_err(|e| malformed(e.to_string()))?;
         let len = usize::try_from(msg.length()).map_err(|e| malformed(e.to_string()))?;
         if msg.sequence_number() == seq {
@@ -197,16 +288,12 @@ pub(super) fn read_replies(
                         }),
                     };
                 }
-                RTM_NEWLINK => {
-                    match parse_newlink(msg.payload()) {
-                        Ok(link) => on_link(link),
-                        Err(detail) => tracing::debug!(request = name, %detail, "skipped link"),
-                    }
+                kind => {
+                    on_msg(kind, msg.payload());
                     if msg.flags() & NLM_F_MULTIPART == 0 {
                         return Ok(true);
                     }
                 }
-                _ => {}
             }
         }
         // Messages are 4-byte aligned; the last one may end the buffer.
@@ -216,60 +303,29 @@ pub(super) fn read_replies(
     Ok(false)
 }
 
-/// Traffic counters read from the host's rtnetlink: one link dump per
-/// [`TrafficCounters::sample`] call, resolved by the precedence in the
-/// module docs of [`crate::traffic`].
-pub struct NetlinkTrafficCounters {
-    socket: RtSocket,
-    configured: ConfiguredMap,
-}
-
-impl NetlinkTrafficCounters {
-    /// Opens an rtnetlink socket in the current network namespace.
-    pub fn new(configured: ConfiguredMap) -> Result<Self, TrafficError> {
-        Ok(Self {
-            socket: RtSocket::open()?,
-            configured,
-        })
-    }
-
-    /// Replaces the configured MAC → device map (on config reload).
-    pub fn set_configured(&mut self, configured: ConfiguredMap) {
-        self.configured = configured;
-    }
-
-    /// One raw snapshot of every link (for `show` commands and tests).
-    pub fn dump(&mut self) -> Result<LinkTable, TrafficError> {
-        self.socket.dump_links()
-    }
-}
-
-impl TrafficCounters for NetlinkTrafficCounters {
-    fn sample(&mut self, macs: &[MacAddr]) -> Result<Vec<MacSample>, TrafficError> {
-        let table = self.socket.dump_links()?;
-        Ok(resolve(&table, &self.configured, macs))
-    }
-}
-
-/// Sends a request that expects only an ACK (e.g. `RTM_SETLINK`).
-pub(super) fn request_ack(
-    socket: &mut RtSocket,
-    name: &'static str,
-    build: impl FnOnce(u32) -> Vec<u8>,
-) -> Result<(), TrafficError> {
-    let seq = socket.next_seq();
-    let request = build(seq);
-    socket.exchange(name, &request, seq, &mut |_| {})
-}
-
 /// Decodes one received buffer of replies to request `seq`: the links it
 /// carries, and whether the exchange is complete. Links that cannot be
 /// decoded are skipped, as in a live dump.
 pub fn parse_replies(buf: &[u8], seq: u32) -> Result<(Vec<LinkEntry>, bool), TrafficError> {
     let mut links = Vec::new();
-    let done = read_replies("reply", buf, seq, &mut |l| links.push(l))?;
+    let done = read_replies("reply", buf, seq, &mut |kind, payload| {
+        collect_link(kind, payload, &mut links);
+    })?;
     Ok((links, done))
 }
 
-/// Flags of a request that wants an ACK.
-pub(super) const REQUEST_ACK: u16 = NLM_F_REQUEST | NLM_F_ACK;
+/// Like [`parse_replies`] for an `RTM_GETSTATS` dump: each link's counters.
+pub fn parse_stats_replies(
+    buf: &[u8],
+    seq: u32,
+) -> Result<(Vec<LinkCounters>, bool), TrafficError> {
+    let mut stats = Vec::new();
+    let done = read_replies("reply", buf, seq, &mut |kind, payload| {
+        if kind == RTM_NEWSTATS
+            && let Ok(s) = parse_newstats(payload)
+        {
+            stats.push(s);
+        }
+    })?;
+    Ok((stats, done))
+}

@@ -20,7 +20,7 @@
 //! bytes built from `if_link.h`'s layout and constructed replies, not a PF.
 
 use super::links::{LinkEntry, MacIndex, VfEntry};
-use super::netlink::{REQUEST_ACK, RtSocket, encode, request_ack};
+use super::netlink::{REQUEST_ACK, RtSocket, encode};
 use super::{LinkTable, MacAddr, MacReading, MissingReason, SourceKind, TrafficError};
 
 use netlink_packet_route::RouteNetlinkMessage;
@@ -102,7 +102,7 @@ impl VfControl for NetlinkVfControl {
                 vf,
             });
         }
-        request_ack(&mut self.socket, "RTM_SETLINK (IFLA_VF_MAC)", |seq| {
+        self.socket.request_ack("RTM_SETLINK (IFLA_VF_MAC)", |seq| {
             set_vf_mac_request(link.index, vf, mac, seq)
         })
     }

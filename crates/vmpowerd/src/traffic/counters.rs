@@ -1,0 +1,155 @@
+//! [`NetlinkTrafficCounters`]: the host's rtnetlink as a
+//! [`TrafficCounters`], cheap enough for 1,024 policies every 100 ms.
+//!
+//! ## Behavior
+//! The answer to each tick comes from a cached *topology* (every link's
+//! name, MAC, tun/tap kind and VFs, from a full `RTM_GETLINK` dump with VF
+//! info) whose counters are refreshed every tick:
+//! - one `RTM_GETSTATS` dump of `IFLA_STATS_LINK_64` (measured here: 0.3 ms
+//!   for 1,024 links, against 5–8 ms for a full link dump);
+//! - one `RTM_GETLINK` by index for each PF having a VF whose MAC is
+//!   sampled (VF counters only come with the link's VF info).
+//!
+//! The topology is dumped again at the first tick, every
+//! [`DEFAULT_TOPOLOGY_REFRESH`] (configurable), as soon as the counter dump
+//! shows a link appearing or disappearing, and when a sampled PF is gone.
+//! So a new device carrying a waiting policy's MAC is found at the next
+//! tick; a MAC *changed* on an existing device (or VF) is seen within one
+//! refresh period. Both dumps read the same kernel counters
+//! (`dev_get_stats`), so switching between them never looks like a reset.
+//!
+//! The socket is blocking: the kernel builds the replies inside the
+//! `send`/`recv` calls (CPU work, no waiting, except behind the RTNL lock
+//! while another process reconfigures links). On an async runtime, call
+//! [`TrafficCounters::sample`] from a dedicated thread or `spawn_blocking`.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use super::netlink::RtSocket;
+use super::{ConfiguredMap, LinkTable, MacAddr, MacSample, TrafficCounters, TrafficError, resolve};
+
+/// How often the topology is dumped again even when no link came or went.
+pub const DEFAULT_TOPOLOGY_REFRESH: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+struct Topology {
+    table: LinkTable,
+    /// Sorted interface indexes of `table`.
+    indexes: Vec<u32>,
+    /// Interface index → position in `table.links`.
+    positions: HashMap<u32, usize>,
+    dumped_at: Option<Instant>,
+}
+
+impl Topology {
+    fn new(table: LinkTable, now: Instant) -> Self {
+        let positions: HashMap<u32, usize> = table
+            .links
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.index, i))
+            .collect();
+        let mut indexes: Vec<u32> = positions.keys().copied().collect();
+        indexes.sort_unstable();
+        Self {
+            table,
+            indexes,
+            positions,
+            dumped_at: Some(now),
+        }
+    }
+}
+
+/// Traffic counters read from the host's rtnetlink (see the module docs).
+pub struct NetlinkTrafficCounters {
+    socket: RtSocket,
+    configured: ConfiguredMap,
+    topology: Topology,
+    topology_refresh: Duration,
+}
+
+impl NetlinkTrafficCounters {
+    /// Opens an rtnetlink socket in the current network namespace.
+    pub fn new(configured: ConfiguredMap) -> Result<Self, TrafficError> {
+        Ok(Self {
+            socket: RtSocket::open()?,
+            configured,
+            topology: Topology::default(),
+            topology_refresh: DEFAULT_TOPOLOGY_REFRESH,
+        })
+    }
+
+    /// Sets how often the topology is dumped again regardless of changes.
+    pub fn with_topology_refresh(mut self, every: Duration) -> Self {
+        self.topology_refresh = every;
+        self
+    }
+
+    /// Replaces the configured MAC → device map (on config reload).
+    pub fn set_configured(&mut self, configured: ConfiguredMap) {
+        self.configured = configured;
+    }
+
+    /// A full, fresh snapshot of every link (for `show` commands and tests).
+    pub fn dump(&mut self) -> Result<LinkTable, TrafficError> {
+        Ok(LinkTable {
+            links: self.socket.dump_links()?,
+        })
+    }
+
+    fn redump(&mut self, now: Instant) -> Result<(), TrafficError> {
+        self.topology = Topology::new(self.dump()?, now);
+        Ok(())
+    }
+
+    /// Brings the cached table up to date for `macs`.
+    fn refresh(&mut self, macs: &[MacAddr]) -> Result<(), TrafficError> {
+        let now = Instant::now();
+        let due = self
+            .topology
+            .dumped_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= self.topology_refresh);
+        if due {
+            return self.redump(now);
+        }
+        let stats = self.socket.dump_stats()?;
+        let mut indexes: Vec<u32> = stats.iter().map(|s| s.index).collect();
+        indexes.sort_unstable();
+        if indexes != self.topology.indexes {
+            return self.redump(now);
+        }
+        for s in &stats {
+            if let Some(&p) = self.topology.positions.get(&s.index) {
+                let link = &mut self.topology.table.links[p];
+                link.rx_packets = Some(s.rx_packets);
+                link.tx_packets = Some(s.tx_packets);
+            }
+        }
+        self.refresh_vfs(macs, now)
+    }
+
+    /// Re-reads the PFs whose VFs carry any of `macs` (VF counters).
+    fn refresh_vfs(&mut self, macs: &[MacAddr], now: Instant) -> Result<(), TrafficError> {
+        let wanted: HashSet<MacAddr> = macs.iter().copied().collect();
+        let pfs: Vec<usize> = (self.topology.table.links.iter().enumerate())
+            .filter(|(_, l)| l.vfs.iter().any(|v| wanted.contains(&v.mac)))
+            .map(|(p, _)| p)
+            .collect();
+        for p in pfs {
+            let index = self.topology.table.links[p].index;
+            match self.socket.get_link_by_index(index)? {
+                Some(link) if link.index == index => self.topology.table.links[p] = link,
+                _ => return self.redump(now),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TrafficCounters for NetlinkTrafficCounters {
+    fn sample(&mut self, macs: &[MacAddr]) -> Result<Vec<MacSample>, TrafficError> {
+        self.refresh(macs)?;
+        Ok(resolve(&self.topology.table, &self.configured, macs))
+    }
+}
