@@ -21,6 +21,7 @@ pub mod run;
 pub mod samplers;
 pub mod stats;
 pub mod traffic;
+pub mod store;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
