@@ -4,10 +4,12 @@
 //! depends on nothing but this.
 
 mod client;
+mod policy_file;
 
 use serde::{Deserialize, Serialize};
 
 pub use client::{Client, ClientError};
+pub use policy_file::{HysteresisFile, PolicyFile, PolicyFileError};
 
 /// Which channels of a VM a command applies to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,7 +42,7 @@ pub enum FreqOp {
 }
 
 /// A request to the daemon.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum CtlRequest {
     /// Daemon health and counters.
@@ -105,6 +107,46 @@ pub enum CtlRequest {
         cpus: Vec<u32>,
         /// What to do.
         op: FreqOp,
+    },
+    /// Installs (or replaces) a VM's policy.
+    PolicyCreate {
+        /// The policy.
+        policy: Box<PolicyFile>,
+    },
+    /// Removes a VM's policy.
+    PolicyDestroy {
+        /// The VM.
+        vm: String,
+    },
+    /// Every policy in force.
+    PolicyList,
+    /// One VM's policy, its state and inputs.
+    PolicyShow {
+        /// The VM.
+        vm: String,
+    },
+    /// Decisions taken, newest first.
+    History {
+        /// Only this VM's.
+        vm: Option<String>,
+        /// Only since this time (unix seconds).
+        since: Option<i64>,
+        /// At most this many.
+        limit: Option<u32>,
+    },
+    /// The VFs of a PF, with MACs and counters.
+    ShowVfs {
+        /// The PF's interface name.
+        pf: String,
+    },
+    /// Sets a VF's MAC address.
+    SetVfMac {
+        /// The PF's interface name.
+        pf: String,
+        /// The VF index.
+        vf: u32,
+        /// The MAC.
+        mac: String,
     },
 }
 

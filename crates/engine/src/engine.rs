@@ -289,6 +289,15 @@ impl Engine {
         self.channel(channel, now).enabled = enabled;
     }
 
+    /// How long a channel must wait before its next request is accepted
+    /// (zero when it may send now): the daemon stops reading a flooding
+    /// channel for that long, so the flood backs up into the guest.
+    pub fn channel_wait(&mut self, channel: &ChannelId, now: Now) -> std::time::Duration {
+        self.channels
+            .get_mut(channel)
+            .map_or(std::time::Duration::ZERO, |c| c.bucket.wait(now))
+    }
+
     /// Whether a channel is enabled (channels start enabled).
     pub fn channel_enabled(&self, channel: &ChannelId) -> bool {
         self.channels.get(channel).is_none_or(|c| c.enabled)
@@ -355,6 +364,7 @@ impl Engine {
     /// Undoes the engine's view of a change whose write failed.
     pub fn write_failed(&mut self, change: &FreqChange) {
         if let Some(d) = self.host.domains.get_mut(&change.cpu) {
+            d.dirty = true;
             d.applied = change.previous;
             if let Some(prev) = d.table.index_of(change.from) {
                 d.known_index = prev;
@@ -529,14 +539,27 @@ impl Engine {
             .next()
             .expect("resolve returns a non-empty set");
         let domain = self.host.domain_of(first).expect("resolve checked it");
-        let table = domain.table.clone();
         let base = domain.applied.unwrap_or(domain.known_index);
-        let mut state = match vm.wants.get(&key) {
-            Some(Want::Direct(s)) => *s,
-            _ => LevelState::new(&table, base),
+        let previous = vm.wants.get(&key).copied();
+        let mut state = match previous {
+            Some(Want::Direct(s)) => s,
+            _ => LevelState::new(&domain.table, base),
         };
-        if let Err(e) = state.apply_op(&table, op_of(unit)) {
+        if let Err(e) = state.apply_op(&domain.table, op_of(unit)) {
             return Decision::reject(Rejection::NotApplicable(e.to_string()));
+        }
+        // The same want again (a guest repeating itself): nothing can
+        // change unless a write of these domains failed since.
+        if previous == Some(Want::Direct(state))
+            && targets
+                .iter()
+                .all(|c| self.host.domain_of(*c).is_some_and(|d| !d.dirty))
+        {
+            return Decision {
+                reply: Reply::Verdict(Verdict::Ack),
+                actions: Vec::new(),
+                notes: Vec::new(),
+            };
         }
         let is_new = self
             .vms
@@ -641,6 +664,7 @@ impl Engine {
             let domain = &self.host.domains[&leader];
             let verdict = arbitrate(domain, &self.users, &self.vms);
             let domain = self.host.domains.get_mut(&leader).expect("leader exists");
+            domain.dirty = false;
             match verdict {
                 None => {
                     if domain.applied.take().is_some() {

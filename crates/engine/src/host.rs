@@ -35,6 +35,9 @@ pub(crate) struct Domain {
     pub known_index: usize,
     /// `Some` once we have taken the domain over: the index we set.
     pub applied: Option<usize>,
+    /// A write failed since the last arbitration: the next request must
+    /// re-arbitrate even if no want changed.
+    pub dirty: bool,
     /// The operator's level, which overrides every VM's until released.
     pub operator: Option<vmpower_cpufreq::levels::LevelState>,
 }
@@ -72,6 +75,7 @@ impl Host {
             cpus: cpus.clone(),
             known_index,
             applied: None,
+            dirty: false,
             operator: None,
         });
         entry.table = spec.table;

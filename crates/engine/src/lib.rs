@@ -11,10 +11,10 @@
 
 mod arbitrate;
 mod engine;
-mod policies;
-pub mod policy;
 mod host;
 mod ids;
+mod policies;
+pub mod policy;
 mod ratelimit;
 mod reject;
 mod settings;
@@ -23,9 +23,9 @@ mod vm;
 pub use arbitrate::Winner;
 pub use engine::{Action, Decision, Engine, FreqChange, Note, OperatorAction, Reply, Trigger};
 pub use host::PcpuSpec;
+pub use ids::{ChannelId, Vcpu, VmId};
 pub use policies::{PolicyInput, PolicyStatus};
 pub use policy::{NamedLevel, PolicyExtensions, PolicySpec, PolicyState};
-pub use ids::{ChannelId, Vcpu, VmId};
 pub use ratelimit::TokenBucket;
 pub use reject::Rejection;
 pub use settings::{EngineConfig, Now, RateLimit, VmSettings};

@@ -24,8 +24,7 @@ impl TokenBucket {
         }
     }
 
-    /// Takes one token if there is one at time `now`.
-    pub fn try_take(&mut self, now: Duration) -> bool {
+    fn refill(&mut self, now: Duration) {
         let elapsed = now.saturating_sub(self.last);
         self.last = self.last.max(now);
         // per_second tokens per second = per_second micro-tokens per µs.
@@ -33,6 +32,19 @@ impl TokenBucket {
         let refill = elapsed_us.saturating_mul(u64::from(self.limit.per_second));
         let cap = u64::from(self.limit.burst) * MICRO;
         self.micro_tokens = self.micro_tokens.saturating_add(refill).min(cap);
+    }
+
+    /// How long until a token is available at time `now` (zero if one is).
+    pub fn wait(&mut self, now: Duration) -> Duration {
+        self.refill(now);
+        let missing = MICRO.saturating_sub(self.micro_tokens);
+        let per_us = u64::from(self.limit.per_second).max(1);
+        Duration::from_micros(missing.div_ceil(per_us))
+    }
+
+    /// Takes one token if there is one at time `now`.
+    pub fn try_take(&mut self, now: Duration) -> bool {
+        self.refill(now);
         if self.micro_tokens >= MICRO {
             self.micro_tokens -= MICRO;
             true
@@ -68,6 +80,24 @@ mod tests {
         let later = t0 + Duration::from_secs(60);
         let taken = (0..10).filter(|_| b.try_take(later)).count();
         assert_eq!(taken, 3);
+    }
+
+    #[test]
+    fn wait_says_when_the_next_token_comes() {
+        let limit = RateLimit {
+            burst: 1,
+            per_second: 10,
+        };
+        let t0 = Duration::from_secs(1);
+        let mut b = TokenBucket::new(limit, t0);
+        assert_eq!(b.wait(t0), Duration::ZERO);
+        assert!(b.try_take(t0));
+        assert_eq!(b.wait(t0), Duration::from_millis(100));
+        assert_eq!(
+            b.wait(t0 + Duration::from_millis(60)),
+            Duration::from_millis(40)
+        );
+        assert_eq!(b.wait(t0 + Duration::from_millis(100)), Duration::ZERO);
     }
 
     #[test]

@@ -99,8 +99,10 @@ impl Rejection {
         }
     }
 
-    /// Whether the guest gets a NACK (false: silently ignored).
+    /// Whether the guest gets a NACK (false: silently ignored). A disabled
+    /// channel is ignored as in DPDK; a flooding channel gets no answer
+    /// either, so that a flood does not also cost a reply per request.
     pub fn nacked(&self) -> bool {
-        !matches!(self, Rejection::ChannelDisabled)
+        !matches!(self, Rejection::ChannelDisabled | Rejection::RateLimited)
     }
 }

@@ -474,8 +474,18 @@ fn a_flooding_channel_is_limited_and_others_are_not() {
         .collect();
     assert_eq!(&verdicts[..5], &[None; 5]);
     assert_eq!(&verdicts[5..], &[Some("rate_limited"); 3]);
+    // Refused without an answer: a flood must not cost a reply each.
+    assert_eq!(send(&mut e, "noisy", &req).reply, Reply::None);
+    assert_eq!(
+        e.channel_wait(&chan("noisy"), T0),
+        Duration::from_millis(100)
+    );
     assert_eq!(rejection(&send(&mut e, "quiet", &req)), None);
     // 100 ms later the noisy channel has one token again.
+    assert_eq!(
+        e.channel_wait(&chan("noisy"), T0 + Duration::from_millis(100)),
+        Duration::ZERO
+    );
     let later = T0 + Duration::from_millis(100);
     assert_eq!(rejection(&e.handle(later, &chan("noisy"), Ok(&req))), None);
 }

@@ -487,6 +487,7 @@ impl<'de> Deserialize<'de> for VmName {
 
 /// Packet-rate thresholds of a TRAFFIC policy, in packets per second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrafficThresholds {
     /// `min_packet_thresh`: carried, unused by DPDK.
     pub min_pps: u32,
@@ -498,6 +499,7 @@ pub struct TrafficThresholds {
 
 /// The hours of a TIME policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct HourSchedule {
     /// Hours at max.
     pub busy: HourSet,

@@ -96,8 +96,60 @@ pub enum Command {
         #[arg(required = true, num_args = 1..=2, value_name = "CORE ACTION")]
         args: Vec<String>,
     },
+    /// Policies: create from a TOML/JSON file, destroy, list, show.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Frequency decisions taken, newest first.
+    History {
+        /// Only this VM's.
+        #[arg(long)]
+        vm: Option<String>,
+        /// Only since this time: unix seconds, or an RFC 3339 time
+        /// (2026-11-24T16:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many (default 100).
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// List a PF's SR-IOV VFs with their MACs and counters.
+    ShowVfs {
+        /// The PF's interface name.
+        pf: String,
+    },
+    /// Set a VF's MAC address (so a guest's policy can name it).
+    SetVfMac {
+        /// The PF's interface name.
+        pf: String,
+        /// The VF index.
+        vf: u32,
+        /// The MAC, xx:xx:xx:xx:xx:xx.
+        mac: String,
+    },
     /// An interactive shell with DPDK's prompt (vm_power>) and history.
     Shell,
+}
+
+/// `vmpowerctl policy ...`
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Install (or replace) a VM's policy from a TOML or JSON file.
+    Create {
+        /// The policy file.
+        file: PathBuf,
+    },
+    /// Remove a VM's policy.
+    Destroy {
+        /// The VM.
+        vm: String,
+    },
+    /// Every policy in force.
+    List,
+    /// One VM's policy: state (active, or waiting and why), levels, inputs.
+    Show {
+        /// The VM.
+        vm: String,
+    },
 }
 
 /// CPUs by number or by mask.
@@ -199,6 +251,20 @@ fn cpus(sel: &CpuSel) -> Result<Vec<u32>, UsageError> {
     }
 }
 
+/// `--since`: unix seconds or an RFC 3339 time.
+fn parse_since(text: &str) -> Result<i64, UsageError> {
+    if let Ok(secs) = text.parse::<i64>() {
+        return Ok(secs);
+    }
+    text.parse::<jiff::Timestamp>()
+        .map(|t| t.as_second())
+        .map_err(|e| {
+            UsageError(format!(
+                "--since {text:?}: not unix seconds or an RFC 3339 time ({e})"
+            ))
+        })
+}
+
 /// Splits `set-cpu-freq`'s words: `CORE ACTION`, or `ACTION` with --mask.
 fn set_cpu_freq_args(
     mask: Option<&str>,
@@ -276,6 +342,33 @@ impl Command {
                     },
                 }
             }
+            Command::Policy(PolicyCommand::Create { file }) => {
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?;
+                let policy = vmpower_api::PolicyFile::parse(&text)
+                    .map_err(|e| UsageError(format!("{}: {e}", file.display())))?;
+                CtlRequest::PolicyCreate {
+                    policy: Box::new(policy),
+                }
+            }
+            Command::Policy(PolicyCommand::Destroy { vm }) => {
+                CtlRequest::PolicyDestroy { vm: vm.clone() }
+            }
+            Command::Policy(PolicyCommand::List) => CtlRequest::PolicyList,
+            Command::Policy(PolicyCommand::Show { vm }) => {
+                CtlRequest::PolicyShow { vm: vm.clone() }
+            }
+            Command::History { vm, since, limit } => CtlRequest::History {
+                vm: vm.clone(),
+                since: since.as_deref().map(parse_since).transpose()?,
+                limit: *limit,
+            },
+            Command::ShowVfs { pf } => CtlRequest::ShowVfs { pf: pf.clone() },
+            Command::SetVfMac { pf, vf, mac } => CtlRequest::SetVfMac {
+                pf: pf.clone(),
+                vf: *vf,
+                mac: mac.clone(),
+            },
             Command::Shell => return Ok(None),
         }))
     }

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use crate::cli::Command;
+use crate::cli::{Command, PolicyCommand};
 
 /// The text to print for `command`'s answer.
 pub fn render(command: &Command, value: &Value) -> String {
@@ -14,6 +14,16 @@ pub fn render(command: &Command, value: &Value) -> String {
         Command::ListVms => vm_table(value),
         Command::ShowVm { .. } => show_vm(value),
         Command::ShowCpuFreq(_) | Command::SetCpuFreq { .. } => cpu_table(value),
+        Command::Policy(PolicyCommand::List) => value
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(policy)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Command::Policy(PolicyCommand::Show { .. } | PolicyCommand::Create { .. }) => policy(value),
+        Command::History { .. } => history(value),
+        Command::ShowVfs { .. } => vf_table(value),
         _ => "ok\n".to_owned(),
     }
 }
@@ -112,6 +122,80 @@ fn cpu_table(v: &Value) -> String {
             text(&row["khz"]),
             text(&row["managed"]),
             text(&row["operator"]),
+        );
+    }
+    out
+}
+
+fn policy(v: &Value) -> String {
+    let mut out = format!(
+        "VM {}: {} policy, {}",
+        text(&v["vm"]),
+        text(&v["policy"]["kind"]),
+        text(&v["state"])
+    );
+    if let Some(why) = v["waiting_for"].as_str() {
+        let _ = write!(out, " ({why})");
+    }
+    out.push('\n');
+    let _ = writeln!(out, "  cores   {}", text(&v["cores"]));
+    for l in v["levels"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "  {:<7} {}", text(&l["core"]), text(&l["level"]));
+    }
+    if !v["rate_pps"].is_null() {
+        let _ = writeln!(out, "  rate    {} pps", text(&v["rate_pps"]));
+    }
+    if !v["hour"].is_null() {
+        let _ = writeln!(out, "  hour    {}", text(&v["hour"]));
+    }
+    for m in v["macs"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  mac     {} ({})",
+            text(&m["mac"]),
+            text(&m["source"])
+        );
+    }
+    out
+}
+
+fn history(v: &Value) -> String {
+    let mut out = format!(
+        "{:<24} {:<12} {:>4} {:>9} {:>9} REASON\n",
+        "TIME", "VM", "PCPU", "OLD_KHZ", "NEW_KHZ"
+    );
+    for e in v.as_array().into_iter().flatten() {
+        let at = e["at_ms"]
+            .as_i64()
+            .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+            .map_or_else(|| "-".to_owned(), |t| t.to_string());
+        let _ = writeln!(
+            out,
+            "{:<24} {:<12} {:>4} {:>9} {:>9} {}",
+            at,
+            text(&e["vm"]),
+            text(&e["pcpu"]),
+            text(&e["old_khz"]),
+            text(&e["new_khz"]),
+            text(&e["reason"]),
+        );
+    }
+    out
+}
+
+fn vf_table(v: &Value) -> String {
+    let mut out = format!(
+        "{:>3} {:<17} {:>12} {:>12}\n",
+        "VF", "MAC", "RX_PACKETS", "TX_PACKETS"
+    );
+    for vf in v.as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "{:>3} {:<17} {:>12} {:>12}",
+            text(&vf["vf"]),
+            text(&vf["mac"]),
+            text(&vf["rx_packets"]),
+            text(&vf["tx_packets"]),
         );
     }
     out

@@ -23,7 +23,12 @@ struct Daemon {
 
 impl Daemon {
     fn start() -> Daemon {
-        let fake = Arc::new(FakeSysfs::builder(4).driver(Driver::AcpiCpufreq).build().unwrap());
+        let fake = Arc::new(
+            FakeSysfs::builder(4)
+                .driver(Driver::AcpiCpufreq)
+                .build()
+                .unwrap(),
+        );
         let dir = tempfile::tempdir().unwrap();
         let config = Config {
             sysfs_root: fake.path().to_owned(),
@@ -109,7 +114,11 @@ fn vm_commands_tables_and_json() {
     let o = d.ctl(&["list-vms"]);
     let out = stdout(&o);
     assert!(out.starts_with("VM"), "{out}");
-    assert!(out.lines().any(|l| l.starts_with("vm1") && l.contains("true")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("vm1") && l.contains("true")),
+        "{out}"
+    );
     let o = d.ctl(&["--json", "show-vm", "vm1"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["vcpus"][0]["pcpus"][0], 2);
@@ -166,7 +175,11 @@ fn exit_codes_tell_usage_missing_and_unreachable_apart() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("/nonexistent/vmpower.sock"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/nonexistent/vmpower.sock"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -192,4 +205,74 @@ fn the_shell_reads_commands_until_quit() {
     let text = stdout(&out);
     assert!(text.contains("shellvm"), "{text}");
     assert!(stderr(&out).contains("bogus-command"), "{}", stderr(&out));
+}
+
+#[test]
+fn policies_from_files_show_list_history_destroy() {
+    let d = Daemon::start();
+    assert!(d.ctl(&["add-vm", "vm1"]).status.success());
+    assert!(d.ctl(&["set-pcpu", "vm1", "0", "2"]).status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("low.toml");
+    std::fs::write(
+        &file,
+        "vm = \"vm1\"\nkind = \"WORKLOAD\"\ncores = [0]\nworkload = \"LOW\"\n",
+    )
+    .unwrap();
+    let o = d.ctl(&["policy", "create", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("active"), "{}", stdout(&o));
+    assert_eq!(d.file(2, "scaling_setspeed"), "800000");
+
+    // A TRAFFIC policy whose MAC no device carries waits, saying why.
+    let traffic = dir.path().join("traffic.json");
+    std::fs::write(
+        &traffic,
+        r#"{"vm": "vm1", "kind": "TRAFFIC", "cores": [0], "macs": ["02:00:5e:00:99:01"],
+            "traffic": {"avg_pps": 1000, "max_pps": 2000}}"#,
+    )
+    .unwrap();
+    let o = d.ctl(&["policy", "create", traffic.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut waiting = String::new();
+    for _ in 0..100 {
+        let o = d.ctl(&["policy", "show", "vm1"]);
+        waiting = stdout(&o);
+        if waiting.contains("no VF, netdev or tap carries this MAC") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(waiting.contains("waiting"), "{waiting}");
+    assert!(waiting.contains("02:00:5e:00:99:01"), "{waiting}");
+    let o = d.ctl(&["--json", "policy", "list"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+
+    // The WORKLOAD decision is in the history.
+    let o = d.ctl(&["--json", "history", "--vm", "vm1"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let entries = v.as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["pcpu"] == 2 && e["new_khz"] == 800_000),
+        "{v}"
+    );
+    let o = d.ctl(&["history", "--since", "2000-01-01T00:00:00Z", "--limit", "1"]);
+    assert_eq!(stdout(&o).lines().count(), 2, "{}", stdout(&o));
+
+    let o = d.ctl(&["policy", "destroy", "vm1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(d.ctl(&["policy", "show", "vm1"]).status.code(), Some(3));
+    // Bad files are usage errors naming the problem, sent nowhere.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "vm = \"vm1\"\nkind = \"TIME\"\ncores = [0]\n[hours]\nbusy = [25]\n",
+    )
+    .unwrap();
+    let o = d.ctl(&["policy", "create", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("25"), "{}", stderr(&o));
 }

@@ -149,6 +149,9 @@ pub struct Config {
     /// libvirt connection URI (e.g. `qemu:///system`): VMs, pins and
     /// channels from libvirt (needs the `libvirt` build feature).
     pub libvirt_uri: Option<String>,
+    /// Directory of policy files the daemon applies and follows (ignored
+    /// when it does not exist).
+    pub policy_dir: PathBuf,
     /// TRAFFIC sampling interval in ms (at least 10).
     pub traffic_interval_ms: u64,
     /// Explicit MAC → network device map for TRAFFIC policies (wins over
@@ -174,6 +177,7 @@ impl Default for Config {
             high_priority_cpus: Vec::new(),
             log: "info".to_owned(),
             libvirt_uri: None,
+            policy_dir: PathBuf::from("/etc/vmpower/policies.d"),
             traffic_interval_ms: 100,
             mac_devices: BTreeMap::new(),
             vm: BTreeMap::new(),

@@ -139,18 +139,31 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
             if core.engine.settings(&id).is_some() {
                 return Err(refused(format!("VM {vm} is already known")));
             }
-            core.engine.add_vm(id, Default::default());
+            core.engine.add_vm(id.clone(), Default::default());
+            core.persist_settings(&id);
             Ok(json!({ "added": vm }))
         }
         CtlRequest::RmVm { vm } => {
             let id = known_vm(daemon, &vm)?;
             for path in vm_channel_paths(daemon, &id) {
-                daemon.gone(&path);
+                daemon.stop_serving(&path);
             }
             daemon.placer.forget(&id);
             let mut core = crate::lock(&daemon.core);
             let actions = core.engine.remove_vm(&id);
             core.execute(&actions);
+            if let Some(store) = core.store.as_mut() {
+                let gone = store
+                    .remove_settings(&id)
+                    .and_then(|_| store.remove_pcpus(&id))
+                    .and_then(|_| store.remove_policy(&id));
+                if let Err(e) = gone {
+                    return Err(refused(format!(
+                        "VM removed but not from the state database: {:#}",
+                        anyhow::Error::from(e)
+                    )));
+                }
+            }
             Ok(json!({ "removed": vm }))
         }
         CtlRequest::AddChannels { vm, channels } => {
@@ -192,6 +205,14 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
                     PlacementSourceError::Operator { .. } => not_found(e.to_string()),
                     other => refused(format!("{other} (the mapping is recorded)")),
                 })?;
+            if let Some(store) = crate::lock(&daemon.core).store.as_mut() {
+                store.put_pcpu(&id, vcpu, CpuId(pcpu)).map_err(|e| {
+                    refused(format!(
+                        "mapping in force but not stored: {:#}",
+                        anyhow::Error::from(e)
+                    ))
+                })?;
+            }
             Ok(
                 json!({ "vm": vm, "vcpu": vcpu, "pcpu": pcpu, "repinned_thread": repinned.map(|t| t.0) }),
             )
@@ -201,8 +222,87 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
             let mut core = crate::lock(&daemon.core);
             let mut settings = core.engine.settings(&id).unwrap_or_default();
             settings.queries_allowed = enabled;
-            core.engine.add_vm(id, settings);
+            core.engine.add_vm(id.clone(), settings);
+            core.persist_settings(&id);
             Ok(json!({ "vm": vm, "queries": enabled }))
+        }
+        CtlRequest::PolicyCreate { policy } => {
+            let vm = crate::policy_ops::apply(daemon, &policy).map_err(|e| match e {
+                crate::policy_ops::PolicyOpError::UnknownVm(_) => not_found(e.to_string()),
+                crate::policy_ops::PolicyOpError::Invalid(_) => {
+                    CtlError::new(ErrorKind::Invalid, e.to_string())
+                }
+                other => refused(other.to_string()),
+            })?;
+            daemon.persist_policy(&vm, crate::store::PolicySource::Operator);
+            let core = crate::lock(&daemon.core);
+            let st = core
+                .engine
+                .policy_status(&vm)
+                .ok_or_else(|| refused("policy vanished"))?;
+            drop(core);
+            Ok(crate::policy_ops::describe(daemon, &vm, &st))
+        }
+        CtlRequest::PolicyDestroy { vm } => {
+            let id = known_vm(daemon, &vm)?;
+            if !crate::policy_ops::remove(daemon, &id) {
+                return Err(not_found(format!("VM {vm} has no policy")));
+            }
+            daemon.forget_policy(&id);
+            Ok(json!({ "removed": vm }))
+        }
+        CtlRequest::PolicyList => {
+            let core = crate::lock(&daemon.core);
+            let all: Vec<_> = core
+                .engine
+                .vm_ids()
+                .into_iter()
+                .filter_map(|v| core.engine.policy_status(&v).map(|st| (v, st)))
+                .collect();
+            drop(core);
+            Ok(Value::Array(
+                all.iter()
+                    .map(|(v, st)| crate::policy_ops::describe(daemon, v, st))
+                    .collect(),
+            ))
+        }
+        CtlRequest::PolicyShow { vm } => {
+            let id = known_vm(daemon, &vm)?;
+            let st = crate::lock(&daemon.core)
+                .engine
+                .policy_status(&id)
+                .ok_or_else(|| not_found(format!("VM {vm} has no policy")))?;
+            Ok(crate::policy_ops::describe(daemon, &id, &st))
+        }
+        CtlRequest::History { vm, since, limit } => daemon.history(vm, since, limit),
+        CtlRequest::ShowVfs { pf } => {
+            use crate::traffic::VfControl;
+            let mut vfs =
+                crate::traffic::NetlinkVfControl::new().map_err(|e| refused(format!("{e:#}")))?;
+            let list = vfs.list_vfs(&pf).map_err(|e| match e {
+                crate::traffic::TrafficError::NoSuchDevice { .. } => not_found(e.to_string()),
+                other => refused(format!("{:#}", anyhow::Error::from(other))),
+            })?;
+            Ok(Value::Array(
+                list.iter()
+                    .map(|v| json!({ "vf": v.vf, "mac": v.mac.to_string(), "rx_packets": v.rx_packets, "tx_packets": v.tx_packets }))
+                    .collect(),
+            ))
+        }
+        CtlRequest::SetVfMac { pf, vf, mac } => {
+            use crate::traffic::VfControl;
+            let parsed: vmpower_proto::MacAddr =
+                mac.parse().map_err(|e: vmpower_proto::ModelError| {
+                    CtlError::new(ErrorKind::Invalid, e.to_string())
+                })?;
+            let mut vfs =
+                crate::traffic::NetlinkVfControl::new().map_err(|e| refused(format!("{e:#}")))?;
+            vfs.set_vf_mac(&pf, vf, parsed).map_err(|e| match e {
+                crate::traffic::TrafficError::NoSuchDevice { .. }
+                | crate::traffic::TrafficError::NoSuchVf { .. } => not_found(e.to_string()),
+                other => refused(format!("{:#}", anyhow::Error::from(other))),
+            })?;
+            Ok(json!({ "pf": pf, "vf": vf, "mac": parsed.to_string() }))
         }
         CtlRequest::ShowCpuFreq { cpus } => show_cpu_freq(daemon, &cpus),
         CtlRequest::SetCpuFreq { cpus, op } => set_cpu_freq(daemon, &cpus, op),

@@ -25,6 +25,7 @@ use vmpower_proto::{Layout, ScalingUnit, Verdict};
 
 use crate::ratelog::LogLimiter;
 use crate::stats::Stats;
+use crate::store::{HistoryEntry, PolicySource, Store, StoredPolicy};
 
 /// Why an operator command failed.
 #[derive(Debug, thiserror::Error)]
@@ -47,9 +48,13 @@ pub struct Core {
     /// Counters for status and metrics.
     pub stats: Stats,
     started: Instant,
+    /// The time of the batch being handled ([`Core::begin_batch`]).
+    batch_now: std::time::Duration,
     guest_log: LogLimiter,
     /// Bumped whenever a policy is set or removed: wakes the samplers.
     policies_changed: tokio::sync::watch::Sender<u64>,
+    /// The state database (policies, settings, history), once opened.
+    pub store: Option<Store>,
 }
 
 impl Core {
@@ -60,8 +65,48 @@ impl Core {
             cpufreq,
             stats: Stats::default(),
             started: Instant::now(),
+            batch_now: std::time::Duration::ZERO,
             guest_log: LogLimiter::default(),
             policies_changed: tokio::sync::watch::Sender::new(0),
+            store: None,
+        }
+    }
+
+    /// Persists `vm`'s policy as the engine holds it, with its source.
+    /// Called before the guest's ACK is sent: an accepted policy survives
+    /// a crash.
+    pub fn persist_policy(&mut self, vm: &VmId, source: PolicySource) {
+        let Some(st) = self.engine.policy_status(vm) else {
+            return;
+        };
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        let mut stored = StoredPolicy::new(st.spec.policy, source, unix_seconds());
+        if let Ok(serde_json::Value::Object(ext)) = serde_json::to_value(&st.spec.ext) {
+            stored.extensions = ext;
+        }
+        if let Err(e) = store.put_policy(vm, &stored) {
+            warn!(%vm, error = %format_args!("{:#}", anyhow::Error::from(e)), "cannot persist policy");
+        }
+    }
+
+    /// Forgets `vm`'s persisted policy.
+    pub fn forget_policy(&mut self, vm: &VmId) {
+        if let Some(store) = self.store.as_mut()
+            && let Err(e) = store.remove_policy(vm)
+        {
+            warn!(%vm, error = %format_args!("{:#}", anyhow::Error::from(e)), "cannot forget policy");
+        }
+    }
+
+    /// Persists a VM's operator settings.
+    pub fn persist_settings(&mut self, vm: &VmId) {
+        let (Some(settings), Some(store)) = (self.engine.settings(vm), self.store.as_mut()) else {
+            return;
+        };
+        if let Err(e) = store.put_settings(vm, &settings) {
+            warn!(%vm, error = %format_args!("{:#}", anyhow::Error::from(e)), "cannot persist VM settings");
         }
     }
 
@@ -73,6 +118,13 @@ impl Core {
     /// Tells the samplers that the set of policies changed.
     pub fn policies_changed(&self) {
         self.policies_changed.send_modify(|g| *g += 1);
+    }
+
+    /// Reads the clocks once for a batch of records (one `read()`):
+    /// decisions within a batch share the time.
+    pub fn begin_batch(&mut self) {
+        self.batch_now = self.started.elapsed();
+        self.engine.set_wall_clock(jiff::Timestamp::now());
     }
 
     /// Monotonic time since start, the engine's clock.
@@ -93,12 +145,19 @@ impl Core {
             .request
             .as_ref()
             .map_err(|e| Rejection::Malformed(e.to_string()));
-        let now = self.now();
-        self.engine.set_wall_clock(jiff::Timestamp::now());
-        let decision = self.engine.handle(now, channel, request);
+        let decision = self.engine.handle(self.batch_now, channel, request);
         self.stats.count_request(&channel.vm, frame, &decision);
         let ok = self.execute(&decision.actions);
         self.log_notes(&channel.vm, &decision);
+        for note in &decision.notes {
+            match note {
+                Note::PolicySet(vm, _) => {
+                    self.persist_policy(vm, PolicySource::GuestChannel(channel.clone()));
+                }
+                Note::PolicyRemoved(vm) => self.forget_policy(vm),
+                _ => {}
+            }
+        }
         match decision.reply {
             Reply::None => {}
             Reply::Verdict(v) => {
@@ -149,7 +208,9 @@ impl Core {
                     match self.cpufreq.apply(change.cpu, Level::Index(change.index)) {
                         Ok(outcome) => {
                             self.stats.sysfs_writes += u64::from(outcome.changed);
-                            log_change(change, outcome.old_khz.0, outcome.new_khz.0);
+                            let (vm, reason, inputs) =
+                                log_change(change, outcome.old_khz.0, outcome.new_khz.0);
+                            self.record_history(change, vm, reason, inputs);
                         }
                         Err(e) => {
                             ok = false;
@@ -209,8 +270,52 @@ impl Core {
     }
 }
 
-/// One info line per frequency decision.
-fn log_change(change: &FreqChange, old_khz: u32, new_khz: u32) {
+impl Core {
+    /// One history entry per frequency change.
+    fn record_history(
+        &mut self,
+        change: &FreqChange,
+        vm: Option<String>,
+        reason: String,
+        inputs: serde_json::Value,
+    ) {
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        let entry = HistoryEntry {
+            at_ms: unix_millis(),
+            vm: vm.map(|v| VmId::new(&v)),
+            pcpu: change.cpu,
+            old: Some(change.from),
+            new: change.to,
+            reason,
+            inputs,
+        };
+        if let Err(e) = store.append_history(&entry) {
+            warn!(error = %format_args!("{:#}", anyhow::Error::from(e)), "cannot record history");
+        }
+    }
+}
+
+fn unix_millis() -> u64 {
+    jiff::Timestamp::now()
+        .as_millisecond()
+        .try_into()
+        .unwrap_or(0)
+}
+
+fn unix_seconds() -> u64 {
+    jiff::Timestamp::now().as_second().try_into().unwrap_or(0)
+}
+
+/// One info line per frequency decision; returns the VM, the reason and
+/// the inputs for the history.
+fn log_change(
+    change: &FreqChange,
+    old_khz: u32,
+    new_khz: u32,
+) -> (Option<String>, String, serde_json::Value) {
+    let mut inputs = serde_json::Value::Null;
     let (vm, vcpu, reason) = match &change.trigger {
         Trigger::Request { vm, core, unit } => {
             let vcpu = match core {
@@ -224,6 +329,11 @@ fn log_change(change: &FreqChange, old_khz: u32, new_khz: u32) {
         Trigger::Operator(OperatorAction::Unit(u)) => (None, None, format!("operator {u:?}")),
         Trigger::Operator(OperatorAction::Release) => (None, None, "operator release".to_owned()),
         Trigger::Policy { vm, input } => {
+            inputs = serde_json::json!({
+                "rate_pps": input.rate_pps,
+                "hour": input.hour,
+                "branch_ratio": input.branch_ratio,
+            });
             let mut why = format!("policy {:?}", input.kind);
             if let Some(rate) = input.rate_pps {
                 why.push_str(&format!(" rate {rate:.0} pps"));
@@ -250,4 +360,6 @@ fn log_change(change: &FreqChange, old_khz: u32, new_khz: u32) {
         decided_by,
         "frequency changed"
     );
+    let reason = format!("{reason}; decided by {decided_by}");
+    (vm, reason, inputs)
 }

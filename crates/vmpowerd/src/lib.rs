@@ -16,12 +16,14 @@ pub mod inventory;
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
 pub mod placement;
+pub mod policy_dir;
+pub mod policy_ops;
 pub mod ratelog;
 pub mod run;
 pub mod samplers;
 pub mod stats;
-pub mod traffic;
 pub mod store;
+pub mod traffic;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 

@@ -100,6 +100,13 @@ impl Placer {
         }
     }
 
+    /// Restores an operator entry (from the state database).
+    pub fn operator_set(&self, vm: &VmId, vcpu: Vcpu, pcpu: CpuId) -> Result<(), StaticMapError> {
+        self.inventory
+            .with_operator_map(|m| m.set(vm, vcpu, pcpu))
+            .map(|_| ())
+    }
+
     /// Forgets a VM and the operator's entries for it.
     pub fn forget(&self, vm: &VmId) {
         self.targets().remove(vm);

@@ -21,7 +21,9 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 use vmpower_cpufreq::takeover::restore_from_file;
 use vmpower_cpufreq::{CpuFreq, SysfsIo};
-use vmpower_engine::{ChannelId, Engine, EngineConfig, PcpuSpec, VmId};
+use vmpower_engine::{
+    ChannelId, Engine, EngineConfig, PcpuSpec, PolicyExtensions, PolicySpec, VmId,
+};
 
 use crate::SharedCore;
 use crate::channels::watch::{DirEvent, DirWatch, scan};
@@ -30,6 +32,7 @@ use crate::config::Config;
 use crate::core::Core;
 use crate::placement::Placer;
 use crate::samplers;
+use crate::store::{Store, StoreOptions};
 use crate::traffic::{NetlinkTrafficCounters, TrafficCounters};
 
 /// The running daemon's shared parts, as the control API sees them.
@@ -55,14 +58,15 @@ pub async fn run(
     io: Arc<dyn SysfsIo>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let counters: Option<Box<dyn TrafficCounters>> =
-        match NetlinkTrafficCounters::new(config.mac_map()) {
-            Ok(c) => Some(Box::new(c)),
-            Err(e) => {
-                warn!(error = %format_args!("{:#}", anyhow::Error::from(e)), "no traffic counters: TRAFFIC policies will wait");
-                None
-            }
-        };
+    let counters: Option<Box<dyn TrafficCounters>> = match NetlinkTrafficCounters::new(
+        config.mac_map(),
+    ) {
+        Ok(c) => Some(Box::new(c)),
+        Err(e) => {
+            warn!(error = %format_args!("{:#}", anyhow::Error::from(e)), "no traffic counters: TRAFFIC policies will wait");
+            None
+        }
+    };
     run_with(config, io, counters, shutdown).await
 }
 
@@ -127,8 +131,15 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
     for (name, vm) in &config.vm {
         engine.add_vm(VmId::new(name), vm.settings());
     }
+    // The state database: operator settings, mappings and every accepted
+    // policy are back in force before the first request is read.
+    let store = Store::open_in_dir(&config.state_dir, StoreOptions::default())
+        .context("opening the state database")?;
+    restore_state(&store, &mut engine, &placer)?;
+    let mut core = Core::new(engine, cpufreq);
+    core.store = Some(store);
     Ok(Daemon {
-        core: Arc::new(Mutex::new(Core::new(engine, cpufreq))),
+        core: Arc::new(Mutex::new(core)),
         placer,
         tasks: Mutex::new(HashMap::new()),
         mac_sources: samplers::MacSources::default(),
@@ -157,6 +168,12 @@ async fn serve(
     let control = crate::control::listen(daemon.clone())?;
     let refresher = tokio::spawn(refresh_periodically(daemon.clone()));
     let clock = tokio::spawn(samplers::run_time(daemon.core.clone()));
+    let policy_dir = daemon.config.policy_dir.is_dir().then(|| {
+        tokio::spawn(crate::policy_dir::follow(
+            daemon.clone(),
+            daemon.config.policy_dir.clone(),
+        ))
+    });
     let traffic = counters.map(|c| {
         tokio::spawn(samplers::run_traffic(
             daemon.core.clone(),
@@ -186,6 +203,9 @@ async fn serve(
     control.abort();
     refresher.abort();
     clock.abort();
+    if let Some(t) = policy_dir {
+        t.abort();
+    }
     if let Some(t) = traffic {
         t.abort();
     }
@@ -223,6 +243,49 @@ fn libvirt_source(
     Option<std::convert::Infallible>,
 )> {
     Ok((Vec::new(), None))
+}
+
+/// Puts persisted settings, mappings and policies back into the engine.
+fn restore_state(store: &Store, engine: &mut Engine, placer: &Placer) -> anyhow::Result<()> {
+    for (vm, settings) in store.settings().context("reading VM settings")? {
+        engine.add_vm(vm, settings);
+    }
+    for (vm, vcpu, pcpu) in store.pcpus().context("reading vCPU mappings")? {
+        if engine.settings(&vm).is_none() {
+            engine.add_vm(vm.clone(), Default::default());
+        }
+        if let Err(e) = placer.operator_set(&vm, vcpu, pcpu) {
+            warn!(%vm, vcpu, pcpu = pcpu.0, error = %e, "stored mapping no longer valid; ignored");
+        }
+    }
+    let wall = jiff::Timestamp::now();
+    engine.set_wall_clock(wall);
+    for (vm, stored) in store.policies().context("reading policies")? {
+        if engine.settings(&vm).is_none() {
+            engine.add_vm(vm.clone(), Default::default());
+        }
+        let ext: PolicyExtensions =
+            serde_json::from_value(serde_json::Value::Object(stored.extensions.clone()))
+                .unwrap_or_default();
+        let tz = match &ext.time_zone {
+            Some(name) => {
+                jiff::tz::TimeZone::get(name).unwrap_or_else(|_| engine.default_time_zone().clone())
+            }
+            None => engine.default_time_zone().clone(),
+        };
+        let spec = PolicySpec {
+            policy: stored.policy,
+            ext,
+            tz,
+        };
+        // The placement is not known yet: the policy's cores are checked
+        // again when it is (set_policy accepts vCPUs of an unplaced VM).
+        match engine.set_policy(&vm, spec, std::time::Duration::ZERO, wall) {
+            Ok(_) => info!(%vm, source = %stored.source, "policy restored"),
+            Err(e) => warn!(%vm, error = %e, "stored policy refused; kept on disk"),
+        }
+    }
+    Ok(())
 }
 
 /// Re-reads every VM's placement every `placement_refresh_ms`: threads are
@@ -320,8 +383,20 @@ impl Daemon {
             .is_some_and(|t| !t.is_finished())
     }
 
-    /// A file went away from the channel directory.
+    /// A file went away from the channel directory. A FIFO's reader is
+    /// stopped; a socket's connection is left to end by itself (QEMU
+    /// closing it), so that what it read is accounted for and a VM whose
+    /// socket file alone was removed keeps being served.
     pub fn gone(&self, path: &Path) {
+        if matches!(ChannelName::of_path(path), Some(ChannelName::Fifo(_)))
+            && let Some(task) = lock_tasks(&self.tasks).remove(path)
+        {
+            task.abort();
+        }
+    }
+
+    /// Stops serving `path` whatever it is (rm-vm).
+    pub fn stop_serving(&self, path: &Path) {
         if let Some(task) = lock_tasks(&self.tasks).remove(path) {
             task.abort();
         }
@@ -350,6 +425,53 @@ impl Daemon {
         }
         core.engine.add_vm(vm.clone(), Default::default());
         true
+    }
+
+    /// Persists an operator's policy (control API, policy directory).
+    pub fn persist_policy(&self, vm: &VmId, source: crate::store::PolicySource) {
+        crate::lock(&self.core).persist_policy(vm, source);
+    }
+
+    /// Forgets a persisted policy.
+    pub fn forget_policy(&self, vm: &VmId) {
+        crate::lock(&self.core).forget_policy(vm);
+    }
+
+    /// The decision history for `vmpowerctl history`.
+    pub fn history(
+        &self,
+        vm: Option<String>,
+        since: Option<i64>,
+        limit: Option<u32>,
+    ) -> Result<serde_json::Value, vmpower_api::CtlError> {
+        use vmpower_api::{CtlError, ErrorKind};
+        let core = crate::lock(&self.core);
+        let store = core
+            .store
+            .as_ref()
+            .ok_or_else(|| CtlError::new(ErrorKind::Refused, "no state database"))?;
+        let vm = vm.map(|v| VmId::new(&v));
+        let since_ms = since.map(|s| u64::try_from(s).unwrap_or(0).saturating_mul(1000));
+        let limit = limit.map_or(100, |l| l as usize);
+        let entries = store.history(vm.as_ref(), since_ms, limit).map_err(|e| {
+            CtlError::new(ErrorKind::Refused, format!("{:#}", anyhow::Error::from(e)))
+        })?;
+        Ok(serde_json::Value::Array(
+            entries
+                .iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "at_ms": e.at_ms,
+                        "vm": e.vm.as_ref().map(VmId::as_str),
+                        "pcpu": e.pcpu.0,
+                        "old_khz": e.old.map(|k| k.0),
+                        "new_khz": e.new.0,
+                        "reason": e.reason,
+                        "inputs": e.inputs,
+                    })
+                })
+                .collect(),
+        ))
     }
 
     /// Sets the control socket's permissions from the config.

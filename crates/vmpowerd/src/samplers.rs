@@ -48,9 +48,9 @@ pub async fn run_traffic(
         macs.dedup();
         let Some(mut c) = counters.take() else { return };
         let job = macs.clone();
-        let Ok((back, result)) = tokio::task::spawn_blocking(move || {
+        let Ok((back, result, at)) = tokio::task::spawn_blocking(move || {
             let r = c.sample(&job);
-            (c, r)
+            (c, r, Instant::now())
         })
         .await
         else {
@@ -65,8 +65,8 @@ pub async fn run_traffic(
                 continue;
             }
         };
-        rates.retain(|m| macs.contains(&m));
-        rates.update(&samples, Instant::now());
+        rates.retain(|m| macs.binary_search(&m).is_ok());
+        rates.update(&samples, at);
         let missing: BTreeMap<MacAddr, String> = samples
             .iter()
             .filter_map(|s| match &s.reading {

@@ -1,7 +1,7 @@
 //! Counters of what the daemon did, for `vmpowerctl status` (and the
 //! metrics endpoint later). Updated under the core's lock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use vmpower_engine::{Decision, Note, Reply, VmId};
@@ -11,8 +11,9 @@ use vmpower_proto::{RequestBody, Verdict};
 /// Daemon-wide counters.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Stats {
-    /// Requests by VM, kind and result.
-    pub requests: BTreeMap<String, u64>,
+    /// Requests by VM, kind and result, as `vm/kind/result`.
+    #[serde(serialize_with = "requests_by_name")]
+    pub requests: HashMap<(VmId, &'static str, &'static str), u64>,
     /// Rejections by reason label.
     pub rejections: BTreeMap<String, u64>,
     /// sysfs writes done.
@@ -54,14 +55,29 @@ impl Stats {
             }
             _ => "ok",
         };
-        *self
-            .requests
-            .entry(format!("{vm}/{kind}/{result}"))
-            .or_default() += 1;
+        // Counted by key, named only when shown: no allocation per request
+        // once a VM's keys exist.
+        match self.requests.get_mut(&(vm.clone(), kind, result)) {
+            Some(n) => *n += 1,
+            None => {
+                self.requests.insert((vm.clone(), kind, result), 1);
+            }
+        }
         for note in &decision.notes {
             if let Note::Rejected(r) = note {
                 *self.rejections.entry(r.label().to_owned()).or_default() += 1;
             }
         }
     }
+}
+
+fn requests_by_name<S: serde::Serializer>(
+    requests: &HashMap<(VmId, &'static str, &'static str), u64>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let named: BTreeMap<String, u64> = requests
+        .iter()
+        .map(|((vm, kind, result), n)| (format!("{vm}/{kind}/{result}"), *n))
+        .collect();
+    named.serialize(s)
 }

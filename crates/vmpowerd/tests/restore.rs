@@ -75,6 +75,16 @@ impl Setup {
 
     /// Plays QEMU for vm1, sends SCALE_MIN for vCPU 0 and checks the ACK.
     async fn scale_min(&self) {
+        self.send(RequestBody::Power {
+            resource_id: 0,
+            core_type: CoreType::Virtual,
+            unit: ScalingUnit::ScaleMin,
+        })
+        .await;
+    }
+
+    /// Plays QEMU for vm1, sends `body` and checks the ACK.
+    async fn send(&self, body: RequestBody) {
         let path = self.dir.path().join("channels/vm1.0");
         let _ = std::fs::remove_file(&path);
         let qemu = UnixListener::bind(&path).unwrap();
@@ -84,11 +94,7 @@ impl Setup {
             .unwrap();
         let req = Request {
             vm_name: VmName::new("vm1").unwrap(),
-            body: RequestBody::Power {
-                resource_id: 0,
-                core_type: CoreType::Virtual,
-                unit: ScalingUnit::ScaleMin,
-            },
+            body,
         };
         let record = encode_request_record(&req, Layout::Current).unwrap();
         guest.write_all(record.as_slice()).await.unwrap();
@@ -177,4 +183,42 @@ fn a_bad_config_file_is_named_and_exits_2() {
         err.contains("vmpowerd.toml") && err.contains("pcpu"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepted_policy_survives_kill_9() {
+    use vmpower_proto::{
+        HourSchedule, MacList, Policy, PolicyKind, TrafficThresholds, VcpuList, WorkloadLevel,
+    };
+    let s = Setup::new();
+    let mut daemon = s.spawn();
+    let policy = Policy {
+        kind: PolicyKind::Workload,
+        cores: VcpuList::from_slice(&[0]).unwrap(),
+        core_type: CoreType::Virtual,
+        macs: MacList::default(),
+        traffic: TrafficThresholds::default(),
+        hours: HourSchedule::default(),
+        workload: WorkloadLevel::Low,
+        turbo_boost: false,
+    };
+    s.send(RequestBody::SetPolicy(policy)).await;
+    assert_eq!(s.file(1, "scaling_setspeed"), "800000");
+    daemon.kill().unwrap(); // right after the ACK
+    wait_exit(&mut daemon);
+    // Simulate the machine's state moving on while the daemon is down.
+    std::fs::write(
+        s.fake
+            .path()
+            .join("devices/system/cpu/cpu1/cpufreq/scaling_setspeed"),
+        "2300000\n",
+    )
+    .unwrap();
+    let mut daemon = s.spawn();
+    // The policy is back in force without the guest sending it again.
+    wait_until(|| s.file(1, "scaling_setspeed") == "800000");
+    assert_eq!(s.file(1, "scaling_governor"), "userspace");
+    sigterm(&daemon);
+    assert!(wait_exit(&mut daemon).success());
+    assert_eq!(s.file(1, "scaling_governor"), "ondemand");
 }

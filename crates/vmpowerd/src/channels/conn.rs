@@ -106,7 +106,10 @@ async fn serve_stream(stream: &UnixStream, channel: &ChannelId, core: &SharedCor
                 scratch,
             )
         }) {
-            Ok(()) => {}
+            // Over its rate limit: stop reading until the next token, so
+            // the flood backs up into the guest's own socket buffer.
+            Ok(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
+            Ok(_) => {}
             Err(closed) => break closed,
         }
     };
@@ -135,7 +138,8 @@ thread_local! {
     });
 }
 
-/// Reads what is there, decides, replies; never awaits.
+/// Reads what is there, decides, replies; never awaits. Returns how long
+/// the channel must wait before it may be read again (its rate limit).
 fn pump(
     stream: &UnixStream,
     channel: &ChannelId,
@@ -144,18 +148,19 @@ fn pump(
     records: &mut RecordStream,
     outbox: &mut Outbox,
     scratch: &mut Scratch,
-) -> Result<(), Closed> {
+) -> Result<Duration, Closed> {
     let n = match stream.try_read(&mut scratch.buf) {
         Ok(0) => return Err(Closed::Eof),
         Ok(n) => n,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Duration::ZERO),
         Err(e) => return Err(Closed::Error(e)),
     };
     let mut input = &scratch.buf[..n];
     scratch.replies.clear();
     scratch.lens.clear();
-    {
+    let wait = {
         let mut core = crate::lock(core);
+        core.begin_batch();
         while let Some(frame) = records.next_frame(&mut input) {
             let before = scratch.replies.len();
             core.handle_frame(channel, layout, &frame, &mut scratch.replies);
@@ -163,12 +168,14 @@ fn pump(
                 scratch.lens.push(scratch.replies.len() - before);
             }
         }
-    }
+        let now = core.now();
+        core.engine.channel_wait(channel, now)
+    };
     match outbox.send(stream, &scratch.replies, &scratch.lens) {
-        Ok(0) => Ok(()),
+        Ok(0) => Ok(wait),
         Ok(dropped) => {
             crate::lock(core).stats.replies_dropped += dropped;
-            Ok(())
+            Ok(wait)
         }
         Err(e) => Err(Closed::Error(e)),
     }

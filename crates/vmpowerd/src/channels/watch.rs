@@ -28,12 +28,23 @@ impl std::fmt::Debug for DirWatch {
 }
 
 impl DirWatch {
-    /// Starts watching `dir` (which must exist).
+    /// Starts watching `dir` (which must exist) for entries created or
+    /// removed (sockets and FIFOs appear whole when created).
     pub fn new(dir: &Path) -> io::Result<Self> {
+        Self::with_mask(dir, WatchMask::CREATE)
+    }
+
+    /// Starts watching `dir` for regular files completely written (a file
+    /// "appears" when its writer closes it or it is moved in).
+    pub fn files(dir: &Path) -> io::Result<Self> {
+        Self::with_mask(dir, WatchMask::CLOSE_WRITE)
+    }
+
+    fn with_mask(dir: &Path, appear: WatchMask) -> io::Result<Self> {
         let inotify = Inotify::init()?;
         inotify.watches().add(
             dir,
-            WatchMask::CREATE | WatchMask::DELETE | WatchMask::MOVED_TO | WatchMask::MOVED_FROM,
+            appear | WatchMask::DELETE | WatchMask::MOVED_TO | WatchMask::MOVED_FROM,
         )?;
         let stream = inotify.into_event_stream(vec![0u8; 4096])?;
         Ok(DirWatch {
@@ -53,7 +64,7 @@ impl DirWatch {
             let path = self.dir.join(name);
             if event
                 .mask
-                .intersects(EventMask::CREATE | EventMask::MOVED_TO)
+                .intersects(EventMask::CREATE | EventMask::CLOSE_WRITE | EventMask::MOVED_TO)
             {
                 return Some(Ok(DirEvent::Appeared(path)));
             }

@@ -60,6 +60,7 @@ impl Host {
             channel_dir: dir.path().join("channels"),
             state_dir: dir.path().join("state"),
             control_socket: dir.path().join("control.sock"),
+            policy_dir: dir.path().join("policies.d"),
             ..Config::default()
         };
         for (name, vm) in vms {

@@ -1,0 +1,218 @@
+//! The policy file operators write (`vmpowerctl policy create FILE`, or a
+//! file dropped in the daemon's policy directory): TOML or JSON, explicit
+//! hour *sets*, and what DPDK's binary layout cannot carry (time zone,
+//! level of other hours, hysteresis, branch threshold).
+//!
+//! ```toml
+//! vm = "vm1"
+//! kind = "TIME"                 # TRAFFIC | TIME | WORKLOAD | BRANCH_RATIO
+//! cores = [0, 1]                # vCPUs (core_type = "physical" for host CPUs)
+//! time_zone = "Europe/Paris"    # default: the host's
+//! other_hours = "medium"        # min | medium | max (default medium)
+//! [hours]
+//! busy = [17, 18, 19, 20, 21, 22, 23]
+//! quiet = [2, 3, 4, 5, 6]
+//! traffic = [8]
+//! ```
+
+use serde::{Deserialize, Serialize};
+use vmpower_proto::{
+    CoreType, HourSchedule, MacAddr, MacList, Policy, PolicyKind, TrafficThresholds, VcpuList,
+    WorkloadLevel,
+};
+
+/// Hysteresis of a TRAFFIC policy.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HysteresisFile {
+    /// Fraction of a threshold the rate must fall below it by (0..1).
+    pub band: f64,
+    /// How long it must stay below, in ms.
+    pub dwell_ms: u64,
+}
+
+/// A policy as an operator writes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// The VM (as its channel sockets are named).
+    pub vm: String,
+    /// Which policy.
+    pub kind: PolicyKind,
+    /// The cores it governs.
+    pub cores: Vec<u8>,
+    /// vCPUs (default) or host CPUs.
+    #[serde(default)]
+    pub core_type: CoreType,
+    /// MACs whose traffic drives a TRAFFIC policy.
+    #[serde(default)]
+    pub macs: Vec<MacAddr>,
+    /// TRAFFIC thresholds (packets/s).
+    #[serde(default)]
+    pub traffic: TrafficThresholds,
+    /// TIME hours.
+    #[serde(default)]
+    pub hours: HourSchedule,
+    /// WORKLOAD level.
+    #[serde(default)]
+    pub workload: WorkloadLevel,
+    /// DPDK's t_boost_status.
+    #[serde(default)]
+    pub turbo_boost: bool,
+    /// IANA time zone of the hours (default: the host's).
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    /// Level of hours in no set: "min", "medium" (default) or "max".
+    #[serde(default)]
+    pub other_hours: Option<String>,
+    /// TRAFFIC hysteresis (default: band 0.05, dwell 500 ms).
+    #[serde(default)]
+    pub hysteresis: Option<HysteresisFile>,
+    /// BRANCH_RATIO threshold (default 0.01).
+    #[serde(default)]
+    pub branch_threshold: Option<f64>,
+}
+
+/// Why a policy file is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyFileError {
+    /// Not valid TOML/JSON of this shape (the parser's message names the
+    /// key, line and column).
+    #[error("{0}")]
+    Parse(String),
+    /// A value the protocol cannot hold.
+    #[error("{key}: {reason}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl PolicyFile {
+    /// Parses a file's text: JSON when it starts with `{`, else TOML.
+    pub fn parse(text: &str) -> Result<Self, PolicyFileError> {
+        let file: PolicyFile = if text.trim_start().starts_with('{') {
+            serde_json::from_str(text).map_err(|e| PolicyFileError::Parse(e.to_string()))?
+        } else {
+            toml::from_str(text).map_err(|e| PolicyFileError::Parse(e.to_string()))?
+        };
+        file.policy()?;
+        Ok(file)
+    }
+
+    /// The protocol's policy.
+    pub fn policy(&self) -> Result<Policy, PolicyFileError> {
+        let cores = VcpuList::from_slice(&self.cores).map_err(|e| PolicyFileError::Invalid {
+            key: "cores",
+            reason: e.to_string(),
+        })?;
+        let macs = MacList::from_slice(&self.macs).map_err(|e| PolicyFileError::Invalid {
+            key: "macs",
+            reason: e.to_string(),
+        })?;
+        if let Some(level) = &self.other_hours
+            && !matches!(level.as_str(), "min" | "medium" | "max")
+        {
+            {
+                return Err(PolicyFileError::Invalid {
+                    key: "other_hours",
+                    reason: format!("{level:?} is not min, medium or max"),
+                });
+            }
+        }
+        if let Some(h) = &self.hysteresis
+            && !(0.0..1.0).contains(&h.band)
+        {
+            {
+                return Err(PolicyFileError::Invalid {
+                    key: "hysteresis.band",
+                    reason: format!("{} is not in 0..1", h.band),
+                });
+            }
+        }
+        if let Some(t) = self.branch_threshold
+            && !(t > 0.0 && t < 1.0)
+        {
+            {
+                return Err(PolicyFileError::Invalid {
+                    key: "branch_threshold",
+                    reason: format!("{t} is not in (0, 1)"),
+                });
+            }
+        }
+        Ok(Policy {
+            kind: self.kind,
+            cores,
+            core_type: self.core_type,
+            macs,
+            traffic: self.traffic,
+            hours: self.hours,
+            workload: self.workload,
+            turbo_boost: self.turbo_boost,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_and_json_give_the_same_policy() {
+        let toml = r#"
+            vm = "vm1"
+            kind = "TRAFFIC"
+            cores = [0, 1]
+            macs = ["02:00:00:00:00:01"]
+            [traffic]
+            avg_pps = 1800000
+            max_pps = 2000000
+            [hysteresis]
+            band = 0.1
+            dwell_ms = 200
+        "#;
+        let json = r#"{"vm": "vm1", "kind": "TRAFFIC", "cores": [0, 1],
+            "macs": ["02:00:00:00:00:01"], "traffic": {"avg_pps": 1800000, "max_pps": 2000000},
+            "hysteresis": {"band": 0.1, "dwell_ms": 200}}"#;
+        let a = PolicyFile::parse(toml).unwrap();
+        let b = PolicyFile::parse(json).unwrap();
+        assert_eq!(a, b);
+        let p = a.policy().unwrap();
+        assert_eq!(p.kind, PolicyKind::Traffic);
+        assert_eq!(p.traffic.max_pps, 2_000_000);
+        assert_eq!(p.macs.len(), 1);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            (
+                "vm = \"a\"\nkind = \"TIME\"\ncores = [0]\n[hours]\nbusy = [24]",
+                "24",
+            ),
+            ("vm = \"a\"\nkind = \"NAP\"\ncores = [0]", "NAP"),
+            (
+                "vm = \"a\"\nkind = \"TIME\"\ncores = [0,1,2,3,4,5,6,7,8]",
+                "cores",
+            ),
+            (
+                "vm = \"a\"\nkind = \"TIME\"\ncores = [0]\nother_hours = \"low\"",
+                "other_hours",
+            ),
+            (
+                "vm = \"a\"\nkind = \"TIME\"\ncores = [0]\nbusy = [1]",
+                "busy",
+            ),
+            (
+                "vm = \"a\"\nkind = \"TRAFFIC\"\ncores = [0]\nmacs = [\"zz\"]",
+                "zz",
+            ),
+        ];
+        for (text, needle) in cases {
+            let err = PolicyFile::parse(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Operator-side policy operations shared by the control API and the
+//! policy directory: turning a [`PolicyFile`] into the engine's
+//! [`PolicySpec`], applying it, and describing policies for display.
+
+use serde_json::{Value, json};
+use vmpower_api::PolicyFile;
+use vmpower_engine::{
+    CoreKey, NamedLevel, PolicyExtensions, PolicySpec, PolicyState, PolicyStatus, Rejection, VmId,
+    policy::traffic::Hysteresis,
+};
+
+use crate::run::Daemon;
+
+/// Why an operator's policy was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyOpError {
+    /// The policy file is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such VM.
+    #[error("no VM named {0}")]
+    UnknownVm(String),
+    /// The engine refused it.
+    #[error(transparent)]
+    Refused(#[from] Rejection),
+    /// The frequency writes failed (details in the log).
+    #[error("the policy is in force but a frequency write failed (see the log)")]
+    WriteFailed,
+}
+
+/// The engine's spec for a policy file (resolving its time zone).
+pub fn spec_of(
+    file: &PolicyFile,
+    default_tz: &jiff::tz::TimeZone,
+) -> Result<PolicySpec, PolicyOpError> {
+    let policy = file
+        .policy()
+        .map_err(|e| PolicyOpError::Invalid(e.to_string()))?;
+    let tz = match &file.time_zone {
+        Some(name) => jiff::tz::TimeZone::get(name)
+            .map_err(|e| PolicyOpError::Invalid(format!("time_zone: {name:?}: {e}")))?,
+        None => default_tz.clone(),
+    };
+    let other_hours = match file.other_hours.as_deref() {
+        Some("min") => NamedLevel::Min,
+        Some("max") => NamedLevel::Max,
+        _ => NamedLevel::Medium,
+    };
+    let ext = PolicyExtensions {
+        time_zone: file.time_zone.clone(),
+        other_hours,
+        hysteresis: file.hysteresis.map(|h| Hysteresis {
+            band: h.band,
+            dwell: std::time::Duration::from_millis(h.dwell_ms),
+        }),
+        branch_threshold: file.branch_threshold,
+    };
+    Ok(PolicySpec { policy, ext, tz })
+}
+
+/// Applies an operator's policy file.
+pub fn apply(daemon: &Daemon, file: &PolicyFile) -> Result<VmId, PolicyOpError> {
+    let vm = VmId::new(&file.vm);
+    let mut core = crate::lock(&daemon.core);
+    if core.engine.settings(&vm).is_none() {
+        return Err(PolicyOpError::UnknownVm(file.vm.clone()));
+    }
+    let spec = spec_of(file, core.engine.default_time_zone())?;
+    let now = core.now();
+    let wall = jiff::Timestamp::now();
+    core.engine.set_wall_clock(wall);
+    let actions = core.engine.set_policy(&vm, spec, now, wall)?;
+    core.policies_changed();
+    if core.execute(&actions) {
+        Ok(vm)
+    } else {
+        Err(PolicyOpError::WriteFailed)
+    }
+}
+
+/// Removes a VM's policy; false if it had none.
+pub fn remove(daemon: &Daemon, vm: &VmId) -> bool {
+    let mut core = crate::lock(&daemon.core);
+    if core.engine.policy_status(vm).is_none() {
+        return false;
+    }
+    let actions = core.engine.remove_policy(vm);
+    core.policies_changed();
+    core.execute(&actions);
+    true
+}
+
+fn core_name(key: &CoreKey) -> String {
+    match key {
+        CoreKey::Vcpu(v) => format!("vcpu{v}"),
+        CoreKey::Pcpu(c) => c.to_string(),
+    }
+}
+
+/// A policy's status for `policy show` / `policy list`.
+pub fn describe(daemon: &Daemon, vm: &VmId, st: &PolicyStatus) -> Value {
+    let sources = daemon
+        .mac_sources
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let macs: Vec<Value> = st
+        .spec
+        .policy
+        .macs
+        .as_slice()
+        .iter()
+        .map(|m| json!({ "mac": m.to_string(), "source": sources.get(m) }))
+        .collect();
+    let (state, reason) = match &st.state {
+        PolicyState::Active => ("active", None),
+        PolicyState::Waiting(why) => ("waiting", Some(why.clone())),
+    };
+    json!({
+        "vm": vm.as_str(),
+        "policy": st.spec.policy,
+        "extensions": st.spec.ext,
+        "state": state,
+        "waiting_for": reason,
+        "cores": st.cores.iter().map(core_name).collect::<Vec<_>>(),
+        "levels": st.levels.iter().map(|(k, l)| json!({ "core": core_name(k), "level": format!("{l:?}") })).collect::<Vec<_>>(),
+        "rate_pps": st.rate_pps,
+        "hour": st.hour,
+        "macs": macs,
+    })
+}
