@@ -10,6 +10,7 @@
 //! Either way every intermediate state has `min <= max`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::discovery::paths;
 use crate::sysfs::SysfsIo;
@@ -137,6 +138,47 @@ pub fn write_bounds_ordered(
         }
     }
     Ok(written)
+}
+
+/// What every control keeps of the frequency domain it drives: the sysfs
+/// it writes, the CPU it writes through, the domain's CPUs, whether the
+/// domain is prepared, and the last frequency it wrote.
+pub(crate) struct DomainState {
+    pub io: Arc<dyn SysfsIo>,
+    pub cpu: CpuId,
+    pub domain: Vec<CpuId>,
+    pub prepared: bool,
+    pub last: Option<Khz>,
+}
+
+impl DomainState {
+    /// The state of `domain`, written through `cpu` (added to the domain
+    /// if missing).
+    pub fn new(io: Arc<dyn SysfsIo>, cpu: CpuId, mut domain: Vec<CpuId>) -> Self {
+        if !domain.contains(&cpu) {
+            domain.push(cpu);
+            domain.sort_unstable();
+        }
+        DomainState {
+            io,
+            cpu,
+            domain,
+            prepared: false,
+            last: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for DomainState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DomainState")
+            .field("root", &self.io.root())
+            .field("cpu", &self.cpu)
+            .field("domain", &self.domain)
+            .field("prepared", &self.prepared)
+            .field("last", &self.last)
+            .finish()
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! [`BoundsControl`]: drives a frequency domain by pinning
 //! `scaling_min_freq = scaling_max_freq`. No level logic here.
 
+use crate::backend::common::DomainState;
 use std::sync::Arc;
 
 use crate::backend::common::{self, read_khz_required, write_bounds_ordered};
@@ -10,47 +11,29 @@ use crate::types::{CpuId, Khz};
 
 /// A frequency domain driven by pinned bounds.
 pub struct BoundsControl {
-    io: Arc<dyn SysfsIo>,
-    cpu: CpuId,
-    domain: Vec<CpuId>,
-    prepared: bool,
-    last: Option<Khz>,
+    s: DomainState,
 }
 
 impl std::fmt::Debug for BoundsControl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BoundsControl")
-            .field("root", &self.io.root())
-            .field("cpu", &self.cpu)
-            .field("domain", &self.domain)
-            .field("prepared", &self.prepared)
-            .field("last", &self.last)
-            .finish()
+        f.debug_tuple("BoundsControl").field(&self.s).finish()
     }
 }
 
 impl BoundsControl {
     /// A control for `domain`, written through `cpu` (added to the domain
     /// if missing).
-    pub fn new(io: Arc<dyn SysfsIo>, cpu: CpuId, mut domain: Vec<CpuId>) -> Self {
-        if !domain.contains(&cpu) {
-            domain.push(cpu);
-            domain.sort_unstable();
-        }
+    pub fn new(io: Arc<dyn SysfsIo>, cpu: CpuId, domain: Vec<CpuId>) -> Self {
         BoundsControl {
-            io,
-            cpu,
-            domain,
-            prepared: false,
-            last: None,
+            s: DomainState::new(io, cpu, domain),
         }
     }
 
     fn bounds(&self) -> Result<(Khz, Khz), BackendError> {
-        let io = &*self.io;
+        let io = &*self.s.io;
         Ok((
-            read_khz_required(io, self.cpu, "scaling_min_freq")?,
-            read_khz_required(io, self.cpu, "scaling_max_freq")?,
+            read_khz_required(io, self.s.cpu, "scaling_min_freq")?,
+            read_khz_required(io, self.s.cpu, "scaling_max_freq")?,
         ))
     }
 }
@@ -61,45 +44,45 @@ impl FrequencyControl for BoundsControl {
     }
 
     fn cpu(&self) -> CpuId {
-        self.cpu
+        self.s.cpu
     }
 
     fn domain(&self) -> &[CpuId] {
-        &self.domain
+        &self.s.domain
     }
 
     fn prepare(&mut self) -> Result<(), BackendError> {
-        common::ensure_online(&*self.io, self.cpu)?;
+        common::ensure_online(&*self.s.io, self.s.cpu)?;
         self.bounds()?;
-        self.prepared = true;
-        self.last = None;
+        self.s.prepared = true;
+        self.s.last = None;
         Ok(())
     }
 
     fn set(&mut self, khz: Khz) -> Result<SetOutcome, BackendError> {
-        if !self.prepared {
+        if !self.s.prepared {
             self.prepare()?;
         }
         let (min, max) = self.bounds()?;
-        if let Some(last) = self.last {
+        if let Some(last) = self.s.last {
             for (name, found) in [("scaling_min_freq", min), ("scaling_max_freq", max)] {
                 if found != last {
                     return Err(BackendError::ChangedExternally {
-                        cpu: self.cpu,
-                        path: common::file(self.cpu, name),
+                        cpu: self.s.cpu,
+                        path: common::file(self.s.cpu, name),
                         expected: last.0.to_string(),
                         found: found.0.to_string(),
                     });
                 }
             }
         }
-        let written = write_bounds_ordered(&*self.io, self.cpu, khz, khz)?;
-        self.last = Some(khz);
+        let written = write_bounds_ordered(&*self.s.io, self.s.cpu, khz, khz)?;
+        self.s.last = Some(khz);
         Ok(SetOutcome {
             old: (min == max).then_some(max),
             new: khz,
             written,
-            domain: self.domain.clone(),
+            domain: self.s.domain.clone(),
         })
     }
 
@@ -110,7 +93,7 @@ impl FrequencyControl for BoundsControl {
     }
 
     fn release(&mut self) {
-        self.prepared = false;
-        self.last = None;
+        self.s.prepared = false;
+        self.s.last = None;
     }
 }
