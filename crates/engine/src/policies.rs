@@ -49,13 +49,38 @@ pub struct PolicyStatus {
 
 impl Engine {
     /// Accepts (or replaces) `vm`'s policy at monotonic time `now` and
-    /// wall-clock time `wall`.
+    /// wall-clock time `wall`, as the VM itself sent it: physical cores
+    /// need the VM's grant and must be its own.
     pub fn set_policy(
         &mut self,
         vm_id: &VmId,
         spec: PolicySpec,
         now: Now,
         wall: Timestamp,
+    ) -> Result<Vec<Action>, Rejection> {
+        self.install_policy(vm_id, spec, now, wall, false)
+    }
+
+    /// Accepts (or replaces) a policy the host operator gave for `vm`
+    /// (DPDK's JSON FIFO, whose cores are host CPUs): physical cores need
+    /// no grant, only frequency control.
+    pub fn set_operator_policy(
+        &mut self,
+        vm_id: &VmId,
+        spec: PolicySpec,
+        now: Now,
+        wall: Timestamp,
+    ) -> Result<Vec<Action>, Rejection> {
+        self.install_policy(vm_id, spec, now, wall, true)
+    }
+
+    fn install_policy(
+        &mut self,
+        vm_id: &VmId,
+        spec: PolicySpec,
+        now: Now,
+        wall: Timestamp,
+        operator: bool,
     ) -> Result<Vec<Action>, Rejection> {
         let vm = self
             .vms
@@ -87,11 +112,14 @@ impl Engine {
                     CoreKey::Vcpu(Vcpu::from(*core))
                 }
                 CoreType::Physical => {
-                    if !vm.settings.physical_allowed {
-                        return Err(Rejection::PhysicalNotAllowed);
-                    }
                     let cpu = CpuId(u32::from(*core));
-                    if !vm.placement.all_pcpus().contains(&cpu) {
+                    if operator {
+                        if self.host.leader(cpu).is_none() {
+                            return Err(Rejection::NotControllable(cpu));
+                        }
+                    } else if !vm.settings.physical_allowed {
+                        return Err(Rejection::PhysicalNotAllowed);
+                    } else if !vm.placement.all_pcpus().contains(&cpu) {
                         return Err(Rejection::PhysicalNotOwned(u64::from(*core)));
                     }
                     CoreKey::Pcpu(cpu)

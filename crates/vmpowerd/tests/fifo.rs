@@ -1,5 +1,6 @@
 //! DPDK's JSON FIFO `<channel-dir>/fifo<N>`: instructions act on host CPUs
-//! as operator overrides; garbage between objects is skipped.
+//! as operator overrides, policies are installed and destroyed; garbage
+//! between objects is skipped.
 
 #![allow(clippy::unwrap_used)]
 
@@ -11,7 +12,7 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_instructions_drive_host_cpus() {
-    let mut host = Host::start(&[]).await;
+    let mut host = Host::start(&[("ubuntu", vm(&[]))]).await;
     let fifo = host.config.channel_dir.join("fifo2");
     rustix::fs::mknodat(
         rustix::fs::CWD,
@@ -45,6 +46,22 @@ async fn json_instructions_drive_host_cpus() {
         .write_all(br#"{"instruction": {"name": "ubuntu", "command": "power", "unit": "SCALE_MAX", "resource_id": 2}}"#)
         .unwrap();
     wait_for(|| host.cpu_file(2, "scaling_setspeed") == "2301000").await;
+    // Hand the CPU back from the operator's override, then a policy (host
+    // core 3, every hour quiet) and its destruction, as DPDK's guide
+    // writes them.
+    let governor = host.cpu_file(0, "scaling_governor");
+    writer
+        .write_all(
+            br#"{"policy": {"name": "ubuntu", "command": "create", "policy_type": "TIME",
+            "quiet_hours": [0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23],
+            "core_list": [3]}}"#,
+        )
+        .unwrap();
+    wait_for(|| host.cpu_file(3, "scaling_setspeed") == "800000").await;
+    writer
+        .write_all(br#"{"policy": {"name": "ubuntu", "command": "destroy"}}"#)
+        .unwrap();
+    wait_for(|| host.cpu_file(3, "scaling_governor") == governor).await;
     host.stop().await.unwrap();
     let governor = host.cpu_file(0, "scaling_governor");
     assert_eq!(host.cpu_file(2, "scaling_governor"), governor, "restored");

@@ -8,7 +8,9 @@
 //!   decoded with [`JsonStreamDecoder`] (bounded, resynchronising).
 //! - `{"instruction": {"command": "power", ...}}` applies the unit to the
 //!   host CPU `resource_id` as an operator override (see the engine).
-//! - Policy objects are logged and refused until policies are supported.
+//! - `{"policy": {"command": "create", ...}}` installs (or replaces) the
+//!   named VM's policy as the operator's (its `core_list` are host CPUs);
+//!   `"destroy"` removes it. Both are persisted like any policy.
 
 use std::path::PathBuf;
 
@@ -16,8 +18,11 @@ use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 use tracing::{info, warn};
 use vmpower_cpufreq::CpuId;
+use vmpower_engine::{PolicyExtensions, PolicySpec, VmId};
 use vmpower_proto::json::JsonStreamDecoder;
 use vmpower_proto::{Request, RequestBody};
+
+use crate::store::PolicySource;
 
 use crate::SharedCore;
 
@@ -68,10 +73,48 @@ fn apply(path: &std::path::Path, request: &Request, core: &SharedCore) {
                 warn!(path = %path.display(), pcpu = cpu.0, error = %e, "instruction refused");
             }
         }
-        _ => warn!(
-            path = %path.display(),
-            vm = %request.vm_name,
-            "JSON policies are not supported yet; message ignored"
-        ),
+        RequestBody::SetPolicy(policy) => {
+            let vm = VmId::new(request.vm_name.as_str());
+            let mut core = crate::lock(core);
+            if core.engine.settings(&vm).is_none() {
+                warn!(path = %path.display(), %vm, "policy for an unknown VM ignored");
+                return;
+            }
+            let spec = PolicySpec {
+                policy,
+                ext: PolicyExtensions::default(),
+                tz: core.engine.default_time_zone().clone(),
+            };
+            let now = core.now();
+            let wall = jiff::Timestamp::now();
+            core.engine.set_wall_clock(wall);
+            match core.engine.set_operator_policy(&vm, spec, now, wall) {
+                Ok(actions) => {
+                    core.persist_policy(&vm, PolicySource::Fifo(fifo_number(path)));
+                    core.policies_changed();
+                    core.execute(&actions);
+                    info!(path = %path.display(), %vm, kind = ?policy.kind, "policy from the FIFO");
+                }
+                Err(e) => warn!(path = %path.display(), %vm, error = %e, "policy refused"),
+            }
+        }
+        RequestBody::RemovePolicy => {
+            let vm = VmId::new(request.vm_name.as_str());
+            let mut core = crate::lock(core);
+            let actions = core.engine.remove_policy(&vm);
+            core.forget_policy(&vm);
+            core.policies_changed();
+            core.execute(&actions);
+            info!(path = %path.display(), %vm, "policy destroyed from the FIFO");
+        }
+        _ => warn!(path = %path.display(), "message ignored: not a power instruction or policy"),
+    }
+}
+
+/// N of `fifoN`.
+fn fifo_number(path: &std::path::Path) -> u32 {
+    match super::ChannelName::of_path(path) {
+        Some(super::ChannelName::Fifo(n)) => n,
+        _ => 0,
     }
 }
