@@ -55,6 +55,8 @@ pub struct Core {
     policies_changed: tokio::sync::watch::Sender<u64>,
     /// The state database (policies, settings, history), once opened.
     pub store: Option<Store>,
+    /// Decisions not yet written to the history.
+    history_buf: Vec<HistoryEntry>,
 }
 
 impl Core {
@@ -69,6 +71,7 @@ impl Core {
             guest_log: LogLimiter::default(),
             policies_changed: tokio::sync::watch::Sender::new(0),
             store: None,
+            history_buf: Vec::new(),
         }
     }
 
@@ -279,10 +282,10 @@ impl Core {
         reason: String,
         inputs: serde_json::Value,
     ) {
-        let Some(store) = self.store.as_mut() else {
+        if self.store.is_none() {
             return;
-        };
-        let entry = HistoryEntry {
+        }
+        self.history_buf.push(HistoryEntry {
             at_ms: unix_millis(),
             vm: vm.map(|v| VmId::new(&v)),
             pcpu: change.cpu,
@@ -290,12 +293,35 @@ impl Core {
             new: change.to,
             reason,
             inputs,
-        };
-        if let Err(e) = store.append_history(&entry) {
-            warn!(error = %format_args!("{:#}", anyhow::Error::from(e)), "cannot record history");
+        });
+        if self.history_buf.len() >= HISTORY_BATCH {
+            self.flush_history();
         }
     }
+
+    /// Writes the buffered history entries in one transaction. The daemon
+    /// calls it periodically and at stop: history is not a promise, and
+    /// one write per decision would sit in every request's latency.
+    pub fn flush_history(&mut self) {
+        if self.history_buf.is_empty() {
+            return;
+        }
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        if let Err(e) = store.append_history_batch(&self.history_buf) {
+            warn!(
+                entries = self.history_buf.len(),
+                error = %format_args!("{:#}", anyhow::Error::from(e)),
+                "cannot record history"
+            );
+        }
+        self.history_buf.clear();
+    }
 }
+
+/// History entries buffered before a write is forced.
+const HISTORY_BATCH: usize = 4096;
 
 fn unix_millis() -> u64 {
     jiff::Timestamp::now()

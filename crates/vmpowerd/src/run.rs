@@ -168,6 +168,7 @@ async fn serve(
     let control = crate::control::listen(daemon.clone())?;
     let refresher = tokio::spawn(refresh_periodically(daemon.clone()));
     let clock = tokio::spawn(samplers::run_time(daemon.core.clone()));
+    let history = tokio::spawn(flush_history_periodically(daemon.core.clone()));
     let policy_dir = daemon.config.policy_dir.is_dir().then(|| {
         tokio::spawn(crate::policy_dir::follow(
             daemon.clone(),
@@ -203,6 +204,7 @@ async fn serve(
     control.abort();
     refresher.abort();
     clock.abort();
+    history.abort();
     if let Some(t) = policy_dir {
         t.abort();
     }
@@ -290,6 +292,17 @@ fn restore_state(store: &Store, engine: &mut Engine, placer: &Placer) -> anyhow:
 
 /// Re-reads every VM's placement every `placement_refresh_ms`: threads are
 /// re-pinned behind our back, QEMU restarts.
+/// Writes buffered history entries every `HISTORY_FLUSH`.
+async fn flush_history_periodically(core: crate::SharedCore) {
+    const HISTORY_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);
+    let mut tick = tokio::time::interval(HISTORY_FLUSH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        crate::lock(&core).flush_history();
+    }
+}
+
 async fn refresh_periodically(daemon: Arc<Daemon>) {
     let mut tick = tokio::time::interval(daemon.config.placement_refresh());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -307,6 +320,7 @@ fn stop(daemon: &Daemon) {
     for (_, task) in lock_tasks(&daemon.tasks).drain() {
         task.abort();
     }
+    crate::lock(&daemon.core).flush_history();
     match crate::lock(&daemon.core).cpufreq.restore_all() {
         Ok(report) => info!(
             restored = report.restored.len(),
@@ -445,7 +459,8 @@ impl Daemon {
         limit: Option<u32>,
     ) -> Result<serde_json::Value, vmpower_api::CtlError> {
         use vmpower_api::{CtlError, ErrorKind};
-        let core = crate::lock(&self.core);
+        let mut core = crate::lock(&self.core);
+        core.flush_history();
         let store = core
             .store
             .as_ref()
