@@ -57,6 +57,8 @@ pub struct Core {
     pub store: Option<Store>,
     /// Decisions not yet written to the history.
     history_buf: Vec<HistoryEntry>,
+    /// Wakes the history writer when the first entry is buffered.
+    history_pending: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl Core {
@@ -72,6 +74,7 @@ impl Core {
             policies_changed: tokio::sync::watch::Sender::new(0),
             store: None,
             history_buf: Vec::new(),
+            history_pending: std::sync::Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -285,6 +288,9 @@ impl Core {
         if self.store.is_none() {
             return;
         }
+        if self.history_buf.is_empty() {
+            self.history_pending.notify_one();
+        }
         self.history_buf.push(HistoryEntry {
             at_ms: unix_millis(),
             vm: vm.map(|v| VmId::new(&v)),
@@ -297,6 +303,11 @@ impl Core {
         if self.history_buf.len() >= HISTORY_BATCH {
             self.flush_history();
         }
+    }
+
+    /// What the history writer waits on (see `run`).
+    pub fn history_pending(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.history_pending.clone()
     }
 
     /// Writes the buffered history entries in one transaction. The daemon

@@ -292,13 +292,14 @@ fn restore_state(store: &Store, engine: &mut Engine, placer: &Placer) -> anyhow:
 
 /// Re-reads every VM's placement every `placement_refresh_ms`: threads are
 /// re-pinned behind our back, QEMU restarts.
-/// Writes buffered history entries every `HISTORY_FLUSH`.
+/// Writes buffered history entries `HISTORY_FLUSH` after the first one of
+/// a batch; asleep while nothing is decided.
 async fn flush_history_periodically(core: crate::SharedCore) {
     const HISTORY_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);
-    let mut tick = tokio::time::interval(HISTORY_FLUSH);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let pending = crate::lock(&core).history_pending();
     loop {
-        tick.tick().await;
+        pending.notified().await;
+        tokio::time::sleep(HISTORY_FLUSH).await;
         crate::lock(&core).flush_history();
     }
 }
