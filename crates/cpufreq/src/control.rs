@@ -141,7 +141,26 @@ impl CpuFreq {
         takeover_path: impl Into<PathBuf>,
         cpus: Vec<ManagedCpu>,
     ) -> Result<Self, ControlError> {
-        let takeover = Takeover::open(takeover_path)?;
+        Self::with_cpus_in(io, Takeover::open(takeover_path)?, cpus)
+    }
+
+    /// Discovers the host under `io`, keeping the takeover record in
+    /// `sink` instead of a file.
+    pub fn with_sink(
+        io: Arc<dyn SysfsIo>,
+        sink: Box<dyn crate::takeover::RecordSink>,
+    ) -> Result<Self, ControlError> {
+        let (host, cpus) = inventory(&*io)?;
+        let mut out = CpuFreq::with_cpus_in(io, Takeover::with_sink(sink)?, cpus)?;
+        out.host = Some(host);
+        Ok(out)
+    }
+
+    fn with_cpus_in(
+        io: Arc<dyn SysfsIo>,
+        takeover: Takeover,
+        cpus: Vec<ManagedCpu>,
+    ) -> Result<Self, ControlError> {
         let mut out = CpuFreq {
             io,
             host: None,

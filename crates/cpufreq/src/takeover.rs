@@ -14,7 +14,8 @@
 //! ## Behavior
 //! - The file is JSON, versioned ([`RECORD_VERSION`]); an unknown version
 //!   is refused, never guessed at.
-//! - [`restore_from_file`] needs nothing but the file and a sysfs root.
+//! - [`restore_from_file`] needs nothing but the file and a sysfs root;
+//!   [`restore_from`] the same for a record kept elsewhere ([`RecordSink`]).
 //! - Restore order: the global turbo switch first (so that a `no_turbo`
 //!   limit does not clamp the bounds being restored), then uncore domains,
 //!   then CPUs. Per CPU: bounds (in an accepted order), then the governor,
@@ -50,6 +51,17 @@ pub const RECORD_VERSION: u32 = 1;
 /// Why the record could not be read, written or extended.
 #[derive(Debug, thiserror::Error)]
 pub enum TakeoverError {
+    /// A caller-provided [`RecordSink`] failed.
+    #[error("takeover record in {place}: {op} failed")]
+    Sink {
+        /// Where the record is kept (e.g. the database file).
+        place: String,
+        /// What was done.
+        op: &'static str,
+        /// The failure.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// Reading, writing, renaming or syncing the record failed.
     #[error("takeover record {path}: {op} failed")]
     Io {
@@ -216,25 +228,64 @@ fn sync_dir(dir: &Path) -> Result<(), TakeoverError> {
         .map_err(|e| io_err(dir, "fsync directory", e))
 }
 
-/// The record file and its in-memory copy.
-#[derive(Debug)]
-pub struct Takeover {
-    path: PathBuf,
-    record: TakeoverRecord,
+/// Where the takeover record is kept durably: a file ([`FileSink`], the
+/// default) or a store the caller provides (the daemon keeps it in its
+/// SQLite state database). `store` must not return before the record is
+/// durable: the invariants above rest on it.
+pub trait RecordSink: Send + std::fmt::Debug {
+    /// What a previous run left, if anything.
+    fn load(&self) -> Result<Option<TakeoverRecord>, TakeoverError>;
+    /// Stores the record durably; an empty record means nothing is taken
+    /// over (the sink may delete it).
+    fn store(&mut self, record: &TakeoverRecord) -> Result<(), TakeoverError>;
 }
 
-impl Takeover {
-    /// Opens the record at `path`, loading what a previous run left there
-    /// (restore it before taking anything over), or starting empty.
-    pub fn open(path: impl Into<PathBuf>) -> Result<Self, TakeoverError> {
-        let path = path.into();
-        let record = TakeoverRecord::load(&path)?.unwrap_or_default();
-        Ok(Takeover { path, record })
+/// The record as a JSON file written atomically.
+#[derive(Debug, Clone)]
+pub struct FileSink {
+    path: PathBuf,
+}
+
+impl FileSink {
+    /// A record file at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        FileSink { path: path.into() }
     }
 
     /// The record file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+impl RecordSink for FileSink {
+    fn load(&self) -> Result<Option<TakeoverRecord>, TakeoverError> {
+        TakeoverRecord::load(&self.path)
+    }
+
+    fn store(&mut self, record: &TakeoverRecord) -> Result<(), TakeoverError> {
+        record.store(&self.path)
+    }
+}
+
+/// The durable record and its in-memory copy.
+#[derive(Debug)]
+pub struct Takeover {
+    sink: Box<dyn RecordSink>,
+    record: TakeoverRecord,
+}
+
+impl Takeover {
+    /// Opens the record file at `path`, loading what a previous run left
+    /// there (restore it before taking anything over), or starting empty.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self, TakeoverError> {
+        Self::with_sink(Box::new(FileSink::new(path)))
+    }
+
+    /// Opens the record kept in `sink`.
+    pub fn with_sink(sink: Box<dyn RecordSink>) -> Result<Self, TakeoverError> {
+        let record = sink.load()?.unwrap_or_default();
+        Ok(Takeover { sink, record })
     }
 
     /// What is recorded.
@@ -285,7 +336,7 @@ impl Takeover {
         &mut self,
         undo: impl FnOnce(&mut TakeoverRecord),
     ) -> Result<bool, TakeoverError> {
-        match self.record.store(&self.path) {
+        match self.sink.store(&self.record) {
             Ok(()) => Ok(true),
             Err(e) => {
                 undo(&mut self.record);
@@ -302,7 +353,7 @@ impl Takeover {
         };
         restore_cpu(io, cpu, original)?;
         self.record.cpus.remove(&cpu);
-        self.record.store(&self.path)?;
+        self.sink.store(&self.record)?;
         Ok(true)
     }
 
@@ -312,7 +363,7 @@ impl Takeover {
         if self.record.cpus.remove(&cpu).is_none() {
             return Ok(false);
         }
-        self.record.store(&self.path)?;
+        self.sink.store(&self.record)?;
         Ok(true)
     }
 
@@ -321,7 +372,7 @@ impl Takeover {
     /// only when the record itself cannot be stored.
     pub fn restore_all(&mut self, io: &dyn SysfsIo) -> Result<RestoreReport, TakeoverError> {
         let report = restore::restore_record(io, &mut self.record);
-        self.record.store(&self.path)?;
+        self.sink.store(&self.record)?;
         Ok(report)
     }
 }
@@ -330,6 +381,14 @@ impl Takeover {
 /// crash). A missing file restores nothing.
 pub fn restore_from_file(path: &Path, io: &dyn SysfsIo) -> Result<RestoreReport, TakeoverError> {
     Takeover::open(path)?.restore_all(io)
+}
+
+/// Restores everything a sink holds, with no other state (after a crash).
+pub fn restore_from(
+    sink: Box<dyn RecordSink>,
+    io: &dyn SysfsIo,
+) -> Result<RestoreReport, TakeoverError> {
+    Takeover::with_sink(sink)?.restore_all(io)
 }
 
 #[cfg(test)]

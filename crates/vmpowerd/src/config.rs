@@ -302,7 +302,8 @@ impl Config {
             .collect()
     }
 
-    /// Where the takeover record lives.
+    /// Where earlier versions kept the takeover record (restored at start
+    /// if present; the record now lives in the state database).
     pub fn takeover_path(&self) -> PathBuf {
         self.state_dir.join("takeover.json")
     }

@@ -1,8 +1,9 @@
 //! Start-up, the main loop and shutdown of the daemon.
 //!
 //! ## Behavior
-//! - Before anything else, a takeover record left by a crashed run is
-//!   restored (every CPU back to its original governor and bounds).
+//! - Before anything else, a takeover record left by a crashed run (in
+//!   the state database, or an older version's record file) is restored
+//!   (every CPU back to its original governor and bounds).
 //! - The host's CPUs are discovered under the sysfs root and handed to the
 //!   engine; declared VMs are added with their settings and placements.
 //! - The channel directory is scanned, then watched with inotify; each
@@ -19,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
-use vmpower_cpufreq::takeover::restore_from_file;
+use vmpower_cpufreq::takeover::{restore_from, restore_from_file};
 use vmpower_cpufreq::{CpuFreq, SysfsIo};
 use vmpower_engine::{
     ChannelId, Engine, EngineConfig, PcpuSpec, PolicyExtensions, PolicySpec, VmId,
@@ -32,7 +33,7 @@ use crate::config::Config;
 use crate::core::Core;
 use crate::placement::Placer;
 use crate::samplers;
-use crate::store::{Store, StoreOptions};
+use crate::store::{DbTakeoverSink, Store, StoreOptions};
 use crate::traffic::{NetlinkTrafficCounters, TrafficCounters};
 
 /// The running daemon's shared parts, as the control API sees them.
@@ -87,17 +88,34 @@ pub async fn run_with(
 pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create state dir {}", config.state_dir.display()))?;
-    let takeover = config.takeover_path();
-    if takeover.exists() {
-        let report = restore_from_file(&takeover, &*io)
-            .with_context(|| format!("restoring {} left by a previous run", takeover.display()))?;
+    // What a crashed run took over is given back before anything else:
+    // first a record file an earlier version may have left, then the
+    // record in the state database.
+    let legacy = config.takeover_path();
+    if legacy.exists() {
+        let report = restore_from_file(&legacy, &*io)
+            .with_context(|| format!("restoring {} left by a previous run", legacy.display()))?;
+        info!(
+            restored = report.restored.len(),
+            failed = report.failed.len(),
+            "restored CPUs left by a previous run (record file)"
+        );
+    }
+    let open_store = || {
+        Store::open_in_dir(&config.state_dir, StoreOptions::default())
+            .context("opening the state database")
+    };
+    let report = restore_from(Box::new(DbTakeoverSink::new(open_store()?)), &*io)
+        .context("restoring the takeover record left by a previous run")?;
+    if !report.restored.is_empty() || !report.failed.is_empty() {
         info!(
             restored = report.restored.len(),
             failed = report.failed.len(),
             "restored CPUs left by a previous run"
         );
     }
-    let cpufreq = CpuFreq::new(io, &takeover).context("discovering the host's CPUs")?;
+    let cpufreq = CpuFreq::with_sink(io, Box::new(DbTakeoverSink::new(open_store()?)))
+        .context("discovering the host's CPUs")?;
     let mut engine = Engine::new(EngineConfig {
         rate_limit: config.rate_limit,
         branch_counters: crate::branch::host_has_branch_counters(),
@@ -133,8 +151,7 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
     }
     // The state database: operator settings, mappings and every accepted
     // policy are back in force before the first request is read.
-    let store = Store::open_in_dir(&config.state_dir, StoreOptions::default())
-        .context("opening the state database")?;
+    let store = open_store()?;
     restore_state(&store, &mut engine, &placer)?;
     let mut core = Core::new(engine, cpufreq);
     core.store = Some(store);

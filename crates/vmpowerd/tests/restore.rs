@@ -39,8 +39,17 @@ impl Setup {
         self.dir.path().join("control.sock")
     }
 
-    fn takeover(&self) -> PathBuf {
-        self.dir.path().join("state/takeover.json")
+    /// Whether the state database holds a takeover record.
+    fn recorded(&self) -> bool {
+        let store = vmpowerd::store::Store::open_in_dir(
+            &self.dir.path().join("state"),
+            vmpowerd::store::StoreOptions::default(),
+        )
+        .unwrap();
+        store
+            .load_takeover()
+            .unwrap()
+            .is_some_and(|r| !r.is_empty())
     }
 
     fn spawn(&self) -> Child {
@@ -139,15 +148,12 @@ async fn sigterm_gives_every_cpu_back() {
     s.scale_min().await;
     assert_eq!(s.file(1, "scaling_governor"), "userspace");
     assert_eq!(s.file(1, "scaling_setspeed"), "800000");
-    assert!(s.takeover().exists(), "recorded before the first write");
+    assert!(s.recorded(), "recorded before the first write");
     sigterm(&daemon);
     let status = wait_exit(&mut daemon);
     assert!(status.success(), "{status:?}");
     assert_eq!(s.file(1, "scaling_governor"), "ondemand");
-    assert!(
-        !s.takeover().exists(),
-        "record cleared once all is restored"
-    );
+    assert!(!s.recorded(), "record cleared once all is restored");
     assert!(!s.control().exists(), "control socket removed");
 }
 
@@ -159,11 +165,11 @@ async fn after_kill_9_the_next_start_restores_first() {
     daemon.kill().unwrap(); // SIGKILL: no chance to restore.
     wait_exit(&mut daemon);
     assert_eq!(s.file(1, "scaling_governor"), "userspace", "left behind");
-    assert!(s.takeover().exists());
+    assert!(s.recorded());
     let mut daemon = s.spawn();
     // Restored before the daemon became ready (the control socket exists).
     assert_eq!(s.file(1, "scaling_governor"), "ondemand");
-    assert!(!s.takeover().exists());
+    assert!(!s.recorded());
     sigterm(&daemon);
     assert!(wait_exit(&mut daemon).success());
 }
@@ -221,4 +227,24 @@ async fn an_accepted_policy_survives_kill_9() {
     sigterm(&daemon);
     assert!(wait_exit(&mut daemon).success());
     assert_eq!(s.file(1, "scaling_governor"), "ondemand");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_file_of_an_earlier_version_is_restored_too() {
+    let s = Setup::new();
+    let legacy = s.dir.path().join("state/takeover.json");
+    std::fs::create_dir_all(legacy.parent().unwrap()).unwrap();
+    let mut record = vmpower_cpufreq::takeover::Takeover::open(&legacy).unwrap();
+    record.take_cpu(&s.fake, vmpower_cpufreq::CpuId(2)).unwrap();
+    s.fake
+        .external_write(
+            Path::new("devices/system/cpu/cpu2/cpufreq/scaling_governor"),
+            "performance",
+        )
+        .unwrap();
+    let mut daemon = s.spawn();
+    assert_eq!(s.file(2, "scaling_governor"), "ondemand");
+    assert!(!legacy.exists(), "the file is removed once restored");
+    sigterm(&daemon);
+    assert!(wait_exit(&mut daemon).success());
 }

@@ -51,6 +51,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 pub use history::HistoryEntry;
 pub use policies::{PolicySource, StoredPolicy};
 pub use schema::SCHEMA_VERSION;
+pub use takeover::DbTakeoverSink;
 
 /// The database's file name inside the state directory.
 pub const DB_FILE_NAME: &str = "vmpower.db";

@@ -17,7 +17,7 @@
 //! guessed at; so is one that does not decode.
 
 use rusqlite::OptionalExtension;
-use vmpower_cpufreq::takeover::{RECORD_VERSION, TakeoverRecord};
+use vmpower_cpufreq::takeover::{RECORD_VERSION, RecordSink, TakeoverError, TakeoverRecord};
 
 use super::{Store, StoreError, Synchronous};
 
@@ -71,6 +71,45 @@ impl Store {
             tx.execute("DELETE FROM takeover", [])
         })?;
         Ok(())
+    }
+}
+
+/// The takeover record kept in the state database, for
+/// [`vmpower_cpufreq::CpuFreq::with_sink`]. It holds its own connection
+/// (the record is written from the frequency path, the rest of the store
+/// from elsewhere); every store is durable (`synchronous=FULL`) before it
+/// returns, as the takeover invariants require.
+#[derive(Debug)]
+pub struct DbTakeoverSink {
+    store: Store,
+}
+
+impl DbTakeoverSink {
+    /// A sink over its own connection to the database.
+    pub fn new(store: Store) -> Self {
+        DbTakeoverSink { store }
+    }
+}
+
+fn sink_err(store: &Store, op: &'static str, e: StoreError) -> TakeoverError {
+    TakeoverError::Sink {
+        place: store.path().display().to_string(),
+        op,
+        source: Box::new(e),
+    }
+}
+
+impl RecordSink for DbTakeoverSink {
+    fn load(&self) -> Result<Option<TakeoverRecord>, TakeoverError> {
+        self.store
+            .load_takeover()
+            .map_err(|e| sink_err(&self.store, "load", e))
+    }
+
+    fn store(&mut self, record: &TakeoverRecord) -> Result<(), TakeoverError> {
+        self.store
+            .save_takeover(record)
+            .map_err(|e| sink_err(&self.store, "store", e))
     }
 }
 
