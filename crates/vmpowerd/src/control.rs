@@ -205,6 +205,28 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
                     PlacementSourceError::Operator { .. } => not_found(e.to_string()),
                     other => refused(format!("{other} (the mapping is recorded)")),
                 })?;
+            // A libvirt domain's vCPU is re-pinned through libvirt (which
+            // keeps its cgroups and live XML right) when /proc or QMP did
+            // not already move the thread.
+            #[cfg(feature = "libvirt")]
+            let repinned_by_libvirt = match (&repinned, daemon.libvirt()) {
+                (None, Some(source)) => match source
+                    .pin_vcpu(&id, vcpu, &std::collections::BTreeSet::from([CpuId(pcpu)]))
+                    .await
+                {
+                    Ok(()) => {
+                        daemon.placer.refresh(&id, &daemon.core).await;
+                        true
+                    }
+                    Err(e) => {
+                        debug!(%vm, error = %e, "not re-pinned through libvirt");
+                        false
+                    }
+                },
+                _ => false,
+            };
+            #[cfg(not(feature = "libvirt"))]
+            let repinned_by_libvirt = false;
             if let Some(store) = crate::lock(&daemon.core).store.as_mut() {
                 store.put_pcpu(&id, vcpu, CpuId(pcpu)).map_err(|e| {
                     refused(format!(
@@ -213,9 +235,11 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
                     ))
                 })?;
             }
-            Ok(
-                json!({ "vm": vm, "vcpu": vcpu, "pcpu": pcpu, "repinned_thread": repinned.map(|t| t.0) }),
-            )
+            Ok(json!({
+                "vm": vm, "vcpu": vcpu, "pcpu": pcpu,
+                "repinned_thread": repinned.map(|t| t.0),
+                "repinned_by_libvirt": repinned_by_libvirt,
+            }))
         }
         CtlRequest::SetQuery { vm, enabled } => {
             let id = known_vm(daemon, &vm)?;

@@ -459,6 +459,12 @@ impl Daemon {
         true
     }
 
+    /// The libvirt source, when configured.
+    #[cfg(feature = "libvirt")]
+    pub fn libvirt(&self) -> Option<&crate::inventory::libvirt::LibvirtPlacement> {
+        self.libvirt.as_ref()
+    }
+
     /// Persists an operator's policy (control API, policy directory).
     pub fn persist_policy(&self, vm: &VmId, source: crate::store::PolicySource) {
         crate::lock(&self.core).persist_policy(vm, source);

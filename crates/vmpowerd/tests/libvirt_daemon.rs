@@ -64,5 +64,24 @@ async fn vm_pins_and_channel_come_from_libvirt_alone() {
         "800000",
         "vCPU 1 is pinned to 1"
     );
+    // set-pcpu on a libvirt VM re-pins through libvirt.
+    let moved = host.ctl(&vmpower_api::CtlRequest::SetPcpu {
+        vm: "vmlv".into(),
+        vcpu: 0,
+        pcpu: 2,
+    });
+    let vmpower_api::CtlResponse::Ok(v) = moved else {
+        panic!("{moved:?}")
+    };
+    assert_eq!(v["repinned_by_libvirt"], true, "{v}");
+    assert_eq!(
+        call(&mut guest, &power(0, ScalingUnit::ScaleMax)).await,
+        Verdict::Ack
+    );
+    assert_eq!(
+        host.cpu_file(2, "scaling_setspeed"),
+        "2301000",
+        "vCPU 0 now on 2"
+    );
     host.stop().await.unwrap();
 }
