@@ -48,6 +48,7 @@ const PLAIN_EVERY: Duration = Duration::from_secs(1);
 /// What the watched part of the run produced.
 struct Watched {
     ran: Duration,
+    interrupted: bool,
     decisions: usize,
     accounting: Accounting,
     guests: Vec<Guest>,
@@ -56,8 +57,17 @@ struct Watched {
 /// Runs the demo; the summary says what happened and what was cleaned.
 pub async fn run(options: Options) -> anyhow::Result<Summary> {
     let plans = scenario::plan(options.vms, options.cpus)?;
+    // Ctrl-C is ours from here on: it ends the watch, never the process,
+    // so the clean-up below always runs.
+    let (tx, interrupt) = tokio::sync::watch::channel(false);
+    let signals = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = tx.send(true);
+        }
+    });
     let mut host = SimHost::build(options.cpus, &plans)?;
-    let watched = drive(&mut host, &plans, options).await;
+    let watched = drive(&mut host, &plans, options, interrupt).await;
+    signals.abort();
     let stopped = host.stop_daemon().await;
     let restore = host.restore_check();
     let path = host.path().to_owned();
@@ -66,6 +76,7 @@ pub async fn run(options: Options) -> anyhow::Result<Summary> {
     stopped?;
     Ok(Summary {
         ran: watched.ran,
+        interrupted: watched.interrupted,
         cpus: options.cpus,
         decisions: watched.decisions,
         sample_every: SAMPLE_EVERY,
@@ -88,7 +99,12 @@ fn timing(duration: Duration) -> Timing {
     }
 }
 
-async fn drive(host: &mut SimHost, plans: &[VmPlan], options: Options) -> anyhow::Result<Watched> {
+async fn drive(
+    host: &mut SimHost,
+    plans: &[VmPlan],
+    options: Options,
+    interrupt: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Watched> {
     host.start_daemon().await?;
     let timing = timing(options.duration);
     let stop = Arc::new(AtomicBool::new(false));
@@ -119,10 +135,10 @@ async fn drive(host: &mut SimHost, plans: &[VmPlan], options: Options) -> anyhow
             }
         }
     }
-    let watched = watch(host, &guests, options).await;
+    let watched = watch(host, &guests, options, interrupt).await;
     stop.store(true, Ordering::Relaxed);
     let guests = join_all(guests).await;
-    let (ran, accounting) = watched?;
+    let (ran, accounting, interrupted) = watched?;
     let socket = host.control_socket();
     let history = CtlRequest::History {
         vm: None,
@@ -135,6 +151,7 @@ async fn drive(host: &mut SimHost, plans: &[VmPlan], options: Options) -> anyhow
         .context("asking the daemon's history")?;
     Ok(Watched {
         ran,
+        interrupted,
         decisions: decisions.as_array().map_or(0, Vec::len),
         accounting,
         guests,
@@ -157,7 +174,8 @@ async fn watch(
     host: &SimHost,
     guests: &[Guest],
     options: Options,
-) -> anyhow::Result<(Duration, Accounting)> {
+    mut interrupt: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<(Duration, Accounting, bool)> {
     let sampler = Sampler::new(&*host.fake, options.cpus)?;
     let plans: Vec<VmPlan> = guests.iter().map(|g| g.plan.clone()).collect();
     let socket = host.control_socket();
@@ -165,10 +183,9 @@ async fn watch(
     let start = Instant::now();
     let mut last = start;
     let mut last_plain: Option<Instant> = None;
+    let mut interrupted = false;
     let mut tick = tokio::time::interval(SAMPLE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
     let mut out = std::io::stdout();
     if options.live {
         let _ = write!(out, "\x1b[?25l\x1b[2J");
@@ -176,7 +193,10 @@ async fn watch(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = &mut ctrl_c => break,
+            _ = interrupt.wait_for(|&i| i) => {
+                interrupted = true;
+                break;
+            }
         }
         let now = Instant::now();
         let readings = sampler.read(&*host.fake);
@@ -215,7 +235,7 @@ async fn watch(
     if options.live {
         let _ = writeln!(out, "\x1b[?25h");
     }
-    Ok((last - start, accounting))
+    Ok((last - start, accounting, interrupted))
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@ use crate::scenario::VmPlan;
 pub struct Summary {
     /// How long the demo ran.
     pub ran: Duration,
+    /// Ended by Ctrl-C before the set time.
+    pub interrupted: bool,
     /// CPUs of the simulated host.
     pub cpus: u32,
     /// Entries in the daemon's history.
@@ -47,8 +49,13 @@ impl Summary {
         let _ = writeln!(o, "== vmpower demo summary ==");
         let _ = writeln!(
             o,
-            "ran {:.1} s on a simulated host: {} CPUs of acpi-cpufreq with turbo (fake sysfs), the real vmpowerd in-process",
+            "ran {:.1} s{} on a simulated host: {} CPUs of acpi-cpufreq with turbo (fake sysfs), the real vmpowerd in-process",
             self.ran.as_secs_f64(),
+            if self.interrupted {
+                " (ended by Ctrl-C)"
+            } else {
+                ""
+            },
             self.cpus
         );
         let _ = writeln!(o, "traffic counters: synthetic (no packets were sent)");
@@ -161,6 +168,7 @@ mod tests {
         accounting.add(&[r], &ranges, Duration::from_millis(500));
         let s = Summary {
             ran: Duration::from_secs(6),
+            interrupted: true,
             cpus: 8,
             decisions: 12,
             sample_every: Duration::from_millis(250),
@@ -175,6 +183,7 @@ mod tests {
         };
         let text = s.render();
         assert!(text.contains("decisions taken: 12 "), "{text}");
+        assert!(text.contains("ran 6.0 s (ended by Ctrl-C)"), "{text}");
         assert!(text.contains("  cpu1   min  0.50 s (100%)"), "{text}");
         assert!(text.contains("restore check: passed"), "{text}");
         assert!(text.contains("temp dir: /tmp/x (removed)"), "{text}");
