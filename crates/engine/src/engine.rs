@@ -182,6 +182,8 @@ pub struct Engine {
     wall: jiff::Timestamp,
     /// The time zone of policies that name none (the host's).
     default_tz: jiff::tz::TimeZone,
+    /// Operator's per-pCPU BRANCH_RATIO thresholds.
+    pub(crate) branch_thresholds: BTreeMap<CpuId, f64>,
 }
 
 impl Default for Engine {
@@ -207,6 +209,7 @@ impl Engine {
             channels: HashMap::new(),
             wall: jiff::Timestamp::UNIX_EPOCH,
             default_tz: jiff::tz::TimeZone::UTC,
+            branch_thresholds: BTreeMap::new(),
         }
     }
 

@@ -3,7 +3,7 @@
 //! ratios). Every input re-evaluates only the policies it concerns, and
 //! frequency changes are asked for only when a domain's level changes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 use vmpower_cpufreq::CpuId;
@@ -236,10 +236,22 @@ impl Engine {
             .min()
     }
 
+    /// The operator's BRANCH_RATIO threshold per pCPU (`--core-branch-ratio`):
+    /// used for a pCPU when the policy sets none; pCPUs not listed use the
+    /// engine's default. Replaces the earlier map.
+    pub fn set_branch_thresholds(&mut self, thresholds: BTreeMap<CpuId, f64>) {
+        self.branch_thresholds = thresholds;
+    }
+
     /// A branch-miss ratio sample of `cpu`; re-evaluates the BRANCH_RATIO
-    /// policies that govern it.
+    /// policies that govern it. The threshold is the policy's, else the
+    /// operator's for `cpu`, else the engine's default.
     pub fn branch_sample(&mut self, cpu: CpuId, ratio: f64, now: Now) -> Vec<Action> {
-        let default = self.config.branch_threshold;
+        let default = self
+            .branch_thresholds
+            .get(&cpu)
+            .copied()
+            .unwrap_or(self.config.branch_threshold);
         let mut changed = Vec::new();
         for (id, vm) in &mut self.vms {
             let governs = vm.policy.as_ref().is_some_and(|p| {
