@@ -74,6 +74,10 @@ pub struct Args {
     /// libvirt URI to learn VMs from, e.g. qemu:///system (feature libvirt).
     #[arg(long, value_name = "URI")]
     pub libvirt_uri: Option<String>,
+    /// BRANCH_RATIO threshold for a set of pCPUs, e.g. `2-4:0.01`
+    /// (repeatable; replaces the file's `core_branch_ratio`).
+    #[arg(long, value_name = "CPULIST:RATIO")]
+    pub core_branch_ratio: Vec<String>,
 }
 
 /// One VM the operator declares in the config file.
@@ -157,6 +161,9 @@ pub struct Config {
     /// Explicit MAC → network device map for TRAFFIC policies (wins over
     /// automatic discovery), e.g. `"52:54:00:12:34:56" = { ifname = "vnet3" }`.
     pub mac_devices: BTreeMap<String, crate::traffic::ConfiguredDevice>,
+    /// BRANCH_RATIO thresholds per set of pCPUs, `"CPULIST:RATIO"` each
+    /// (e.g. `["2-4:0.01"]`); other pCPUs use the policy's or 0.01.
+    pub core_branch_ratio: Vec<String>,
     /// Declared VMs, by name.
     pub vm: BTreeMap<String, VmConfig>,
 }
@@ -180,6 +187,7 @@ impl Default for Config {
             policy_dir: PathBuf::from("/etc/vmpower/policies.d"),
             traffic_interval_ms: 100,
             mac_devices: BTreeMap::new(),
+            core_branch_ratio: Vec::new(),
             vm: BTreeMap::new(),
         }
     }
@@ -231,6 +239,9 @@ impl Config {
         if let Some(uri) = &args.libvirt_uri {
             self.libvirt_uri = Some(uri.clone());
         }
+        if !args.core_branch_ratio.is_empty() {
+            self.core_branch_ratio.clone_from(&args.core_branch_ratio);
+        }
     }
 
     /// Checks ranges the types cannot express.
@@ -254,6 +265,9 @@ impl Config {
                     "not a MAC address (xx:xx:xx:xx:xx:xx)",
                 );
             }
+        }
+        if let Err((i, e)) = self.branch_thresholds() {
+            return invalid(&format!("core_branch_ratio[{i}]"), &e.to_string());
         }
         if self.placement_refresh_ms < 100 {
             return invalid("placement_refresh_ms", "must be at least 100 ms");
@@ -300,6 +314,17 @@ impl Config {
             .iter()
             .filter_map(|(m, d)| Some((m.parse().ok()?, d.clone())))
             .collect()
+    }
+
+    /// The per-pCPU BRANCH_RATIO thresholds, or the index of the bad entry
+    /// and why.
+    pub fn branch_thresholds(
+        &self,
+    ) -> Result<
+        BTreeMap<vmpower_cpufreq::CpuId, f64>,
+        (usize, crate::branch::thresholds::ThresholdError),
+    > {
+        crate::branch::thresholds::parse_thresholds(&self.core_branch_ratio)
     }
 
     /// Where earlier versions kept the takeover record (restored at start

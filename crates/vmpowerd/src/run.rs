@@ -122,6 +122,10 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
         ..EngineConfig::default()
     });
     engine.set_default_time_zone(jiff::tz::TimeZone::system());
+    let thresholds = config.branch_thresholds();
+    let thresholds = thresholds
+        .map_err(|(i, e)| anyhow::anyhow!("invalid setting core_branch_ratio[{i}]: {e}"))?;
+    engine.set_branch_thresholds(thresholds);
     let managed = cpufreq.host().map(vmpower_cpufreq::control::managed_cpus);
     let managed = managed.transpose().context("listing controllable CPUs")?;
     let managed = managed.unwrap_or_default();
@@ -200,6 +204,8 @@ async fn serve(
             daemon.mac_sources.clone(),
         ))
     });
+    let branch =
+        crate::branch::spawn_if_available(daemon.core.clone(), daemon.config.traffic_interval());
     #[cfg(feature = "libvirt")]
     let libvirt = daemon
         .libvirt
@@ -226,6 +232,9 @@ async fn serve(
         t.abort();
     }
     if let Some(t) = traffic {
+        t.abort();
+    }
+    if let Some(t) = branch {
         t.abort();
     }
     #[cfg(feature = "libvirt")]
