@@ -27,6 +27,8 @@ pub struct Host {
     pub fake: Arc<FakeSysfs>,
     /// Scripted traffic counters the daemon samples.
     pub traffic: vmpowerd::traffic::FakeTrafficCounters,
+    /// Sample the host's real counters (rtnetlink) instead of `traffic`.
+    pub real_traffic: bool,
     pub dir: tempfile::TempDir,
     pub config: Config,
     stop: Option<oneshot::Sender<()>>,
@@ -53,6 +55,25 @@ impl Host {
         vms: &[(&str, VmConfig)],
         adjust: impl FnOnce(&mut Config),
     ) -> Host {
+        Host::start_counters(fake, vms, adjust, false).await
+    }
+
+    /// As [`Host::start_with`], but the daemon samples the host's real
+    /// traffic counters through `vmpowerd::run::run` (rtnetlink).
+    pub async fn start_real_traffic(
+        fake: Arc<FakeSysfs>,
+        vms: &[(&str, VmConfig)],
+        adjust: impl FnOnce(&mut Config),
+    ) -> Host {
+        Host::start_counters(fake, vms, adjust, true).await
+    }
+
+    async fn start_counters(
+        fake: Arc<FakeSysfs>,
+        vms: &[(&str, VmConfig)],
+        adjust: impl FnOnce(&mut Config),
+        real_traffic: bool,
+    ) -> Host {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config {
             sysfs_root: fake.path().to_owned(),
@@ -71,6 +92,7 @@ impl Host {
         let mut host = Host {
             fake,
             traffic: vmpowerd::traffic::FakeTrafficCounters::new(),
+            real_traffic,
             dir,
             config,
             stop: None,
@@ -84,15 +106,21 @@ impl Host {
     pub async fn launch(&mut self) {
         let (tx, rx) = oneshot::channel();
         let io: Arc<dyn SysfsIo> = self.fake.clone();
-        let counters: Box<dyn vmpowerd::traffic::TrafficCounters> = Box::new(self.traffic.clone());
-        let task = tokio::spawn(vmpowerd::run::run_with(
-            self.config.clone(),
-            io,
-            Some(counters),
-            async {
-                let _ = rx.await;
-            },
-        ));
+        let shutdown = async {
+            let _ = rx.await;
+        };
+        let task = if self.real_traffic {
+            tokio::spawn(vmpowerd::run::run(self.config.clone(), io, shutdown))
+        } else {
+            let counters: Box<dyn vmpowerd::traffic::TrafficCounters> =
+                Box::new(self.traffic.clone());
+            tokio::spawn(vmpowerd::run::run_with(
+                self.config.clone(),
+                io,
+                Some(counters),
+                shutdown,
+            ))
+        };
         self.stop = Some(tx);
         self.task = Some(task);
         wait_for(|| self.config.control_socket.exists()).await;
