@@ -109,6 +109,33 @@ enum Scenario {
         #[arg(long, default_value_t = 8)]
         channels: u32,
     },
+    /// Policies 2 (issue 4): reaction of a TRAFFIC policy to real packets.
+    Reaction {
+        /// Upward crossings per interval [30; quick 3].
+        #[arg(long)]
+        crossings: Option<usize>,
+        /// Sampling intervals in ms, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "100,10")]
+        intervals_ms: Vec<u64>,
+    },
+    /// Policies 3 (issue 4): daemon CPU with many TRAFFIC policies.
+    TrafficCpu {
+        /// VMs, one TRAFFIC policy each [1024; quick 32].
+        #[arg(long)]
+        vms: Option<usize>,
+        /// veth pairs (VM i uses pair i mod pairs) [1024; quick 32].
+        #[arg(long)]
+        pairs: Option<usize>,
+        /// Sampling interval in ms.
+        #[arg(long, default_value_t = 100)]
+        interval_ms: u64,
+        /// Measured window in seconds [60; quick 2].
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// Steady packets per second on pair 0.
+        #[arg(long, default_value_t = 2_000)]
+        pps: u64,
+    },
     /// (internal) The baselines: read and discard, or echo.
     #[command(hide = true)]
     PlainReader {
@@ -242,6 +269,34 @@ fn run_once(ctx: &Ctx, scenario: &Scenario) -> anyhow::Result<Report> {
                 vms: ctx.pick(*vms, 1024, 32),
                 channels: *channels,
                 settle: ctx.pick(None, 3.0, 0.5),
+            },
+        ),
+        Scenario::Reaction {
+            crossings,
+            intervals_ms,
+        } => reaction::run(
+            ctx,
+            &reaction::ReactionArgs {
+                crossings: ctx.pick(*crossings, 30, 3),
+                intervals_ms: intervals_ms.clone(),
+                low: Duration::from_millis(1_000),
+                high: Duration::from_millis(300),
+            },
+        ),
+        Scenario::TrafficCpu {
+            vms,
+            pairs,
+            interval_ms,
+            seconds,
+            pps,
+        } => traffic_cpu::run(
+            ctx,
+            traffic_cpu::TrafficCpuArgs {
+                vms: ctx.pick(*vms, 1024, 32),
+                pairs: ctx.pick(*pairs, 1024, 32),
+                interval_ms: *interval_ms,
+                seconds: ctx.pick(*seconds, 60.0, 2.0),
+                pps: *pps,
             },
         ),
         Scenario::PlainReader { .. } => anyhow::bail!("plain-reader is not a benchmark"),

@@ -7,7 +7,10 @@ pub mod idle;
 pub mod isolation;
 pub mod latency;
 pub mod memory;
+pub mod netns;
+pub mod reaction;
 pub mod throughput;
+pub mod traffic_cpu;
 
 use std::time::Duration;
 
