@@ -401,13 +401,13 @@ impl Daemon {
     pub fn serve_channel(self: &Arc<Self>, path: &Path, channel: ChannelId) {
         self.placer.note_socket(&channel.vm, path);
         let daemon = self.clone();
-        let vm = channel.vm.clone();
-        tokio::spawn(async move { daemon.placer.refresh(&vm, &daemon.core).await });
-        let task = tokio::spawn(conn::serve_socket(
-            path.to_owned(),
-            channel,
-            self.core.clone(),
-        ));
+        let owned = path.to_owned();
+        // The placement is read before the channel is connected, so that a
+        // guest's first request does not meet an unplaced vCPU.
+        let task = tokio::spawn(async move {
+            daemon.placer.refresh(&channel.vm, &daemon.core).await;
+            conn::serve_socket(owned, channel, daemon.core.clone()).await;
+        });
         self.track(path, task);
     }
 
