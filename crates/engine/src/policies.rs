@@ -194,12 +194,62 @@ impl Engine {
         if !p.uses_traffic() {
             return Vec::new();
         }
+        let before = (p.rate.is_ok(), p.traffic.level);
         if let Ok(r) = rate {
             let h = p.hysteresis();
             p.traffic.update(&p.spec.policy.traffic, &h, r, now);
         }
+        let unchanged = before.0 && rate.is_ok() && before.1 == p.traffic.level;
         p.rate = rate;
+        // The steady state of every tick: same level, nothing to decide.
+        if unchanged {
+            return Vec::new();
+        }
         self.apply_policy(vm_id, now)
+    }
+
+    /// One sampling tick: a rate (or why none) for each traffic-driven
+    /// policy. Equivalent to [`Engine::traffic_sample`] for each, but every
+    /// frequency domain the tick touches is arbitrated once, not once per
+    /// VM that changed (many VMs sharing a pCPU may cross at once).
+    pub fn traffic_tick(
+        &mut self,
+        samples: Vec<(VmId, Result<f64, String>)>,
+        now: Now,
+    ) -> Vec<Action> {
+        let mut pending: std::collections::BTreeMap<CpuId, Trigger> =
+            std::collections::BTreeMap::new();
+        for (vm_id, rate) in samples {
+            let Some(p) = self.vms.get_mut(&vm_id).and_then(|v| v.policy.as_mut()) else {
+                continue;
+            };
+            if !p.uses_traffic() {
+                continue;
+            }
+            let before = (p.rate.is_ok(), p.traffic.level);
+            if let Ok(r) = rate {
+                let h = p.hysteresis();
+                p.traffic.update(&p.spec.policy.traffic, &h, r, now);
+            }
+            let unchanged = before.0 && rate.is_ok() && before.1 == p.traffic.level;
+            p.rate = rate;
+            if unchanged {
+                continue;
+            }
+            let (touched, trigger) = self.policy_wants(&vm_id, now);
+            if let Some(trigger) = trigger {
+                for cpu in touched {
+                    if let Some(leader) = self.host.leader(cpu) {
+                        pending.insert(leader, trigger.clone());
+                    }
+                }
+            }
+        }
+        let mut actions = Vec::new();
+        for (leader, trigger) in pending {
+            actions.extend(self.rearbitrate(&BTreeSet::from([leader]), &trigger));
+        }
+        actions
     }
 
     /// The wall clock moved (an hour boundary passed, or the daemon
@@ -360,11 +410,11 @@ impl Engine {
     /// what changed.
     fn apply_policy(&mut self, vm_id: &VmId, now: Now) -> Vec<Action> {
         let (touched, trigger) = self.policy_wants(vm_id, now);
+        // No reindex: a policy's cores count in the VM's footprint whether
+        // or not it decided a level, so a level change moves no pCPU in or
+        // out of it.
         match trigger {
-            Some(trigger) if !touched.is_empty() => {
-                self.reindex(vm_id);
-                self.rearbitrate(&touched, &trigger)
-            }
+            Some(trigger) if !touched.is_empty() => self.rearbitrate(&touched, &trigger),
             _ => Vec::new(),
         }
     }

@@ -430,3 +430,49 @@ fn a_guest_policy_over_the_channel_is_acked_and_noted_for_persistence() {
     assert_eq!(releases(&d.actions), vec![1, 2]);
     assert!(d.notes.contains(&Note::PolicyRemoved(vm())));
 }
+
+#[test]
+fn a_traffic_tick_decides_like_one_sample_per_policy() {
+    // Two VMs sharing pCPUs 1-2 cross thresholds in the same tick: the
+    // batch gives the same levels as feeding them one by one.
+    let mk = || {
+        let mut e = engine(false);
+        e.add_vm(VmId::new("vm2"), VmSettings::default());
+        e.set_placement(&VmId::new("vm2"), Placement::pinned(&[1, 2]));
+        for name in ["vm1", "vm2"] {
+            e.set_policy(
+                &VmId::new(name),
+                spec(policy(PolicyKind::Traffic)),
+                ms(0),
+                Timestamp::UNIX_EPOCH,
+            )
+            .unwrap();
+        }
+        e
+    };
+    let (mut batch, mut single) = (mk(), mk());
+    for (t, a, b) in [
+        (100, 10.0, 10.0),
+        (200, 1_900_000.0, 10.0),
+        (300, 2_500_000.0, 1_900_000.0),
+        (400, 10.0, 10.0),
+        (1000, 10.0, 10.0),
+    ] {
+        let samples = vec![(VmId::new("vm1"), Ok(a)), (VmId::new("vm2"), Ok(b))];
+        let acts = batch.traffic_tick(samples, ms(t));
+        single.traffic_sample(&VmId::new("vm1"), Ok(a), ms(t));
+        single.traffic_sample(&VmId::new("vm2"), Ok(b), ms(t));
+        for cpu in [1, 2] {
+            assert_eq!(
+                batch.known_khz(CpuId(cpu)),
+                single.known_khz(CpuId(cpu)),
+                "t={t} cpu{cpu}"
+            );
+        }
+        assert!(
+            acts.len() <= 2,
+            "each domain at most once per tick: {acts:?}"
+        );
+    }
+    assert_eq!(batch.known_khz(CpuId(1)), Some(Khz(MIN)));
+}

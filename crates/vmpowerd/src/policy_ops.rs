@@ -110,7 +110,7 @@ pub fn describe(daemon: &Daemon, vm: &VmId, st: &PolicyStatus) -> Value {
         .macs
         .as_slice()
         .iter()
-        .map(|m| json!({ "mac": m.to_string(), "source": sources.get(m) }))
+        .map(|m| json!({ "mac": m.to_string(), "source": sources.get(m).map(ToString::to_string) }))
         .collect();
     let (state, reason) = match &st.state {
         PolicyState::Active => ("active", None),

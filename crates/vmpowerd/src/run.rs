@@ -62,7 +62,11 @@ pub async fn run(
     let counters: Option<Box<dyn TrafficCounters>> = match NetlinkTrafficCounters::new(
         config.mac_map(),
     ) {
-        Ok(c) => Some(Box::new(c)),
+        // The link list (which device has which MAC) is re-read when links
+        // come or go and every 5 s; the counters every interval.
+        Ok(c) => Some(Box::new(
+            c.with_topology_refresh(std::time::Duration::from_secs(5)),
+        )),
         Err(e) => {
             warn!(error = %format_args!("{:#}", anyhow::Error::from(e)), "no traffic counters: TRAFFIC policies will wait");
             None

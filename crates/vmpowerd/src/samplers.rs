@@ -12,10 +12,28 @@ use vmpower_engine::VmId;
 use vmpower_proto::MacAddr;
 
 use crate::SharedCore;
-use crate::traffic::{MacRates, MacReading, TrafficCounters};
+use crate::traffic::{MacRates, MacReading, MissingReason, SourceKind, TrafficCounters};
 
 /// Where each MAC's counter was last found (or why not), for `policy show`.
-pub type MacSources = Arc<Mutex<BTreeMap<MacAddr, String>>>;
+pub type MacSources = Arc<Mutex<BTreeMap<MacAddr, MacSource>>>;
+
+/// Where one MAC's counter was found, or why it was not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MacSource {
+    /// Found at this source.
+    Found(SourceKind),
+    /// Not found, for this reason.
+    Missing(MissingReason),
+}
+
+impl std::fmt::Display for MacSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MacSource::Found(source) => write!(f, "{source}"),
+            MacSource::Missing(why) => write!(f, "waiting: {why}"),
+        }
+    }
+}
 
 /// Samples traffic for every policy that needs it, every `interval`.
 pub async fn run_traffic(
@@ -75,23 +93,33 @@ pub async fn run_traffic(
             })
             .collect();
         {
+            // Formatted only when a MAC's source changes (most ticks: none).
             let mut shown = sources.lock().unwrap_or_else(PoisonError::into_inner);
-            shown.clear();
+            shown.retain(|m, _| macs.binary_search(m).is_ok());
             for s in &samples {
-                let text = match &s.reading {
-                    MacReading::Found { source, .. } => source.to_string(),
-                    MacReading::Missing(why) => format!("waiting: {why}"),
+                let known = shown.get(&s.mac);
+                let same = match (&s.reading, known) {
+                    (MacReading::Found { source, .. }, Some(MacSource::Found(k))) => source == k,
+                    (MacReading::Missing(why), Some(MacSource::Missing(k))) => why == k,
+                    _ => false,
                 };
-                shown.insert(s.mac, text);
+                if !same {
+                    let entry = match &s.reading {
+                        MacReading::Found { source, .. } => MacSource::Found(source.clone()),
+                        MacReading::Missing(why) => MacSource::Missing(why.clone()),
+                    };
+                    shown.insert(s.mac, entry);
+                }
             }
         }
+        let tick: Vec<_> = policies
+            .iter()
+            .map(|(vm, list)| (vm.clone(), policy_rate(&rates, &missing, list.as_slice())))
+            .collect();
         let mut core = crate::lock(&core);
         let now = core.now();
-        for (vm, list) in &policies {
-            let rate = policy_rate(&rates, &missing, list.as_slice());
-            let actions = core.engine.traffic_sample(vm, rate, now);
-            core.execute(&actions);
-        }
+        let actions = core.engine.traffic_tick(tick, now);
+        core.execute(&actions);
     }
 }
 
