@@ -22,7 +22,6 @@ use vmpower_proto::{
     CoreType, HourSchedule, HourSet, Layout, MacAddr, MacList, Policy, PolicyKind,
     TrafficThresholds, VcpuList, WorkloadLevel,
 };
-use vmpowerd::store::policies::{EXT_OTHER_HOURS, EXT_TIME_ZONE};
 use vmpowerd::store::{
     DB_FILE_NAME, PolicySource, SCHEMA_VERSION, Store, StoreError, StoreOptions, StoredPolicy,
 };
@@ -79,9 +78,8 @@ fn guest_source(vm: &str, index: u32) -> PolicySource {
 
 fn with_extensions(mut p: StoredPolicy) -> StoredPolicy {
     p.extensions
-        .insert(EXT_TIME_ZONE.to_owned(), json!("Europe/Paris"));
-    p.extensions
-        .insert(EXT_OTHER_HOURS.to_owned(), json!("min"));
+        .insert("time_zone".to_owned(), json!("Europe/Paris"));
+    p.extensions.insert("other_hours".to_owned(), json!("min"));
     p.extensions.insert(
         "hysteresis".to_owned(),
         json!({"band_percent": 10, "dwell_ms": 500}),

@@ -15,15 +15,10 @@
 //!
 //! ## Extensions
 //! [`StoredPolicy::extensions`] is a JSON object the store keeps verbatim;
-//! the engine owns its meaning. Keys anticipated (constants below):
-//! - [`EXT_TIME_ZONE`]: string, an IANA zone (`"Europe/Paris"`) for a TIME
-//!   policy; absent → the host's local time.
-//! - [`EXT_OTHER_HOURS`]: `"min"`, `"medium"` or `"max"`, the level for hours
-//!   outside busy/quiet/traffic; absent → the operator's default (medium).
-//! - [`EXT_HYSTERESIS`]: object `{"band_percent": number, "dwell_ms":
-//!   integer}` overriding the TRAFFIC hysteresis; absent keys → defaults.
-//! - [`EXT_BRANCH_RATIO`]: number, the BRANCH_RATIO threshold for this
-//!   policy's cores; absent → the daemon's `--core-branch-ratio`.
+//! the engine owns its meaning. The daemon stores the serde form of
+//! `vmpower_engine::PolicyExtensions` there: `time_zone` (IANA name),
+//! `other_hours` (`"min"|"medium"|"max"`), `hysteresis` (`{"band", "dwell"}`,
+//! dwell in ms) and `branch_threshold`; absent keys take their defaults.
 
 use std::fmt;
 
@@ -36,15 +31,6 @@ use super::{Store, StoreError, Synchronous};
 
 /// The encoding of the `policy` column this build writes and reads.
 pub const POLICY_FORMAT: i64 = 1;
-
-/// Extension key: IANA time-zone name of a TIME policy.
-pub const EXT_TIME_ZONE: &str = "time_zone";
-/// Extension key: level (`"min"|"medium"|"max"`) of the other hours.
-pub const EXT_OTHER_HOURS: &str = "other_hours";
-/// Extension key: TRAFFIC hysteresis overrides (`band_percent`, `dwell_ms`).
-pub const EXT_HYSTERESIS: &str = "hysteresis";
-/// Extension key: BRANCH_RATIO threshold of this policy's cores.
-pub const EXT_BRANCH_RATIO: &str = "branch_ratio";
 
 const TABLE: &str = "policies";
 
