@@ -188,30 +188,13 @@ impl Engine {
         rate: Result<f64, String>,
         now: Now,
     ) -> Vec<Action> {
-        let Some(p) = self.vms.get_mut(vm_id).and_then(|v| v.policy.as_mut()) else {
-            return Vec::new();
-        };
-        if !p.uses_traffic() {
-            return Vec::new();
-        }
-        let before = (p.rate.is_ok(), p.traffic.level);
-        if let Ok(r) = rate {
-            let h = p.hysteresis();
-            p.traffic.update(&p.spec.policy.traffic, &h, r, now);
-        }
-        let unchanged = before.0 && rate.is_ok() && before.1 == p.traffic.level;
-        p.rate = rate;
-        // The steady state of every tick: same level, nothing to decide.
-        if unchanged {
-            return Vec::new();
-        }
-        self.apply_policy(vm_id, now)
+        self.traffic_tick(vec![(vm_id.clone(), rate)], now)
     }
 
     /// One sampling tick: a rate (or why none) for each traffic-driven
-    /// policy. Equivalent to [`Engine::traffic_sample`] for each, but every
-    /// frequency domain the tick touches is arbitrated once, not once per
-    /// VM that changed (many VMs sharing a pCPU may cross at once).
+    /// policy. Every frequency domain the tick touches is arbitrated once,
+    /// not once per VM that changed (many VMs sharing a pCPU may cross at
+    /// once); a policy whose level did not move decides nothing.
     pub fn traffic_tick(
         &mut self,
         samples: Vec<(VmId, Result<f64, String>)>,
@@ -306,7 +289,7 @@ impl Engine {
         for (id, vm) in &mut self.vms {
             let governs = vm.policy.as_ref().is_some_and(|p| {
                 p.spec.policy.kind == PolicyKind::BranchRatio
-                    && p.keys.iter().any(|k| vm.placement_governs(*k, cpu))
+                    && p.keys.iter().any(|k| vm.governs(*k, cpu))
             });
             if let (true, Some(p)) = (governs, vm.policy.as_mut()) {
                 let threshold = p.spec.ext.branch_threshold.unwrap_or(default);

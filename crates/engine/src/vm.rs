@@ -100,11 +100,6 @@ impl Vm {
         }
     }
 
-    /// Whether `key` governs `cpu` (alias of [`Vm::governs`] for policies).
-    pub fn placement_governs(&self, key: CoreKey, cpu: CpuId) -> bool {
-        self.governs(key, cpu)
-    }
-
     /// Every pCPU the VM uses or asked about.
     pub fn footprint(&self) -> BTreeSet<CpuId> {
         let mut cpus = self.placement.all_pcpus();

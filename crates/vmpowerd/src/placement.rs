@@ -122,11 +122,6 @@ impl Placer {
         self.targets().keys().cloned().collect()
     }
 
-    /// The operator's entries for a VM.
-    pub fn operator_entries(&self, vm: &VmId) -> BTreeMap<Vcpu, CpuId> {
-        self.inventory.operator_entries(vm)
-    }
-
     /// Re-reads `vm`'s placement and hands it to the engine.
     pub async fn refresh(&self, vm: &VmId, core: &SharedCore) -> VmPlacement {
         let target = self.target(vm);

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
-use vmpower_engine::VmId;
 use vmpower_proto::MacAddr;
 
 use crate::SharedCore;
@@ -178,14 +177,4 @@ pub async fn run_time(core: SharedCore) {
             }
         }
     }
-}
-
-/// VMs with a policy, for logs.
-pub fn policy_vms(core: &SharedCore) -> Vec<VmId> {
-    crate::lock(core)
-        .engine
-        .policies()
-        .into_iter()
-        .map(|(v, _)| v)
-        .collect()
 }
