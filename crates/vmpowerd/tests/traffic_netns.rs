@@ -10,9 +10,11 @@
 //! and `ip` (iproute2); without them each test prints
 //! "skipped: needs root and ip netns" and returns.
 
+mod netns;
+
+use netns::{can_run, ip};
 use std::net::UdpSocket;
 use std::os::fd::AsFd;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -22,33 +24,6 @@ use vmpowerd::traffic::{
     ConfiguredMap, MacAddr, MacRates, MacReading, MissingReason, NetlinkTrafficCounters,
     NetlinkVfControl, SourceKind, TrafficCounters, TrafficError, VfControl, libvirt_tap_mac,
 };
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip {args:?}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-fn can_run() -> bool {
-    let root = rustix::process::geteuid().is_root();
-    let has_ip = Command::new("ip")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !(root && has_ip) {
-        eprintln!("skipped: needs root and ip netns");
-    }
-    root && has_ip
-}
 
 /// Deletes the namespace (and with it the veth pair) and any links made.
 struct Cleanup {

@@ -22,10 +22,12 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod netns;
+
+use netns::{can_run, ip};
 
 use std::net::UdpSocket;
 use std::os::fd::AsFd;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -54,33 +56,6 @@ const LOW_PPS: u64 = 500;
 const DWELL: Duration = Duration::from_millis(500);
 /// Bound on the waits for a level (generous: a loaded CI machine).
 const LEVEL_WAIT: Duration = Duration::from_secs(20);
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip {args:?}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-fn can_run() -> bool {
-    let root = rustix::process::geteuid().is_root();
-    let has_ip = Command::new("ip")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !(root && has_ip) {
-        eprintln!("skipped: needs root and ip netns");
-    }
-    root && has_ip
-}
 
 /// A namespace and a veth pair: the host end has the MAC and
 /// 169.254.N.13/30, the namespace end 169.254.N.14/30. Dropping it deletes
