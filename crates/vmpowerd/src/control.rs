@@ -152,6 +152,7 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
             let mut core = crate::lock(&daemon.core);
             let actions = core.engine.remove_vm(&id);
             core.execute(&actions);
+            core.stats.forget_vm(&id);
             if let Some(store) = core.store.as_mut() {
                 let gone = store
                     .remove_settings(&id)

@@ -220,7 +220,10 @@ impl Core {
                         }
                         Err(e) => {
                             ok = false;
-                            self.stats.sysfs_failures += 1;
+                            self.stats.sysfs_failed(
+                                "write",
+                                format_args!("pCPU {} to {} kHz: {e}", change.cpu.0, change.to.0),
+                            );
                             self.engine.write_failed(change);
                             warn!(
                                 pcpu = change.cpu.0,
@@ -241,7 +244,8 @@ impl Core {
         match self.cpufreq.release(cpu) {
             Ok(how) => info!(pcpu = cpu.0, ?domain, outcome = ?how, "pCPU given back"),
             Err(e) => {
-                self.stats.sysfs_failures += 1;
+                self.stats
+                    .sysfs_failed("release", format_args!("pCPU {}: {e}", cpu.0));
                 warn!(pcpu = cpu.0, error = %format_args!("{:#}", anyhow::Error::from(e)), "release failed");
             }
         }

@@ -19,6 +19,7 @@ pub mod placement;
 pub mod policy_dir;
 pub mod policy_ops;
 pub mod ratelog;
+pub mod recent;
 pub mod run;
 pub mod samplers;
 pub mod stats;

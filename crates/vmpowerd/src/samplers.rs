@@ -117,6 +117,7 @@ pub async fn run_traffic(
             .collect();
         let mut core = crate::lock(&core);
         let now = core.now();
+        core.stats.policy_evaluated("traffic", tick.len());
         let actions = core.engine.traffic_tick(tick, now);
         core.execute(&actions);
     }
@@ -154,6 +155,8 @@ pub async fn run_time(core: SharedCore) {
             let wall = jiff::Timestamp::now();
             let now = core.now();
             core.engine.set_wall_clock(wall);
+            let time_policies = usize::from(core.engine.next_time_event(wall).is_some());
+            core.stats.policy_evaluated("time", time_policies);
             let actions = core.engine.time_tick(wall, now);
             core.execute(&actions);
             core.engine.next_time_event(wall).map(|t| {

@@ -1,12 +1,27 @@
-//! Counters of what the daemon did, for `vmpowerctl status` (and the
-//! metrics endpoint later). Updated under the core's lock.
+//! Counters of what the daemon did, for `vmpowerctl status` and the
+//! metrics endpoint. Updated under the core's lock.
+//!
+//! ## Behavior
+//! - The request path is allocation-free once a (VM, kind, result) key
+//!   exists: keys are `&'static str` labels and the VM's `Arc` name.
+//! - Rejections and sysfs failures are also kept in a small ring of the
+//!   last ones ([`RecentErrors`]) with their time and message.
+//! - Channel states are kept per channel: up while the daemon holds a
+//!   connection to its socket, with the number of connections made.
+//!
+//! ## Limitations
+//! Counters live in memory: a restart starts them at zero (as Prometheus
+//! counters expect).
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 
 use serde::Serialize;
-use vmpower_engine::{Decision, Note, Reply, VmId};
+use vmpower_engine::{ChannelId, Decision, Note, Reply, VmId};
 use vmpower_proto::stream::Frame;
 use vmpower_proto::{RequestBody, Verdict};
+
+use crate::recent::{ErrorKind, RecentErrors};
 
 /// Daemon-wide counters.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -15,7 +30,7 @@ pub struct Stats {
     #[serde(serialize_with = "requests_by_name")]
     pub requests: HashMap<(VmId, &'static str, &'static str), u64>,
     /// Rejections by reason label.
-    pub rejections: BTreeMap<String, u64>,
+    pub rejections: BTreeMap<&'static str, u64>,
     /// sysfs writes done.
     pub sysfs_writes: u64,
     /// Frequency changes or releases that failed.
@@ -28,7 +43,46 @@ pub struct Stats {
     pub partial_bytes_dropped: u64,
     /// Channel connections made (first connects and reconnects).
     pub connects: u64,
+    /// Policy inputs handed to the engine, by input (`traffic`, `time`,
+    /// `branch_ratio`).
+    pub policy_evaluations: BTreeMap<&'static str, u64>,
+    /// Each guest channel's state, as `vm.index`.
+    #[serde(serialize_with = "channels_by_name")]
+    pub channels: BTreeMap<ChannelId, ChannelState>,
+    /// The last rejections and failures, newest first.
+    pub last_errors: RecentErrors,
 }
+
+/// One guest channel's connection state.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ChannelState {
+    /// The daemon holds a connection to the channel's socket.
+    pub up: bool,
+    /// Connections made (the first and every reconnect).
+    pub connects: u64,
+    /// Unix time in ms of the last change of `up`.
+    pub since_ms: u64,
+}
+
+impl ChannelState {
+    /// Connections made after the first.
+    pub fn reconnects(&self) -> u64 {
+        self.connects.saturating_sub(1)
+    }
+}
+
+/// The request kinds, as labelled in [`Stats::requests`].
+pub const REQUEST_KINDS: &[&str] = &[
+    "malformed",
+    "connect",
+    "power",
+    "policy",
+    "policy_remove",
+    "query",
+];
+
+/// The request results, as labelled in [`Stats::requests`].
+pub const REQUEST_RESULTS: &[&str] = &["ok", "nack", "ignored"];
 
 impl Stats {
     /// Counts one request and its outcome.
@@ -65,10 +119,63 @@ impl Stats {
         }
         for note in &decision.notes {
             if let Note::Rejected(r) = note {
-                *self.rejections.entry(r.label().to_owned()).or_default() += 1;
+                *self.rejections.entry(r.label()).or_default() += 1;
+                self.last_errors.push(
+                    unix_millis(),
+                    Some(vm),
+                    ErrorKind::Rejection,
+                    r.label(),
+                    format_args!("{r}"),
+                );
             }
         }
     }
+
+    /// Counts a failed sysfs operation (`what`: `write` or `release`).
+    pub fn sysfs_failed(&mut self, what: &'static str, detail: fmt::Arguments<'_>) {
+        self.sysfs_failures += 1;
+        self.last_errors
+            .push(unix_millis(), None, ErrorKind::Sysfs, what, detail);
+    }
+
+    /// Counts `n` policy inputs of kind `input` handed to the engine.
+    pub fn policy_evaluated(&mut self, input: &'static str, n: usize) {
+        if n == 0 {
+            return;
+        }
+        *self.policy_evaluations.entry(input).or_default() += n as u64;
+    }
+
+    /// The daemon connected to `channel`'s socket.
+    pub fn channel_up(&mut self, channel: &ChannelId) {
+        self.connects += 1;
+        let now = unix_millis();
+        let state = self.channels.entry(channel.clone()).or_default();
+        state.up = true;
+        state.connects += 1;
+        state.since_ms = now;
+    }
+
+    /// The connection to `channel`'s socket ended.
+    pub fn channel_down(&mut self, channel: &ChannelId) {
+        let now = unix_millis();
+        if let Some(state) = self.channels.get_mut(channel) {
+            state.up = false;
+            state.since_ms = now;
+        }
+    }
+
+    /// Forgets the channels of a VM that is gone.
+    pub fn forget_vm(&mut self, vm: &VmId) {
+        self.channels.retain(|c, _| &c.vm != vm);
+    }
+}
+
+fn unix_millis() -> u64 {
+    jiff::Timestamp::now()
+        .as_millisecond()
+        .try_into()
+        .unwrap_or(0)
 }
 
 fn requests_by_name<S: serde::Serializer>(
@@ -80,4 +187,64 @@ fn requests_by_name<S: serde::Serializer>(
         .map(|((vm, kind, result), n)| (format!("{vm}/{kind}/{result}"), *n))
         .collect();
     named.serialize(s)
+}
+
+fn channels_by_name<S: serde::Serializer>(
+    channels: &BTreeMap<ChannelId, ChannelState>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(channels.iter().map(|(c, st)| (c.to_string(), st)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel(vm: &str, index: u32) -> ChannelId {
+        ChannelId {
+            vm: VmId::new(vm),
+            index,
+        }
+    }
+
+    #[test]
+    fn channels_go_up_and_down_and_count_reconnects() {
+        let mut s = Stats::default();
+        let c = channel("vm1", 0);
+        s.channel_up(&c);
+        assert!(s.channels[&c].up);
+        assert_eq!(s.channels[&c].reconnects(), 0);
+        s.channel_down(&c);
+        assert!(!s.channels[&c].up);
+        s.channel_up(&c);
+        assert_eq!(s.channels[&c].reconnects(), 1);
+        assert_eq!(s.connects, 2);
+        // A channel never connected is not invented by a close.
+        s.channel_down(&channel("vm2", 0));
+        assert_eq!(s.channels.len(), 1);
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["channels"]["vm1.0"]["connects"], 2);
+        s.forget_vm(&VmId::new("vm1"));
+        assert!(s.channels.is_empty());
+    }
+
+    #[test]
+    fn sysfs_failures_are_counted_and_kept() {
+        let mut s = Stats::default();
+        s.sysfs_failed("write", format_args!("pCPU {}: denied", 3));
+        assert_eq!(s.sysfs_failures, 1);
+        let e = s.last_errors.newest_first().next().unwrap();
+        assert_eq!((e.label, e.detail.as_str()), ("write", "pCPU 3: denied"));
+        assert_eq!(e.kind, ErrorKind::Sysfs);
+    }
+
+    #[test]
+    fn evaluations_add_up_by_input() {
+        let mut s = Stats::default();
+        s.policy_evaluated("traffic", 3);
+        s.policy_evaluated("traffic", 2);
+        s.policy_evaluated("time", 1);
+        assert_eq!(s.policy_evaluations["traffic"], 5);
+        assert_eq!(s.policy_evaluations["time"], 1);
+    }
 }

@@ -189,6 +189,7 @@ pub async fn run_branch(
         let mut core = crate::lock(&core);
         let now = core.now();
         for (cpu, r) in ratios {
+            core.stats.policy_evaluated("branch_ratio", 1);
             let actions = core.engine.branch_sample(cpu, r, now);
             core.execute(&actions);
         }

@@ -41,9 +41,10 @@ pub async fn serve_socket(path: PathBuf, channel: ChannelId, core: SharedCore) {
             Ok(stream) => {
                 backoff = BACKOFF_MIN;
                 refusals = 0;
-                crate::lock(&core).stats.connects += 1;
+                crate::lock(&core).stats.channel_up(&channel);
                 info!(%channel, path = %path.display(), "channel connected");
                 let why = serve_stream(&stream, &channel, &core).await;
+                crate::lock(&core).stats.channel_down(&channel);
                 info!(%channel, reason = %why, "channel closed");
             }
             // QEMU binds before it listens: a refusal right after the
