@@ -13,6 +13,12 @@
 //! - Each write is one `write(2)` on a file opened with truncation (the
 //!   kernel ignores `O_TRUNC` on sysfs; a tree of plain files needs it).
 //! - Every failure names the path and, for writes, the value.
+//! - [`SysfsIo::open`] keeps a file open for repeated reads and writes
+//!   (the frequency set path); see [`file`].
+
+mod file;
+
+pub use file::{Access, OpenFile, SysfsFile, format_u32};
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
@@ -134,6 +140,11 @@ pub trait SysfsIo: Send + Sync {
     /// Writes `value` with one write on a truncated file.
     fn write(&self, rel: &Path, value: &str) -> Result<(), SysfsError>;
 
+    /// Opens a file for repeated reads and writes, one system call each.
+    /// Implementations with write rules (the fake tree) apply them to
+    /// writes through the returned file too.
+    fn open(&self, rel: &Path, access: Access) -> Result<Box<dyn SysfsFile>, SysfsError>;
+
     /// Whether the path exists.
     fn exists(&self, rel: &Path) -> bool {
         self.root().join(rel).exists()
@@ -180,6 +191,10 @@ impl SysfsIo for Sysfs {
 
     fn write(&self, rel: &Path, value: &str) -> Result<(), SysfsError> {
         write_file(&self.root.join(rel), value)
+    }
+
+    fn open(&self, rel: &Path, access: Access) -> Result<Box<dyn SysfsFile>, SysfsError> {
+        Ok(Box::new(OpenFile::open(self.root.join(rel), access)?))
     }
 }
 

@@ -166,6 +166,27 @@ fn setspeed_notices_another_tool() {
 }
 
 #[test]
+fn setspeed_names_a_governor_changed_before_the_first_set() {
+    let fake = fake(Driver::AcpiCpufreq);
+    let mut c = control(&fake, 1, &[1]);
+    c.prepare().unwrap();
+    fake.external_kernel_write(file(1, "scaling_governor"), "performance")
+        .unwrap();
+    fake.clear_writes();
+    let err = c.set(Khz(1_000_000)).unwrap_err();
+    assert!(
+        matches!(err, BackendError::ChangedExternally { ref found, .. } if found == "performance"),
+        "{err:?}"
+    );
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+    // Prepared again, the kept file serves the next change.
+    c.prepare().unwrap();
+    c.set(Khz(1_000_000)).unwrap();
+    assert_eq!(c.current().unwrap(), Some(Khz(1_000_000)));
+    assert_eq!(fake.writes_to(file(1, "scaling_setspeed")), ["1000000"]);
+}
+
+#[test]
 fn setspeed_refuses_when_userspace_not_offered() {
     let fake = fake(Driver::IntelPstate);
     let io: Arc<dyn SysfsIo> = fake.clone();

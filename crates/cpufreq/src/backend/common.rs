@@ -50,6 +50,19 @@ pub fn read_khz(io: &dyn SysfsIo, cpu: CpuId, name: &str) -> Result<Option<Khz>,
     parse_khz(cpu, &file(cpu, name), &content)
 }
 
+/// Parses what a kHz file holds (surrounding whitespace ignored); `None`
+/// for `<unsupported>`. No allocation unless it fails.
+pub(crate) fn parse_khz_bytes(
+    cpu: CpuId,
+    path: &Path,
+    content: &[u8],
+) -> Result<Option<Khz>, BackendError> {
+    match std::str::from_utf8(content.trim_ascii()) {
+        Ok(text) => parse_khz(cpu, path, text),
+        Err(_) => parse_khz(cpu, path, &String::from_utf8_lossy(content)),
+    }
+}
+
 fn parse_khz(cpu: CpuId, path: &Path, content: &str) -> Result<Option<Khz>, BackendError> {
     if content == UNSUPPORTED {
         return Ok(None);

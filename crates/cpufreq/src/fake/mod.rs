@@ -28,11 +28,14 @@
 //! - Failures are emulated here, not with permissions: root ignores them.
 //! - Reads and writes through [`FakeSysfs`] are serialized by a lock, so
 //!   in-process readers never see a half-written file.
+//! - Files kept open ([`SysfsIo::open`]) read and write through the same
+//!   rules, hooks and log (module `file`).
 //!
 //! ## Limitations
 //! See the `kernel` module for the rules not emulated.
 
 mod builder;
+mod file;
 mod kernel;
 mod tree;
 
@@ -40,14 +43,15 @@ use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 pub use builder::{
     FakeSysfsBuilder, GENERIC_GOVERNORS, SETPOLICY_GOVERNORS, available_governors, is_setpolicy,
 };
 
-use crate::sysfs::{SysfsError, SysfsIo, read_file};
+use crate::sysfs::{Access, SysfsError, SysfsFile, SysfsIo, read_file};
 use crate::types::{CpuId, Driver, Khz};
+use file::FakeFile;
 use kernel::Kernel;
 use tree::Spec;
 
@@ -112,9 +116,15 @@ struct State {
 /// [`keep`](Self::keep) is called or it was built [`in_dir`](FakeSysfsBuilder::in_dir).
 #[derive(Debug)]
 pub struct FakeSysfs {
+    shared: Arc<Shared>,
+    temp: Option<tempfile::TempDir>,
+}
+
+/// What a [`FakeSysfs`] and the files it opened share.
+#[derive(Debug)]
+pub(crate) struct Shared {
     root: PathBuf,
     canonical_root: PathBuf,
-    temp: Option<tempfile::TempDir>,
     spec: Spec,
     state: Mutex<State>,
 }
@@ -148,56 +158,45 @@ impl FakeSysfs {
         tree::write_tree(&root, &spec)?;
         let canonical_root = fs::canonicalize(&root).unwrap_or_else(|_| root.clone());
         let fake = FakeSysfs {
-            root,
-            canonical_root,
+            shared: Arc::new(Shared {
+                root,
+                canonical_root,
+                spec,
+                state: Mutex::new(State::default()),
+            }),
             temp,
-            spec,
-            state: Mutex::new(State::default()),
         };
         fake.with_kernel(|k| k.settle_all())?;
         Ok(fake)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.shared.lock()
     }
 
     fn with_kernel<T>(&self, f: impl FnOnce(&mut Kernel<'_>) -> T) -> T {
-        let mut state = self.lock();
-        let mut kernel = Kernel {
-            root: &self.root,
-            spec: &self.spec,
-            targets: &mut state.targets,
-        };
-        f(&mut kernel)
+        self.shared.with_kernel(f)
     }
 
     /// The directory standing for `/sys` (pass it as `--sysfs-root`).
     pub fn path(&self) -> &Path {
-        &self.root
+        &self.shared.root
     }
 
     /// Number of CPUs of the fake host, online or not.
     pub fn cpu_count(&self) -> u32 {
-        self.spec.cpus
+        self.shared.spec.cpus
     }
 
     /// The emulated driver, `None` for a host without cpufreq.
     pub fn driver(&self) -> Option<&Driver> {
-        self.spec.driver.as_ref()
+        self.shared.spec.driver.as_ref()
     }
 
     /// The file `rel` resolves to, relative to the root (symlinks followed);
     /// `rel` itself if it does not exist.
     pub fn resolve(&self, rel: &Path) -> PathBuf {
-        fs::canonicalize(self.root.join(rel))
-            .ok()
-            .and_then(|p| {
-                p.strip_prefix(&self.canonical_root)
-                    .ok()
-                    .map(Path::to_path_buf)
-            })
-            .unwrap_or_else(|| rel.to_owned())
+        self.shared.resolve(rel)
     }
 
     /// The next write to this file (by any path resolving to it) fails.
@@ -231,7 +230,7 @@ impl FakeSysfs {
     pub fn external_write(&self, rel: impl AsRef<Path>, value: &str) -> Result<(), SysfsError> {
         let _state = self.lock();
         tree::put(
-            &self.root.join(rel.as_ref()),
+            &self.shared.root.join(rel.as_ref()),
             value.strip_suffix('\n').unwrap_or(value),
         )
     }
@@ -277,11 +276,61 @@ impl FakeSysfs {
     pub fn keep(mut self) -> PathBuf {
         match self.temp.take() {
             Some(temp) => temp.keep(),
-            None => self.root.clone(),
+            None => self.shared.root.clone(),
         }
     }
+}
 
-    fn injected(&self, state: &mut State, file: &Path) -> Option<FailKind> {
+impl SysfsIo for FakeSysfs {
+    fn root(&self) -> &Path {
+        &self.shared.root
+    }
+
+    fn read(&self, rel: &Path) -> Result<String, SysfsError> {
+        self.shared.read(rel)
+    }
+
+    fn write(&self, rel: &Path, value: &str) -> Result<(), SysfsError> {
+        self.shared.write(rel, value)
+    }
+
+    fn open(&self, rel: &Path, access: Access) -> Result<Box<dyn SysfsFile>, SysfsError> {
+        Ok(Box::new(FakeFile::open(self.shared.clone(), rel, access)?))
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn with_kernel<T>(&self, f: impl FnOnce(&mut Kernel<'_>) -> T) -> T {
+        let mut state = self.lock();
+        let mut kernel = Kernel {
+            root: &self.root,
+            spec: &self.spec,
+            targets: &mut state.targets,
+        };
+        f(&mut kernel)
+    }
+
+    /// The directory standing for `/sys`.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn resolve(&self, rel: &Path) -> PathBuf {
+        fs::canonicalize(self.root.join(rel))
+            .ok()
+            .and_then(|p| {
+                p.strip_prefix(&self.canonical_root)
+                    .ok()
+                    .map(Path::to_path_buf)
+            })
+            .unwrap_or_else(|| rel.to_owned())
+    }
+
+    fn injected(state: &mut State, file: &Path) -> Option<FailKind> {
         let index = state.failures.iter().position(|f| f.file == file)?;
         let kind = state.failures[index].kind;
         if state.failures[index].once {
@@ -289,23 +338,19 @@ impl FakeSysfs {
         }
         Some(kind)
     }
-}
 
-impl SysfsIo for FakeSysfs {
-    fn root(&self) -> &Path {
-        &self.root
-    }
-
-    fn read(&self, rel: &Path) -> Result<String, SysfsError> {
+    /// A read, serialized with the writes.
+    pub(crate) fn read(&self, rel: &Path) -> Result<String, SysfsError> {
         let _state = self.lock();
         read_file(&self.root.join(rel))
     }
 
-    fn write(&self, rel: &Path, value: &str) -> Result<(), SysfsError> {
+    /// A write through the failure hooks, the kernel's rules and the log.
+    pub(crate) fn write(&self, rel: &Path, value: &str) -> Result<(), SysfsError> {
         let file = self.resolve(rel);
         let path = self.root.join(rel);
         let mut state = self.lock();
-        if let Some(kind) = self.injected(&mut state, &file) {
+        if let Some(kind) = Self::injected(&mut state, &file) {
             let value = value.to_owned();
             return Err(match kind {
                 FailKind::Refused => SysfsError::Refused { path, value },

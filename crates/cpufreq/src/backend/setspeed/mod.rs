@@ -8,8 +8,16 @@
 //!   (only if it is not already set) and reads it back.
 //! - `scaling_setspeed` reading `<unsupported>` (any governor but
 //!   `userspace`) is a valid "not set", never a parse failure.
-//! - `set` checks that the governor is still `userspace` and that
-//!   `scaling_setspeed` still holds what was last written before writing.
+//! - `set` checks that `scaling_setspeed` still holds what was last
+//!   written before writing, and reads it back after. Under any governor
+//!   but `userspace` the file reads `<unsupported>`, so this one read also
+//!   notices a governor changed by another tool; only then (or on any
+//!   other mismatch) is `scaling_governor` read, to name what moved.
+//! - `scaling_setspeed` is kept open from `prepare` to `release`
+//!   ([`crate::sysfs::SysfsIo::open`]): a change costs three system calls
+//!   (read, write, read-back; plus a truncate on a fake tree of plain
+//!   files) instead of about fifteen for opening, reading and closing the
+//!   governor and the setspeed files by path.
 //!
 //! ## Limitations
 //! - The kernel reads `scaling_setspeed` back as the policy's current
