@@ -47,6 +47,9 @@ pub enum FreqOp {
 pub enum CtlRequest {
     /// Daemon health and counters.
     Status,
+    /// One frame of the live view: each pCPU's frequency and level, each
+    /// VM's policy, rate, channels and last decision.
+    Top,
     /// Every known VM.
     ListVms,
     /// One VM in detail.

@@ -78,6 +78,10 @@ pub struct Args {
     /// (repeatable; replaces the file's `core_branch_ratio`).
     #[arg(long, value_name = "CPULIST:RATIO")]
     pub core_branch_ratio: Vec<String>,
+    /// Serve Prometheus metrics on this address, e.g. `127.0.0.1:9464`
+    /// (off when unset).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 /// One VM the operator declares in the config file.
@@ -164,6 +168,9 @@ pub struct Config {
     /// BRANCH_RATIO thresholds per set of pCPUs, `"CPULIST:RATIO"` each
     /// (e.g. `["2-4:0.01"]`); other pCPUs use the policy's or 0.01.
     pub core_branch_ratio: Vec<String>,
+    /// Address of the Prometheus metrics endpoint (`GET /metrics`), e.g.
+    /// `"127.0.0.1:9464"`; off when unset.
+    pub metrics_address: Option<std::net::SocketAddr>,
     /// Declared VMs, by name.
     pub vm: BTreeMap<String, VmConfig>,
 }
@@ -188,6 +195,7 @@ impl Default for Config {
             traffic_interval_ms: 100,
             mac_devices: BTreeMap::new(),
             core_branch_ratio: Vec::new(),
+            metrics_address: None,
             vm: BTreeMap::new(),
         }
     }
@@ -241,6 +249,9 @@ impl Config {
         }
         if !args.core_branch_ratio.is_empty() {
             self.core_branch_ratio.clone_from(&args.core_branch_ratio);
+        }
+        if args.metrics_address.is_some() {
+            self.metrics_address = args.metrics_address;
         }
     }
 

@@ -117,6 +117,7 @@ fn refused(what: impl Into<String>) -> CtlError {
 pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, CtlError> {
     match request {
         CtlRequest::Status => Ok(status(daemon)),
+        CtlRequest::Top => Ok(crate::health::top(daemon)),
         CtlRequest::ListVms => {
             let vms = crate::lock(&daemon.core).engine.vm_ids();
             Ok(Value::Array(
@@ -430,25 +431,9 @@ fn show_vm(daemon: &Daemon, vm: &VmId) -> Value {
     })
 }
 
+/// Health: channels, policies, last errors, counters (see [`crate::health`]).
 fn status(daemon: &Daemon) -> Value {
-    let served = daemon.channel_paths();
-    let core = crate::lock(&daemon.core);
-    let managed: Vec<u32> = core
-        .engine
-        .pcpus()
-        .into_iter()
-        .filter(|c| core.engine.is_managed(*c))
-        .map(|c| c.0)
-        .collect();
-    json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "channel_dir": daemon.config.channel_dir,
-        "channels_served": served,
-        "vms": core.engine.vm_ids().len(),
-        "pcpus": core.engine.pcpus().len(),
-        "pcpus_managed": managed,
-        "stats": core.stats,
-    })
+    crate::health::status(daemon)
 }
 
 fn target_cpus(daemon: &Daemon, cpus: &[u32]) -> Result<Vec<CpuId>, CtlError> {

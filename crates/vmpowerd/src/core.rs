@@ -216,6 +216,7 @@ impl Core {
                             self.stats.sysfs_writes += u64::from(outcome.changed);
                             let (vm, reason, inputs) =
                                 log_change(change, outcome.old_khz.0, outcome.new_khz.0);
+                            self.stats.decided(vm.as_deref(), change, &reason);
                             self.record_history(change, vm, reason, inputs);
                         }
                         Err(e) => {

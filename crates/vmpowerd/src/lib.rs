@@ -12,9 +12,11 @@ pub mod channels;
 pub mod config;
 pub mod control;
 pub mod core;
+pub mod health;
 pub mod inventory;
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
+pub mod metrics;
 pub mod placement;
 pub mod policy_dir;
 pub mod policy_ops;

@@ -48,6 +48,8 @@ pub struct Daemon {
     tasks: Mutex<HashMap<PathBuf, JoinHandle<()>>>,
     /// Where each policy MAC's counter was found, for `policy show`.
     pub mac_sources: samplers::MacSources,
+    /// Where the metrics endpoint listens, once bound.
+    pub metrics_address: std::sync::OnceLock<std::net::SocketAddr>,
     #[cfg(feature = "libvirt")]
     libvirt: Option<crate::inventory::libvirt::LibvirtPlacement>,
 }
@@ -168,6 +170,7 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
         placer,
         tasks: Mutex::new(HashMap::new()),
         mac_sources: samplers::MacSources::default(),
+        metrics_address: std::sync::OnceLock::new(),
         #[cfg(feature = "libvirt")]
         libvirt,
         config,
@@ -191,6 +194,7 @@ async fn serve(
         daemon.placer.refresh(&vm, &daemon.core).await;
     }
     let control = crate::control::listen(daemon.clone())?;
+    let metrics = crate::metrics::start(daemon).await?;
     let refresher = tokio::spawn(refresh_periodically(daemon.clone()));
     let clock = tokio::spawn(samplers::run_time(daemon.core.clone()));
     let history = tokio::spawn(flush_history_periodically(daemon.core.clone()));
@@ -229,6 +233,9 @@ async fn serve(
         }
     }
     control.abort();
+    if let Some(t) = metrics {
+        t.abort();
+    }
     refresher.abort();
     clock.abort();
     history.abort();

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use serde::Serialize;
-use vmpower_engine::{ChannelId, Decision, Note, Reply, VmId};
+use vmpower_engine::{ChannelId, Decision, FreqChange, Note, Reply, VmId};
 use vmpower_proto::stream::Frame;
 use vmpower_proto::{RequestBody, Verdict};
 
@@ -51,6 +51,24 @@ pub struct Stats {
     pub channels: BTreeMap<ChannelId, ChannelState>,
     /// The last rejections and failures, newest first.
     pub last_errors: RecentErrors,
+    /// Each VM's last frequency decision (for `vmpowerctl top`).
+    #[serde(skip)]
+    pub last_decisions: HashMap<VmId, LastDecision>,
+}
+
+/// A VM's last frequency decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LastDecision {
+    /// Unix time in ms.
+    pub at_ms: u64,
+    /// The pCPU changed.
+    pub pcpu: u32,
+    /// Its frequency before, in kHz.
+    pub old_khz: u32,
+    /// Its frequency after, in kHz.
+    pub new_khz: u32,
+    /// Why (as the log line and the history say it).
+    pub reason: String,
 }
 
 /// One guest channel's connection state.
@@ -165,9 +183,24 @@ impl Stats {
         }
     }
 
-    /// Forgets the channels of a VM that is gone.
+    /// Forgets the channels and decisions of a VM that is gone.
     pub fn forget_vm(&mut self, vm: &VmId) {
         self.channels.retain(|c, _| &c.vm != vm);
+        self.last_decisions.remove(vm);
+    }
+
+    /// Records a frequency change decided for `vm` (the operator's and
+    /// those of no VM are not kept).
+    pub fn decided(&mut self, vm: Option<&str>, change: &FreqChange, reason: &str) {
+        let Some(vm) = vm else { return };
+        let decision = LastDecision {
+            at_ms: unix_millis(),
+            pcpu: change.cpu.0,
+            old_khz: change.from.0,
+            new_khz: change.to.0,
+            reason: reason.to_owned(),
+        };
+        self.last_decisions.insert(VmId::new(vm), decision);
     }
 }
 

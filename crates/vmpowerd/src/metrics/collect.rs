@@ -1,0 +1,274 @@
+//! The collector: at each scrape, copies what the metrics show out of the
+//! core (one short lock), then writes every family of
+//! [`super::families::FAMILIES`] from the copy, lock released.
+//!
+//! Nothing here runs on the request path: counters are the core's
+//! [`crate::stats::Stats`], states (frequencies, channels, policies,
+//! rates) are read from the engine and cpufreq as they are at the scrape.
+
+use std::fmt;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use vmpower_engine::{ChannelId, PolicyState, VmId};
+use vmpower_proto::PolicyKind;
+
+use super::families::{self as fam, Family, Kind};
+use crate::SharedCore;
+use crate::core::Core;
+use crate::stats::ChannelState;
+
+/// The build's version and commit, as the build info shows them.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git commit vmpowerd was built from (`unknown` outside a checkout).
+pub const COMMIT: &str = match option_env!("VMPOWER_GIT_COMMIT") {
+    Some(c) => c,
+    None => "unknown",
+};
+
+/// Reads the daemon's state at each scrape.
+#[derive(Debug)]
+pub struct CoreCollector {
+    core: SharedCore,
+}
+
+impl CoreCollector {
+    /// A collector over the daemon's core.
+    pub fn new(core: SharedCore) -> Self {
+        CoreCollector { core }
+    }
+}
+
+impl Collector for CoreCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let snapshot = Snapshot::take(&crate::lock(&self.core));
+        snapshot.encode(&mut encoder)
+    }
+}
+
+/// One pCPU's row.
+#[derive(Debug, Clone)]
+struct Pcpu {
+    cpu: String,
+    hz: Option<u64>,
+    level: Option<usize>,
+    managed: bool,
+}
+
+/// One VM's policy.
+#[derive(Debug, Clone)]
+struct PolicyRow {
+    vm: VmId,
+    kind: &'static str,
+    waiting: Option<String>,
+    rate_pps: Option<f64>,
+}
+
+/// What one scrape shows, copied out of the core.
+#[derive(Debug, Clone)]
+struct Snapshot {
+    pcpus: Vec<Pcpu>,
+    requests: Vec<((VmId, &'static str, &'static str), u64)>,
+    rejections: Vec<(&'static str, u64)>,
+    policies: Vec<PolicyRow>,
+    evaluations: Vec<(&'static str, u64)>,
+    channels: Vec<(ChannelId, ChannelState)>,
+    sysfs_writes: u64,
+    sysfs_failures: u64,
+    name_mismatches: u64,
+    replies_dropped: u64,
+    partial_bytes_dropped: u64,
+}
+
+/// The label of a policy kind.
+pub fn kind_label(kind: PolicyKind) -> &'static str {
+    match kind {
+        PolicyKind::Traffic => "traffic",
+        PolicyKind::Time => "time",
+        PolicyKind::Workload => "workload",
+        PolicyKind::BranchRatio => "branch_ratio",
+    }
+}
+
+impl Snapshot {
+    fn take(core: &Core) -> Snapshot {
+        let pcpus = core
+            .engine
+            .pcpus()
+            .into_iter()
+            .map(|cpu| {
+                let khz = core.engine.known_khz(cpu);
+                let level = match (khz, core.cpufreq.table(cpu)) {
+                    (Some(k), Ok(table)) => Some(table.nearest_index(k)),
+                    _ => None,
+                };
+                Pcpu {
+                    cpu: cpu.0.to_string(),
+                    hz: khz.map(|k| u64::from(k.0) * 1000),
+                    level,
+                    managed: core.engine.is_managed(cpu),
+                }
+            })
+            .collect();
+        let policies = core
+            .engine
+            .vm_ids()
+            .into_iter()
+            .filter_map(|vm| {
+                let st = core.engine.policy_status(&vm)?;
+                Some(PolicyRow {
+                    kind: kind_label(st.spec.policy.kind),
+                    waiting: match st.state {
+                        PolicyState::Active => None,
+                        PolicyState::Waiting(why) => Some(why),
+                    },
+                    rate_pps: st.rate_pps,
+                    vm,
+                })
+            })
+            .collect();
+        let stats = &core.stats;
+        let mut requests: Vec<_> = stats
+            .requests
+            .iter()
+            .map(|(k, n)| (k.clone(), *n))
+            .collect();
+        requests.sort_by(|a, b| a.0.cmp(&b.0));
+        Snapshot {
+            pcpus,
+            requests,
+            rejections: stats.rejections.iter().map(|(k, n)| (*k, *n)).collect(),
+            policies,
+            evaluations: stats
+                .policy_evaluations
+                .iter()
+                .map(|(k, n)| (*k, *n))
+                .collect(),
+            channels: stats
+                .channels
+                .iter()
+                .map(|(c, s)| (c.clone(), *s))
+                .collect(),
+            sysfs_writes: stats.sysfs_writes,
+            sysfs_failures: stats.sysfs_failures,
+            name_mismatches: stats.name_mismatches,
+            replies_dropped: stats.replies_dropped,
+            partial_bytes_dropped: stats.partial_bytes_dropped,
+        }
+    }
+
+    fn encode(&self, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        family(enc, &fam::BUILD)?.encode_info(&[("version", VERSION), ("commit", COMMIT)])?;
+        self.encode_pcpus(enc)?;
+        let mut m = family(enc, &fam::REQUESTS)?;
+        for ((vm, kind, result), n) in &self.requests {
+            let labels = [("vm", vm.as_str()), ("kind", kind), ("result", result)];
+            counter(m.encode_family(&labels)?, *n)?;
+        }
+        let mut m = family(enc, &fam::REJECTIONS)?;
+        for (reason, n) in &self.rejections {
+            counter(m.encode_family(&[("reason", *reason)])?, *n)?;
+        }
+        self.encode_policies(enc)?;
+        let mut m = family(enc, &fam::POLICY_EVALUATIONS)?;
+        for (input, n) in &self.evaluations {
+            counter(m.encode_family(&[("input", *input)])?, *n)?;
+        }
+        counter(family(enc, &fam::SYSFS_WRITES)?, self.sysfs_writes)?;
+        counter(family(enc, &fam::SYSFS_FAILURES)?, self.sysfs_failures)?;
+        self.encode_channels(enc)?;
+        let mut m = family(enc, &fam::VM_TRAFFIC_RATE)?;
+        for p in &self.policies {
+            if let Some(rate) = p.rate_pps {
+                m.encode_family(&[("vm", p.vm.as_str())])?
+                    .encode_gauge(&rate)?;
+            }
+        }
+        counter(family(enc, &fam::NAME_MISMATCHES)?, self.name_mismatches)?;
+        counter(family(enc, &fam::REPLIES_DROPPED)?, self.replies_dropped)?;
+        counter(
+            family(enc, &fam::PARTIAL_BYTES_DROPPED)?,
+            self.partial_bytes_dropped,
+        )
+    }
+
+    fn encode_pcpus(&self, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        let mut m = family(enc, &fam::PCPU_FREQUENCY)?;
+        for p in &self.pcpus {
+            if let Some(hz) = p.hz {
+                m.encode_family(&[("pcpu", p.cpu.as_str())])?
+                    .encode_gauge(&hz)?;
+            }
+        }
+        let mut m = family(enc, &fam::PCPU_LEVEL)?;
+        for p in &self.pcpus {
+            if let Some(level) = p.level {
+                m.encode_family(&[("pcpu", p.cpu.as_str())])?
+                    .encode_gauge(&level)?;
+            }
+        }
+        let mut m = family(enc, &fam::PCPU_MANAGED)?;
+        for p in &self.pcpus {
+            m.encode_family(&[("pcpu", p.cpu.as_str())])?
+                .encode_gauge(&u32::from(p.managed))?;
+        }
+        Ok(())
+    }
+
+    fn encode_policies(&self, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        let mut m = family(enc, &fam::POLICY_STATE)?;
+        for p in &self.policies {
+            for state in ["active", "waiting"] {
+                let on = (state == "waiting") == p.waiting.is_some();
+                let labels = [("vm", p.vm.as_str()), ("kind", p.kind), ("state", state)];
+                m.encode_family(&labels)?.encode_gauge(&u32::from(on))?;
+            }
+        }
+        let mut m = family(enc, &fam::POLICY_WAITING)?;
+        for p in &self.policies {
+            if let Some(why) = &p.waiting {
+                let labels = [
+                    ("vm", p.vm.as_str()),
+                    ("kind", p.kind),
+                    ("reason", why.as_str()),
+                ];
+                m.encode_info(&labels)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn encode_channels(&self, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        let mut m = family(enc, &fam::CHANNEL_UP)?;
+        for (c, s) in &self.channels {
+            let index = c.index.to_string();
+            let labels = [("vm", c.vm.as_str()), ("channel", index.as_str())];
+            m.encode_family(&labels)?.encode_gauge(&u32::from(s.up))?;
+        }
+        let mut m = family(enc, &fam::CHANNEL_RECONNECTS)?;
+        for (c, s) in &self.channels {
+            let index = c.index.to_string();
+            let labels = [("vm", c.vm.as_str()), ("channel", index.as_str())];
+            counter(m.encode_family(&labels)?, s.reconnects())?;
+        }
+        Ok(())
+    }
+}
+
+/// Starts a family: its `# HELP` and `# TYPE` lines.
+fn family<'a>(
+    enc: &'a mut DescriptorEncoder,
+    f: &'a Family,
+) -> Result<MetricEncoder<'a>, fmt::Error> {
+    let t = match f.kind {
+        Kind::Counter => MetricType::Counter,
+        Kind::Gauge => MetricType::Gauge,
+        Kind::Info => MetricType::Info,
+    };
+    enc.encode_descriptor(f.name, f.help, None, t)
+}
+
+fn counter(mut m: MetricEncoder<'_>, n: u64) -> Result<(), fmt::Error> {
+    m.encode_counter::<NoLabelSet, _, u64>(&n, None)
+}
