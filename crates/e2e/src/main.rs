@@ -17,6 +17,7 @@ mod proc;
 mod qemu;
 mod qmp;
 mod scenarios;
+mod traffic;
 mod wait;
 mod work;
 

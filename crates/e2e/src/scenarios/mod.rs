@@ -8,6 +8,7 @@
 pub mod s1_plain;
 pub mod s2_repin;
 pub mod s3_restart;
+pub mod s5_traffic;
 pub mod s6_hostile;
 
 use std::path::Path;
@@ -51,6 +52,11 @@ pub const ALL: &[Scenario] = &[
         number: 6,
         name: "hostile guest contained, neighbour served",
         run: s6_hostile::run,
+    },
+    Scenario {
+        number: 5,
+        name: "TRAFFIC policy with real packets",
+        run: s5_traffic::run,
     },
 ];
 
