@@ -128,6 +128,29 @@ pub enum Command {
     },
     /// An interactive shell with DPDK's prompt (vm_power>) and history.
     Shell,
+    /// A live table: each pCPU's frequency and level, each VM's rate,
+    /// policy and last decision; Ctrl-C ends it.
+    Top(TopArgs),
+}
+
+/// `vmpowerctl top` options.
+#[derive(Debug, Clone, Args)]
+pub struct TopArgs {
+    /// Seconds between refreshes (at least 0.1).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_interval)]
+    pub interval: f64,
+    /// Stop after this many refreshes (default: until Ctrl-C).
+    #[arg(long, value_name = "N")]
+    pub iterations: Option<u64>,
+}
+
+fn parse_interval(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s >= 0.1 => Ok(s),
+        _ => Err(format!(
+            "{text:?} is not a number of seconds of at least 0.1"
+        )),
+    }
 }
 
 /// `vmpowerctl policy ...`
@@ -369,6 +392,7 @@ impl Command {
                 vf: *vf,
                 mac: mac.clone(),
             },
+            Command::Top(_) => CtlRequest::Top,
             Command::Shell => return Ok(None),
         }))
     }

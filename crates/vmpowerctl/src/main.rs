@@ -5,6 +5,7 @@
 
 mod cli;
 mod render;
+mod top;
 
 use std::process::ExitCode;
 
@@ -18,6 +19,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Command::Shell) {
         return shell(&cli);
+    }
+    if let Command::Top(args) = &cli.command {
+        return top::run(&cli, args);
     }
     run(&cli, &cli.command)
 }

@@ -11,6 +11,7 @@ use crate::cli::{Command, PolicyCommand};
 pub fn render(command: &Command, value: &Value) -> String {
     match command {
         Command::Status => status(value),
+        Command::Top(args) => crate::top::frame(value, None, args.interval),
         Command::ListVms => vm_table(value),
         Command::ShowVm { .. } => show_vm(value),
         Command::ShowCpuFreq(_) | Command::SetCpuFreq { .. } => cpu_table(value),
@@ -36,28 +37,116 @@ fn text(v: &Value) -> String {
     }
 }
 
+/// `status`: a summary line, then channels, policies, the last errors
+/// and the counters, each as a table.
 fn status(v: &Value) -> String {
-    let mut out = String::new();
-    for key in ["version", "channel_dir", "vms", "pcpus", "pcpus_managed"] {
-        let _ = writeln!(out, "{key:<16} {}", text(&v[key]));
+    let metrics = v["metrics_address"]
+        .as_str()
+        .map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics"));
+    let mut out = format!(
+        "vmpowerd {} (commit {})\nVMs {}  pCPUs {} (managed: {})  channels {} up, {} down  metrics {metrics}\n",
+        text(&v["version"]),
+        text(&v["commit"]),
+        text(&v["vms"]),
+        text(&v["pcpus"]),
+        cpu_list(&v["pcpus_managed"]),
+        text(&v["channels_up"]),
+        text(&v["channels_down"]),
+    );
+    let _ = writeln!(out, "channel dir {}", text(&v["channel_dir"]));
+    let stats = &v["stats"];
+    out.push_str("\nCHANNELS\n");
+    let _ = writeln!(
+        out,
+        "{:<24} {:<5} {:<24} {:>8}",
+        "CHANNEL", "STATE", "SINCE", "CONNECTS"
+    );
+    for (name, ch) in stats["channels"].as_object().into_iter().flatten() {
+        let state = if ch["up"].as_bool() == Some(true) {
+            "up"
+        } else {
+            "down"
+        };
+        let _ = writeln!(
+            out,
+            "{:<24} {:<5} {:<24} {:>8}",
+            name,
+            state,
+            time(&ch["since_ms"]),
+            text(&ch["connects"])
+        );
     }
-    let served = v["channels_served"].as_array().map_or(0, Vec::len);
-    let _ = writeln!(out, "{:<16} {served}", "channels");
-    if let Some(stats) = v["stats"].as_object() {
-        for (key, value) in stats {
-            match value {
-                Value::Object(map) => {
-                    for (k, n) in map {
-                        let _ = writeln!(out, "{key:<16} {k} {n}");
-                    }
+    out.push_str("\nPOLICIES\n");
+    let _ = writeln!(
+        out,
+        "{:<16} {:<13} {:<8} WAITING FOR",
+        "VM", "KIND", "STATE"
+    );
+    for p in v["policies"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "{:<16} {:<13} {:<8} {}",
+            text(&p["vm"]),
+            text(&p["kind"]),
+            text(&p["state"]),
+            text(&p["waiting_for"])
+        );
+    }
+    out.push_str("\nLAST ERRORS (newest first)\n");
+    let _ = writeln!(
+        out,
+        "{:<24} {:<12} {:<9} {:<20} {:>5} DETAIL",
+        "TIME", "VM", "KIND", "REASON", "COUNT"
+    );
+    for e in stats["last_errors"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "{:<24} {:<12} {:<9} {:<20} {:>5} {}",
+            time(&e["at_ms"]),
+            text(&e["vm"]),
+            text(&e["kind"]),
+            text(&e["label"]),
+            text(&e["count"]),
+            text(&e["detail"])
+        );
+    }
+    out.push_str("\nCOUNTERS\n");
+    for (key, value) in stats.as_object().into_iter().flatten() {
+        match (key.as_str(), value) {
+            ("channels" | "last_errors", _) => {}
+            (_, Value::Object(map)) => {
+                for (k, n) in map {
+                    let _ = writeln!(out, "{key:<22} {k:<40} {n}");
                 }
-                other => {
-                    let _ = writeln!(out, "{key:<16} {other}");
-                }
+            }
+            (_, other) => {
+                let _ = writeln!(out, "{key:<22} {:<40} {other}", "");
             }
         }
     }
     out
+}
+
+/// A unix-millisecond time as RFC 3339 (seconds).
+fn time(v: &Value) -> String {
+    v.as_i64()
+        .and_then(|ms| jiff::Timestamp::from_second(ms / 1000).ok())
+        .map_or_else(|| "-".to_owned(), |t| t.to_string())
+}
+
+/// `[1, 2, 5]` as `1,2,5` (`none` when empty).
+fn cpu_list(v: &Value) -> String {
+    let cpus: Vec<String> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(ToString::to_string)
+        .collect();
+    if cpus.is_empty() {
+        "none".to_owned()
+    } else {
+        cpus.join(",")
+    }
 }
 
 fn vm_table(v: &Value) -> String {
