@@ -148,6 +148,9 @@ enum Scenario {
         /// Echo each record instead of discarding.
         #[arg(long)]
         echo: bool,
+        /// Echo with plain blocking threads instead of tokio.
+        #[arg(long)]
+        blocking: bool,
     },
 }
 
@@ -174,8 +177,14 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
-    if let Scenario::PlainReader { dir, count, echo } = &cli.scenario {
-        return plain::run(dir, *count, *echo);
+    if let Scenario::PlainReader {
+        dir,
+        count,
+        echo,
+        blocking,
+    } = &cli.scenario
+    {
+        return plain::run(dir, *count, *echo, *blocking);
     }
     let ctx = Ctx {
         daemon: DaemonOptions {

@@ -5,6 +5,9 @@
 //!   daemon's 64 KiB read size. No decoding, no engine, no replies.
 //! - echo (`--echo`, latency): sends every 464-byte record straight
 //!   back: the round-trip floor of a socket and a tokio wakeup.
+//! - blocking echo (`--echo --blocking`, latency): the same with a plain
+//!   thread blocked in `read(2)`, no runtime at all: the floor of a socket
+//!   round trip and two thread wakeups on this machine.
 //!
 //! It exits on its own after [`MAX_LIFETIME`] so that it can never be left
 //! behind; the bench kills it as soon as it is done ([`PlainReader`]).
@@ -24,8 +27,12 @@ pub const MAX_LIFETIME: Duration = Duration::from_secs(900);
 /// Bytes read at once (the daemon's `READ_BUF`).
 const READ_BUF: usize = 64 * 1024;
 
-/// Connects to `count` channels in `dir` and drains (or echoes) them.
-pub fn run(dir: &Path, count: usize, echo: bool) -> anyhow::Result<()> {
+/// Connects to `count` channels in `dir` and drains (or echoes) them;
+/// `blocking` echoes with plain threads instead of tokio.
+pub fn run(dir: &Path, count: usize, echo: bool, blocking: bool) -> anyhow::Result<()> {
+    if echo && blocking {
+        return blocking_echo(dir, count);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -69,6 +76,26 @@ async fn echo_records(mut stream: UnixStream) {
     }
 }
 
+/// One thread per channel, blocked in `read(2)`, writing each record back.
+fn blocking_echo(dir: &Path, count: usize) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    for i in 0..count {
+        let path = dir.join(format!("{}.0", crate::host::vm_name(i)));
+        let mut stream = std::os::unix::net::UnixStream::connect(&path)
+            .with_context(|| format!("cannot connect to {}", path.display()))?;
+        std::thread::spawn(move || {
+            let mut record = [0u8; RECORD];
+            while stream.read_exact(&mut record).is_ok() {
+                if stream.write_all(&record).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    std::thread::sleep(MAX_LIFETIME);
+    Ok(())
+}
+
 /// The baseline process; killed on drop.
 #[derive(Debug)]
 pub struct PlainReader(Child);
@@ -76,6 +103,15 @@ pub struct PlainReader(Child);
 impl PlainReader {
     /// Starts this binary's `plain-reader` mode on `count` sockets of `dir`.
     pub fn spawn(dir: &Path, count: usize, echo: bool) -> anyhow::Result<Self> {
+        Self::spawn_with(dir, count, echo, false)
+    }
+
+    /// The echo with plain blocking threads (no tokio) on `count` sockets.
+    pub fn spawn_blocking_echo(dir: &Path, count: usize) -> anyhow::Result<Self> {
+        Self::spawn_with(dir, count, true, true)
+    }
+
+    fn spawn_with(dir: &Path, count: usize, echo: bool, blocking: bool) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find this binary")?;
         let mut cmd = Command::new(exe);
         cmd.arg("plain-reader")
@@ -85,6 +121,9 @@ impl PlainReader {
             .arg(count.to_string());
         if echo {
             cmd.arg("--echo");
+        }
+        if blocking {
+            cmd.arg("--blocking");
         }
         let child = cmd
             .stdin(Stdio::null())

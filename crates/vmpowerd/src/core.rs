@@ -7,7 +7,10 @@
 //! - An ACK becomes a NACK when a write the decision needed failed; the
 //!   engine is told ([`Engine::write_failed`]) so its view stays true.
 //! - Decisions are logged at info with VM, vCPU, pCPU, old and new
-//!   frequency and the reason. Lines a guest can trigger (rejections, name
+//!   frequency and the reason. For a guest's records the line, the
+//!   history entry and the last-decision counters wait until the channel
+//!   has sent its replies ([`Core::flush_decisions`]): the ACK says the
+//!   pCPU was written, and the bookkeeping stays out of the round trip. Lines a guest can trigger (rejections, name
 //!   mismatches, malformed records) go through a per-VM [`LogLimiter`].
 
 use std::time::Instant;
@@ -59,6 +62,9 @@ pub struct Core {
     history_buf: Vec<HistoryEntry>,
     /// Wakes the history writer when the first entry is buffered.
     history_pending: std::sync::Arc<tokio::sync::Notify>,
+    /// Changes applied for guests' records whose log line and history
+    /// entry wait for the replies to be sent: (change, old kHz, new kHz).
+    deferred: Vec<(FreqChange, u32, u32)>,
 }
 
 impl Core {
@@ -75,6 +81,7 @@ impl Core {
             store: None,
             history_buf: Vec::new(),
             history_pending: std::sync::Arc::new(tokio::sync::Notify::new()),
+            deferred: Vec::new(),
         }
     }
 
@@ -153,7 +160,7 @@ impl Core {
             .map_err(|e| Rejection::Malformed(e.to_string()));
         let decision = self.engine.handle(self.batch_now, channel, request);
         self.stats.count_request(&channel.vm, frame, &decision);
-        let ok = self.execute(&decision.actions);
+        let ok = self.execute_deferring(&decision.actions, true);
         self.log_notes(&channel.vm, &decision);
         for note in &decision.notes {
             match note {
@@ -207,6 +214,35 @@ impl Core {
 
     /// Applies the engine's actions; false if any write failed.
     pub fn execute(&mut self, actions: &[Action]) -> bool {
+        self.execute_deferring(actions, false)
+    }
+
+    /// Whether changes wait for [`Core::flush_decisions`].
+    pub fn has_deferred(&self) -> bool {
+        !self.deferred.is_empty()
+    }
+
+    /// Writes the log lines, history entries and last-decision counters
+    /// of the changes applied for guests' records; the channel calls it
+    /// once its replies are out.
+    pub fn flush_decisions(&mut self) {
+        let mut deferred = std::mem::take(&mut self.deferred);
+        for (change, old_khz, new_khz) in deferred.drain(..) {
+            self.decided(&change, old_khz, new_khz);
+        }
+        self.deferred = deferred;
+    }
+
+    /// The log line, counters and history entry of one applied change.
+    fn decided(&mut self, change: &FreqChange, old_khz: u32, new_khz: u32) {
+        let (vm, reason, inputs) = log_change(change, old_khz, new_khz);
+        self.stats.decided(vm.as_deref(), change, &reason);
+        self.record_history(change, vm, reason, inputs);
+    }
+
+    /// [`Core::execute`]; with `defer`, a successful change's log line and
+    /// history entry wait for [`Core::flush_decisions`].
+    fn execute_deferring(&mut self, actions: &[Action], defer: bool) -> bool {
         let mut ok = true;
         for action in actions {
             match action {
@@ -214,10 +250,12 @@ impl Core {
                     match self.cpufreq.apply(change.cpu, Level::Index(change.index)) {
                         Ok(outcome) => {
                             self.stats.sysfs_writes += u64::from(outcome.changed);
-                            let (vm, reason, inputs) =
-                                log_change(change, outcome.old_khz.0, outcome.new_khz.0);
-                            self.stats.decided(vm.as_deref(), change, &reason);
-                            self.record_history(change, vm, reason, inputs);
+                            let (old, new) = (outcome.old_khz.0, outcome.new_khz.0);
+                            if defer {
+                                self.deferred.push((change.clone(), old, new));
+                            } else {
+                                self.decided(change, old, new);
+                            }
                         }
                         Err(e) => {
                             ok = false;
@@ -319,6 +357,7 @@ impl Core {
     /// calls it periodically and at stop: history is not a promise, and
     /// one write per decision would sit in every request's latency.
     pub fn flush_history(&mut self) {
+        self.flush_decisions();
         if self.history_buf.is_empty() {
             return;
         }

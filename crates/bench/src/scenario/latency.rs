@@ -4,9 +4,11 @@
 //! file → ACK read by the guest. The rate limit is off (back-to-back
 //! requests would exceed the default 1000/s).
 //!
-//! In the same run, the same round trips against a plain echo process
-//! (`plain-reader --echo`: a tokio runtime that sends each record back)
-//! give the floor of socket + wakeup on this machine at this moment.
+//! In the same run, the same round trips against two plain echo
+//! processes give the floor of this machine at this moment: one on a tokio
+//! runtime like the daemon's (`plain-reader --echo`: socket + runtime
+//! wakeup), one with a plain thread blocked in `read(2)` (`--echo
+//! --blocking`: socket + thread wakeup, the least any daemon can do).
 //!
 //! Outside the timing, the harness checks that the two units write
 //! different values and that the file holds the last request's value.
@@ -94,7 +96,8 @@ pub fn run(ctx: &Ctx, args: LatencyArgs) -> anyhow::Result<Report> {
     }
     let status = running.daemon.stop()?;
     drop(running.dir);
-    let echo = echo_baseline(args, &min)?;
+    let echo = echo_baseline(args, &min, false)?;
+    let blocking = echo_baseline(args, &min, true)?;
 
     let p = Percentiles::of(&mut samples).context("no samples")?;
     let mut r = Report::default();
@@ -119,6 +122,13 @@ pub fn run(ctx: &Ctx, args: LatencyArgs) -> anyhow::Result<Report> {
     r.add("plain echo p50 (baseline)", echo.p50, "us");
     r.add("plain echo p99 (baseline)", echo.p99, "us");
     r.add("daemon p50 minus echo p50", p.p50 - echo.p50, "us");
+    r.add("blocking echo p50 (floor)", blocking.p50, "us");
+    r.add("blocking echo p99 (floor)", blocking.p99, "us");
+    r.add(
+        "daemon p50 / blocking echo p50",
+        p.p50 / blocking.p50.max(f64::MIN_POSITIVE),
+        "x",
+    );
     r.add("NACKs", nacks as f64, "");
     r.add(
         "sysfs writes per request",
@@ -129,11 +139,16 @@ pub fn run(ctx: &Ctx, args: LatencyArgs) -> anyhow::Result<Report> {
     Ok(r)
 }
 
-/// The same number of round trips against the echo baseline.
-fn echo_baseline(args: LatencyArgs, record: &[u8]) -> anyhow::Result<Percentiles> {
+/// The same number of round trips against an echo baseline (tokio, or
+/// `blocking` plain threads).
+fn echo_baseline(args: LatencyArgs, record: &[u8], blocking: bool) -> anyhow::Result<Percentiles> {
     let dir = Workdir::create("echo")?;
     let qemu = Qemu::bind(dir.path(), [format!("{}.0", vm_name(0))])?;
-    let _echo = PlainReader::spawn(dir.path(), 1, true)?;
+    let _echo = if blocking {
+        PlainReader::spawn_blocking_echo(dir.path(), 1)?
+    } else {
+        PlainReader::spawn(dir.path(), 1, true)?
+    };
     let mut stream = accept_all(qemu, Duration::from_secs(30))?
         .pop()
         .context("no echo channel")?;

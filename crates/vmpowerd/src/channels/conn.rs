@@ -11,6 +11,9 @@
 //! - A partial record left at disconnect is dropped and counted.
 //! - The layout (464 or 456 bytes) is the VM's setting when the
 //!   connection is made.
+//! - One read's replies are sent before the log lines and history entries
+//!   of the decisions they report ([`crate::core::Core::flush_decisions`]):
+//!   the guest's round trip holds the sysfs write, not the bookkeeping.
 
 use std::io;
 use std::path::PathBuf;
@@ -159,7 +162,7 @@ fn pump(
     let mut input = &scratch.buf[..n];
     scratch.replies.clear();
     scratch.lens.clear();
-    let wait = {
+    let (wait, deferred) = {
         let mut core = crate::lock(core);
         core.begin_batch();
         while let Some(frame) = records.next_frame(&mut input) {
@@ -170,14 +173,19 @@ fn pump(
             }
         }
         let now = core.now();
-        core.engine.channel_wait(channel, now)
+        (core.engine.channel_wait(channel, now), core.has_deferred())
     };
-    match outbox.send(stream, &scratch.replies, &scratch.lens) {
-        Ok(0) => Ok(wait),
-        Ok(dropped) => {
-            crate::lock(core).stats.replies_dropped += dropped;
-            Ok(wait)
-        }
+    // Replies first: the decisions' log lines and history entries wait
+    // until the guest has its answers.
+    let sent = outbox.send(stream, &scratch.replies, &scratch.lens);
+    let dropped = *sent.as_ref().unwrap_or(&0);
+    if deferred || dropped > 0 {
+        let mut core = crate::lock(core);
+        core.stats.replies_dropped += dropped;
+        core.flush_decisions();
+    }
+    match sent {
+        Ok(_) => Ok(wait),
         Err(e) => Err(Closed::Error(e)),
     }
 }
