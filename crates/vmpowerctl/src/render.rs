@@ -61,6 +61,7 @@ fn status(v: &Value) -> String {
         "{:<24} {:<5} {:<24} {:>8}",
         "CHANNEL", "STATE", "SINCE", "CONNECTS"
     );
+    none_if_empty(&mut out, &stats["channels"]);
     for (name, ch) in stats["channels"].as_object().into_iter().flatten() {
         let state = if ch["up"].as_bool() == Some(true) {
             "up"
@@ -82,6 +83,7 @@ fn status(v: &Value) -> String {
         "{:<16} {:<13} {:<8} WAITING FOR",
         "VM", "KIND", "STATE"
     );
+    none_if_empty(&mut out, &v["policies"]);
     for p in v["policies"].as_array().into_iter().flatten() {
         let _ = writeln!(
             out,
@@ -98,6 +100,7 @@ fn status(v: &Value) -> String {
         "{:<24} {:<12} {:<9} {:<20} {:>5} DETAIL",
         "TIME", "VM", "KIND", "REASON", "COUNT"
     );
+    none_if_empty(&mut out, &stats["last_errors"]);
     for e in stats["last_errors"].as_array().into_iter().flatten() {
         let _ = writeln!(
             out,
@@ -125,6 +128,18 @@ fn status(v: &Value) -> String {
         }
     }
     out
+}
+
+/// `(none)` under a table whose rows would be `v`'s, when it has none.
+fn none_if_empty(out: &mut String, v: &Value) {
+    let empty = match v {
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => true,
+    };
+    if empty {
+        out.push_str("(none)\n");
+    }
 }
 
 /// A unix-millisecond time as RFC 3339 (seconds).
