@@ -272,3 +272,135 @@ fn family<'a>(
 fn counter(mut m: MetricEncoder<'_>, n: u64) -> Result<(), fmt::Error> {
     m.encode_counter::<NoLabelSet, _, u64>(&n, None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::parse::parse;
+
+    /// A collector over a fixed snapshot.
+    #[derive(Debug)]
+    struct Fixed(Snapshot);
+
+    impl Collector for Fixed {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+            self.0.encode(&mut encoder)
+        }
+    }
+
+    fn render(snapshot: Snapshot) -> String {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(Fixed(snapshot)));
+        crate::metrics::render(&registry, true).unwrap()
+    }
+
+    fn snapshot() -> Snapshot {
+        let vm = VmId::new("vm \"1\"");
+        Snapshot {
+            pcpus: vec![
+                Pcpu {
+                    cpu: "2".into(),
+                    hz: Some(2_301_000_000),
+                    level: Some(0),
+                    managed: true,
+                },
+                Pcpu {
+                    cpu: "3".into(),
+                    hz: None,
+                    level: None,
+                    managed: false,
+                },
+            ],
+            requests: vec![((vm.clone(), "power", "ok"), 7)],
+            rejections: vec![("rate_limited", 2)],
+            policies: vec![PolicyRow {
+                vm: vm.clone(),
+                kind: "traffic",
+                waiting: Some("MAC 02:00:00:00:00:01: not found,\nyet \\ \"quoted\"".into()),
+                rate_pps: Some(1.5e6),
+            }],
+            evaluations: vec![("traffic", 40)],
+            channels: vec![(
+                ChannelId { vm, index: 3 },
+                ChannelState {
+                    up: false,
+                    connects: 3,
+                    since_ms: 1,
+                },
+            )],
+            sysfs_writes: 5,
+            sysfs_failures: 1,
+            name_mismatches: 0,
+            replies_dropped: 0,
+            partial_bytes_dropped: 0,
+        }
+    }
+
+    #[test]
+    fn every_family_is_written_once_with_its_help_and_type() {
+        let text = render(snapshot());
+        let m = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let names: Vec<&str> = m.families.keys().map(String::as_str).collect();
+        let mut listed: Vec<&str> = fam::FAMILIES.iter().map(|f| f.name).collect();
+        listed.sort_unstable();
+        assert_eq!(names, listed);
+        for f in fam::FAMILIES {
+            assert_eq!(m.families[f.name].kind, f.kind.as_str(), "{}", f.name);
+            assert_eq!(m.families[f.name].help.as_deref(), Some(f.help));
+        }
+    }
+
+    #[test]
+    fn values_and_awkward_labels_survive_the_round_trip() {
+        let m = parse(&render(snapshot())).unwrap();
+        let vm = "vm \"1\"";
+        let why = "MAC 02:00:00:00:00:01: not found,\nyet \\ \"quoted\"";
+        assert_eq!(
+            m.value(
+                "vmpower_policy_waiting_info",
+                &[("vm", vm), ("reason", why)]
+            ),
+            Some(1.0)
+        );
+        let state = |s| m.value("vmpower_policy_state", &[("vm", vm), ("state", s)]);
+        assert_eq!((state("waiting"), state("active")), (Some(1.0), Some(0.0)));
+        assert_eq!(
+            m.value("vmpower_requests_total", &[("vm", vm), ("kind", "power")]),
+            Some(7.0)
+        );
+        assert_eq!(
+            m.value("vmpower_pcpu_frequency_hertz", &[("pcpu", "2")]),
+            Some(2.301e9)
+        );
+        // No frequency known: no sample rather than a made-up 0.
+        assert_eq!(
+            m.value("vmpower_pcpu_frequency_hertz", &[("pcpu", "3")]),
+            None
+        );
+        assert_eq!(m.value("vmpower_pcpu_managed", &[("pcpu", "3")]), Some(0.0));
+        let channel = [("vm", vm), ("channel", "3")];
+        assert_eq!(m.value("vmpower_channel_up", &channel), Some(0.0));
+        assert_eq!(
+            m.value("vmpower_channel_reconnects_total", &channel),
+            Some(2.0)
+        );
+        assert_eq!(
+            m.value("vmpower_vm_traffic_packets_per_second", &[("vm", vm)]),
+            Some(1.5e6)
+        );
+        assert_eq!(
+            m.value("vmpower_build_info", &[("version", VERSION)]),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn the_prometheus_text_form_has_the_same_samples() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(Fixed(snapshot())));
+        let text = crate::metrics::render(&registry, false).unwrap();
+        assert!(!text.contains("# EOF"));
+        assert!(text.contains("vmpower_sysfs_writes_total 5\n"), "{text}");
+        assert!(text.contains("# TYPE vmpower_build_info gauge"), "{text}");
+    }
+}
