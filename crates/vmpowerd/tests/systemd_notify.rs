@@ -1,0 +1,258 @@
+//! The real `vmpowerd` binary under a stand-in for systemd: a unix
+//! datagram socket passed as `NOTIFY_SOCKET`. `READY=1` arrives only once
+//! the daemon serves (the crashed run's CPUs restored, persisted policies
+//! back, the control socket answering); `STOPPING=1` arrives on SIGTERM.
+//! With `JOURNAL_STREAM` naming its stderr, log lines carry a syslog
+//! priority and no timestamp.
+
+#![allow(clippy::unwrap_used)]
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vmpower_api::{Client, CtlRequest, CtlResponse, PolicyFile};
+use vmpower_cpufreq::fake::FakeSysfs;
+use vmpower_cpufreq::{CpuId, Driver, SysfsIo};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Setup {
+    fake: FakeSysfs,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let fake = FakeSysfs::builder(4)
+            .driver(Driver::AcpiCpufreq)
+            .governor("ondemand")
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("channels")).unwrap();
+        std::fs::write(dir.path().join("vmpowerd.toml"), "[vm.vm1]\npcpus = [1]\n").unwrap();
+        Setup { fake, dir }
+    }
+
+    fn control(&self) -> PathBuf {
+        self.dir.path().join("control.sock")
+    }
+
+    fn governor(&self, cpu: u32) -> String {
+        let rel = format!("devices/system/cpu/cpu{cpu}/cpufreq/scaling_governor");
+        self.fake.read(Path::new(&rel)).unwrap()
+    }
+
+    /// The daemon's command on this fake host; stderr to `stderr`.
+    fn command(&self, stderr: Stdio) -> Command {
+        let d = self.dir.path();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vmpowerd"));
+        cmd.arg("--config")
+            .arg(d.join("vmpowerd.toml"))
+            .arg("--sysfs-root")
+            .arg(self.fake.path())
+            .arg("--proc-root")
+            .arg(d.join("proc"))
+            .arg("--channel-dir")
+            .arg(d.join("channels"))
+            .arg("--state-dir")
+            .arg(d.join("state"))
+            .arg("--control-socket")
+            .arg(self.control())
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("WATCHDOG_USEC")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        cmd
+    }
+
+    /// A socket standing for systemd's, bound in the temp dir.
+    fn notify_socket(&self) -> (UnixDatagram, PathBuf) {
+        let path = self.dir.path().join("notify");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        socket.set_read_timeout(Some(WAIT)).unwrap();
+        (socket, path)
+    }
+
+    fn ctl(&self, request: &CtlRequest) -> CtlResponse {
+        Client::connect(&self.control())
+            .unwrap()
+            .call(request)
+            .unwrap()
+    }
+}
+
+/// The next notification, as text.
+fn next(socket: &UnixDatagram) -> String {
+    let mut buf = [0u8; 4096];
+    let n = socket
+        .recv(&mut buf)
+        .expect("no notification from vmpowerd in time");
+    String::from_utf8(buf[..n].to_vec()).unwrap()
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "vmpowerd did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn sigterm(child: &Child) {
+    let pid = rustix::process::Pid::from_child(child);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+}
+
+/// Leaves a takeover record as a crashed earlier version would have: CPU 2
+/// recorded as `ondemand`, then left at `performance`.
+fn crash_leftover(s: &Setup) {
+    let legacy = s.dir.path().join("state/takeover.json");
+    std::fs::create_dir_all(legacy.parent().unwrap()).unwrap();
+    let mut record = vmpower_cpufreq::takeover::Takeover::open(&legacy).unwrap();
+    record.take_cpu(&s.fake, CpuId(2)).unwrap();
+    s.fake
+        .external_write(
+            Path::new("devices/system/cpu/cpu2/cpufreq/scaling_governor"),
+            "performance",
+        )
+        .unwrap();
+}
+
+#[test]
+fn ready_once_serving_and_stopping_on_sigterm() {
+    let s = Setup::new();
+    // A first run persists a policy, then stops.
+    let mut first = s.command(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + WAIT;
+    while Client::connect(&s.control()).is_err() {
+        assert!(Instant::now() < deadline, "first run never served");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let policy =
+        PolicyFile::parse("vm = \"vm1\"\nkind = \"WORKLOAD\"\ncores = [0]\nworkload = \"LOW\"\n")
+            .unwrap();
+    let created = s.ctl(&CtlRequest::PolicyCreate {
+        policy: Box::new(policy),
+    });
+    assert!(matches!(created, CtlResponse::Ok(_)), "{created:?}");
+    sigterm(&first);
+    assert!(wait_exit(&mut first).success());
+    crash_leftover(&s);
+    assert_eq!(s.governor(2), "performance");
+
+    let (notify, notify_path) = s.notify_socket();
+    let mut daemon = s
+        .command(Stdio::null())
+        .env("NOTIFY_SOCKET", &notify_path)
+        .spawn()
+        .unwrap();
+    let ready = next(&notify);
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready:?}");
+    let status = ready
+        .lines()
+        .find_map(|l| l.strip_prefix("STATUS="))
+        .unwrap_or_else(|| panic!("no STATUS= line in {ready:?}"));
+    assert!(status.contains("CPU(s) under control"), "{status}");
+    // At READY=1, without any retry: the leftover is restored, the control
+    // socket answers, and the persisted policy is back.
+    assert_eq!(s.governor(2), "ondemand", "restored before READY=1");
+    let CtlResponse::Ok(policies) = s.ctl(&CtlRequest::PolicyList) else {
+        panic!("the control socket did not answer at READY=1");
+    };
+    assert!(policies.to_string().contains("vm1"), "{policies}");
+
+    sigterm(&daemon);
+    let stopping = next(&notify);
+    assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping:?}");
+    assert!(wait_exit(&mut daemon).success());
+}
+
+#[test]
+fn without_notify_socket_nothing_is_sent_and_the_daemon_serves() {
+    let s = Setup::new();
+    let (notify, _path) = s.notify_socket();
+    notify.set_nonblocking(true).unwrap();
+    let mut daemon = s.command(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + WAIT;
+    while Client::connect(&s.control()).is_err() {
+        assert!(Instant::now() < deadline, "never served");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(matches!(s.ctl(&CtlRequest::Status), CtlResponse::Ok(_)));
+    sigterm(&daemon);
+    assert!(wait_exit(&mut daemon).success());
+    let mut buf = [0u8; 64];
+    assert!(notify.recv(&mut buf).is_err(), "something was sent");
+}
+
+/// Runs the daemon until it served, stops it, and returns its stderr.
+fn log_of(s: &Setup, journal: bool) -> String {
+    let log_path = s.dir.path().join(format!("stderr-{journal}.log"));
+    let file = std::fs::File::create(&log_path).unwrap();
+    let stat = rustix::fs::fstat(&file).unwrap();
+    let mut cmd = s.command(Stdio::from(file));
+    if journal {
+        cmd.env("JOURNAL_STREAM", format!("{}:{}", stat.st_dev, stat.st_ino));
+    }
+    let (notify, notify_path) = s.notify_socket();
+    let mut daemon = cmd.env("NOTIFY_SOCKET", &notify_path).spawn().unwrap();
+    assert!(next(&notify).contains("READY=1"));
+    sigterm(&daemon);
+    assert!(wait_exit(&mut daemon).success());
+    drop(notify);
+    std::fs::remove_file(&notify_path).unwrap();
+    std::fs::read_to_string(&log_path).unwrap()
+}
+
+#[test]
+fn in_the_journal_lines_have_a_priority_and_no_timestamp() {
+    let s = Setup::new();
+    let journal = log_of(&s, true);
+    let ready = journal
+        .lines()
+        .find(|l| l.contains("vmpowerd ready"))
+        .unwrap_or_else(|| panic!("no ready line in {journal:?}"));
+    assert!(ready.starts_with("<6>"), "{ready}");
+    assert!(!ready.contains('\u{1b}'), "colour codes in {ready:?}");
+    assert!(journal.lines().all(|l| l.starts_with('<')), "{journal}");
+
+    let plain = log_of(&s, false);
+    let ready = plain
+        .lines()
+        .find(|l| l.contains("vmpowerd ready"))
+        .unwrap_or_else(|| panic!("no ready line in {plain:?}"));
+    // tracing's usual line starts with an RFC 3339 timestamp (perhaps
+    // coloured).
+    let ready = strip_colours(ready);
+    let year = ready.get(..4).unwrap_or_default();
+    assert!(
+        year.chars().all(|c| c.is_ascii_digit()) && ready.get(4..5) == Some("-"),
+        "{ready}"
+    );
+}
+
+/// Removes `ESC [ ... m` sequences.
+fn strip_colours(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
