@@ -17,6 +17,7 @@ pub mod inventory;
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
 pub mod metrics;
+pub mod notify;
 pub mod placement;
 pub mod policy_dir;
 pub mod policy_ops;

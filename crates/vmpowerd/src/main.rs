@@ -27,10 +27,7 @@ fn main() -> ExitCode {
         );
         EnvFilter::new("info")
     });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    vmpowerd::notify::init_logging(filter);
     raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

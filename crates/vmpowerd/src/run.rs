@@ -220,6 +220,8 @@ async fn serve(
         .clone()
         .map(|source| tokio::spawn(crate::libvirt::follow(daemon.clone(), source)));
     info!(channel_dir = %dir.display(), control = %daemon.config.control_socket.display(), "vmpowerd ready");
+    // systemd: READY=1 now; STOPPING=1 when this is dropped (loop ended).
+    let _readiness = crate::notify::ready(daemon);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
