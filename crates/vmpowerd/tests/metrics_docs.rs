@@ -80,18 +80,13 @@ fn balanced(expr: &str) -> bool {
             '"' => quoted = !quoted,
             _ if quoted => {}
             '(' | '{' | '[' => stack.push(c),
-            ')' => {
-                if stack.pop() != Some('(') {
-                    return false;
-                }
-            }
-            '}' => {
-                if stack.pop() != Some('{') {
-                    return false;
-                }
-            }
-            ']' => {
-                if stack.pop() != Some('[') {
+            ')' | '}' | ']' => {
+                let open = match c {
+                    ')' => '(',
+                    '}' => '{',
+                    _ => '[',
+                };
+                if stack.pop() != Some(open) {
                     return false;
                 }
             }
