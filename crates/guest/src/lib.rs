@@ -25,6 +25,10 @@
 //! async runtime and no unsafe, and builds statically.
 
 pub mod channel;
+/// The `vmpower-guest` command line (feature `cli`), here so that tools can
+/// read its clap definitions (man pages, shell completions).
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod describe;
 mod error;
 pub mod locate;
@@ -32,6 +36,10 @@ pub mod matching;
 mod port;
 pub mod profile;
 pub mod spec;
+
+// The CLI's modules name this crate as the binary does.
+#[cfg(feature = "cli")]
+extern crate self as vmpower_guest;
 
 pub use channel::{Answer, Channel, ChannelConfig, QueryTarget};
 pub use error::{ChannelError, ErrorClass};

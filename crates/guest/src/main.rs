@@ -5,7 +5,7 @@
 //! request (nothing sent); 3 no such port; 4 refused by the host (NACK);
 //! 5 the host's reply did not fit the request.
 
-mod cli;
+use vmpower_guest::cli;
 
 use std::path::Path;
 use std::process::ExitCode;

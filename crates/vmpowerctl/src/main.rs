@@ -3,7 +3,7 @@
 //! Exit codes: 0 done; 1 the daemon could not be reached; 2 usage error;
 //! 3 no such VM, channel or CPU; 4 refused by the daemon.
 
-mod cli;
+use vmpowerctl::cli;
 mod render;
 mod top;
 

@@ -1,0 +1,5 @@
+//! vmpowerctl's command line as a library, so that tools can read the clap
+//! definitions (`vmpower-dist` generates the man pages and shell
+//! completions from [`cli::Cli`]). The program itself is `src/main.rs`.
+
+pub mod cli;
