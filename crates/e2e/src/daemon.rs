@@ -40,6 +40,8 @@ pub struct DaemonSpec {
     pub extra_config: String,
     /// `--libvirt-uri`.
     pub libvirt_uri: Option<String>,
+    /// How often the daemon re-reads vCPU placement (default 200 ms).
+    pub placement_refresh_ms: Option<u64>,
 }
 
 /// A running vmpowerd.
@@ -74,7 +76,8 @@ impl Daemon {
             .context("building the fake sysfs tree")?;
         let config = dir.join("vmpowerd.toml");
         let text = format!(
-            "placement_refresh_ms = 200\ntraffic_interval_ms = 100\npolicy_dir = {:?}\n{}\n",
+            "placement_refresh_ms = {}\ntraffic_interval_ms = 100\npolicy_dir = {:?}\n{}\n",
+            spec.placement_refresh_ms.unwrap_or(200),
             dir.join("policies.d").display().to_string(),
             spec.extra_config
         );

@@ -12,6 +12,7 @@
 
 mod daemon;
 mod guest_ctl;
+mod libvirt;
 mod payloads;
 mod proc;
 mod qemu;

@@ -8,6 +8,7 @@
 pub mod s1_plain;
 pub mod s2_repin;
 pub mod s3_restart;
+pub mod s4_libvirt;
 pub mod s5_traffic;
 pub mod s6_hostile;
 
@@ -57,6 +58,11 @@ pub const ALL: &[Scenario] = &[
         number: 5,
         name: "TRAFFIC policy with real packets",
         run: s5_traffic::run,
+    },
+    Scenario {
+        number: 4,
+        name: "libvirt: domain, pins, channel, vcpupin",
+        run: s4_libvirt::run,
     },
 ];
 
