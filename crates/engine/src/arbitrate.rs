@@ -57,7 +57,8 @@ pub(crate) fn arbitrate(
     let default_max =
         level_index(table, table.turbo_available(), Level::Max).expect("Max is always in range");
     let mut managed = false;
-    let mut best: Option<Verdict> = None;
+    // (index, winner): the winner's name is cloned once, at the end.
+    let mut best: Option<(usize, Option<&VmId>)> = None;
     for cpu in &domain.cpus {
         let Some(vm_ids) = users.get(cpu) else {
             continue;
@@ -73,14 +74,18 @@ pub(crate) fn arbitrate(
             let (index, winner) = match explicit {
                 Some(i) => {
                     managed = true;
-                    (i, Winner::Vm(id.clone()))
+                    (i, Some(id))
                 }
-                None => (default_max, Winner::DefaultMax),
+                None => (default_max, None),
             };
-            if best.as_ref().is_none_or(|b| index < b.index) {
-                best = Some(Verdict { index, winner });
+            if best.is_none_or(|(b, _)| index < b) {
+                best = Some((index, winner));
             }
         }
     }
+    let best = best.map(|(index, winner)| Verdict {
+        index,
+        winner: winner.map_or(Winner::DefaultMax, |id| Winner::Vm(id.clone())),
+    });
     if managed { best } else { None }
 }

@@ -664,43 +664,55 @@ impl Engine {
         let leaders: BTreeSet<CpuId> = cpus.iter().filter_map(|c| self.host.leader(*c)).collect();
         let mut actions = Vec::new();
         for leader in leaders {
-            let domain = &self.host.domains[&leader];
-            let verdict = arbitrate(domain, &self.users, &self.vms);
-            let domain = self.host.domains.get_mut(&leader).expect("leader exists");
-            domain.dirty = false;
-            match verdict {
-                None => {
-                    if domain.applied.take().is_some() {
-                        actions.push(Action::Release {
-                            cpu: leader,
-                            domain: domain.cpus.clone(),
-                        });
-                    }
-                }
-                Some(v) if domain.applied == Some(v.index) => {}
-                Some(v) => {
-                    let from = domain
-                        .table
-                        .get(domain.known_index)
-                        .expect("index in table");
-                    let to = domain.table.get(v.index).expect("arbitrate clamps");
-                    let previous = domain.applied;
-                    domain.applied = Some(v.index);
-                    domain.known_index = v.index;
-                    actions.push(Action::Set(FreqChange {
-                        cpu: leader,
-                        domain: domain.cpus.clone(),
-                        from,
-                        to,
-                        index: v.index,
-                        previous,
-                        trigger: trigger.clone(),
-                        winner: v.winner,
-                    }));
-                }
-            }
+            self.arbitrate_domain(leader, trigger, &mut actions);
         }
         actions
+    }
+
+    /// Arbitrates the domain led by `leader`; appends what must change.
+    pub(crate) fn arbitrate_domain(
+        &mut self,
+        leader: CpuId,
+        trigger: &Trigger,
+        actions: &mut Vec<Action>,
+    ) {
+        let Some(domain) = self.host.domains.get(&leader) else {
+            return;
+        };
+        let verdict = arbitrate(domain, &self.users, &self.vms);
+        let domain = self.host.domains.get_mut(&leader).expect("leader exists");
+        domain.dirty = false;
+        match verdict {
+            None => {
+                if domain.applied.take().is_some() {
+                    actions.push(Action::Release {
+                        cpu: leader,
+                        domain: domain.cpus.clone(),
+                    });
+                }
+            }
+            Some(v) if domain.applied == Some(v.index) => {}
+            Some(v) => {
+                let from = domain
+                    .table
+                    .get(domain.known_index)
+                    .expect("index in table");
+                let to = domain.table.get(v.index).expect("arbitrate clamps");
+                let previous = domain.applied;
+                domain.applied = Some(v.index);
+                domain.known_index = v.index;
+                actions.push(Action::Set(FreqChange {
+                    cpu: leader,
+                    domain: domain.cpus.clone(),
+                    from,
+                    to,
+                    index: v.index,
+                    previous,
+                    trigger: trigger.clone(),
+                    winner: v.winner,
+                }));
+            }
+        }
     }
 
     pub(crate) fn reindex(&mut self, vm: &VmId) {

@@ -3,6 +3,7 @@
 //! ratios). Every input re-evaluates only the policies it concerns, and
 //! frequency changes are asked for only when a domain's level changes.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
@@ -15,7 +16,7 @@ use crate::ids::{Vcpu, VmId};
 use crate::policy::{ActivePolicy, PolicySpec, PolicyState, time};
 use crate::reject::Rejection;
 use crate::settings::Now;
-use crate::vm::{CoreKey, Want};
+use crate::vm::{CoreKey, Vm, Want, for_each_target};
 
 /// What a policy's decision was based on, for logs and the history.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,13 +196,19 @@ impl Engine {
     /// policy. Every frequency domain the tick touches is arbitrated once,
     /// not once per VM that changed (many VMs sharing a pCPU may cross at
     /// once); a policy whose level did not move decides nothing.
+    ///
+    /// A domain touched by several policies is reported with the trigger
+    /// of the last of them (in `samples` order).
     pub fn traffic_tick(
         &mut self,
         samples: Vec<(VmId, Result<f64, String>)>,
         now: Now,
     ) -> Vec<Action> {
-        let mut pending: std::collections::BTreeMap<CpuId, Trigger> =
-            std::collections::BTreeMap::new();
+        // Domain leader → index in `triggers` of the last policy that
+        // moved one of its pCPUs; one trigger per policy, not per pCPU.
+        let mut pending: BTreeMap<CpuId, usize> = BTreeMap::new();
+        let mut triggers: Vec<Trigger> = Vec::new();
+        let mut touched: Vec<CpuId> = Vec::new();
         for (vm_id, rate) in samples {
             let Some(p) = self.vms.get_mut(&vm_id).and_then(|v| v.policy.as_mut()) else {
                 continue;
@@ -219,18 +226,24 @@ impl Engine {
             if unchanged {
                 continue;
             }
-            let (touched, trigger) = self.policy_wants(&vm_id, now);
-            if let Some(trigger) = trigger {
-                for cpu in touched {
-                    if let Some(leader) = self.host.leader(cpu) {
-                        pending.insert(leader, trigger.clone());
-                    }
+            touched.clear();
+            let Some(trigger) = self.policy_wants_into(&vm_id, &mut touched) else {
+                continue;
+            };
+            if touched.is_empty() {
+                continue;
+            }
+            let index = triggers.len();
+            triggers.push(trigger);
+            for cpu in &touched {
+                if let Some(leader) = self.host.leader(*cpu) {
+                    pending.insert(leader, index);
                 }
             }
         }
         let mut actions = Vec::new();
-        for (leader, trigger) in pending {
-            actions.extend(self.rearbitrate(&BTreeSet::from([leader]), &trigger));
+        for (leader, index) in pending {
+            self.arbitrate_domain(leader, &triggers[index], &mut actions);
         }
         actions
     }
@@ -405,49 +418,80 @@ impl Engine {
     /// Writes the policy's levels into the VM's wants; returns the pCPUs
     /// whose wants changed and the trigger describing the inputs.
     fn policy_wants(&mut self, vm_id: &VmId, _now: Now) -> (BTreeSet<CpuId>, Option<Trigger>) {
-        let mut touched = BTreeSet::new();
-        let Some(vm) = self.vms.get_mut(vm_id) else {
-            return (touched, None);
-        };
-        let Some(p) = vm.policy.as_ref() else {
-            return (touched, None);
-        };
+        let mut touched = Vec::new();
+        let trigger = self.policy_wants_into(vm_id, &mut touched);
+        (touched.into_iter().collect(), trigger)
+    }
+
+    /// [`Engine::policy_wants`] without allocating: appends the pCPUs
+    /// whose wants changed to `touched` (sorted, deduplicated); `None`
+    /// when the VM has no policy.
+    fn policy_wants_into(&mut self, vm_id: &VmId, touched: &mut Vec<CpuId>) -> Option<Trigger> {
+        let vm = self.vms.get_mut(vm_id)?;
+        let Vm {
+            placement,
+            wants,
+            policy,
+            ..
+        } = vm;
+        let p = policy.as_ref()?;
         let input = PolicyInput {
             kind: p.spec.policy.kind,
             rate_pps: p.rate.as_ref().ok().copied(),
             hour: p.hour,
             branch_ratio: None,
         };
-        let common = p.level();
-        let mut wanted: Vec<(CoreKey, Option<Level>)> = Vec::new();
-        for key in p.keys.clone() {
-            let level = if p.spec.policy.kind == PolicyKind::BranchRatio {
+        let per_pcpu = p.spec.policy.kind == PolicyKind::BranchRatio;
+        let common = if per_pcpu { None } else { p.level().ok() };
+        let start = touched.len();
+        for key in &p.keys {
+            let level = if per_pcpu {
                 // Per pCPU: the highest level any of the key's pCPUs wants.
-                let targets = vm.targets(key);
-                targets
-                    .iter()
-                    .filter_map(|c| p.branch.get(c).and_then(|b| b.level()))
-                    .max_by_key(|l| matches!(l, Level::Max))
+                let mut best: Option<Level> = None;
+                for_each_target(placement, *key, |c| {
+                    // As `max_by_key(is Max)`: the last of the highest.
+                    if let Some(l) = p.branch.get(&c).and_then(|b| b.level())
+                        && best.is_none_or(|b| matches!(l, Level::Max) >= matches!(b, Level::Max))
+                    {
+                        best = Some(l);
+                    }
+                });
+                best
             } else {
-                common.clone().ok()
+                common
             };
-            wanted.push((key, level));
-        }
-        for (key, level) in wanted {
-            let before = vm.wants.get(&key).copied();
-            let after = level.map(Want::Policy);
-            if before != after {
-                match after {
-                    Some(w) => vm.wants.insert(key, w),
-                    None => vm.wants.remove(&key),
-                };
-                touched.extend(vm.targets(key));
+            // One lookup per key: set or clear the want, noting a change.
+            let changed = match level.map(Want::Policy) {
+                Some(w) => match wants.entry(*key) {
+                    Entry::Occupied(mut e) => {
+                        (*e.get() != w) && {
+                            e.insert(w);
+                            true
+                        }
+                    }
+                    Entry::Vacant(e) => {
+                        e.insert(w);
+                        true
+                    }
+                },
+                None => wants.remove(key).is_some(),
+            };
+            if changed {
+                for_each_target(placement, *key, |c| touched.push(c));
             }
         }
-        let trigger = Trigger::Policy {
+        touched[start..].sort_unstable();
+        let mut end = start;
+        for i in start..touched.len() {
+            if end == start || touched[end - 1] != touched[i] {
+                touched[end] = touched[i];
+                end += 1;
+            }
+        }
+        touched.truncate(end);
+        Some(Trigger::Policy {
             vm: vm_id.clone(),
             input,
-        };
-        (touched, Some(trigger))
+        })
     }
 }

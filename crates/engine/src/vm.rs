@@ -110,3 +110,16 @@ impl Vm {
         cpus
     }
 }
+
+/// Calls `f` with every pCPU `key` stands for under `placement` (the
+/// vCPU's affinity, or the pCPU itself), without allocating.
+pub(crate) fn for_each_target(placement: &Placement, key: CoreKey, mut f: impl FnMut(CpuId)) {
+    match key {
+        CoreKey::Vcpu(v) => {
+            if let Some(cpus) = placement.affinity.get(&v) {
+                cpus.iter().copied().for_each(f);
+            }
+        }
+        CoreKey::Pcpu(p) => f(p),
+    }
+}
