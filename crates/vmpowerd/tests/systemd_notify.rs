@@ -193,6 +193,52 @@ fn without_notify_socket_nothing_is_sent_and_the_daemon_serves() {
     assert!(notify.recv(&mut buf).is_err(), "something was sent");
 }
 
+#[test]
+fn watchdog_pings_when_systemd_asks_for_them() {
+    let s = Setup::new();
+    let (notify, notify_path) = s.notify_socket();
+    let mut daemon = s
+        .command(Stdio::null())
+        .env("NOTIFY_SOCKET", &notify_path)
+        // WatchdogSec=200ms: a ping every 100 ms.
+        .env("WATCHDOG_USEC", "200000")
+        .spawn()
+        .unwrap();
+    assert!(next(&notify).lines().any(|l| l == "READY=1"));
+    let ping = next(&notify);
+    assert!(ping.lines().any(|l| l == "WATCHDOG=1"), "{ping:?}");
+    sigterm(&daemon);
+    // Pings may still be queued before STOPPING=1; it comes last.
+    let mut last = String::new();
+    while !last.contains("STOPPING=1") {
+        last = next(&notify);
+    }
+    assert!(wait_exit(&mut daemon).success());
+}
+
+#[test]
+fn no_watchdog_for_another_process() {
+    let s = Setup::new();
+    let (notify, notify_path) = s.notify_socket();
+    let mut daemon = s
+        .command(Stdio::null())
+        .env("NOTIFY_SOCKET", &notify_path)
+        // Pings every millisecond if they were (wrongly) sent.
+        .env("WATCHDOG_USEC", "2000")
+        .env("WATCHDOG_PID", "1")
+        .spawn()
+        .unwrap();
+    assert!(next(&notify).lines().any(|l| l == "READY=1"));
+    for _ in 0..20 {
+        assert!(matches!(s.ctl(&CtlRequest::Status), CtlResponse::Ok(_)));
+    }
+    sigterm(&daemon);
+    // The next notification is STOPPING=1, not a ping.
+    let after = next(&notify);
+    assert!(after.contains("STOPPING=1"), "{after:?}");
+    assert!(wait_exit(&mut daemon).success());
+}
+
 /// Runs the daemon until it served, stops it, and returns its stderr.
 fn log_of(s: &Setup, journal: bool) -> String {
     let log_path = s.dir.path().join(format!("stderr-{journal}.log"));
