@@ -5,8 +5,9 @@
 //! would.
 //!
 //! ## Behavior
-//! - A traffic guest sends its TRAFFIC policy once; a pump task advances
-//!   its MAC's synthetic counter along [`scenario::traffic_pps`].
+//! - A traffic guest sends its TRAFFIC policy once (its thresholds from the
+//!   traffic mode's [`RatePlan`]); its feed ([`crate::feed`]) makes the
+//!   traffic: real packets on its veth pair, or a synthetic counter.
 //! - A time guest re-sends its TIME policy at each simulated hour with its
 //!   hour sets rotated around the real local hour (see [`scenario::rotate`]):
 //!   the daemon reads the real clock; what is accelerated is the guest's day.
@@ -26,19 +27,17 @@ use vmpower_proto::{
     CoreType, HourSchedule, MacAddr, MacList, Policy, PolicyKind, TrafficThresholds, VcpuList,
     VmName, WorkloadLevel,
 };
-use vmpowerd::traffic::FakeTrafficCounters;
 
-use crate::scenario::{self, Role, VmPlan};
+use crate::feed::{self, Feed, Running};
+use crate::scenario::{self, RatePlan, Role, VmPlan};
 
 /// How often a guest checks whether to stop.
 const STEP: Duration = Duration::from_millis(20);
-/// How often the pump advances the synthetic counters.
-const PUMP: Duration = Duration::from_millis(50);
 
 /// The timing of the script.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
-    /// One cycle of the synthetic traffic.
+    /// One cycle of the traffic.
     pub traffic_period: Duration,
     /// One simulated hour.
     pub hour: Duration,
@@ -68,10 +67,12 @@ pub struct Guest {
     pub plan: VmPlan,
     /// Its status.
     pub status: Arc<Mutex<GuestStatus>>,
-    /// The synthetic rate fed to its MAC (traffic guests), in pps.
+    /// The rate fed to its MAC (traffic guests), in pps.
     pub fed_pps: Arc<AtomicU64>,
+    /// Packets fed to its MAC so far (traffic guests).
+    pub sent: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
-    pump: Option<tokio::task::JoinHandle<()>>,
+    feed: Option<Running>,
 }
 
 impl Guest {
@@ -83,10 +84,14 @@ impl Guest {
             .clone()
     }
 
-    /// Waits for its thread and stops its pump (after `stop` is set).
+    /// Waits for its thread and its feed (after `stop` is set); a feed's
+    /// failure is counted as an error of the guest.
     pub fn join(&mut self) {
-        if let Some(p) = self.pump.take() {
-            p.abort();
+        let failed = self.feed.as_mut().and_then(Running::join);
+        if let Some(e) = failed {
+            let mut s = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+            s.errors += 1;
+            s.last_error = Some(format!("traffic feed: {e}"));
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -94,18 +99,31 @@ impl Guest {
     }
 }
 
-/// The MAC of traffic VM `index`.
-pub fn mac_of(index: usize) -> MacAddr {
-    let low = u8::try_from(index % 256).expect("index % 256 fits a byte");
-    MacAddr([0x02, 0x00, 0x00, 0xde, 0x00, low])
+/// The MAC of VM `index` in the run of process `pid`: locally
+/// administered, unique per run (demos running side by side never share
+/// a MAC on the host) and per VM.
+pub fn mac_of(pid: u32, index: usize) -> MacAddr {
+    let [_, p1, p2, p3] = pid.to_be_bytes();
+    let [.., hi, lo] = u64::try_from(index).unwrap_or(u64::MAX).to_be_bytes();
+    MacAddr([0x02, p1, p2, p3, hi, lo])
 }
 
-/// Listens at `socket`, waits for the daemon, and starts `plan`'s guest.
+/// How a guest's traffic is made (traffic guests only).
+#[derive(Debug, Clone)]
+pub struct Traffic {
+    /// The feed.
+    pub feed: Feed,
+    /// The rates and thresholds.
+    pub plan: RatePlan,
+}
+
+/// Listens at `socket`, waits for the daemon, and starts `plan`'s guest;
+/// a traffic guest's feed is `traffic`.
 pub async fn start(
     plan: VmPlan,
-    index: usize,
+    mac: MacAddr,
     listener: UnixListener,
-    counters: FakeTrafficCounters,
+    traffic: Option<Traffic>,
     timing: Timing,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<Guest> {
@@ -122,10 +140,7 @@ pub async fn start(
         .set_nonblocking(false)
         .context("making the stream blocking")?;
     let status = Arc::new(Mutex::new(GuestStatus::default()));
-    let fed_pps = Arc::new(AtomicU64::new(0));
-    let mac = mac_of(index);
-    let pump = (plan.role == Role::Traffic)
-        .then(|| tokio::spawn(pump_traffic(counters, mac, timing, fed_pps.clone())));
+    let rates = traffic.as_ref().map_or(RatePlan::SYNTHETIC, |t| t.plan);
     let config = ChannelConfig {
         vm_name: VmName::new(&plan.name).unwrap_or_default(),
         timeout: Duration::from_secs(2),
@@ -136,49 +151,38 @@ pub async fn start(
     let script = Script {
         plan: plan.clone(),
         mac,
+        rates,
         timing,
         status: status.clone(),
-        stop,
+        stop: stop.clone(),
     };
     let thread = std::thread::Builder::new()
         .name(plan.name.clone())
         .spawn(move || script.run(channel))
         .context("starting a guest thread")?;
+    let feed = match traffic.filter(|_| plan.role == Role::Traffic) {
+        Some(t) => {
+            let period = timing.traffic_period;
+            Some(feed::start(t.feed, mac, t.plan, period, stop)?)
+        }
+        None => None,
+    };
+    let zero = || Arc::new(AtomicU64::new(0));
     Ok(Guest {
         plan,
         status,
-        fed_pps,
+        fed_pps: feed.as_ref().map_or_else(zero, |f| f.fed_pps.clone()),
+        sent: feed.as_ref().map_or_else(zero, |f| f.sent.clone()),
         thread: Some(thread),
-        pump,
+        feed,
     })
-}
-
-/// Advances `mac`'s counter along the script's rate.
-async fn pump_traffic(
-    counters: FakeTrafficCounters,
-    mac: MacAddr,
-    timing: Timing,
-    fed: Arc<AtomicU64>,
-) {
-    let start = tokio::time::Instant::now();
-    let mut last = start;
-    let mut tick = tokio::time::interval(PUMP);
-    loop {
-        tick.tick().await;
-        let now = tokio::time::Instant::now();
-        let rate = scenario::traffic_pps(now - start, timing.traffic_period);
-        fed.store(rate, Ordering::Relaxed);
-        let dt = (now - last).as_micros();
-        let packets = u128::from(rate) * dt / 1_000_000;
-        counters.advance(mac, u64::try_from(packets).unwrap_or(u64::MAX));
-        last = now;
-    }
 }
 
 /// One guest's behaviour.
 struct Script {
     plan: VmPlan,
     mac: MacAddr,
+    rates: RatePlan,
     timing: Timing,
     status: Arc<Mutex<GuestStatus>>,
     stop: Arc<AtomicBool>,
@@ -237,14 +241,14 @@ impl Script {
             Role::Traffic => {
                 let policy = Policy {
                     macs: MacList::from_slice(&[self.mac]).unwrap_or_default(),
-                    traffic: scenario::THRESHOLDS,
+                    traffic: self.rates.thresholds,
                     ..self.policy(PolicyKind::Traffic)
                 };
                 let what = format!(
                     "TRAFFIC policy (MAC {}, medium ≥ {} kpps, max ≥ {} kpps)",
                     self.mac,
-                    scenario::THRESHOLDS.avg_pps / 1000,
-                    scenario::THRESHOLDS.max_pps / 1000
+                    self.rates.thresholds.avg_pps / 1000,
+                    self.rates.thresholds.max_pps / 1000
                 );
                 self.note(what, channel.send_policy(&policy));
                 while self.wait(Instant::now() + STEP * 5) {}
@@ -320,8 +324,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn macs_are_local_and_distinct() {
-        assert_ne!(mac_of(0), mac_of(3));
-        assert_eq!(mac_of(1).to_string(), "02:00:00:de:00:01");
+    fn macs_are_local_and_distinct_per_run_and_vm() {
+        assert_ne!(mac_of(7, 0), mac_of(7, 3));
+        assert_ne!(mac_of(7, 0), mac_of(8, 0));
+        assert_eq!(mac_of(0x12_3456, 1).to_string(), "02:12:34:56:00:01");
+        assert_eq!(mac_of(1, 258).to_string(), "02:00:00:01:01:02");
     }
 }

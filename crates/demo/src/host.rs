@@ -11,8 +11,9 @@
 //!   reads the takeover record, which must be gone or empty.
 //! - [`SimHost::remove`] deletes the directory and checks that it is gone.
 //!
-//! Traffic counters are synthetic ([`FakeTrafficCounters`]): no packet is
-//! sent anywhere.
+//! The daemon samples the traffic counters it is given: the synthetic
+//! [`FakeTrafficCounters`] held here, or the real rtnetlink ones when the
+//! demo runs real packets (see [`crate::feed`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,7 +43,7 @@ pub struct SimHost {
     dir: tempfile::TempDir,
     /// The fake sysfs tree (under the temporary directory).
     pub fake: Arc<FakeSysfs>,
-    /// The synthetic counters the daemon samples.
+    /// The synthetic counters (sampled by the daemon in synthetic mode).
     pub traffic: FakeTrafficCounters,
     /// The daemon's configuration.
     pub config: Config,
@@ -76,8 +77,13 @@ fn cpu_file(cpu: u32, name: &str) -> PathBuf {
 
 impl SimHost {
     /// Builds `cpus` CPUs of acpi-cpufreq with turbo and a config declaring
-    /// `vms` on their pCPUs; the daemon is not started yet.
-    pub fn build(cpus: u32, vms: &[VmPlan]) -> anyhow::Result<SimHost> {
+    /// `vms` on their pCPUs, holding the synthetic counters `traffic`; the
+    /// daemon is not started yet.
+    pub fn build(
+        cpus: u32,
+        vms: &[VmPlan],
+        traffic: FakeTrafficCounters,
+    ) -> anyhow::Result<SimHost> {
         let dir = tempfile::Builder::new()
             .prefix("vmpower-demo-")
             .tempdir()
@@ -121,7 +127,7 @@ impl SimHost {
         Ok(SimHost {
             dir,
             fake: Arc::new(fake),
-            traffic: FakeTrafficCounters::new(),
+            traffic,
             config,
             cpus,
             found,
@@ -135,12 +141,11 @@ impl SimHost {
         self.dir.path()
     }
 
-    /// Starts the real daemon in-process; returns once its control socket
-    /// exists.
-    pub async fn start_daemon(&mut self) -> anyhow::Result<()> {
+    /// Starts the real daemon in-process, sampling `counters`; returns
+    /// once its control socket exists.
+    pub async fn start_daemon(&mut self, counters: Box<dyn TrafficCounters>) -> anyhow::Result<()> {
         let (tx, rx) = oneshot::channel();
         let io: Arc<dyn SysfsIo> = self.fake.clone();
-        let counters: Box<dyn TrafficCounters> = Box::new(self.traffic.clone());
         let task = tokio::spawn(vmpowerd::run::run_with(
             self.config.clone(),
             io,
@@ -252,7 +257,7 @@ mod tests {
 
     #[test]
     fn build_records_the_cpus_and_remove_leaves_nothing() {
-        let host = SimHost::build(4, &plan(1, 4).unwrap()).unwrap();
+        let host = SimHost::build(4, &plan(1, 4).unwrap(), FakeTrafficCounters::new()).unwrap();
         assert_eq!(host.found.len(), 4 * RESTORED_FILES.len());
         assert!(host.config.vm.contains_key("vm0-traffic"));
         let check = host.restore_check().unwrap();

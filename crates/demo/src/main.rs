@@ -5,17 +5,25 @@
 //!
 //! ```text
 //! cargo run --release -p vmpower-demo -- [--duration 30s] [--vms 3] [--cpus 8] [--short]
+//!                                         [--traffic auto|veth|synthetic]
 //! ```
+//!
+//! As root with iproute2, the traffic VMs' packets are real (a veth pair
+//! each, see [`feed`]); otherwise their counters are synthetic. The view
+//! and the summary say which.
 //!
 //! Exit status: 0 when the host was restored and the temporary directory
 //! removed, 1 otherwise (the summary says what is left).
 
+mod feed;
 mod guests;
 mod host;
+mod pacing;
 mod run;
 mod sample;
 mod scenario;
 mod summary;
+mod veth;
 mod view;
 
 use std::process::ExitCode;
@@ -43,6 +51,11 @@ struct Args {
     /// A short run for CI (6 s unless --duration), without the live view.
     #[arg(long)]
     short: bool,
+    /// Traffic for the TRAFFIC policies: real packets on a veth pair per
+    /// traffic VM (needs root and iproute2), synthetic counters, or real
+    /// when possible.
+    #[arg(long, value_enum, default_value_t = feed::TrafficChoice::Auto)]
+    traffic: feed::TrafficChoice,
 }
 
 /// `30s`, `2m`, `500ms` or a bare number of seconds.
@@ -74,6 +87,7 @@ fn main() -> ExitCode {
         vms: args.vms,
         cpus: args.cpus,
         live: !args.short && std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        traffic: args.traffic,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

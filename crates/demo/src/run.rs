@@ -1,11 +1,16 @@
-//! The demo from start to end: build the host, start the daemon, start
-//! the guests, watch (live view or plain lines) until the time is up or
-//! Ctrl-C, then stop everything, check the host was restored, remove the
-//! temporary directory and return the summary.
+//! The demo from start to end: set up the traffic (veth pairs or
+//! synthetic counters), build the host, start the daemon, start the
+//! guests, watch (live view or plain lines) until the time is up or a
+//! signal, then stop everything, remove the pairs, check the host was
+//! restored, remove the temporary directory and return the summary.
 //!
 //! ## Behavior
-//! - Whatever fails after the host is built, the daemon is stopped and the
-//!   temporary directory removed before the error is returned.
+//! - SIGINT (Ctrl-C), SIGTERM and SIGHUP end the watch, never the process,
+//!   so the clean-up always runs.
+//! - Whatever fails after the traffic is set up, the daemon is stopped,
+//!   the guests and their feeds joined, the pairs removed (their guard's
+//!   `Drop`) and the temporary directory removed before the error is
+//!   returned.
 //! - Timing scales with the duration: one simulated day over the run, a
 //!   traffic cycle of a third of it (4–12 s), direct requests every
 //!   twentieth of it (0.25–1 s).
@@ -17,14 +22,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::UnixListener;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use vmpower_api::CtlRequest;
+use vmpowerd::traffic::TrafficCounters;
 
+use crate::feed::{self, Feed, TrafficChoice, TrafficMode};
 use crate::guests::{self, Guest, Timing};
 use crate::host::{SimHost, ctl};
 use crate::sample::{Accounting, Sampler};
-use crate::scenario::{self, VmPlan};
-use crate::summary::Summary;
+use crate::scenario::{self, Role, VmPlan};
+use crate::summary::{GuestReport, Summary};
 use crate::view::{self, Frame};
 
 /// What to run.
@@ -38,6 +46,8 @@ pub struct Options {
     pub cpus: u32,
     /// Redraw a live view in place (a terminal) instead of plain lines.
     pub live: bool,
+    /// Real packets or synthetic counters.
+    pub traffic: TrafficChoice,
 }
 
 /// How often pCPUs are sampled and the live view redrawn.
@@ -45,30 +55,76 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 /// How often a plain line is printed.
 const PLAIN_EVERY: Duration = Duration::from_secs(1);
 
+/// A signal that ended the watch, by name; `None` while running.
+type Interrupt = watch::Receiver<Option<&'static str>>;
+
 /// What the watched part of the run produced.
 struct Watched {
     ran: Duration,
-    interrupted: bool,
+    interrupted: Option<&'static str>,
     decisions: usize,
     accounting: Accounting,
-    guests: Vec<Guest>,
+    guests: Vec<GuestReport>,
+}
+
+/// Turns SIGINT, SIGTERM and SIGHUP into the interrupt (registered at
+/// once, so a signal from here on never kills the process).
+fn signals() -> anyhow::Result<(tokio::task::JoinHandle<()>, Interrupt)> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (tx, rx) = watch::channel(None);
+    let mut int = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+    let mut term = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+    let mut hup = signal(SignalKind::hangup()).context("handling SIGHUP")?;
+    let task = tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = int.recv() => "Ctrl-C",
+            _ = term.recv() => "SIGTERM",
+            _ = hup.recv() => "SIGHUP",
+        };
+        let _ = tx.send(Some(name));
+    });
+    Ok((task, rx))
 }
 
 /// Runs the demo; the summary says what happened and what was cleaned.
 pub async fn run(options: Options) -> anyhow::Result<Summary> {
     let plans = scenario::plan(options.vms, options.cpus)?;
-    // Ctrl-C is ours from here on: it ends the watch, never the process,
-    // so the clean-up below always runs.
-    let (tx, interrupt) = tokio::sync::watch::channel(false);
-    let signals = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = tx.send(true);
-        }
-    });
-    let mut host = SimHost::build(options.cpus, &plans)?;
-    let watched = drive(&mut host, &plans, options, interrupt).await;
+    let (signals, interrupt) = signals()?;
+    let pid = std::process::id();
+    let macs: Vec<_> = plans
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.role == Role::Traffic)
+        .map(|(i, _)| (i, guests::mac_of(pid, i)))
+        .collect();
+    let fake = vmpowerd::traffic::FakeTrafficCounters::new();
+    let (choice, f) = (options.traffic, fake.clone());
+    let (mut traffic, counters) =
+        tokio::task::spawn_blocking(move || feed::setup(choice, &macs, &f))
+            .await
+            .context("setting up the traffic")??;
+    let mut host = SimHost::build(options.cpus, &plans, fake)?;
+    let watched = drive(
+        &mut host,
+        &plans,
+        options,
+        &traffic.mode,
+        counters,
+        interrupt,
+    )
+    .await;
     signals.abort();
     let stopped = host.stop_daemon().await;
+    // The feeds are joined (in `drive`): no sender is left in a namespace.
+    let network = match traffic.pairs.take() {
+        Some(mut pairs) => {
+            let removed = tokio::task::spawn_blocking(move || pairs.remove())
+                .await
+                .context("removing the veth pairs")?;
+            Some(removed.map_err(|e| e.to_string()))
+        }
+        None => None,
+    };
     let restore = host.restore_check();
     let path = host.path().to_owned();
     let removed = host.remove().map(|_| ()).map_err(|e| format!("{e:#}"));
@@ -78,14 +134,12 @@ pub async fn run(options: Options) -> anyhow::Result<Summary> {
         ran: watched.ran,
         interrupted: watched.interrupted,
         cpus: options.cpus,
+        traffic: traffic.mode,
         decisions: watched.decisions,
         sample_every: SAMPLE_EVERY,
         accounting: watched.accounting,
-        guests: watched
-            .guests
-            .iter()
-            .map(|g| (g.plan.clone(), g.status()))
-            .collect(),
+        guests: watched.guests,
+        network,
         restore: restore?,
         temp_dir: (path, removed),
     })
@@ -103,9 +157,11 @@ async fn drive(
     host: &mut SimHost,
     plans: &[VmPlan],
     options: Options,
-    interrupt: tokio::sync::watch::Receiver<bool>,
+    mode: &TrafficMode,
+    counters: Box<dyn TrafficCounters>,
+    interrupt: Interrupt,
 ) -> anyhow::Result<Watched> {
-    host.start_daemon().await?;
+    host.start_daemon(counters).await?;
     let timing = timing(options.duration);
     let stop = Arc::new(AtomicBool::new(false));
     let mut listeners = Vec::new();
@@ -116,12 +172,24 @@ async fn drive(
         listeners.push(l);
     }
     let mut guests = Vec::new();
+    let pid = std::process::id();
     for (index, (plan, listener)) in plans.iter().zip(listeners).enumerate() {
+        let mac = guests::mac_of(pid, index);
+        let feed = match mode {
+            TrafficMode::Veth { .. } => Feed::Veth {
+                netns: crate::veth::name(pid, index),
+            },
+            TrafficMode::Synthetic { .. } => Feed::Synthetic(host.traffic.clone()),
+        };
+        let traffic = guests::Traffic {
+            feed,
+            plan: mode.plan(),
+        };
         let started = guests::start(
             plan.clone(),
-            index,
+            mac,
             listener,
-            host.traffic.clone(),
+            Some(traffic),
             timing,
             stop.clone(),
         )
@@ -135,10 +203,10 @@ async fn drive(
             }
         }
     }
-    let watched = watch(host, &guests, options, interrupt).await;
+    let watched = watch(host, &guests, options, mode, interrupt).await;
     stop.store(true, Ordering::Relaxed);
     let guests = join_all(guests).await;
-    let (ran, accounting, interrupted) = watched?;
+    let (ran, accounting, interrupted, seen) = watched?;
     let socket = host.control_socket();
     let history = CtlRequest::History {
         vm: None,
@@ -154,7 +222,17 @@ async fn drive(
         interrupted,
         decisions: decisions.as_array().map_or(0, Vec::len),
         accounting,
-        guests,
+        guests: guests
+            .iter()
+            .zip(seen)
+            .map(|(g, seen)| GuestReport {
+                plan: g.plan.clone(),
+                status: g.status(),
+                sent: g.sent.load(Ordering::Relaxed),
+                peak_pps: seen.peak_pps,
+                source: seen.source,
+            })
+            .collect(),
     })
 }
 
@@ -169,32 +247,45 @@ async fn join_all(mut guests: Vec<Guest>) -> Vec<Guest> {
     .unwrap_or_default()
 }
 
-/// Samples the pCPUs and shows the frames until the end or Ctrl-C.
+/// What the daemon was seen measuring for one VM over the run.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    peak_pps: Option<u64>,
+    source: Option<String>,
+}
+
+/// Samples the pCPUs and the daemon's view of each VM, and shows the
+/// frames, until the end or a signal.
 async fn watch(
     host: &SimHost,
     guests: &[Guest],
     options: Options,
-    mut interrupt: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<(Duration, Accounting, bool)> {
+    mode: &TrafficMode,
+    mut interrupt: Interrupt,
+) -> anyhow::Result<(Duration, Accounting, Option<&'static str>, Vec<Seen>)> {
     let sampler = Sampler::new(&*host.fake, options.cpus)?;
     let plans: Vec<VmPlan> = guests.iter().map(|g| g.plan.clone()).collect();
     let socket = host.control_socket();
     let mut accounting = Accounting::default();
+    let mut seen = vec![Seen::default(); guests.len()];
     let start = Instant::now();
     let mut last = start;
     let mut last_plain: Option<Instant> = None;
-    let mut interrupted = false;
+    let mut interrupted = None;
     let mut tick = tokio::time::interval(SAMPLE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut out = std::io::stdout();
+    let traffic_line = format!("traffic: {}", mode.describe());
     if options.live {
         let _ = write!(out, "\x1b[?25l\x1b[2J");
+    } else {
+        let _ = writeln!(out, "{traffic_line}");
     }
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = interrupt.wait_for(|&i| i) => {
-                interrupted = true;
+            signal = interrupt.wait_for(Option::is_some) => {
+                interrupted = signal.ok().and_then(|s| *s).or(Some("a signal"));
                 break;
             }
         }
@@ -203,15 +294,25 @@ async fn watch(
         accounting.add(&readings, sampler.ranges(), now - last);
         last = now;
         let elapsed = now - start;
+        // Asked at every sample, so the summary's peak rate misses nothing.
+        let (s, p) = (socket.clone(), plans.clone());
+        let states = tokio::task::spawn_blocking(move || view::query(&s, &p))
+            .await
+            .unwrap_or_default();
+        for (seen, state) in seen.iter_mut().zip(&states) {
+            if let Some(rate) = state.rate_pps {
+                seen.peak_pps = Some(seen.peak_pps.unwrap_or(0).max(rate));
+            }
+            if state.source.is_some() {
+                seen.source.clone_from(&state.source);
+            }
+        }
         let plain_due = last_plain.is_none_or(|t| now - t >= PLAIN_EVERY);
         if options.live || plain_due {
-            let (s, p) = (socket.clone(), plans.clone());
-            let states = tokio::task::spawn_blocking(move || view::query(&s, &p))
-                .await
-                .unwrap_or_default();
             let frame = Frame {
                 elapsed,
                 duration: options.duration,
+                traffic: &traffic_line,
                 cpus: &readings,
                 ranges: sampler.ranges(),
                 vms: guests
@@ -235,7 +336,7 @@ async fn watch(
     if options.live {
         let _ = writeln!(out, "\x1b[?25h");
     }
-    Ok((last - start, accounting, interrupted))
+    Ok((last - start, accounting, interrupted, seen))
 }
 
 #[cfg(test)]

@@ -1,14 +1,14 @@
 //! The demo's script, as pure functions of elapsed time: which VM plays
-//! which role on which pCPUs, the synthetic packet rate, the simulated hour
-//! and the direct requests.
+//! which role on which pCPUs, the packet rate (synthetic or real), the
+//! simulated hour and the direct requests.
 //!
 //! ## Behavior
 //! - VMs take roles in turn (traffic, time, direct, traffic, ...), each on
 //!   an equal share of the pCPUs from cpu1 up; cpu0 and any leftover stay
 //!   with the host, as on a real hypervisor.
-//! - The packet rate runs in cycles of four equal phases: quiet, rising,
-//!   peak, falling, so it crosses both thresholds of the TRAFFIC policy in
-//!   both directions each cycle.
+//! - The packet rate ([`RatePlan`]) runs in cycles of four equal phases:
+//!   quiet, rising, peak, falling, so it crosses both thresholds of the
+//!   TRAFFIC policy in both directions each cycle.
 //! - The simulated clock runs one whole day over the demo.
 //!
 //! Nothing here does I/O or reads a clock: the caller passes the elapsed
@@ -21,7 +21,7 @@ use vmpower_proto::{HourSchedule, HourSet, ModelError, ScalingUnit, TrafficThres
 /// What a simulated guest does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// Sends a TRAFFIC policy; its synthetic traffic rises and falls.
+    /// Sends a TRAFFIC policy; its traffic rises and falls.
     Traffic,
     /// Sends a TIME policy on an accelerated clock.
     Time,
@@ -91,33 +91,61 @@ pub fn plan(vms: u32, cpus: u32) -> Result<Vec<VmPlan>, PlanError> {
         .collect())
 }
 
-/// The TRAFFIC policy's thresholds, in packets per second.
-pub const THRESHOLDS: TrafficThresholds = TrafficThresholds {
-    min_pps: 0,
-    avg_pps: 400_000,
-    max_pps: 800_000,
-};
+/// The traffic script of one mode: a quiet rate, a peak rate, and the
+/// TRAFFIC policy's thresholds between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RatePlan {
+    /// The rate in the quiet phase, in packets per second.
+    pub quiet_pps: u64,
+    /// The rate at the peak, in packets per second.
+    pub peak_pps: u64,
+    /// The policy's thresholds (medium at `avg_pps`, max at `max_pps`).
+    pub thresholds: TrafficThresholds,
+}
 
-/// The rate in the quiet phase.
-const QUIET_PPS: u64 = 50_000;
-/// The rate at the peak.
-const PEAK_PPS: u64 = 1_200_000;
-
-/// The synthetic packet rate `at` into a cycle of `period`.
-pub fn traffic_pps(at: Duration, period: Duration) -> u64 {
-    let period_ms = period.as_millis().max(4);
-    let quarter = period_ms / 4;
-    let t = at.as_millis() % period_ms;
-    let span = u128::from(PEAK_PPS - QUIET_PPS);
-    let ramp = |into: u128| -> u64 {
-        let add = span * into.min(quarter) / quarter;
-        QUIET_PPS + u64::try_from(add).expect("at most PEAK_PPS - QUIET_PPS")
+impl RatePlan {
+    /// Synthetic counters: a busy DPDK guest's rates (50 kpps to 1.2 Mpps),
+    /// which cost nothing to count.
+    pub const SYNTHETIC: RatePlan = RatePlan {
+        quiet_pps: 50_000,
+        peak_pps: 1_200_000,
+        thresholds: TrafficThresholds {
+            min_pps: 0,
+            avg_pps: 400_000,
+            max_pps: 800_000,
+        },
     };
-    match t / quarter {
-        0 => QUIET_PPS,
-        1 => ramp(t - quarter),
-        2 => PEAK_PPS,
-        _ => PEAK_PPS - (ramp(t - 3 * quarter) - QUIET_PPS),
+
+    /// Real packets on a veth pair: the same shape a hundred times slower
+    /// (500 pps to 12 kpps), so one sender thread keeps the pace on a
+    /// small, busy machine.
+    pub const VETH: RatePlan = RatePlan {
+        quiet_pps: 500,
+        peak_pps: 12_000,
+        thresholds: TrafficThresholds {
+            min_pps: 0,
+            avg_pps: 4_000,
+            max_pps: 8_000,
+        },
+    };
+
+    /// The packet rate `at` into a cycle of `period`: four equal phases,
+    /// quiet, rising, peak, falling.
+    pub fn pps(&self, at: Duration, period: Duration) -> u64 {
+        let period_ms = period.as_millis().max(4);
+        let quarter = period_ms / 4;
+        let t = at.as_millis() % period_ms;
+        let span = u128::from(self.peak_pps.saturating_sub(self.quiet_pps));
+        let ramp = |into: u128| -> u64 {
+            let add = span * into.min(quarter) / quarter;
+            self.quiet_pps + u64::try_from(add).expect("at most peak - quiet")
+        };
+        match t / quarter {
+            0 => self.quiet_pps,
+            1 => ramp(t - quarter),
+            2 => self.quiet_pps.max(self.peak_pps),
+            _ => self.quiet_pps.max(self.peak_pps) - (ramp(t - 3 * quarter) - self.quiet_pps),
+        }
     }
 }
 
@@ -194,14 +222,40 @@ mod tests {
     #[test]
     fn traffic_crosses_both_thresholds_each_way() {
         let period = Duration::from_secs(4);
-        let at = |ms| traffic_pps(Duration::from_millis(ms), period);
-        assert_eq!(at(0), QUIET_PPS);
-        assert_eq!(at(2500), PEAK_PPS);
-        assert!(at(1500) > at(1200), "rising");
-        assert!(at(3500) < at(3200), "falling");
-        assert!(at(500) < u64::from(THRESHOLDS.avg_pps));
-        assert!(at(2500) >= u64::from(THRESHOLDS.max_pps));
-        assert_eq!(at(4000), QUIET_PPS, "next cycle");
+        for plan in [RatePlan::SYNTHETIC, RatePlan::VETH] {
+            let at = |ms| plan.pps(Duration::from_millis(ms), period);
+            assert_eq!(at(0), plan.quiet_pps);
+            assert_eq!(at(2500), plan.peak_pps);
+            assert!(at(1500) > at(1200), "rising");
+            assert!(at(3500) < at(3200), "falling");
+            assert!(at(500) < u64::from(plan.thresholds.avg_pps));
+            // Below avg with a margin wider than the 5 % hysteresis band,
+            // above max likewise.
+            assert!(plan.quiet_pps * 2 < u64::from(plan.thresholds.avg_pps));
+            assert!(plan.peak_pps * 4 > u64::from(plan.thresholds.max_pps) * 5);
+            assert!(at(2500) >= u64::from(plan.thresholds.max_pps));
+            assert_eq!(at(4000), plan.quiet_pps, "next cycle");
+        }
+        assert_eq!(
+            RatePlan::VETH.pps(Duration::from_millis(1500), period) * 100,
+            RatePlan::SYNTHETIC.pps(Duration::from_millis(1500), period),
+            "the veth plan is the synthetic one scaled down"
+        );
+    }
+
+    #[test]
+    fn a_flat_or_inverted_plan_never_underflows() {
+        let flat = RatePlan {
+            quiet_pps: 10,
+            peak_pps: 5,
+            ..RatePlan::VETH
+        };
+        for ms in (0..4000).step_by(100) {
+            assert_eq!(
+                flat.pps(Duration::from_millis(ms), Duration::from_secs(4)),
+                10
+            );
+        }
     }
 
     #[test]

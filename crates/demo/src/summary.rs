@@ -1,36 +1,61 @@
 //! The summary printed at the end of the demo.
 //!
 //! Its lines are stable so that CI can check them (see
-//! `tests/demo.rs`): `decisions taken: N`, one `cpuN  min S s ...` line per
-//! pCPU, `restore check: passed|FAILED ...` and
+//! `tests/demo.rs`): `traffic: real packets on veth NAMES (...)` or
+//! `traffic: synthetic counters, no packets sent (...)`, `decisions taken: N`, one
+//! `guest NAME (ROLE): ...` line per VM (traffic VMs add `fed N packets`
+//! and the peak rate the daemon measured, with its counter's source), one
+//! `cpuN  min S s ...` line per pCPU, `network: removed NAMES ...` (real
+//! traffic only), `restore check: passed|FAILED ...` and
 //! `temp dir: PATH (removed)`.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::feed::TrafficMode;
 use crate::guests::GuestStatus;
 use crate::host::RestoreCheck;
 use crate::sample::{Accounting, Level};
-use crate::scenario::VmPlan;
+use crate::scenario::{Role, VmPlan};
+use crate::view::rate;
+
+/// What one guest did, and what the daemon measured for it.
+#[derive(Debug, Clone)]
+pub struct GuestReport {
+    /// Its VM.
+    pub plan: VmPlan,
+    /// Its final status.
+    pub status: GuestStatus,
+    /// Packets fed to its MAC (traffic VMs).
+    pub sent: u64,
+    /// The highest rate the daemon measured for its policy.
+    pub peak_pps: Option<u64>,
+    /// Where the daemon read its MAC's counter.
+    pub source: Option<String>,
+}
 
 /// Everything the summary reports.
 #[derive(Debug)]
 pub struct Summary {
     /// How long the demo ran.
     pub ran: Duration,
-    /// Ended by Ctrl-C before the set time.
-    pub interrupted: bool,
+    /// The signal that ended it before the set time.
+    pub interrupted: Option<&'static str>,
     /// CPUs of the simulated host.
     pub cpus: u32,
+    /// Real packets or synthetic counters.
+    pub traffic: TrafficMode,
     /// Entries in the daemon's history.
     pub decisions: usize,
     /// Sampling period of the accounting.
     pub sample_every: Duration,
     /// Time at each level and energy, per pCPU.
     pub accounting: Accounting,
-    /// Each guest's final status.
-    pub guests: Vec<(VmPlan, GuestStatus)>,
+    /// Each guest's report.
+    pub guests: Vec<GuestReport>,
+    /// Real traffic: the pairs removed, or what was left.
+    pub network: Option<Result<Vec<String>, String>>,
     /// The restore check.
     pub restore: RestoreCheck,
     /// The temporary directory, and whether it is gone.
@@ -51,20 +76,18 @@ impl Summary {
             o,
             "ran {:.1} s{} on a simulated host: {} CPUs of acpi-cpufreq with turbo (fake sysfs), the real vmpowerd in-process",
             self.ran.as_secs_f64(),
-            if self.interrupted {
-                " (ended by Ctrl-C)"
-            } else {
-                ""
-            },
+            self.interrupted
+                .map_or(String::new(), |s| format!(" (ended by {s})")),
             self.cpus
         );
-        let _ = writeln!(o, "traffic counters: synthetic (no packets were sent)");
+        let _ = writeln!(o, "traffic: {}", self.traffic.describe());
         let _ = writeln!(
             o,
             "decisions taken: {} (entries in the daemon's history)",
             self.decisions
         );
-        for (plan, g) in &self.guests {
+        for r in &self.guests {
+            let (plan, g) = (&r.plan, &r.status);
             let _ = write!(
                 o,
                 "guest {} ({}): accepted {}, refused {}, errors {}",
@@ -74,6 +97,15 @@ impl Summary {
                 g.nacks,
                 g.errors
             );
+            if plan.role == Role::Traffic {
+                let _ = write!(
+                    o,
+                    "; fed {} packets, the daemon measured up to {} ({})",
+                    r.sent,
+                    r.peak_pps.map_or("nothing".to_owned(), rate),
+                    r.source.as_deref().unwrap_or("no counter found")
+                );
+            }
             if let Some(e) = &g.last_error {
                 let _ = write!(o, " (last: {e})");
             }
@@ -104,6 +136,19 @@ impl Summary {
             self.accounting.saving() * 100.0
         );
         let _ = writeln!(o, "  power model: {POWER_MODEL}");
+        match &self.network {
+            Some(Ok(names)) => {
+                let _ = writeln!(
+                    o,
+                    "network: removed {} (namespaces and veth pairs; none left with the run's prefix)",
+                    names.join(", ")
+                );
+            }
+            Some(Err(e)) => {
+                let _ = writeln!(o, "network: NOT removed: {e}");
+            }
+            None => {}
+        }
         if self.restore.passed() {
             let _ = writeln!(
                 o,
@@ -139,7 +184,9 @@ impl Summary {
 
     /// Whether the demo did what it shows and cleaned up.
     pub fn ok(&self) -> bool {
-        self.restore.passed() && self.temp_dir.1.is_ok()
+        self.restore.passed()
+            && self.temp_dir.1.is_ok()
+            && self.network.as_ref().is_none_or(Result::is_ok)
     }
 }
 
@@ -166,14 +213,28 @@ mod tests {
             level: Level::Min,
         };
         accounting.add(&[r], &ranges, Duration::from_millis(500));
-        let s = Summary {
+        let traffic_vm = crate::scenario::plan(1, 4).unwrap().remove(0);
+        let mut s = Summary {
             ran: Duration::from_secs(6),
-            interrupted: true,
+            interrupted: Some("Ctrl-C"),
             cpus: 8,
+            traffic: TrafficMode::Veth {
+                names: vec!["vmpd-12-0".into()],
+            },
             decisions: 12,
             sample_every: Duration::from_millis(250),
             accounting,
-            guests: Vec::new(),
+            guests: vec![GuestReport {
+                plan: traffic_vm,
+                status: GuestStatus {
+                    acks: 1,
+                    ..GuestStatus::default()
+                },
+                sent: 30_000,
+                peak_pps: Some(11_900),
+                source: Some("netdev vmpd-12-0 rx".into()),
+            }],
+            network: Some(Ok(vec!["vmpd-12-0".into()])),
             restore: RestoreCheck {
                 takeover_empty: true,
                 differences: Vec::new(),
@@ -187,6 +248,31 @@ mod tests {
         assert!(text.contains("  cpu1   min  0.50 s (100%)"), "{text}");
         assert!(text.contains("restore check: passed"), "{text}");
         assert!(text.contains("temp dir: /tmp/x (removed)"), "{text}");
+        assert!(
+            text.contains("traffic: real packets on veth vmpd-12-0 "),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "guest vm0-traffic (traffic): accepted 1, refused 0, errors 0; fed 30000 packets, the daemon measured up to 11.9 kpps (netdev vmpd-12-0 rx)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("network: removed vmpd-12-0 "), "{text}");
+        assert!(s.ok());
+        s.network = Some(Err("still present after removal: netns vmpd-12-0".into()));
+        assert!(!s.ok(), "a pair left behind fails the run");
+        assert!(s.render().contains("network: NOT removed: still present"));
+        s.network = None;
+        s.traffic = TrafficMode::Synthetic {
+            why: "--traffic synthetic".into(),
+        };
+        let text = s.render();
+        assert!(
+            text.contains("traffic: synthetic counters, no packets sent (--traffic synthetic)"),
+            "{text}"
+        );
+        assert!(!text.contains("network:"), "{text}");
         assert!(s.ok());
     }
 }

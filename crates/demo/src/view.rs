@@ -28,6 +28,8 @@ pub struct VmState {
     pub policy: String,
     /// The packet rate the daemon measured, for TRAFFIC policies.
     pub rate_pps: Option<u64>,
+    /// Where the daemon reads the policy's MAC (e.g. `netdev vmpd-1-0 rx`).
+    pub source: Option<String>,
     /// The last decision on its pCPUs, with its reason.
     pub last_decision: Option<String>,
 }
@@ -50,6 +52,7 @@ pub fn query(socket: &Path, vms: &[VmPlan]) -> Vec<VmState> {
                         None => s.to_owned(),
                     };
                     state.rate_pps = v["rate_pps"].as_f64().map(crate::sample::whole);
+                    state.source = v["macs"][0]["source"].as_str().map(str::to_owned);
                 }
                 Err(_) => state.policy = "no policy (direct requests)".to_owned(),
             }
@@ -90,6 +93,8 @@ pub struct Frame<'a> {
     pub elapsed: Duration,
     /// The run's length.
     pub duration: Duration,
+    /// The traffic line (`traffic: real packets …` or `… synthetic …`).
+    pub traffic: &'a str,
     /// pCPU readings.
     pub cpus: &'a [Reading],
     /// pCPU ranges.
@@ -128,7 +133,7 @@ pub fn render(frame: &Frame<'_>) -> String {
         frame.elapsed.as_secs_f64(),
         frame.duration.as_secs_f64()
     ));
-    line("traffic counters are SYNTHETIC (no packets are sent)".into());
+    line(frame.traffic.to_owned());
     line("TIME: one simulated day over the demo; the daemon reads the real clock, so the guest re-sends its policy each simulated hour with its hours rotated (decisions name the real hour)".into());
     line(String::new());
     line("\x1b[1mpCPU  governor    MHz   level  frequency\x1b[0m".into());
@@ -146,23 +151,28 @@ pub fn render(frame: &Frame<'_>) -> String {
         ));
     }
     line(String::new());
-    line("\x1b[1mVM              role     pCPUs   rate (fed / measured)   policy\x1b[0m".into());
+    line("\x1b[1mVM              role     pCPUs   rate (fed / measured)      policy\x1b[0m".into());
     for (plan, state, guest, fed) in &frame.vms {
-        let rate = if plan.role == Role::Traffic {
-            let measured = state
-                .rate_pps
-                .map_or("-".to_owned(), |r| format!("{} k", r / 1000));
-            format!("{:>6} k / {:>7}pps", fed / 1000, measured)
+        let rates = if plan.role == Role::Traffic {
+            let measured = state.rate_pps.map_or("-".to_owned(), rate);
+            format!("{:>10} / {:>10}", rate(*fed), measured)
         } else {
             "-".to_owned()
         };
         line(format!(
-            "{:<15} {:<8} {:<7} {rate:<23} {}",
+            "{:<15} {:<8} {:<7} {rates:<26} {}",
             plan.name,
             plan.role.name(),
             cpulist(&plan.pcpus),
             state.policy
         ));
+        if let Some(source) = state
+            .source
+            .as_deref()
+            .filter(|_| plan.role == Role::Traffic)
+        {
+            line(format!("    counter: {source}"));
+        }
         line(format!(
             "    last decision: {}",
             state.last_decision.as_deref().unwrap_or("none yet")
@@ -185,10 +195,23 @@ pub fn plain_line(frame: &Frame<'_>) -> String {
     for (plan, state, _, fed) in &frame.vms {
         let _ = write!(out, " | {} {}", plan.name, state.policy);
         if plan.role == Role::Traffic {
-            let _ = write!(out, " fed {} kpps", fed / 1000);
+            let _ = write!(out, " fed {}", rate(*fed));
+            if let Some(r) = state.rate_pps {
+                let _ = write!(out, " measured {}", rate(r));
+            }
         }
     }
     out
+}
+
+/// A packet rate with a unit that keeps three or four digits.
+pub fn rate(pps: u64) -> String {
+    // Rates are far below 2^53: the conversions are exact.
+    match pps {
+        0..1_000 => format!("{pps} pps"),
+        1_000..1_000_000 => format!("{:.1} kpps", pps as f64 / 1e3),
+        _ => format!("{:.2} Mpps", pps as f64 / 1e6),
+    }
 }
 
 /// `1-2` style list.
@@ -218,6 +241,14 @@ mod tests {
         let d =
             serde_json::json!({"pcpu": 1, "old_khz": null, "new_khz": 800000, "reason": {"k": 1}});
         assert_eq!(describe_decision(&d), "cpu1 -→800 MHz ({\"k\":1})");
+    }
+
+    #[test]
+    fn rates_keep_their_digits() {
+        assert_eq!(rate(500), "500 pps");
+        assert_eq!(rate(12_000), "12.0 kpps");
+        assert_eq!(rate(7_940), "7.9 kpps");
+        assert_eq!(rate(1_200_000), "1.20 Mpps");
     }
 
     #[test]
