@@ -320,6 +320,39 @@ mod tests {
     }
 
     #[test]
+    fn pairs_are_removed_explicitly_and_by_drop() {
+        if available().is_err() {
+            eprintln!("skipped: needs root and ip");
+            return;
+        }
+        let prefix = run_prefix(std::process::id());
+        let macs = [(0, MacAddr([2, 0x77, 0, 0, 0, 1]))];
+        let mut pairs = match Pairs::create(&macs) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("skipped: network namespaces unavailable: {e}");
+                return;
+            }
+        };
+        let made = leftovers(&prefix, Duration::ZERO).unwrap();
+        assert_eq!(
+            made,
+            [format!("netns {prefix}0"), format!("link {prefix}0")]
+        );
+        assert_eq!(pairs.remove().unwrap(), [format!("{prefix}0")]);
+        assert!(leftovers(&prefix, Duration::ZERO).unwrap().is_empty());
+        // Dropped without remove (an error path): gone all the same.
+        let pairs = Pairs::create(&macs).unwrap();
+        assert_eq!(leftovers(&prefix, Duration::ZERO).unwrap().len(), 2);
+        drop(pairs);
+        assert!(
+            leftovers(&prefix, Duration::from_secs(2))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn too_many_pairs_are_refused_before_anything_is_made() {
         let macs: Vec<(usize, MacAddr)> = (0..101).map(|n| (n, MacAddr::default())).collect();
         assert!(matches!(Pairs::create(&macs), Err(VethError::TooMany(101))));

@@ -196,6 +196,55 @@ fn real_packets_on_a_veth_pair_move_the_traffic_vm_and_leave_no_link() {
 }
 
 #[test]
+fn ctrl_c_with_real_packets_still_removes_everything() {
+    if !can_make_namespaces() {
+        return;
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vmpower-demo"))
+        .args(["--short", "--duration", "60s", "--traffic", "veth"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the demo binary starts");
+    let prefix = format!("vmpd-{}-", child.id());
+    // The signals are ours before the first namespace is made: once it
+    // exists, Ctrl-C must end the run cleanly.
+    let mut tries = 0;
+    while !ip(&["netns", "list"]).unwrap().contains(&prefix) {
+        tries += 1;
+        if tries > 400 || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "no namespace {prefix}* appeared\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let netns = ip(&["netns", "list"]).unwrap();
+    let links = ip(&["-o", "link", "show"]).unwrap();
+    assert!(!netns.contains(&prefix), "namespace left:\n{netns}");
+    assert!(!links.contains(&prefix), "link left:\n{links}");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("(ended by Ctrl-C)"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("network: removed {prefix}0 ")),
+        "{stdout}"
+    );
+    cleaned_up(&stdout);
+}
+
+#[test]
 fn too_many_vms_for_the_cpus_is_refused_before_anything_is_built() {
     let out = demo(&["--short", "--vms", "4", "--cpus", "4"]);
     assert!(!out.status.success());
