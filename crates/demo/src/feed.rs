@@ -83,8 +83,7 @@ impl TrafficMode {
     }
 }
 
-/// The traffic set up for a run: the mode, the pairs (real mode) and the
-/// counters the daemon is to sample.
+/// The traffic set up for a run: the mode and the pairs (real mode).
 #[derive(Debug)]
 pub struct Traffic {
     /// The mode.
@@ -293,8 +292,12 @@ impl Pace {
 
 /// The sender thread: enters `netns`, then sends until `stop`.
 fn send(netns: &str, mut pace: Pace, stop: &AtomicBool) -> Result<(), String> {
+    // Where `ip netns add` binds it (iproute2's NETNS_RUN_DIR, /var/run
+    // on systems where /var/run is not a link to /run).
     let path = format!("/run/netns/{netns}");
-    let file = std::fs::File::open(&path).map_err(|e| format!("opening {path}: {e}"))?;
+    let file = std::fs::File::open(&path)
+        .or_else(|_| std::fs::File::open(format!("/var/run/netns/{netns}")))
+        .map_err(|e| format!("opening {path}: {e}"))?;
     rustix::thread::move_into_link_name_space(
         file.as_fd(),
         Some(rustix::thread::LinkNameSpaceType::Network),
