@@ -87,6 +87,7 @@ impl GuestCtl {
             || Ok(UnixStream::connect(path).ok()),
         )?;
         stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+        stream.set_write_timeout(Some(Duration::from_secs(10)))?;
         Ok(GuestCtl {
             stream,
             pending: Vec::new(),
