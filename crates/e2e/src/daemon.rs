@@ -211,6 +211,16 @@ impl Daemon {
         r.with_context(|| format!("CPU {cpu} is at {last:?}\n{}", self.log_tail()))
     }
 
+    /// Waits until the daemon has given `cpu` back (its own governor again).
+    pub fn wait_released(&self, cpu: u32) -> anyhow::Result<()> {
+        let r = wait::until(
+            &format!("CPU {cpu} to be given back"),
+            EFFECT_TIMEOUT,
+            || Ok((self.cpu_file(cpu, "scaling_governor")? == INITIAL_GOVERNOR).then_some(())),
+        );
+        r.with_context(|| self.log_tail())
+    }
+
     /// Requires `cpu` to be at `khz` now (a check that nothing else moved).
     pub fn expect_speed(&self, cpu: u32, khz: Option<u32>) -> anyhow::Result<()> {
         let now = self.setspeed(cpu)?;

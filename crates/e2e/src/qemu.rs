@@ -5,7 +5,8 @@
 //!
 //! ## Behavior
 //! - QEMU is started with `-name NAME,debug-threads=on` so its vCPU threads
-//!   are named `CPU n/TCG` (or `/KVM`): the daemon's /proc discovery needs it.
+//!   are named `CPU n/TCG` (or `/KVM`): the daemon's /proc discovery needs it
+//!   (unless the spec turns it off to leave the daemon only QMP).
 //! - [`Qemu::wait_ready`] waits for the guest's `e2e: ready` console line and
 //!   fails at once on a kernel panic, "KVM internal error" (QEMU then stays
 //!   alive and paused) or QEMU exiting.
@@ -32,6 +33,9 @@ pub const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The name of the harness's control port in the guest.
 pub const CTL_PORT: &str = "org.vmpower.e2e.ctl";
 
+/// The daemon's QMP socket in the VM's directory (see [`VmSpec::daemon_qmp`]).
+pub const DAEMON_QMP: &str = "qmp-daemon.sock";
+
 /// What to boot.
 #[derive(Debug, Clone)]
 pub struct VmSpec {
@@ -46,6 +50,12 @@ pub struct VmSpec {
     pub channel_dir: PathBuf,
     /// More QEMU arguments (e.g. a network device).
     pub extra: Vec<String>,
+    /// `-name NAME,debug-threads=on` (vCPU threads named `CPU n/TCG`);
+    /// without it the daemon can learn the vCPU threads only from QMP.
+    pub debug_threads: bool,
+    /// A second QMP monitor for the daemon at `DIR/qmp-daemon.sock` (QMP
+    /// serves one client per socket; the harness keeps `qmp.sock`).
+    pub daemon_qmp: bool,
 }
 
 impl VmSpec {
@@ -57,6 +67,8 @@ impl VmSpec {
             channels: vec![0, 1],
             channel_dir: channel_dir.to_owned(),
             extra: Vec::new(),
+            debug_threads: true,
+            daemon_qmp: false,
         }
     }
 }
@@ -86,7 +98,11 @@ impl Qemu {
         let s = |p: &Path| p.display().to_string();
         args.extend([
             "-name".into(),
-            format!("{},debug-threads=on", spec.name),
+            if spec.debug_threads {
+                format!("{},debug-threads=on", spec.name)
+            } else {
+                spec.name.clone()
+            },
             "-m".into(),
             "192".into(),
             "-smp".into(),
@@ -132,6 +148,17 @@ impl Qemu {
             "-qmp".into(),
             format!("unix:{},server=on,wait=off", s(&dir.join("qmp.sock"))),
         ]);
+        if spec.daemon_qmp {
+            args.extend([
+                "-chardev".into(),
+                format!(
+                    "socket,id=qmpd,path={},server=on,wait=off",
+                    s(&dir.join(DAEMON_QMP))
+                ),
+                "-mon".into(),
+                "chardev=qmpd,mode=control".into(),
+            ]);
+        }
         args.extend(spec.extra.iter().cloned());
         let mut command = Command::new("qemu-system-x86_64");
         command.args(&args);
