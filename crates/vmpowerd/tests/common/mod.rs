@@ -123,7 +123,10 @@ impl Host {
         };
         self.stop = Some(tx);
         self.task = Some(task);
-        wait_for(|| self.config.control_socket.exists()).await;
+        // The file appears at bind(), a moment before listen(): wait until
+        // a connection is accepted, not only for the file.
+        wait_for(|| std::os::unix::net::UnixStream::connect(&self.config.control_socket).is_ok())
+            .await;
     }
 
     /// Stops the daemon as SIGTERM would, and waits for it.
