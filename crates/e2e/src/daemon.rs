@@ -128,12 +128,13 @@ impl Daemon {
         Ok(daemon)
     }
 
-    /// The last lines of the daemon's log, for a failure report.
+    /// The last lines of the daemon's log (debug lines left out), for a
+    /// failure report.
     pub fn log_tail(&self) -> String {
         let text = fs::read_to_string(self.proc.log()).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
+        let lines: Vec<&str> = text.lines().filter(|l| !l.contains(" DEBUG ")).collect();
         format!(
-            "--- vmpowerd.log (last lines):\n{}",
+            "--- vmpowerd.log (last lines but debug):\n{}",
             lines[lines.len().saturating_sub(25)..].join("\n")
         )
     }
@@ -208,7 +209,7 @@ impl Daemon {
             last = self.setspeed(cpu)?;
             Ok((last == Some(khz)).then_some(()))
         });
-        r.with_context(|| format!("CPU {cpu} is at {last:?}\n{}", self.log_tail()))
+        r.map_err(|e| anyhow::anyhow!("{e:#} (CPU {cpu} is at {last:?})\n{}", self.log_tail()))
     }
 
     /// Waits until the daemon has given `cpu` back (its own governor again).
@@ -218,7 +219,7 @@ impl Daemon {
             EFFECT_TIMEOUT,
             || Ok((self.cpu_file(cpu, "scaling_governor")? == INITIAL_GOVERNOR).then_some(())),
         );
-        r.with_context(|| self.log_tail())
+        r.map_err(|e| anyhow::anyhow!("{e:#}\n{}", self.log_tail()))
     }
 
     /// Requires `cpu` to be at `khz` now (a check that nothing else moved).
@@ -251,7 +252,7 @@ impl Daemon {
                 Ok((last.get("vcpus") == Some(&Value::Array(want.clone()))).then_some(()))
             },
         );
-        r.with_context(|| format!("last show-vm: {last}\n{}", self.log_tail()))
+        r.map_err(|e| anyhow::anyhow!("{e:#}; last show-vm: {last}\n{}", self.log_tail()))
     }
 
     /// `vmpowerctl status --json`'s `stats`.
