@@ -4,103 +4,12 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use vmpower_cpufreq::fake::FakeSysfs;
-use vmpower_cpufreq::{Driver, SysfsIo};
-use vmpowerd::config::Config;
+mod common;
 
-struct Daemon {
-    fake: Arc<FakeSysfs>,
-    socket: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Daemon {
-    fn start() -> Daemon {
-        let fake = Arc::new(
-            FakeSysfs::builder(4)
-                .driver(Driver::AcpiCpufreq)
-                .build()
-                .unwrap(),
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            sysfs_root: fake.path().to_owned(),
-            proc_root: dir.path().join("proc"),
-            channel_dir: dir.path().join("channels"),
-            state_dir: dir.path().join("state"),
-            control_socket: dir.path().join("control.sock"),
-            ..Config::default()
-        };
-        let socket = config.control_socket.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let io: Arc<dyn SysfsIo> = fake.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(vmpowerd::run::run(config, io, async {
-                let _ = rx.await;
-            }))
-            .unwrap();
-        });
-        for _ in 0..1000 {
-            if socket.exists() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(socket.exists(), "daemon did not start");
-        Daemon {
-            fake,
-            socket,
-            _dir: dir,
-            stop: Some(tx),
-            thread: Some(thread),
-        }
-    }
-
-    fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_vmpowerctl"))
-            .arg("--control-socket")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn file(&self, cpu: u32, name: &str) -> String {
-        let rel = format!("devices/system/cpu/cpu{cpu}/cpufreq/{name}");
-        self.fake.read(Path::new(&rel)).unwrap()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use common::{Daemon, stderr, stdout};
 
 #[test]
 fn vm_commands_tables_and_json() {

@@ -5,139 +5,15 @@
 #![allow(clippy::unwrap_used)]
 
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::Path;
 
 use serde_json::Value;
-use vmpower_cpufreq::fake::{FailKind, FakeSysfs};
-use vmpower_cpufreq::{Driver, SysfsIo};
-use vmpowerd::config::Config;
+use vmpower_cpufreq::SysfsIo;
+use vmpower_cpufreq::fake::FailKind;
 
-struct Daemon {
-    fake: Arc<FakeSysfs>,
-    socket: PathBuf,
-    channels: PathBuf,
-    dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+mod common;
 
-impl Daemon {
-    fn start() -> Daemon {
-        let fake = Arc::new(
-            FakeSysfs::builder(4)
-                .driver(Driver::AcpiCpufreq)
-                .build()
-                .unwrap(),
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            sysfs_root: fake.path().to_owned(),
-            proc_root: dir.path().join("proc"),
-            channel_dir: dir.path().join("channels"),
-            state_dir: dir.path().join("state"),
-            control_socket: dir.path().join("control.sock"),
-            policy_dir: dir.path().join("policies.d"),
-            ..Config::default()
-        };
-        let socket = config.control_socket.clone();
-        let channels = config.channel_dir.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let io: Arc<dyn SysfsIo> = fake.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(vmpowerd::run::run(config, io, async {
-                let _ = rx.await;
-            }))
-            .unwrap();
-        });
-        wait(|| socket.exists(), "the daemon did not start");
-        Daemon {
-            fake,
-            socket,
-            channels,
-            dir,
-            stop: Some(tx),
-            thread: Some(thread),
-        }
-    }
-
-    fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_vmpowerctl"))
-            .arg("--control-socket")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.ctl(args);
-        assert!(
-            o.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8(o.stdout).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&all)).unwrap()
-    }
-
-    /// Plays QEMU: listens at `<channels>/<vm>.<n>` and takes the
-    /// daemon's connection.
-    fn qemu(&self, vm: &str, index: u32) -> (UnixListener, UnixStream) {
-        std::fs::create_dir_all(&self.channels).unwrap();
-        let listener = UnixListener::bind(self.channels.join(format!("{vm}.{index}"))).unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let mut conn = None;
-        wait(
-            || {
-                conn = listener.accept().ok().map(|(s, _)| s);
-                conn.is_some()
-            },
-            "the daemon did not connect to the channel",
-        );
-        (listener, conn.unwrap())
-    }
-
-    fn policy(&self, name: &str, text: &str) {
-        let file = self.dir.path().join(name);
-        std::fs::write(&file, text).unwrap();
-        self.ok(&["policy", "create", file.to_str().unwrap()]);
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Polls `cond` for up to 10 s.
-fn wait(mut cond: impl FnMut() -> bool, what: &str) {
-    for _ in 0..1000 {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("{what}");
-}
+use common::{Daemon, wait};
 
 /// A host with vm1 (channel up, WORKLOAD HIGH on pCPU 2) and vm2 (a
 /// TRAFFIC policy on a MAC no device carries: waiting).
