@@ -102,16 +102,8 @@ impl Daemon {
         if let Some(uri) = &spec.libvirt_uri {
             command.arg("--libvirt-uri").arg(uri);
         }
-        let mut proc = Proc::spawn(work, "vmpowerd", command, &dir.join("vmpowerd.log"))?;
-        let mut daemon_exit = None;
-        let up = wait::until("vmpowerd's control socket", Duration::from_secs(20), || {
-            if let Some(status) = proc.exited()? {
-                daemon_exit = Some(status);
-                return Ok(Some(()));
-            }
-            Ok(control_socket.exists().then_some(()))
-        });
-        let daemon = Daemon {
+        let proc = Proc::spawn(work, "vmpowerd", command, &dir.join("vmpowerd.log"))?;
+        let mut daemon = Daemon {
             sysfs,
             channel_dir,
             control_socket,
@@ -119,6 +111,23 @@ impl Daemon {
             cpus: spec.cpus,
             proc,
         };
+        // Up when vmpowerctl gets an answer (the socket file appears a
+        // moment before the daemon listens on it).
+        let mut daemon_exit = None;
+        let up = wait::until(
+            "vmpowerd to answer vmpowerctl",
+            Duration::from_secs(20),
+            || {
+                if let Some(status) = daemon.proc.exited()? {
+                    daemon_exit = Some(status);
+                    return Ok(Some(()));
+                }
+                Ok(
+                    (daemon.control_socket.exists() && daemon.ctl_status(&["status"])?.0 == 0)
+                        .then_some(()),
+                )
+            },
+        );
         if let Err(e) = up {
             bail!("{e:#}\n{}", daemon.log_tail());
         }
