@@ -4,156 +4,81 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
-use vmpower_cpufreq::fake::FakeSysfs;
-use vmpower_cpufreq::{Driver, SysfsIo};
 use vmpower_proto::layout::{decode_verdict, encode_request_record};
 use vmpower_proto::{CoreType, Layout, Request, RequestBody, ScalingUnit, Verdict, VmName};
 
-const WAIT: Duration = Duration::from_secs(10);
+mod binary;
 
-struct Setup {
-    fake: FakeSysfs,
-    dir: tempfile::TempDir,
+use binary::{Setup, WAIT, sigterm, wait_exit, wait_until};
+
+/// Whether the state database holds a takeover record.
+fn recorded(s: &Setup) -> bool {
+    let store = vmpowerd::store::Store::open_in_dir(
+        &s.dir.path().join("state"),
+        vmpowerd::store::StoreOptions::default(),
+    )
+    .unwrap();
+    store
+        .load_takeover()
+        .unwrap()
+        .is_some_and(|r| !r.is_empty())
 }
 
-impl Setup {
-    fn new() -> Setup {
-        let fake = FakeSysfs::builder(4)
-            .driver(Driver::AcpiCpufreq)
-            .governor("ondemand")
-            .build()
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("channels")).unwrap();
-        std::fs::write(dir.path().join("vmpowerd.toml"), "[vm.vm1]\npcpus = [1]\n").unwrap();
-        Setup { fake, dir }
-    }
-
-    fn control(&self) -> PathBuf {
-        self.dir.path().join("control.sock")
-    }
-
-    /// Whether the state database holds a takeover record.
-    fn recorded(&self) -> bool {
-        let store = vmpowerd::store::Store::open_in_dir(
-            &self.dir.path().join("state"),
-            vmpowerd::store::StoreOptions::default(),
-        )
-        .unwrap();
-        store
-            .load_takeover()
-            .unwrap()
-            .is_some_and(|r| !r.is_empty())
-    }
-
-    fn spawn(&self) -> Child {
-        let _ = std::fs::remove_file(self.control());
-        let d = self.dir.path();
-        let child = Command::new(env!("CARGO_BIN_EXE_vmpowerd"))
-            .arg("--config")
-            .arg(d.join("vmpowerd.toml"))
-            .arg("--sysfs-root")
-            .arg(self.fake.path())
-            .arg("--proc-root")
-            .arg(d.join("proc"))
-            .arg("--channel-dir")
-            .arg(d.join("channels"))
-            .arg("--state-dir")
-            .arg(d.join("state"))
-            .arg("--control-socket")
-            .arg(self.control())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_until(|| self.control().exists());
-        child
-    }
-
-    fn file(&self, cpu: u32, name: &str) -> String {
-        let rel = format!("devices/system/cpu/cpu{cpu}/cpufreq/{name}");
-        self.fake.read(Path::new(&rel)).unwrap()
-    }
-
-    /// Plays QEMU for vm1, sends SCALE_MIN for vCPU 0 and checks the ACK.
-    async fn scale_min(&self) {
-        self.send(RequestBody::Power {
+/// Plays QEMU for vm1, sends SCALE_MIN for vCPU 0 and checks the ACK.
+async fn scale_min(s: &Setup) {
+    send(
+        s,
+        RequestBody::Power {
             resource_id: 0,
             core_type: CoreType::Virtual,
             unit: ScalingUnit::ScaleMin,
-        })
-        .await;
-    }
-
-    /// Plays QEMU for vm1, sends `body` and checks the ACK.
-    async fn send(&self, body: RequestBody) {
-        let path = self.dir.path().join("channels/vm1.0");
-        let _ = std::fs::remove_file(&path);
-        let qemu = UnixListener::bind(&path).unwrap();
-        let (mut guest, _) = tokio::time::timeout(WAIT, qemu.accept())
-            .await
-            .unwrap()
-            .unwrap();
-        let req = Request {
-            vm_name: VmName::new("vm1").unwrap(),
-            body,
-        };
-        let record = encode_request_record(&req, Layout::Current).unwrap();
-        guest.write_all(record.as_slice()).await.unwrap();
-        let mut reply = [0u8; 464];
-        tokio::time::timeout(WAIT, guest.read_exact(&mut reply))
-            .await
-            .unwrap()
-            .unwrap();
-        let verdict = decode_verdict(&reply, Layout::Current).unwrap().verdict;
-        assert_eq!(verdict, Verdict::Ack);
-    }
+        },
+    )
+    .await;
 }
 
-fn wait_until(mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "condition not met in time");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "vmpowerd did not exit");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn sigterm(child: &Child) {
-    let pid = rustix::process::Pid::from_child(child);
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+/// Plays QEMU for vm1, sends `body` and checks the ACK.
+async fn send(s: &Setup, body: RequestBody) {
+    let path = s.dir.path().join("channels/vm1.0");
+    let _ = std::fs::remove_file(&path);
+    let qemu = UnixListener::bind(&path).unwrap();
+    let (mut guest, _) = tokio::time::timeout(WAIT, qemu.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let req = Request {
+        vm_name: VmName::new("vm1").unwrap(),
+        body,
+    };
+    let record = encode_request_record(&req, Layout::Current).unwrap();
+    guest.write_all(record.as_slice()).await.unwrap();
+    let mut reply = [0u8; 464];
+    tokio::time::timeout(WAIT, guest.read_exact(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    let verdict = decode_verdict(&reply, Layout::Current).unwrap().verdict;
+    assert_eq!(verdict, Verdict::Ack);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_gives_every_cpu_back() {
     let s = Setup::new();
     let mut daemon = s.spawn();
-    s.scale_min().await;
+    scale_min(&s).await;
     assert_eq!(s.file(1, "scaling_governor"), "userspace");
     assert_eq!(s.file(1, "scaling_setspeed"), "800000");
-    assert!(s.recorded(), "recorded before the first write");
+    assert!(recorded(&s), "recorded before the first write");
     sigterm(&daemon);
     let status = wait_exit(&mut daemon);
     assert!(status.success(), "{status:?}");
     assert_eq!(s.file(1, "scaling_governor"), "ondemand");
-    assert!(!s.recorded(), "record cleared once all is restored");
+    assert!(!recorded(&s), "record cleared once all is restored");
     assert!(!s.control().exists(), "control socket removed");
 }
 
@@ -161,15 +86,15 @@ async fn sigterm_gives_every_cpu_back() {
 async fn after_kill_9_the_next_start_restores_first() {
     let s = Setup::new();
     let mut daemon = s.spawn();
-    s.scale_min().await;
+    scale_min(&s).await;
     daemon.kill().unwrap(); // SIGKILL: no chance to restore.
     wait_exit(&mut daemon);
     assert_eq!(s.file(1, "scaling_governor"), "userspace", "left behind");
-    assert!(s.recorded());
+    assert!(recorded(&s));
     let mut daemon = s.spawn();
     // Restored before the daemon became ready (the control socket exists).
     assert_eq!(s.file(1, "scaling_governor"), "ondemand");
-    assert!(!s.recorded());
+    assert!(!recorded(&s));
     sigterm(&daemon);
     assert!(wait_exit(&mut daemon).success());
 }
@@ -208,7 +133,7 @@ async fn an_accepted_policy_survives_kill_9() {
         workload: WorkloadLevel::Low,
         turbo_boost: false,
     };
-    s.send(RequestBody::SetPolicy(policy)).await;
+    send(&s, RequestBody::SetPolicy(policy)).await;
     assert_eq!(s.file(1, "scaling_setspeed"), "800000");
     daemon.kill().unwrap(); // right after the ACK
     wait_exit(&mut daemon);

@@ -9,81 +9,29 @@
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use vmpower_api::{Client, CtlRequest, CtlResponse, PolicyFile};
-use vmpower_cpufreq::fake::FakeSysfs;
-use vmpower_cpufreq::{CpuId, Driver, SysfsIo};
+use vmpower_cpufreq::CpuId;
 
-const WAIT: Duration = Duration::from_secs(20);
+mod binary;
 
-struct Setup {
-    fake: FakeSysfs,
-    dir: tempfile::TempDir,
+use binary::{Setup, WAIT, sigterm, wait_exit};
+
+/// A socket standing for systemd's, bound in the temp dir.
+fn notify_socket(s: &Setup) -> (UnixDatagram, PathBuf) {
+    let path = s.dir.path().join("notify");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket.set_read_timeout(Some(WAIT)).unwrap();
+    (socket, path)
 }
 
-impl Setup {
-    fn new() -> Setup {
-        let fake = FakeSysfs::builder(4)
-            .driver(Driver::AcpiCpufreq)
-            .governor("ondemand")
-            .build()
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("channels")).unwrap();
-        std::fs::write(dir.path().join("vmpowerd.toml"), "[vm.vm1]\npcpus = [1]\n").unwrap();
-        Setup { fake, dir }
-    }
-
-    fn control(&self) -> PathBuf {
-        self.dir.path().join("control.sock")
-    }
-
-    fn governor(&self, cpu: u32) -> String {
-        let rel = format!("devices/system/cpu/cpu{cpu}/cpufreq/scaling_governor");
-        self.fake.read(Path::new(&rel)).unwrap()
-    }
-
-    /// The daemon's command on this fake host; stderr to `stderr`.
-    fn command(&self, stderr: Stdio) -> Command {
-        let d = self.dir.path();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vmpowerd"));
-        cmd.arg("--config")
-            .arg(d.join("vmpowerd.toml"))
-            .arg("--sysfs-root")
-            .arg(self.fake.path())
-            .arg("--proc-root")
-            .arg(d.join("proc"))
-            .arg("--channel-dir")
-            .arg(d.join("channels"))
-            .arg("--state-dir")
-            .arg(d.join("state"))
-            .arg("--control-socket")
-            .arg(self.control())
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("JOURNAL_STREAM")
-            .env_remove("WATCHDOG_USEC")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr);
-        cmd
-    }
-
-    /// A socket standing for systemd's, bound in the temp dir.
-    fn notify_socket(&self) -> (UnixDatagram, PathBuf) {
-        let path = self.dir.path().join("notify");
-        let socket = UnixDatagram::bind(&path).unwrap();
-        socket.set_read_timeout(Some(WAIT)).unwrap();
-        (socket, path)
-    }
-
-    fn ctl(&self, request: &CtlRequest) -> CtlResponse {
-        Client::connect(&self.control())
-            .unwrap()
-            .call(request)
-            .unwrap()
-    }
+fn ctl(s: &Setup, request: &CtlRequest) -> CtlResponse {
+    Client::connect(&s.control())
+        .unwrap()
+        .call(request)
+        .unwrap()
 }
 
 /// The next notification, as text.
@@ -93,22 +41,6 @@ fn next(socket: &UnixDatagram) -> String {
         .recv(&mut buf)
         .expect("no notification from vmpowerd in time");
     String::from_utf8(buf[..n].to_vec()).unwrap()
-}
-
-fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "vmpowerd did not exit");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn sigterm(child: &Child) {
-    let pid = rustix::process::Pid::from_child(child);
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
 }
 
 /// Leaves a takeover record as a crashed earlier version would have: CPU 2
@@ -139,16 +71,19 @@ fn ready_once_serving_and_stopping_on_sigterm() {
     let policy =
         PolicyFile::parse("vm = \"vm1\"\nkind = \"WORKLOAD\"\ncores = [0]\nworkload = \"LOW\"\n")
             .unwrap();
-    let created = s.ctl(&CtlRequest::PolicyCreate {
-        policy: Box::new(policy),
-    });
+    let created = ctl(
+        &s,
+        &CtlRequest::PolicyCreate {
+            policy: Box::new(policy),
+        },
+    );
     assert!(matches!(created, CtlResponse::Ok(_)), "{created:?}");
     sigterm(&first);
     assert!(wait_exit(&mut first).success());
     crash_leftover(&s);
-    assert_eq!(s.governor(2), "performance");
+    assert_eq!(s.file(2, "scaling_governor"), "performance");
 
-    let (notify, notify_path) = s.notify_socket();
+    let (notify, notify_path) = notify_socket(&s);
     let mut daemon = s
         .command(Stdio::null())
         .env("NOTIFY_SOCKET", &notify_path)
@@ -163,8 +98,12 @@ fn ready_once_serving_and_stopping_on_sigterm() {
     assert!(status.contains("CPU(s) under control"), "{status}");
     // At READY=1, without any retry: the leftover is restored, the control
     // socket answers, and the persisted policy is back.
-    assert_eq!(s.governor(2), "ondemand", "restored before READY=1");
-    let CtlResponse::Ok(policies) = s.ctl(&CtlRequest::PolicyList) else {
+    assert_eq!(
+        s.file(2, "scaling_governor"),
+        "ondemand",
+        "restored before READY=1"
+    );
+    let CtlResponse::Ok(policies) = ctl(&s, &CtlRequest::PolicyList) else {
         panic!("the control socket did not answer at READY=1");
     };
     assert!(policies.to_string().contains("vm1"), "{policies}");
@@ -178,7 +117,7 @@ fn ready_once_serving_and_stopping_on_sigterm() {
 #[test]
 fn without_notify_socket_nothing_is_sent_and_the_daemon_serves() {
     let s = Setup::new();
-    let (notify, _path) = s.notify_socket();
+    let (notify, _path) = notify_socket(&s);
     notify.set_nonblocking(true).unwrap();
     let mut daemon = s.command(Stdio::null()).spawn().unwrap();
     let deadline = Instant::now() + WAIT;
@@ -186,7 +125,7 @@ fn without_notify_socket_nothing_is_sent_and_the_daemon_serves() {
         assert!(Instant::now() < deadline, "never served");
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(matches!(s.ctl(&CtlRequest::Status), CtlResponse::Ok(_)));
+    assert!(matches!(ctl(&s, &CtlRequest::Status), CtlResponse::Ok(_)));
     sigterm(&daemon);
     assert!(wait_exit(&mut daemon).success());
     let mut buf = [0u8; 64];
@@ -196,7 +135,7 @@ fn without_notify_socket_nothing_is_sent_and_the_daemon_serves() {
 #[test]
 fn watchdog_pings_when_systemd_asks_for_them() {
     let s = Setup::new();
-    let (notify, notify_path) = s.notify_socket();
+    let (notify, notify_path) = notify_socket(&s);
     let mut daemon = s
         .command(Stdio::null())
         .env("NOTIFY_SOCKET", &notify_path)
@@ -219,7 +158,7 @@ fn watchdog_pings_when_systemd_asks_for_them() {
 #[test]
 fn no_watchdog_for_another_process() {
     let s = Setup::new();
-    let (notify, notify_path) = s.notify_socket();
+    let (notify, notify_path) = notify_socket(&s);
     let mut daemon = s
         .command(Stdio::null())
         .env("NOTIFY_SOCKET", &notify_path)
@@ -230,7 +169,7 @@ fn no_watchdog_for_another_process() {
         .unwrap();
     assert!(next(&notify).lines().any(|l| l == "READY=1"));
     for _ in 0..20 {
-        assert!(matches!(s.ctl(&CtlRequest::Status), CtlResponse::Ok(_)));
+        assert!(matches!(ctl(&s, &CtlRequest::Status), CtlResponse::Ok(_)));
     }
     sigterm(&daemon);
     // The next notification is STOPPING=1, not a ping.
@@ -248,7 +187,7 @@ fn log_of(s: &Setup, journal: bool) -> String {
     if journal {
         cmd.env("JOURNAL_STREAM", format!("{}:{}", stat.st_dev, stat.st_ino));
     }
-    let (notify, notify_path) = s.notify_socket();
+    let (notify, notify_path) = notify_socket(s);
     let mut daemon = cmd.env("NOTIFY_SOCKET", &notify_path).spawn().unwrap();
     assert!(next(&notify).contains("READY=1"));
     sigterm(&daemon);

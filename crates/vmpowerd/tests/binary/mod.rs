@@ -1,0 +1,110 @@
+//! The real `vmpowerd` binary on a fake host, for the tests that need a
+//! process of their own (signals, kill -9, systemd's notify socket): a fake
+//! 4-CPU acpi-cpufreq tree whose CPUs start at `ondemand`, temp dirs, a
+//! config mapping vm1's vCPU 0 to pCPU 1, and process helpers.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use vmpower_cpufreq::fake::FakeSysfs;
+use vmpower_cpufreq::{Driver, SysfsIo};
+
+/// Every wait is bounded.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A fake host and the temp dir holding the daemon's config, channels,
+/// state and control socket.
+pub struct Setup {
+    pub fake: FakeSysfs,
+    pub dir: tempfile::TempDir,
+}
+
+impl Setup {
+    /// A fresh host; nothing runs yet.
+    pub fn new() -> Setup {
+        let fake = FakeSysfs::builder(4)
+            .driver(Driver::AcpiCpufreq)
+            .governor("ondemand")
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("channels")).unwrap();
+        std::fs::write(dir.path().join("vmpowerd.toml"), "[vm.vm1]\npcpus = [1]\n").unwrap();
+        Setup { fake, dir }
+    }
+
+    /// The control socket's path.
+    pub fn control(&self) -> PathBuf {
+        self.dir.path().join("control.sock")
+    }
+
+    /// A cpufreq file of a fake CPU.
+    pub fn file(&self, cpu: u32, name: &str) -> String {
+        let rel = format!("devices/system/cpu/cpu{cpu}/cpufreq/{name}");
+        self.fake.read(Path::new(&rel)).unwrap()
+    }
+
+    /// The daemon's command on this host, with no systemd environment;
+    /// stderr to `stderr`.
+    pub fn command(&self, stderr: Stdio) -> Command {
+        let d = self.dir.path();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vmpowerd"));
+        cmd.arg("--config")
+            .arg(d.join("vmpowerd.toml"))
+            .arg("--sysfs-root")
+            .arg(self.fake.path())
+            .arg("--proc-root")
+            .arg(d.join("proc"))
+            .arg("--channel-dir")
+            .arg(d.join("channels"))
+            .arg("--state-dir")
+            .arg(d.join("state"))
+            .arg("--control-socket")
+            .arg(self.control())
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("WATCHDOG_USEC")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        cmd
+    }
+
+    /// Starts the daemon and waits until its control socket accepts.
+    pub fn spawn(&self) -> Child {
+        let _ = std::fs::remove_file(self.control());
+        let child = self.command(Stdio::null()).spawn().unwrap();
+        wait_until(|| std::os::unix::net::UnixStream::connect(self.control()).is_ok());
+        child
+    }
+}
+
+/// Polls `cond` until it holds, for at most [`WAIT`].
+pub fn wait_until(mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "condition not met in time");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits for the process to exit, for at most [`WAIT`].
+pub fn wait_exit(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "vmpowerd did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sends SIGTERM, as systemd's stop does.
+pub fn sigterm(child: &Child) {
+    let pid = rustix::process::Pid::from_child(child);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+}
