@@ -1,0 +1,34 @@
+//! Network plumbing for vmpower's tests, demo, end-to-end harness and
+//! benchmarks: real packets on real links, made with iproute2.
+//!
+//! - [`ip`]: runs `ip`, with errors naming the command and what `ip` said;
+//!   whether this machine can do any of this ([`ip::available`],
+//!   [`ip::can_run`]); parsers of `ip`'s listings.
+//! - [`names`]: interface names within IFNAMSIZ, unique per process, and
+//!   the pid they carry (to sweep what killed runs left); /30 link-local
+//!   networks; MAC text.
+//! - [`netns`]: a network namespace holding veth pairs, removed on drop;
+//!   entering a namespace from a thread; sweeping stale namespaces.
+//! - [`tap`]: a host tap, removed on drop.
+//! - [`pacing`]: the pure pacing arithmetic (no bursts after a stall,
+//!   rates below the step rate paced exactly).
+//! - [`sender`]: a thread sending UDP datagrams at a rate that can change,
+//!   from inside a namespace or from the caller's.
+//!
+//! ## Limitations
+//! Everything but [`pacing`], [`names`] and the parsers needs root and
+//! iproute2; it must never be used by the daemon itself (it shells out).
+
+pub mod ip;
+pub mod names;
+pub mod netns;
+pub mod pacing;
+pub mod sender;
+pub mod tap;
+
+pub use ip::{IpError, available, can_run, ip, ip_batch};
+pub use names::{LinkNet, NameError, mac_text, name, unique_name};
+pub use netns::{Netns, NetnsError, VethSpec, enter};
+pub use pacing::Pacer;
+pub use sender::{Rate, Sender, SenderError, SenderSpec};
+pub use tap::{Tap, TapError};
