@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
-use vmpower_proto::MacAddr;
+use vmpower_engine::VmId;
+use vmpower_proto::{MacAddr, MacList};
 
 use crate::SharedCore;
 use crate::traffic::{MacRates, MacReading, MissingReason, SourceKind, TrafficCounters};
@@ -34,6 +35,10 @@ impl std::fmt::Display for MacSource {
     }
 }
 
+/// Ticks after which the traffic sampler re-reads the policy list even
+/// when no change was announced.
+const RELIST_TICKS: u32 = 10;
+
 /// Samples traffic for every policy that needs it, every `interval`.
 pub async fn run_traffic(
     core: SharedCore,
@@ -46,25 +51,42 @@ pub async fn run_traffic(
     let mut rates = MacRates::default();
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The policies and their MACs, re-read when a policy is set or
+    // removed, and every `RELIST_TICKS` ticks in case a change came by
+    // another way (a VM removed with its policy).
+    let mut policies: Vec<(VmId, MacList)> = Vec::new();
+    let mut macs: Arc<Vec<MacAddr>> = Arc::default();
+    let mut ticks_since_list = RELIST_TICKS;
     loop {
-        let policies = crate::lock(&core).engine.traffic_policies();
+        if ticks_since_list >= RELIST_TICKS || changed.has_changed().unwrap_or(true) {
+            changed.borrow_and_update();
+            ticks_since_list = 0;
+            policies = crate::lock(&core).engine.traffic_policies();
+            let mut list: Vec<MacAddr> = policies
+                .iter()
+                .flat_map(|(_, m)| m.as_slice().iter().copied())
+                .collect();
+            list.sort();
+            list.dedup();
+            rates.retain(|m| list.binary_search(&m).is_ok());
+            sources
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|m, _| list.binary_search(m).is_ok());
+            macs = Arc::new(list);
+        }
         if policies.is_empty() {
-            rates.retain(|_| false);
             if changed.changed().await.is_err() {
                 return;
             }
+            ticks_since_list = RELIST_TICKS;
             tick.reset();
             continue;
         }
         tick.tick().await;
-        let mut macs: Vec<MacAddr> = policies
-            .iter()
-            .flat_map(|(_, m)| m.as_slice().iter().copied())
-            .collect();
-        macs.sort();
-        macs.dedup();
+        ticks_since_list += 1;
         let Some(mut c) = counters.take() else { return };
-        let job = macs.clone();
+        let job = Arc::clone(&macs);
         let Ok((back, result, at)) = tokio::task::spawn_blocking(move || {
             let r = c.sample(&job);
             (c, r, Instant::now())
@@ -82,7 +104,6 @@ pub async fn run_traffic(
                 continue;
             }
         };
-        rates.retain(|m| macs.binary_search(&m).is_ok());
         rates.update(&samples, at);
         let missing: BTreeMap<MacAddr, String> = samples
             .iter()
@@ -94,7 +115,6 @@ pub async fn run_traffic(
         {
             // Formatted only when a MAC's source changes (most ticks: none).
             let mut shown = sources.lock().unwrap_or_else(PoisonError::into_inner);
-            shown.retain(|m, _| macs.binary_search(m).is_ok());
             for s in &samples {
                 let known = shown.get(&s.mac);
                 let same = match (&s.reading, known) {

@@ -23,16 +23,18 @@
 //! while another process reconfigures links). On an async runtime, call
 //! [`TrafficCounters::sample`] from a dedicated thread or `spawn_blocking`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use super::links::MacIndex;
 use super::netlink::RtSocket;
-use super::{ConfiguredMap, LinkTable, MacAddr, MacSample, TrafficCounters, TrafficError, resolve};
+use super::{
+    ConfiguredMap, LinkTable, MacAddr, MacSample, TrafficCounters, TrafficError, resolve_indexed,
+};
 
 /// How often the topology is dumped again even when no link came or went.
 pub const DEFAULT_TOPOLOGY_REFRESH: Duration = Duration::from_secs(1);
 
-#[derive(Default)]
 struct Topology {
     table: LinkTable,
     /// Sorted interface indexes of `table`.
@@ -40,6 +42,9 @@ struct Topology {
     /// Interface index → position in `table.links`.
     positions: HashMap<u32, usize>,
     dumped_at: Option<Instant>,
+    /// MAC → links and VFs carrying it; rebuilt with the topology (and
+    /// when a PF's VFs are re-read), not every tick.
+    index: MacIndex,
 }
 
 impl Topology {
@@ -52,11 +57,26 @@ impl Topology {
             .collect();
         let mut indexes: Vec<u32> = positions.keys().copied().collect();
         indexes.sort_unstable();
+        let index = MacIndex::new(&table);
         Self {
             table,
             indexes,
             positions,
+            index,
             dumped_at: Some(now),
+        }
+    }
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        let table = LinkTable::default();
+        Self {
+            index: MacIndex::new(&table),
+            table,
+            indexes: Vec::new(),
+            positions: HashMap::new(),
+            dumped_at: None,
         }
     }
 }
@@ -131,11 +151,20 @@ impl NetlinkTrafficCounters {
 
     /// Re-reads the PFs whose VFs carry any of `macs` (VF counters).
     fn refresh_vfs(&mut self, macs: &[MacAddr], now: Instant) -> Result<(), TrafficError> {
-        let wanted: HashSet<MacAddr> = macs.iter().copied().collect();
-        let pfs: Vec<usize> = (self.topology.table.links.iter().enumerate())
-            .filter(|(_, l)| l.vfs.iter().any(|v| wanted.contains(&v.mac)))
-            .map(|(p, _)| p)
+        if self.topology.index.vfs.is_empty() {
+            return Ok(());
+        }
+        let mut pfs: Vec<usize> = macs
+            .iter()
+            .filter_map(|m| self.topology.index.vfs.get(m))
+            .flatten()
+            .map(|&(li, _)| li)
             .collect();
+        pfs.sort_unstable();
+        pfs.dedup();
+        if pfs.is_empty() {
+            return Ok(());
+        }
         for p in pfs {
             let index = self.topology.table.links[p].index;
             match self.socket.get_link_by_index(index)? {
@@ -143,6 +172,8 @@ impl NetlinkTrafficCounters {
                 _ => return self.redump(now),
             }
         }
+        // The PFs' VF lists may have changed (a VF's MAC set meanwhile).
+        self.topology.index = MacIndex::new(&self.topology.table);
         Ok(())
     }
 }
@@ -150,6 +181,7 @@ impl NetlinkTrafficCounters {
 impl TrafficCounters for NetlinkTrafficCounters {
     fn sample(&mut self, macs: &[MacAddr]) -> Result<Vec<MacSample>, TrafficError> {
         self.refresh(macs)?;
-        Ok(resolve(&self.topology.table, &self.configured, macs))
+        let t = &self.topology;
+        Ok(resolve_indexed(&t.table, &t.index, &self.configured, macs))
     }
 }

@@ -243,11 +243,21 @@ pub trait TrafficCounters: Send {
 /// module docs. Pure: this is what [`NetlinkTrafficCounters`] runs on each
 /// dump, exposed so tests and tools can resolve constructed tables.
 pub fn resolve(table: &LinkTable, configured: &ConfiguredMap, macs: &[MacAddr]) -> Vec<MacSample> {
-    let index = links::MacIndex::new(table);
+    resolve_indexed(table, &links::MacIndex::new(table), configured, macs)
+}
+
+/// [`resolve`] with the table's MAC index already built (it changes only
+/// with the topology, not with the counters).
+fn resolve_indexed(
+    table: &LinkTable,
+    index: &links::MacIndex,
+    configured: &ConfiguredMap,
+    macs: &[MacAddr],
+) -> Vec<MacSample> {
     macs.iter()
         .map(|&mac| MacSample {
             mac,
-            reading: resolve_one(table, &index, configured, mac),
+            reading: resolve_one(table, index, configured, mac),
         })
         .collect()
 }

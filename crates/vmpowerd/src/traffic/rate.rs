@@ -106,7 +106,14 @@ impl RateMeter {
             },
         };
         if outcome != RateOutcome::TooSoon {
-            self.last = Some((source.clone(), counter, now));
+            match &mut self.last {
+                // The common case: same source, new reading; no clone.
+                Some((last_source, prev, at)) if last_source == source => {
+                    *prev = counter;
+                    *at = now;
+                }
+                last => *last = Some((source.clone(), counter, now)),
+            }
         }
         outcome
     }
