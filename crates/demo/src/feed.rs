@@ -11,7 +11,7 @@
 //!   pair's end in the demo's namespace (a netdev, counting received
 //!   packets). A sender thread per traffic VM enters the VM's namespace
 //!   and sends UDP datagrams to the limited broadcast address out of the
-//!   pair, paced along [`RatePlan::VETH`].
+//!   pair, paced along [`RatePlan::VETH`] ([`vmpower_netlab::Sender`]).
 //! - Synthetic mode: a pump task advances the MAC's counter in
 //!   [`FakeTrafficCounters`] along [`RatePlan::SYNTHETIC`]; nothing is
 //!   sent.
@@ -19,18 +19,16 @@
 //!   the rate they feed (for the view) and count what they fed, and stop
 //!   within one step of the stop flag.
 
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::os::fd::AsFd;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use vmpower_netlab::{Pacer, Rate, Sender, SenderSpec};
 use vmpower_proto::MacAddr;
 use vmpowerd::traffic::{FakeTrafficCounters, NetlinkTrafficCounters, SourceKind, TrafficCounters};
 
-use crate::pacing::Pacer;
 use crate::scenario::RatePlan;
 use crate::veth::{self, Pairs};
 
@@ -169,7 +167,7 @@ pub struct Running {
     /// Packets fed so far.
     pub sent: Arc<AtomicU64>,
     pump: Option<tokio::task::JoinHandle<()>>,
-    thread: Option<JoinHandle<Result<(), String>>>,
+    sender: Option<Sender>,
 }
 
 impl Running {
@@ -179,11 +177,10 @@ impl Running {
         if let Some(p) = self.pump.take() {
             p.abort();
         }
-        match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(Err(e))) => Some(e),
-            Some(Err(_)) => Some("the sender thread panicked".to_owned()),
-            _ => None,
-        }
+        self.sender
+            .take()
+            .and_then(|s| s.stop().err())
+            .map(|e| e.to_string())
     }
 }
 
@@ -200,23 +197,17 @@ pub fn start(
     period: Duration,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<Running> {
-    let fed_pps = Arc::new(AtomicU64::new(0));
-    let sent = Arc::new(AtomicU64::new(0));
-    let meters = (fed_pps.clone(), sent.clone());
-    let mut running = Running {
-        fed_pps,
-        sent,
-        pump: None,
-        thread: None,
-    };
     match feed {
         Feed::Synthetic(counters) => {
+            let fed_pps = Arc::new(AtomicU64::new(0));
+            let sent = Arc::new(AtomicU64::new(0));
+            let meters = (fed_pps.clone(), sent.clone());
             // The view names the counter's source: say what it is.
             let source = SourceKind::Netdev {
                 ifname: "synthetic".into(),
             };
             counters.set(mac, source, 0);
-            running.pump = Some(tokio::spawn(async move {
+            let pump = tokio::spawn(async move {
                 let mut tick = tokio::time::interval(PUMP_STEP);
                 let mut pace = Pace::new(plan, period, PUMP_STEP * 4, meters);
                 loop {
@@ -225,26 +216,43 @@ pub fn start(
                     counters.advance(mac, due);
                     pace.fed(due);
                 }
-            }));
+            });
+            Ok(Running {
+                fed_pps,
+                sent,
+                pump: Some(pump),
+                sender: None,
+            })
         }
         Feed::Veth { netns } => {
-            let thread = std::thread::Builder::new()
-                .name(format!("send {netns}"))
-                .spawn(move || {
-                    send(
-                        &netns,
-                        Pace::new(plan, period, SEND_STEP * 5, meters),
-                        &stop,
-                    )
-                })
-                .context("starting a sender thread")?;
-            running.thread = Some(thread);
+            // The discard port of the limited broadcast address: nothing
+            // on the other side is meant to answer.
+            let any = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+            let to = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::BROADCAST, 9));
+            let spec = SenderSpec {
+                broadcast: true,
+                step: SEND_STEP,
+                backlog: SEND_STEP * 5,
+                stop: Some(stop),
+                ..SenderSpec::new(any, to)
+                    .in_netns(&netns)
+                    .payload(b"vmpower-demo traffic")
+            };
+            let script = Rate::Script(Box::new(move |since| plan.pps(since, period)));
+            let sender = Sender::start(spec, script)
+                .with_context(|| format!("starting the sender in {netns}"))?;
+            let (fed_pps, sent) = sender.meters();
+            Ok(Running {
+                fed_pps,
+                sent,
+                pump: None,
+                sender: Some(sender),
+            })
         }
     }
-    Ok(running)
 }
 
-/// The script, the pacer and the meters of one feed.
+/// The script, the pacer and the meters of the synthetic pump.
 struct Pace {
     plan: RatePlan,
     period: Duration,
@@ -288,39 +296,6 @@ impl Pace {
     fn fed(&self, n: u64) {
         self.sent.fetch_add(n, Ordering::Relaxed);
     }
-}
-
-/// The sender thread: enters `netns`, then sends until `stop`.
-fn send(netns: &str, mut pace: Pace, stop: &AtomicBool) -> Result<(), String> {
-    // Where `ip netns add` binds it (iproute2's NETNS_RUN_DIR, /var/run
-    // on systems where /var/run is not a link to /run).
-    let path = format!("/run/netns/{netns}");
-    let file = std::fs::File::open(&path)
-        .or_else(|_| std::fs::File::open(format!("/var/run/netns/{netns}")))
-        .map_err(|e| format!("opening {path}: {e}"))?;
-    rustix::thread::move_into_link_name_space(
-        file.as_fd(),
-        Some(rustix::thread::LinkNameSpaceType::Network),
-    )
-    .map_err(|e| format!("entering network namespace {netns}: {e}"))?;
-    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
-        .and_then(|s| s.set_broadcast(true).map(|()| s))
-        .map_err(|e| format!("a UDP socket in {netns}: {e}"))?;
-    // The discard port: nothing on the other side is meant to answer.
-    let to = SocketAddrV4::new(Ipv4Addr::BROADCAST, 9);
-    let payload = b"vmpower-demo traffic";
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(SEND_STEP);
-        let due = pace.due();
-        let mut done = 0;
-        while done < due && socket.send_to(payload, to).is_ok() {
-            done += 1;
-        }
-        // A refused send (e.g. a full queue) is tried again next step.
-        pace.pacer.unsent(due - done);
-        pace.fed(done);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

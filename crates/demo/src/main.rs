@@ -18,7 +18,6 @@
 mod feed;
 mod guests;
 mod host;
-mod pacing;
 mod run;
 mod sample;
 mod scenario;

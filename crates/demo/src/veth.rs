@@ -1,5 +1,5 @@
 //! Real traffic's plumbing: for each traffic VM, a network namespace and a
-//! veth pair, made with iproute2 and removed again.
+//! veth pair (made and removed by [`vmpower_netlab`]).
 //!
 //! Pair `n` of run `pid` is named `vmpd-<pid>-<n>` on both sides of the
 //! naming: the namespace and the pair's end in the demo's own namespace
@@ -25,11 +25,12 @@
 //! Needs root and `ip` (iproute2). Names fit IFNAMSIZ for pids up to
 //! 4,194,304 (Linux's maximum) and up to 100 pairs.
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use vmpower_netlab::ip::{IpError, leftovers};
+use vmpower_netlab::names::run_prefix;
+use vmpower_netlab::{Netns, NetnsError, VethSpec};
 use vmpower_proto::MacAddr;
 
 /// The prefix of every name the demo makes.
@@ -38,20 +39,12 @@ pub const PREFIX: &str = "vmpd-";
 /// Why the pairs could not be made, or not removed.
 #[derive(Debug, thiserror::Error)]
 pub enum VethError {
-    /// Namespaces and veth pairs need root.
-    #[error("needs root")]
-    NotRoot,
-    /// `ip` could not be run.
-    #[error("cannot run ip (iproute2): {0}")]
-    NoIp(#[source] std::io::Error),
-    /// An `ip` command failed.
-    #[error("ip {args} failed: {stderr}")]
-    Ip {
-        /// The arguments (or the batch) given to `ip`.
-        args: String,
-        /// What `ip` said.
-        stderr: String,
-    },
+    /// Not root, or no working `ip`.
+    #[error(transparent)]
+    Unavailable(#[from] IpError),
+    /// A namespace or pair could not be made.
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
     /// Something with the prefix is still there after removal.
     #[error("still present after removal: {0}")]
     Left(String),
@@ -60,73 +53,14 @@ pub enum VethError {
     TooMany(usize),
 }
 
-/// Runs `ip ARGS` with `stdin` as its batch input (when given).
-fn ip(args: &[&str], stdin: Option<&str>) -> Result<String, VethError> {
-    let mut child = Command::new("ip")
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(VethError::NoIp)?;
-    if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
-        // A write error shows as ip's own failure below.
-        let _ = input.write_all(text.as_bytes());
-    }
-    let out = child.wait_with_output().map_err(VethError::NoIp)?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(VethError::Ip {
-            args: stdin.map_or_else(|| args.join(" "), |b| format!("-batch: {}", b.trim())),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        })
-    }
-}
-
 /// Whether pairs can be made here: root and a working `ip`.
 pub fn available() -> Result<(), VethError> {
-    if !rustix::process::geteuid().is_root() {
-        return Err(VethError::NotRoot);
-    }
-    ip(&["-V"], None).map(|_| ())
+    Ok(vmpower_netlab::available()?)
 }
 
 /// The name of pair `n` of run `pid` (namespace and host end alike).
 pub fn name(pid: u32, n: usize) -> String {
-    format!("{PREFIX}{pid}-{n}")
-}
-
-/// The run prefix of `pid`: every name of that run starts with it.
-pub fn run_prefix(pid: u32) -> String {
-    format!("{PREFIX}{pid}-")
-}
-
-/// The pid in a name made by [`name`], if it is one.
-fn pid_of(name: &str) -> Option<u32> {
-    let rest = name.strip_prefix(PREFIX)?;
-    let (pid, n) = rest.split_once('-')?;
-    n.parse::<usize>().ok()?;
-    pid.parse().ok()
-}
-
-/// The names in `ip netns list` output (`name` or `name (id: 3)`).
-fn netns_names(list: &str) -> Vec<&str> {
-    list.lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .collect()
-}
-
-/// The link names in `ip -o link show` output (`4: name@if2: <...`).
-fn link_names(list: &str) -> Vec<&str> {
-    list.lines()
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(|n| n.split('@').next().unwrap_or(n))
-        .collect()
+    format!("{}{n}", run_prefix(PREFIX, pid))
 }
 
 /// One pair made for a traffic VM.
@@ -143,7 +77,8 @@ pub struct Pair {
 pub struct Pairs {
     pid: u32,
     pairs: Vec<Pair>,
-    removed: bool,
+    /// The namespaces, each holding its pair (their guards).
+    netns: Vec<Netns>,
 }
 
 impl Pairs {
@@ -156,25 +91,28 @@ impl Pairs {
         let mut pairs = Pairs {
             pid: std::process::id(),
             pairs: Vec::new(),
-            removed: false,
+            netns: Vec::new(),
         };
         for &(n, mac) in macs {
             let name = name(pairs.pid, n);
-            // Recorded first, so a failed step below is still cleaned up.
-            pairs.pairs.push(Pair {
-                name: name.clone(),
-                mac,
-            });
-            ip(&["netns", "add", &name], None)?;
-            let outside = format!(
-                "link add {name} address {mac} type veth peer name eth0 netns {name}\n\
-                 link set {name} up\n"
-            );
-            ip(&["-batch", "-"], Some(&outside))?;
-            let inside = "link set eth0 up\n\
-                          addr add 192.0.2.2/24 dev eth0\n\
-                          route add default dev eth0\n";
-            ip(&["-n", &name, "-batch", "-"], Some(inside))?;
+            let mut netns = Netns::create(&name)?;
+            let spec = VethSpec {
+                host: name.clone(),
+                peer: "eth0".into(),
+                mac: Some(mac.0),
+            };
+            // The guard is kept first: a failed step below is cleaned up.
+            let netns = {
+                let made = netns.add_veth(&spec);
+                pairs.netns.push(netns);
+                made?;
+                pairs.netns.last().expect("just pushed")
+            };
+            netns.batch(
+                "addr add 192.0.2.2/24 dev eth0\n\
+                 route add default dev eth0\n",
+            )?;
+            pairs.pairs.push(Pair { name, mac });
         }
         Ok(pairs)
     }
@@ -186,21 +124,16 @@ impl Pairs {
 
     /// Every name with this run's prefix.
     pub fn prefix(&self) -> String {
-        run_prefix(self.pid)
+        run_prefix(PREFIX, self.pid)
     }
 
     /// Deletes every pair and namespace, then checks that nothing with the
     /// run's prefix is left; returns the names removed.
     pub fn remove(&mut self) -> Result<Vec<String>, VethError> {
-        self.removed = true;
-        for pair in &self.pairs {
-            // Deleting our end deletes both ends at once; deleting the
-            // namespace alone would leave the pair until the kernel's
-            // namespace clean-up runs. A failed delete (e.g. of something
-            // never made, or removed by hand) is not an error in itself:
-            // what counts is that nothing is left, checked below.
-            let _ = ip(&["link", "del", &pair.name], None);
-            let _ = ip(&["netns", "del", &pair.name], None);
+        for netns in self.netns.drain(..) {
+            // A failed delete (e.g. of something removed by hand) is not an
+            // error in itself: what counts is that nothing is left.
+            let _ = netns.remove();
         }
         let left = leftovers(&self.prefix(), Duration::from_secs(2))?;
         if !left.is_empty() {
@@ -210,113 +143,26 @@ impl Pairs {
     }
 }
 
-impl Drop for Pairs {
-    fn drop(&mut self) {
-        if !self.removed {
-            let _ = self.remove();
-        }
-    }
-}
-
-/// The namespaces and links whose names start with `prefix`, waiting up to
-/// `wait` for links still going away.
-pub fn leftovers(prefix: &str, wait: Duration) -> Result<Vec<String>, VethError> {
-    let deadline = Instant::now() + wait;
-    loop {
-        let netns = ip(&["netns", "list"], None)?;
-        let links = ip(&["-o", "link", "show"], None)?;
-        let mut left: Vec<String> = netns_names(&netns)
-            .into_iter()
-            .map(|n| format!("netns {n}"))
-            .chain(link_names(&links).into_iter().map(|n| format!("link {n}")))
-            .filter(|n| n.split(' ').nth(1).is_some_and(|n| n.starts_with(prefix)))
-            .collect();
-        left.dedup();
-        if left.is_empty() || Instant::now() >= deadline {
-            return Ok(left);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Whether process `pid` runs: `proc/<pid>/stat` exists and its state is
-/// not zombie or dead (a killed demo is a zombie until it is reaped).
-fn alive(proc: &Path, pid: u32) -> bool {
-    std::fs::read_to_string(proc.join(pid.to_string()).join("stat"))
-        .ok()
-        .and_then(|stat| {
-            let (_, after_comm) = stat.rsplit_once(')')?;
-            after_comm.split_whitespace().next().map(str::to_owned)
-        })
-        .is_some_and(|state| state != "Z" && state != "X")
-}
-
 /// Removes the namespaces (and with them the pairs) of demo runs whose
 /// process no longer runs under `proc`, and any left with this process's
 /// own pid (from an earlier process that had it): call before
 /// [`Pairs::create`]. Returns the names removed.
 pub fn sweep_stale(proc: &Path) -> Vec<String> {
-    let own = std::process::id();
-    let Ok(list) = ip(&["netns", "list"], None) else {
-        return Vec::new();
-    };
-    let mut removed = Vec::new();
-    for name in netns_names(&list) {
-        let stale = pid_of(name).is_some_and(|pid| pid == own || !alive(proc, pid));
-        if stale {
-            let _ = ip(&["link", "del", name], None);
-            if ip(&["netns", "del", name], None).is_ok() {
-                removed.push(name.to_owned());
-            }
-        }
-    }
-    removed
+    vmpower_netlab::netns::sweep_stale(PREFIX, proc)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vmpower_netlab::names::{check_ifname, parse_name};
 
     #[test]
     fn names_fit_ifnamsiz_and_parse_back() {
         let longest = name(4_194_304, 99);
         assert_eq!(longest, "vmpd-4194304-99");
-        assert!(longest.len() <= 15, "IFNAMSIZ less the NUL");
-        assert_eq!(pid_of(&longest), Some(4_194_304));
-        assert_eq!(pid_of("vmpd-12-0"), Some(12));
-        assert!(name(12, 3).starts_with(&run_prefix(12)));
-        assert!(!name(123, 3).starts_with(&run_prefix(12)));
-        for other in ["vmpd-12", "vmpd-x-1", "vmpd-12-x", "vmpp12", "eth0"] {
-            assert_eq!(pid_of(other), None, "{other}");
-        }
-    }
-
-    #[test]
-    fn ip_listings_parse() {
-        let netns = "vmpd-12-0 (id: 3)\nother\nvmpd-12-3\n";
-        assert_eq!(netns_names(netns), ["vmpd-12-0", "other", "vmpd-12-3"]);
-        let links = "1: lo: <LOOPBACK,UP> mtu 65536 qdisc noqueue\n\
-                     4280: vmpd-12-0@if2: <BROADCAST,UP> mtu 1500 link-netns vmpd-12-0\n\
-                     5: eth0: <BROADCAST> mtu 1500\n";
-        assert_eq!(link_names(links), ["lo", "vmpd-12-0", "eth0"]);
-    }
-
-    #[test]
-    fn zombies_and_missing_processes_are_not_alive() {
-        let proc = tempfile::tempdir().unwrap();
-        let stat = |pid: u32, text: &str| {
-            let dir = proc.path().join(pid.to_string());
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(dir.join("stat"), text).unwrap();
-        };
-        stat(10, "10 (vmpower-demo) S 1 10 10 0 -1");
-        stat(11, "11 (a) b (c)) Z 1 11 11 0 -1");
-        stat(12, "12 (x) X 1");
-        assert!(alive(proc.path(), 10));
-        assert!(!alive(proc.path(), 11), "zombie, with a ')' in its name");
-        assert!(!alive(proc.path(), 12));
-        assert!(!alive(proc.path(), 13), "no such process");
-        assert!(alive(Path::new("/proc"), std::process::id()));
+        assert_eq!(check_ifname(&longest), Ok(()));
+        assert_eq!(parse_name(PREFIX, &longest), Some((4_194_304, 99)));
+        assert!(name(12, 3).starts_with(&run_prefix(PREFIX, 12)));
     }
 
     #[test]
@@ -325,7 +171,7 @@ mod tests {
             eprintln!("skipped: needs root and ip");
             return;
         }
-        let prefix = run_prefix(std::process::id());
+        let prefix = run_prefix(PREFIX, std::process::id());
         let macs = [(0, MacAddr([2, 0x77, 0, 0, 0, 1]))];
         let mut pairs = match Pairs::create(&macs) {
             Ok(p) => p,
@@ -339,6 +185,8 @@ mod tests {
             made,
             [format!("netns {prefix}0"), format!("link {prefix}0")]
         );
+        let inside = pairs.netns[0].ip(&["route", "show"]).unwrap();
+        assert!(inside.contains("default dev eth0"), "{inside}");
         assert_eq!(pairs.remove().unwrap(), [format!("{prefix}0")]);
         assert!(leftovers(&prefix, Duration::ZERO).unwrap().is_empty());
         // Dropped without remove (an error path): gone all the same.
