@@ -15,23 +15,19 @@
 //!
 //! Traffic stays on the veth pair (the destination address exists only on
 //! its host end). The namespace, the pair and the sender are removed by
-//! guards' `Drop`, even when an assertion fails. Needs root and `ip`
-//! (iproute2); without them the test prints
-//! "skipped: needs root and ip netns" and returns.
+//! guards' `Drop` (`vmpower_netlab`), even when an assertion fails. Needs
+//! root and `ip` (iproute2); without them the test prints
+//! "skipped: needs root and ip netns (why)" and returns.
 
 #![allow(clippy::unwrap_used)]
 
 mod common;
-mod netns;
 
-use netns::{can_run, ip};
-
-use std::net::UdpSocket;
-use std::os::fd::AsFd;
+use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread;
 use std::time::{Duration, Instant};
+
+use vmpower_netlab::{LinkNet, Netns, Rate, Sender, SenderSpec, VethSpec, can_run, unique_name};
 
 use common::*;
 use serde_json::Value;
@@ -57,135 +53,39 @@ const DWELL: Duration = Duration::from_millis(500);
 /// Bound on the waits for a level (generous: a loaded CI machine).
 const LEVEL_WAIT: Duration = Duration::from_secs(20);
 
-/// A namespace and a veth pair: the host end has the MAC and
-/// 169.254.N.13/30, the namespace end 169.254.N.14/30. Dropping it deletes
-/// the host end (and with it the pair) and the namespace.
+/// A namespace and a veth pair: the host end has the MAC and the /30's
+/// host address, the namespace end its peer address. Dropping it deletes
+/// the pair and the namespace.
 struct Pair {
-    netns: String,
-    host: String,
-    host_addr: String,
-    peer_addr: String,
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        let _ = ip(&["link", "del", &self.host]);
-        let _ = ip(&["netns", "del", &self.netns]);
-    }
+    netns: Netns,
+    veth: VethSpec,
+    net: LinkNet,
 }
 
 fn pair(mac: MacAddr) -> Pair {
-    let pid = std::process::id();
-    let octet = 1 + (pid % 250);
-    // Built before the first `ip` call so a failed step still cleans up.
-    let pair = Pair {
-        netns: format!("vmpp{pid}"),
-        host: format!("vpph{pid}"),
-        host_addr: format!("169.254.{octet}.13"),
-        peer_addr: format!("169.254.{octet}.14"),
+    let mut netns = Netns::create(&unique_name("vmpp").unwrap()).unwrap();
+    let veth = VethSpec {
+        host: unique_name("vpph").unwrap(),
+        peer: "eth0".into(),
+        mac: Some(mac.0),
     };
-    let peer = format!("vppp{pid}");
-    let (ns, host, mac) = (pair.netns.as_str(), pair.host.as_str(), mac.to_string());
-    let host_cidr = format!("{}/30", pair.host_addr);
-    let peer_cidr = format!("{}/30", pair.peer_addr);
-    let steps: [&[&str]; 8] = [
-        &["netns", "add", ns],
-        &[
-            "link", "add", host, "type", "veth", "peer", "name", &peer, "netns", ns,
-        ],
-        &["link", "set", host, "address", &mac],
-        &["addr", "add", &host_cidr, "dev", host],
-        &["link", "set", host, "up"],
-        &["-n", ns, "addr", "add", &peer_cidr, "dev", &peer],
-        &["-n", ns, "link", "set", &peer, "up"],
-        // No ARP: every datagram goes on the wire at once.
-        &[
-            "-n",
-            ns,
-            "neigh",
-            "replace",
-            &pair.host_addr,
-            "lladdr",
-            &mac,
-            "dev",
-            &peer,
-            "nud",
-            "permanent",
-        ],
-    ];
-    for step in steps {
-        ip(step).expect("set up namespace and veth pair");
-    }
-    pair
+    netns.add_veth(&veth).expect("veth pair");
+    let net = LinkNet::next();
+    // No ARP: every datagram goes on the wire at once.
+    netns.address(&veth, &net).expect("addresses and neighbour");
+    Pair { netns, veth, net }
 }
 
-/// A UDP sender inside the namespace whose rate can be changed; dropping
-/// it stops and joins the thread.
-struct Sender {
-    rate: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl Sender {
-    fn spawn(pair: &Pair) -> Sender {
-        let ns_file =
-            std::fs::File::open(format!("/run/netns/{}", pair.netns)).expect("open netns file");
-        let (src, dst) = (
-            format!("{}:0", pair.peer_addr),
-            format!("{}:9", pair.host_addr),
-        );
-        let rate = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (r, s) = (rate.clone(), stop.clone());
-        let thread = thread::spawn(move || {
-            rustix::thread::move_into_link_name_space(
-                ns_file.as_fd(),
-                Some(rustix::thread::LinkNameSpaceType::Network),
-            )
-            .expect("setns into the test namespace");
-            let socket = UdpSocket::bind(&src).expect("bind in namespace");
-            let mut current = 0;
-            let mut start = Instant::now();
-            let mut count = 0u64;
-            while !s.load(Ordering::Relaxed) {
-                let want = r.load(Ordering::Relaxed);
-                if want != current {
-                    (current, start, count) = (want, Instant::now(), 0);
-                }
-                let elapsed = u64::try_from(start.elapsed().as_micros()).expect("seconds");
-                let due = elapsed * current / 1_000_000;
-                // At most 10 ms of backlog: a stall lowers the rate seen
-                // for a while, it never becomes a burst above the rate.
-                count = count.max(due.saturating_sub(current / 100));
-                while count < due {
-                    // A failed send (e.g. after an ICMP error) is retried.
-                    if socket.send_to(b"vmpower traffic policy test", &dst).is_ok() {
-                        count += 1;
-                    }
-                }
-                thread::sleep(Duration::from_millis(2));
-            }
-        });
-        Sender {
-            rate,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn set_rate(&self, pps: u64) {
-        self.rate.store(pps, Ordering::Relaxed);
-    }
-}
-
-impl Drop for Sender {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+/// A UDP sender inside the namespace whose rate can be changed (at most
+/// 10 ms of backlog is caught up); dropping it stops and joins the thread.
+fn sender(pair: &Pair) -> Sender {
+    let spec = SenderSpec::new(
+        SocketAddr::V4(SocketAddrV4::new(pair.net.peer, 0)),
+        SocketAddr::V4(SocketAddrV4::new(pair.net.host, 9)),
+    )
+    .in_netns(pair.netns.name())
+    .payload(b"vmpower traffic policy test");
+    Sender::start(spec, Rate::Set(0)).expect("sender in the namespace")
 }
 
 fn policy_record(mac: MacAddr) -> Vec<u8> {
@@ -264,7 +164,7 @@ async fn traffic_policy_follows_real_packets_with_hysteresis() {
     let mac = MacAddr([0x02, 0x77, pid[0], pid[1], pid[2], pid[3]]);
     // Dropped last: the sender is stopped before the pair goes.
     let pair = pair(mac);
-    let sender = Sender::spawn(&pair);
+    let sender = sender(&pair);
 
     let fake = Arc::new(
         FakeSysfs::builder(4)
@@ -292,7 +192,7 @@ async fn traffic_policy_follows_real_packets_with_hysteresis() {
 
     // (a) No traffic: the host end is found as a netdev, a rate is
     // measured, and the cores go to min.
-    let source = format!("netdev {} rx", pair.host);
+    let source = format!("netdev {} rx", pair.veth.host);
     wait_freq(&host, min, "no traffic").await;
     let deadline = Instant::now() + LEVEL_WAIT;
     loop {
