@@ -3,24 +3,26 @@
 //! samples) carry the policies' MACs, and TRAFFIC policy records.
 //!
 //! ## Behavior
-//! - Links are made with one `ip -batch` per namespace side; the guard
-//!   deletes the namespace (and with it every pair) when dropped, also on
-//!   error. Needs root and iproute2.
+//! - The namespace and pairs come from [`vmpower_netlab`]: links are made
+//!   with one `ip -batch` per namespace side, and the guard deletes the
+//!   pairs and the namespace when dropped, also on error. Needs root and
+//!   iproute2.
+//! - Host ends are named `vb<pid>-<n>` (unique per run, within IFNAMSIZ);
+//!   peer ends `p<i>` inside the namespace.
 //! - Traffic goes from the namespace end to the host end's link-local
 //!   address with a permanent neighbour entry (no ARP).
 
-use std::io::Write;
-use std::os::fd::AsFd;
-use std::process::{Command, Stdio};
-
-use anyhow::{Context, bail};
+use anyhow::Context;
+pub use vmpower_netlab::enter;
+use vmpower_netlab::{LinkNet, VethSpec, unique_name};
 use vmpower_proto::layout::encode_request_record;
 use vmpower_proto::{
     CoreType, HourSchedule, Layout, MacAddr, MacList, Policy, PolicyKind, Request, RequestBody,
     TrafficThresholds, VcpuList, VmName, WorkloadLevel,
 };
 
-/// A namespace holding the peer ends of `pairs` veth pairs.
+/// A namespace holding the peer ends of `pairs` veth pairs; removed (with
+/// the pairs) on drop.
 #[derive(Debug)]
 pub struct Netns {
     /// The namespace's name.
@@ -31,94 +33,39 @@ pub struct Netns {
     pub host_addr: String,
     /// The peer end's address of pair 0.
     pub peer_addr: String,
-}
-
-fn ip_batch(args: &[&str], lines: &str) -> anyhow::Result<()> {
-    let mut child = Command::new("ip")
-        .args(args)
-        .args(["-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot run ip (iproute2 needed)")?;
-    child
-        .stdin
-        .take()
-        .context("ip's stdin")?
-        .write_all(lines.as_bytes())
-        .context("write to ip -batch")?;
-    let out = child.wait_with_output().context("wait for ip")?;
-    if !out.status.success() {
-        bail!(
-            "ip -batch failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    /// Deletes the pairs and the namespace when dropped.
+    _guard: vmpower_netlab::Netns,
 }
 
 impl Netns {
     /// Creates the namespace and `pairs` veth pairs; pair 0 gets
-    /// addresses (169.254.N.1/30 host, .2 peer) and is up.
+    /// addresses (a /30 of 169.254.0.0/16: host .1, peer .2).
     pub fn create(tag: &str, pairs: usize) -> anyhow::Result<Self> {
-        if !rustix::process::geteuid().is_root() {
-            bail!("needs root (network namespace and veth pairs)");
-        }
+        vmpower_netlab::available().context("network namespace and veth pairs")?;
         let pid = std::process::id();
-        let name = format!("vmpb{tag}{pid}");
+        let mut guard = vmpower_netlab::Netns::create(&unique_name(&format!("nb{tag}"))?)?;
         let [_, _, p2, p3] = pid.to_be_bytes();
-        let mut ns = Netns {
-            name: name.clone(),
-            macs: Vec::new(),
-            host_addr: format!("169.254.{}.1", 1 + pid % 250),
-            peer_addr: format!("169.254.{}.2", 1 + pid % 250),
-        };
-        ip_batch(&[], &format!("netns add {name}\n"))?;
-        let mut lines = String::new();
+        let mut specs = Vec::with_capacity(pairs);
         for i in 0..pairs {
             let [_, _, a, b] = u32::try_from(i)?.to_be_bytes();
-            let mac = MacAddr([0x02, p2 ^ 0x5a, p3, a, b, 0x01]);
-            ns.macs.push(mac);
-            lines.push_str(&format!(
-                "link add vpb{tag}{i}h address {mac} type veth peer name vpb{tag}{i}p netns {name}\nlink set vpb{tag}{i}h up\n"
-            ));
+            specs.push(VethSpec {
+                host: unique_name("vb")?,
+                peer: format!("p{i}"),
+                mac: Some([0x02, p2 ^ 0x5a, p3, a, b, 0x01]),
+            });
         }
-        lines.push_str(&format!("addr add {}/30 dev vpb{tag}0h\n", ns.host_addr));
-        ip_batch(&[], &lines)?;
-        let mut inner = String::new();
-        for i in 0..pairs {
-            inner.push_str(&format!("link set vpb{tag}{i}p up\n"));
+        guard.add_veths(&specs)?;
+        let net = LinkNet::next();
+        if let Some(first) = specs.first() {
+            guard.address(first, &net)?;
         }
-        inner.push_str(&format!(
-            "addr add {}/30 dev vpb{tag}0p\nneigh replace {} lladdr {} dev vpb{tag}0p nud permanent\n",
-            ns.peer_addr, ns.host_addr, ns.macs[0]
-        ));
-        ip_batch(&["-n", &name], &inner)?;
-        Ok(ns)
-    }
-}
-
-/// Moves the calling thread into namespace `name` (for a sender thread).
-pub fn enter(name: &str) -> anyhow::Result<()> {
-    let file =
-        std::fs::File::open(format!("/run/netns/{name}")).context("open the namespace file")?;
-    rustix::thread::move_into_link_name_space(
-        file.as_fd(),
-        Some(rustix::thread::LinkNameSpaceType::Network),
-    )
-    .context("setns into the bench namespace")?;
-    Ok(())
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        // Deleting the namespace deletes the peers, and with them the pairs.
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        Ok(Netns {
+            name: guard.name().to_owned(),
+            macs: specs.iter().filter_map(|s| s.mac.map(MacAddr)).collect(),
+            host_addr: net.host.to_string(),
+            peer_addr: net.peer.to_string(),
+            _guard: guard,
+        })
     }
 }
 

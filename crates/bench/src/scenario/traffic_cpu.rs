@@ -22,7 +22,9 @@ use anyhow::{Context, bail};
 use vmpower_api::{Client, CtlRequest, CtlResponse};
 use vmpower_proto::Verdict;
 
-use super::netns::{Netns, config, enter, traffic_policy};
+use vmpower_netlab::{Rate, Sender, SenderSpec};
+
+use super::netns::{Netns, config, traffic_policy};
 use super::{Ctx, Running};
 use crate::guest::{Qemu, RECORD, accept_all, round_trip};
 use crate::host::{Host, HostSpec, RateLimitSetting, Workdir, vm_name};
@@ -94,7 +96,7 @@ pub fn run(ctx: &Ctx, args: TrafficCpuArgs) -> anyhow::Result<Report> {
     let window = start.elapsed().as_secs_f64();
     let (active_after, _) = policy_counts(&running)?;
     stop.store(true, Ordering::Relaxed);
-    let _ = sender.join();
+    let _ = sender.stop();
     let status = running.daemon.stop()?;
     drop(ns);
 
@@ -169,30 +171,17 @@ fn wait_active(running: &Running, vms: usize) -> anyhow::Result<(usize, usize)> 
 }
 
 /// Steady `pps` on pair 0 from inside the namespace until `stop`.
-fn sender(
-    ns: &Netns,
-    pps: u64,
-    stop: Arc<AtomicBool>,
-) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    let (src, dst) = (format!("{}:0", ns.peer_addr), format!("{}:9", ns.host_addr));
-    let name = ns.name.clone();
-    Ok(std::thread::spawn(move || {
-        if enter(&name).is_err() {
-            return;
-        }
-        let Ok(socket) = std::net::UdpSocket::bind(&src) else {
-            return;
-        };
-        let start = Instant::now();
-        let mut count = 0u64;
-        while !stop.load(Ordering::Relaxed) {
-            let due =
-                u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX) * pps / 1_000_000;
-            while count < due {
-                let _ = socket.send_to(b"vmpower cpu", &dst);
-                count += 1;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }))
+fn sender(ns: &Netns, pps: u64, stop: Arc<AtomicBool>) -> anyhow::Result<Sender> {
+    let spec = SenderSpec {
+        step: Duration::from_millis(10),
+        backlog: Duration::from_millis(50),
+        stop: Some(stop),
+        ..SenderSpec::new(
+            format!("{}:0", ns.peer_addr).parse()?,
+            format!("{}:9", ns.host_addr).parse()?,
+        )
+        .in_netns(&ns.name)
+        .payload(b"vmpower cpu")
+    };
+    Ok(Sender::start(spec, Rate::Set(pps))?)
 }
