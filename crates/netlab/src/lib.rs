@@ -9,6 +9,7 @@
 //!   networks; MAC text.
 //! - [`netns`]: a network namespace holding veth pairs, removed on drop;
 //!   entering a namespace from a thread; sweeping stale namespaces.
+//! - [`pair`]: the common case, a namespace with one addressed pair.
 //! - [`tap`]: a host tap, removed on drop.
 //! - [`pacing`]: the pure pacing arithmetic (no bursts after a stall,
 //!   rates below the step rate paced exactly).
@@ -23,6 +24,7 @@ pub mod ip;
 pub mod names;
 pub mod netns;
 pub mod pacing;
+pub mod pair;
 pub mod sender;
 pub mod tap;
 
@@ -30,5 +32,6 @@ pub use ip::{IpError, available, can_run, ip, ip_batch};
 pub use names::{LinkNet, NameError, mac_text, name, unique_name};
 pub use netns::{Netns, NetnsError, VethSpec, enter};
 pub use pacing::Pacer;
+pub use pair::AddressedPair;
 pub use sender::{Rate, Sender, SenderError, SenderSpec};
-pub use tap::{Tap, TapError};
+pub use tap::Tap;

@@ -10,22 +10,14 @@
 //!   failure. The name is recorded before the tap is made, so a failed
 //!   step is cleaned up too.
 //!
+//! Errors are [`NetnsError`]s (a bad name, or a failed `ip`).
+//!
 //! ## Limitations
 //! Needs root and iproute2.
 
-use crate::ip::{IpError, ip, ip_batch};
-use crate::names::{LinkNet, NameError, check_ifname, mac_text};
-
-/// Why a tap could not be made.
-#[derive(Debug, thiserror::Error)]
-pub enum TapError {
-    /// A name that cannot be an interface name.
-    #[error(transparent)]
-    Name(#[from] NameError),
-    /// An `ip` command failed.
-    #[error(transparent)]
-    Ip(#[from] IpError),
-}
+use crate::ip::{ip, ip_batch};
+use crate::names::{LinkNet, check_ifname, mac_text};
+use crate::netns::NetnsError;
 
 /// A tap in the caller's namespace; deleted on drop.
 #[derive(Debug)]
@@ -36,7 +28,7 @@ pub struct Tap {
 
 impl Tap {
     /// Makes tap `name` with MAC `mac` (the kernel picks one when `None`).
-    pub fn create(name: &str, mac: Option<[u8; 6]>) -> Result<Tap, TapError> {
+    pub fn create(name: &str, mac: Option<[u8; 6]>) -> Result<Tap, NetnsError> {
         check_ifname(name)?;
         let mut tap = Tap {
             name: name.to_owned(),
@@ -60,7 +52,7 @@ impl Tap {
 
     /// Gives the tap `net`'s host address, brings it up, and adds a
     /// permanent neighbour entry: `net`'s peer address at `peer_mac`.
-    pub fn address(&self, net: &LinkNet, peer_mac: [u8; 6]) -> Result<(), TapError> {
+    pub fn address(&self, net: &LinkNet, peer_mac: [u8; 6]) -> Result<(), NetnsError> {
         let name = &self.name;
         let lines = format!(
             "addr add {} dev {name}\nlink set {name} up\n\
@@ -74,7 +66,7 @@ impl Tap {
     }
 
     /// Deletes the tap.
-    pub fn remove(mut self) -> Result<(), TapError> {
+    pub fn remove(mut self) -> Result<(), NetnsError> {
         self.removed = true;
         ip(&["link", "del", &self.name])?;
         Ok(())
@@ -92,16 +84,17 @@ impl Drop for Tap {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::names::NameError;
 
     #[test]
     fn bad_names_are_refused_before_ip_runs() {
         assert!(matches!(
             Tap::create("tap-name-far-too-long", None),
-            Err(TapError::Name(NameError::TooLong { len: 21, .. }))
+            Err(NetnsError::Name(NameError::TooLong { len: 21, .. }))
         ));
         assert!(matches!(
             Tap::create("a b", None),
-            Err(TapError::Name(NameError::Invalid { .. }))
+            Err(NetnsError::Name(NameError::Invalid { .. }))
         ));
     }
 }

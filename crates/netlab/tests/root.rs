@@ -4,14 +4,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::net::{SocketAddr, SocketAddrV4};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use vmpower_netlab::ip::leftovers;
 use vmpower_netlab::names::{run_prefix, unique_name};
 use vmpower_netlab::netns::sweep_stale;
-use vmpower_netlab::{LinkNet, Netns, Rate, Sender, SenderSpec, Tap, VethSpec, can_run, ip};
+use vmpower_netlab::{AddressedPair, LinkNet, Netns, Rate, Sender, Tap, VethSpec, can_run, ip};
 
 fn rx_packets(dev: &str) -> u64 {
     let path = format!("/sys/class/net/{dev}/statistics/rx_packets");
@@ -22,40 +21,29 @@ fn rx_packets(dev: &str) -> u64 {
         .expect("a number")
 }
 
-fn pair(mac: [u8; 6]) -> VethSpec {
-    VethSpec {
-        host: unique_name("vnlh").unwrap(),
-        peer: "eth0".into(),
-        mac: Some(mac),
-    }
-}
-
 #[test]
 fn packets_sent_from_a_namespace_arrive_on_the_host_end() {
     if !can_run() {
         return;
     }
-    let mut ns = Netns::create(&unique_name("vnln").unwrap()).unwrap();
-    let veth = pair([0x02, 0x6e, 0, 0, 0, 1]);
-    ns.add_veth(&veth).unwrap();
-    let net = LinkNet::next();
-    ns.address(&veth, &net).unwrap();
-    let before = rx_packets(&veth.host);
-    let spec = SenderSpec::new(
-        SocketAddr::V4(SocketAddrV4::new(net.peer, 0)),
-        SocketAddr::V4(SocketAddrV4::new(net.host, 9)),
-    )
-    .in_netns(ns.name());
+    let pair = AddressedPair::create([0x02, 0x6e, 0, 0, 0, 1]).unwrap();
+    let veth = &pair.veth;
+    assert!(
+        pair.netns
+            .ip(&["link", "show", "eth0"])
+            .unwrap()
+            .contains("UP")
+    );
+    let before = rx_packets(pair.host());
+    let spec = pair.sender_spec();
     let sender = Sender::start(spec, Rate::Set(1_000)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while sender.sent() < 100 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    let sender_sent = {
-        let sent = sender.sent();
-        sender.stop().unwrap();
-        sent
-    };
+    let (_, sent) = sender.meters();
+    sender.stop().unwrap();
+    let sender_sent = sent.load(std::sync::atomic::Ordering::Relaxed);
     assert!(sender_sent >= 100, "sent only {sender_sent}");
     // Every datagram sent crossed the pair (plus a few IPv6 packets); the
     // counters of a veth are updated as the packet crosses.

@@ -11,49 +11,20 @@
 //! root and `ip` (iproute2); without them each test prints
 //! "skipped: needs root and ip netns (why)" and returns.
 
-use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use vmpower_netlab::{
-    LinkNet, Netns, Rate, Sender, SenderSpec, Tap, VethSpec, can_run, unique_name,
-};
+use vmpower_netlab::{AddressedPair, Rate, Sender, Tap, can_run, unique_name};
 use vmpowerd::traffic::{
     ConfiguredMap, MacAddr, MacRates, MacReading, MissingReason, NetlinkTrafficCounters,
     NetlinkVfControl, SourceKind, TrafficCounters, TrafficError, VfControl, libvirt_tap_mac,
 };
 
-/// A namespace + veth pair; the host end has the MAC and the /30's host
-/// address, the namespace end its peer address. Dropping it removes both.
-struct Pair {
-    netns: Netns,
-    veth: VethSpec,
-    net: LinkNet,
-}
-
-fn pair(mac: MacAddr) -> Pair {
-    let mut netns = Netns::create(&unique_name("vmpt").expect("a name")).expect("namespace");
-    let veth = VethSpec {
-        host: unique_name("vth").expect("a name"),
-        peer: "eth0".into(),
-        mac: Some(mac.0),
-    };
-    netns.add_veth(&veth).expect("veth pair");
-    let net = LinkNet::next();
-    netns.address(&veth, &net).expect("addresses and neighbour");
-    Pair { netns, veth, net }
-}
-
 /// Sends UDP datagrams from inside the pair's namespace to its host end at
 /// `rate_pps`; dropping or stopping it joins the thread.
-fn spawn_sender(pair: &Pair, rate_pps: u64) -> Sender {
-    let spec = SenderSpec::new(
-        SocketAddr::V4(SocketAddrV4::new(pair.net.peer, 0)),
-        SocketAddr::V4(SocketAddrV4::new(pair.net.host, 9)),
-    )
-    .in_netns(pair.netns.name())
-    .payload(b"vmpower traffic test");
+fn spawn_sender(pair: &AddressedPair, rate_pps: u64) -> Sender {
+    let spec = pair.sender_spec().payload(b"vmpower traffic test");
     Sender::start(spec, Rate::Set(rate_pps)).expect("sender in the namespace")
 }
 
@@ -72,7 +43,7 @@ fn veth_rate_is_measured_at_100ms() {
     }
     let pid = std::process::id().to_be_bytes();
     let mac = MacAddr([0x02, 0x76, pid[0], pid[1], pid[2], pid[3]]);
-    let pair = pair(mac);
+    let pair = AddressedPair::create(mac.0).expect("namespace and addressed veth pair");
     let mut counters = NetlinkTrafficCounters::new(ConfiguredMap::new()).expect("netlink");
 
     let first = counters.sample(&[mac]).expect("sample");

@@ -23,11 +23,10 @@
 
 mod common;
 
-use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vmpower_netlab::{LinkNet, Netns, Rate, Sender, SenderSpec, VethSpec, can_run, unique_name};
+use vmpower_netlab::{AddressedPair, Rate, Sender, can_run};
 
 use common::*;
 use serde_json::Value;
@@ -53,38 +52,10 @@ const DWELL: Duration = Duration::from_millis(500);
 /// Bound on the waits for a level (generous: a loaded CI machine).
 const LEVEL_WAIT: Duration = Duration::from_secs(20);
 
-/// A namespace and a veth pair: the host end has the MAC and the /30's
-/// host address, the namespace end its peer address. Dropping it deletes
-/// the pair and the namespace.
-struct Pair {
-    netns: Netns,
-    veth: VethSpec,
-    net: LinkNet,
-}
-
-fn pair(mac: MacAddr) -> Pair {
-    let mut netns = Netns::create(&unique_name("vmpp").unwrap()).unwrap();
-    let veth = VethSpec {
-        host: unique_name("vpph").unwrap(),
-        peer: "eth0".into(),
-        mac: Some(mac.0),
-    };
-    netns.add_veth(&veth).expect("veth pair");
-    let net = LinkNet::next();
-    // No ARP: every datagram goes on the wire at once.
-    netns.address(&veth, &net).expect("addresses and neighbour");
-    Pair { netns, veth, net }
-}
-
 /// A UDP sender inside the namespace whose rate can be changed (at most
 /// 10 ms of backlog is caught up); dropping it stops and joins the thread.
-fn sender(pair: &Pair) -> Sender {
-    let spec = SenderSpec::new(
-        SocketAddr::V4(SocketAddrV4::new(pair.net.peer, 0)),
-        SocketAddr::V4(SocketAddrV4::new(pair.net.host, 9)),
-    )
-    .in_netns(pair.netns.name())
-    .payload(b"vmpower traffic policy test");
+fn sender(pair: &AddressedPair) -> Sender {
+    let spec = pair.sender_spec().payload(b"vmpower traffic policy test");
     Sender::start(spec, Rate::Set(0)).expect("sender in the namespace")
 }
 
@@ -163,7 +134,7 @@ async fn traffic_policy_follows_real_packets_with_hysteresis() {
     let pid = std::process::id().to_be_bytes();
     let mac = MacAddr([0x02, 0x77, pid[0], pid[1], pid[2], pid[3]]);
     // Dropped last: the sender is stopped before the pair goes.
-    let pair = pair(mac);
+    let pair = AddressedPair::create(mac.0).expect("namespace and addressed veth pair");
     let sender = sender(&pair);
 
     let fake = Arc::new(
