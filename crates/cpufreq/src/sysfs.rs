@@ -14,7 +14,7 @@
 //!   kernel ignores `O_TRUNC` on sysfs; a tree of plain files needs it).
 //! - Every failure names the path and, for writes, the value.
 //! - [`SysfsIo::open`] keeps a file open for repeated reads and writes
-//!   (the frequency set path); see [`file`].
+//!   (the frequency set path); see [`SysfsFile`].
 
 mod file;
 

@@ -5,7 +5,7 @@
 //! Each kind lives in its own file ([`traffic`], [`time`], [`branch`]);
 //! this module holds what a policy is ([`PolicySpec`]), the extensions the
 //! binary layout cannot carry ([`PolicyExtensions`]) and the running state
-//! of an accepted policy ([`ActivePolicy`]).
+//! of an accepted policy (`ActivePolicy`).
 //!
 //! ## Behavior
 //! - A policy owns its cores: the VM's direct requests for them are
