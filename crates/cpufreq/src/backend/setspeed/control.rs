@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::backend::common::{self, DomainState, read, read_khz, write_checked};
 use crate::backend::{BackendError, FrequencyControl, Mechanism, SetOutcome};
-use crate::sysfs::{Access, SysfsFile, SysfsIo, format_u32};
+use crate::sysfs::{Access, SysfsError, SysfsFile, SysfsIo, format_u32};
 use crate::types::{CpuId, Khz};
 
 /// The governor this mechanism needs.
@@ -102,13 +102,8 @@ impl FrequencyControl for SetspeedControl {
         if read(io, self.s.cpu, "scaling_governor")? != USERSPACE {
             write_checked(io, self.s.cpu, "scaling_governor", USERSPACE)?;
         }
-        let file = io
-            .open(
-                &common::file(self.s.cpu, "scaling_setspeed"),
-                Access::ReadWrite,
-            )
-            .map_err(|e| BackendError::from_sysfs(self.s.cpu, e))?;
-        self.setspeed = Some(file);
+        self.setspeed = None;
+        self.open_setspeed()?;
         self.s.prepared = true;
         self.s.last = None;
         Ok(())
@@ -118,14 +113,67 @@ impl FrequencyControl for SetspeedControl {
     /// the originals). The file must still hold what was last written; a
     /// file that does not (or reads `<unsupported>`) is looked at closer,
     /// naming the governor when that is what moved.
+    ///
+    /// A descriptor that failed (I/O error, CPU gone) is dropped and
+    /// opened again at the next `set`, without touching the governor: a
+    /// policy the kernel rebuilt (driver reloaded, CPU back online) is
+    /// then read afresh, and a governor changed meanwhile is reported.
     fn set(&mut self, khz: Khz) -> Result<SetOutcome, BackendError> {
-        if !self.s.prepared || self.setspeed.is_none() {
+        let result = self.set_open(khz);
+        if matches!(
+            result,
+            Err(BackendError::Offline { .. }
+                | BackendError::Sysfs {
+                    source: SysfsError::Io { .. },
+                    ..
+                })
+        ) {
+            self.setspeed = None;
+        }
+        result
+    }
+
+    fn current(&self) -> Result<Option<Khz>, BackendError> {
+        match self.setspeed.as_deref() {
+            Some(file) => self.read_open(file),
+            None => read_khz(&*self.s.io, self.s.cpu, "scaling_setspeed"),
+        }
+    }
+
+    fn release(&mut self) {
+        self.setspeed = None;
+        self.s.prepared = false;
+        self.s.last = None;
+    }
+}
+
+impl SetspeedControl {
+    /// Opens `scaling_setspeed` (read-write) unless it is open.
+    fn open_setspeed(&mut self) -> Result<(), BackendError> {
+        if self.setspeed.is_none() {
+            let file = self
+                .s
+                .io
+                .open(
+                    &common::file(self.s.cpu, "scaling_setspeed"),
+                    Access::ReadWrite,
+                )
+                .map_err(|e| BackendError::from_sysfs(self.s.cpu, e))?;
+            self.setspeed = Some(file);
+        }
+        Ok(())
+    }
+
+    /// [`FrequencyControl::set`] on the open file.
+    fn set_open(&mut self, khz: Khz) -> Result<SetOutcome, BackendError> {
+        if !self.s.prepared {
             self.prepare()?;
         }
+        self.open_setspeed()?;
         let file = self
             .setspeed
             .as_deref()
-            .expect("prepare opened scaling_setspeed");
+            .expect("open_setspeed opened scaling_setspeed");
         let cur = self.read_open(file)?;
         if cur.is_none() || (self.s.last.is_some() && cur != self.s.last) {
             // Under `userspace` the file always holds a number: the
@@ -167,18 +215,5 @@ impl FrequencyControl for SetspeedControl {
             written,
             domain: self.s.domain.clone(),
         })
-    }
-
-    fn current(&self) -> Result<Option<Khz>, BackendError> {
-        match self.setspeed.as_deref() {
-            Some(file) => self.read_open(file),
-            None => read_khz(&*self.s.io, self.s.cpu, "scaling_setspeed"),
-        }
-    }
-
-    fn release(&mut self) {
-        self.setspeed = None;
-        self.s.prepared = false;
-        self.s.last = None;
     }
 }

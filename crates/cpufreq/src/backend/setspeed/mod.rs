@@ -17,7 +17,9 @@
 //!   ([`crate::sysfs::SysfsIo::open`]): a change costs three system calls
 //!   (read, write, read-back; plus a truncate on a fake tree of plain
 //!   files) instead of about fifteen for opening, reading and closing the
-//!   governor and the setspeed files by path.
+//!   governor and the setspeed files by path. A descriptor that fails
+//!   with an I/O error (or whose CPU went offline) is opened again at the
+//!   next `set`, without touching the governor.
 //!
 //! ## Limitations
 //! - The kernel reads `scaling_setspeed` back as the policy's current
