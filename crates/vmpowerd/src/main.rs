@@ -27,7 +27,8 @@ fn main() -> ExitCode {
         );
         EnvFilter::new("info")
     });
-    vmpowerd::notify::init_logging(filter);
+    // Held to the end of main: its drop writes out the queued log lines.
+    let _log = vmpowerd::notify::init_logging(filter);
     raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

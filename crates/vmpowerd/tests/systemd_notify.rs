@@ -208,6 +208,12 @@ fn in_the_journal_lines_have_a_priority_and_no_timestamp() {
     assert!(ready.starts_with("<6>"), "{ready}");
     assert!(!ready.contains('\u{1b}'), "colour codes in {ready:?}");
     assert!(journal.lines().all(|l| l.starts_with('<')), "{journal}");
+    // Lines are written by a writer thread: the last one, logged just
+    // before exit, is still written out.
+    assert!(
+        journal.lines().last().is_some_and(|l| l.ends_with("stopped")),
+        "{journal}"
+    );
 
     let plain = log_of(&s, false);
     let ready = plain
