@@ -27,8 +27,7 @@ fn main() -> ExitCode {
         );
         EnvFilter::new("info")
     });
-    // Held to the end of main: its drop writes out the queued log lines.
-    let _log = vmpowerd::notify::init_logging(filter);
+    vmpowerd::notify::init_logging(filter);
     raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -39,7 +39,6 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tracing::{Event, Level, Subscriber, info, warn};
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -249,22 +248,10 @@ pub fn stderr_is_journal() -> bool {
 /// Starts logging to stderr: tracing's usual lines on a terminal or file;
 /// in the journal, each line prefixed with its syslog priority, without
 /// timestamp or colours.
-///
-/// Lines are formatted on the thread that logs and written to stderr by a
-/// writer thread (`tracing-appender`'s non-blocking writer, in its
-/// lossless mode: it waits rather than drops when 128,000 lines are
-/// queued), so a decision's log line costs the channel's worker no
-/// `write(2)` before it reads the next request. Keep the returned guard
-/// until the end of `main`: dropping it writes out what is queued.
-#[must_use = "dropping the guard stops the log writer"]
-pub fn init_logging(filter: EnvFilter) -> WorkerGuard {
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("vmpowerd-log")
-        .finish(std::io::stderr());
+pub fn init_logging(filter: EnvFilter) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(std::io::stderr);
     if stderr_is_journal() {
         let format = tracing_subscriber::fmt::format()
             .without_time()
@@ -276,7 +263,6 @@ pub fn init_logging(filter: EnvFilter) -> WorkerGuard {
     } else {
         builder.init();
     }
-    guard
 }
 
 /// The syslog priority journald reads from a `<N>` line prefix.
