@@ -11,14 +11,11 @@
 //!   did not ask is never slowed down by its neighbour).
 //! - pCPUs of the domain that no VM uses do not vote.
 
-use std::collections::{BTreeMap, BTreeSet};
-
-use vmpower_cpufreq::CpuId;
 use vmpower_cpufreq::levels::{Level, level_index};
 
+use crate::cpumap::CpuMap;
 use crate::host::Domain;
 use crate::ids::VmId;
-use crate::vm::Vm;
 
 /// Whose want decided a domain's level.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,13 +37,23 @@ pub(crate) struct Verdict {
     pub winner: Winner,
 }
 
-/// Arbitrates one domain. `users` maps each pCPU to the VMs that use it or
-/// asked about it. Returns `None` when no VM has an explicit want on it.
-pub(crate) fn arbitrate(
-    domain: &Domain,
-    users: &BTreeMap<CpuId, BTreeSet<VmId>>,
-    vms: &BTreeMap<VmId, Vm>,
-) -> Option<Verdict> {
+/// One VM's cached vote on one pCPU: kept in the engine's per-pCPU list
+/// (sorted by VM name, as the tie-break between equal wants needs) and
+/// updated wherever the VM's wants, placement or the pCPU's table change,
+/// so arbitration reads integers instead of looking VMs up by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Voter {
+    /// The VM that uses (or asked about) the pCPU.
+    pub vm: VmId,
+    /// Its explicit want's index in the pCPU's table, `None` when it asked
+    /// nothing of the pCPU (or the pCPU is not controllable).
+    pub explicit: Option<usize>,
+}
+
+/// Arbitrates one domain. `users` maps each pCPU to the votes of the VMs
+/// that use it or asked about it, in VM-name order. Returns `None` when
+/// no VM has an explicit want on it.
+pub(crate) fn arbitrate(domain: &Domain, users: &CpuMap<Vec<Voter>>) -> Option<Verdict> {
     let table = &domain.table;
     if let Some(op) = domain.operator {
         return Some(Verdict {
@@ -60,21 +67,14 @@ pub(crate) fn arbitrate(
     // (index, winner): the winner's name is cloned once, at the end.
     let mut best: Option<(usize, Option<&VmId>)> = None;
     for cpu in &domain.cpus {
-        let Some(vm_ids) = users.get(cpu) else {
+        let Some(voters) = users.get(cpu) else {
             continue;
         };
-        for id in vm_ids {
-            let Some(vm) = vms.get(id) else { continue };
-            let explicit = vm
-                .wants
-                .iter()
-                .filter(|(key, _)| vm.governs(**key, *cpu))
-                .map(|(_, want)| want.index(table))
-                .min();
-            let (index, winner) = match explicit {
+        for voter in voters {
+            let (index, winner) = match voter.explicit {
                 Some(i) => {
                     managed = true;
-                    (i, Some(id))
+                    (i, Some(&voter.vm))
                 }
                 None => (default_max, None),
             };

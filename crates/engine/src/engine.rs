@@ -28,7 +28,8 @@ use vmpower_proto::{
     VmName,
 };
 
-use crate::arbitrate::{Winner, arbitrate};
+use crate::arbitrate::{Voter, Winner, arbitrate};
+use crate::cpumap::CpuMap;
 use crate::host::{Host, PcpuSpec};
 use crate::ids::{ChannelId, Vcpu, VmId};
 use crate::ratelimit::TokenBucket;
@@ -175,8 +176,10 @@ pub struct Engine {
     pub(crate) config: EngineConfig,
     pub(crate) host: Host,
     pub(crate) vms: BTreeMap<VmId, Vm>,
-    /// pCPU → VMs that use it or asked about it.
-    pub(crate) users: BTreeMap<CpuId, BTreeSet<VmId>>,
+    /// pCPU → the votes of the VMs that use it or asked about it, in
+    /// VM-name order (see [`Voter`]): kept up to date by every change of
+    /// a VM's wants or placement or of a pCPU's table.
+    pub(crate) users: CpuMap<Vec<Voter>>,
     channels: HashMap<ChannelId, ChannelState>,
     /// The wall clock as last told ([`Engine::set_wall_clock`]).
     wall: jiff::Timestamp,
@@ -205,7 +208,7 @@ impl Engine {
             config,
             host: Host::default(),
             vms: BTreeMap::new(),
-            users: BTreeMap::new(),
+            users: CpuMap::default(),
             channels: HashMap::new(),
             wall: jiff::Timestamp::UNIX_EPOCH,
             default_tz: jiff::tz::TimeZone::UTC,
@@ -232,7 +235,13 @@ impl Engine {
 
     /// Declares a controllable pCPU (and its frequency domain).
     pub fn add_pcpu(&mut self, spec: PcpuSpec) {
+        let cpu = spec.cpu;
         self.host.add(spec);
+        // The domain's table may be new: every vote on it is re-read.
+        let cpus = self.host.domain_of(cpu).map(|d| d.cpus.clone());
+        for cpu in cpus.unwrap_or_default() {
+            self.refresh_votes(cpu);
+        }
     }
 
     /// Declares a VM (or updates its settings).
@@ -265,7 +274,7 @@ impl Engine {
             return Vec::new();
         }
         let mut touched = entry.footprint();
-        entry.placement = placement;
+        entry.place(placement);
         touched.extend(entry.footprint());
         self.reindex(vm);
         self.rearbitrate(&touched, &Trigger::Placement(vm.clone()))
@@ -278,7 +287,9 @@ impl Engine {
 
     /// Every controllable pCPU.
     pub fn pcpus(&self) -> Vec<CpuId> {
-        self.host.pcpus.keys().copied().collect()
+        let mut cpus: Vec<CpuId> = self.host.pcpus.keys().copied().collect();
+        cpus.sort_unstable();
+        cpus
     }
 
     /// The placement of a VM.
@@ -664,6 +675,12 @@ impl Engine {
         let leaders: BTreeSet<CpuId> = cpus.iter().filter_map(|c| self.host.leader(*c)).collect();
         let mut actions = Vec::new();
         for leader in leaders {
+            // The slow path re-reads every vote of the domain (cheap next
+            // to what led here), so a caller cannot leave one stale.
+            let cpus = self.host.domains.get(&leader).map(|d| d.cpus.clone());
+            for cpu in cpus.unwrap_or_default() {
+                self.refresh_votes(cpu);
+            }
             self.arbitrate_domain(leader, trigger, &mut actions);
         }
         actions
@@ -679,7 +696,11 @@ impl Engine {
         let Some(domain) = self.host.domains.get(&leader) else {
             return;
         };
-        let verdict = arbitrate(domain, &self.users, &self.vms);
+        debug_assert!(
+            domain.cpus.iter().all(|c| self.votes_fresh(*c)),
+            "cached votes of domain {leader} out of date"
+        );
+        let verdict = arbitrate(domain, &self.users);
         let domain = self.host.domains.get_mut(&leader).expect("leader exists");
         domain.dirty = false;
         match verdict {
@@ -711,28 +732,6 @@ impl Engine {
                     trigger: trigger.clone(),
                     winner: v.winner,
                 }));
-            }
-        }
-    }
-
-    pub(crate) fn reindex(&mut self, vm: &VmId) {
-        let footprint = self.vms.get(vm).map(Vm::footprint).unwrap_or_default();
-        for set in self.users.values_mut() {
-            set.remove(vm);
-        }
-        self.users.retain(|_, s| !s.is_empty());
-        for cpu in footprint {
-            self.users.entry(cpu).or_default().insert(vm.clone());
-        }
-    }
-
-    fn unindex(&mut self, vm: &VmId, cpus: &BTreeSet<CpuId>) {
-        for cpu in cpus {
-            if let Some(set) = self.users.get_mut(cpu) {
-                set.remove(vm);
-                if set.is_empty() {
-                    self.users.remove(cpu);
-                }
             }
         }
     }

@@ -6,10 +6,10 @@
 //! decides per domain and names the domain's first CPU (its *leader*) in
 //! the change it asks for.
 
-use std::collections::BTreeMap;
-
 use vmpower_cpufreq::levels::FreqTable;
 use vmpower_cpufreq::{CpuId, Khz};
+
+use crate::cpumap::CpuMap;
 
 /// What the daemon tells the engine about one controllable pCPU.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,9 +46,9 @@ pub(crate) struct Domain {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Host {
     /// pCPU → (domain leader, high priority).
-    pub pcpus: BTreeMap<CpuId, (CpuId, bool)>,
+    pub pcpus: CpuMap<(CpuId, bool)>,
     /// Domain leader → domain.
-    pub domains: BTreeMap<CpuId, Domain>,
+    pub domains: CpuMap<Domain>,
 }
 
 impl Host {

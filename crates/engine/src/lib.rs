@@ -10,6 +10,7 @@
 //! reads a clock, a socket or sysfs, so every rule is testable as a table.
 
 mod arbitrate;
+mod cpumap;
 mod engine;
 mod host;
 mod ids;
@@ -19,6 +20,7 @@ mod ratelimit;
 mod reject;
 mod settings;
 mod vm;
+mod votes;
 
 pub use arbitrate::Winner;
 pub use engine::{Action, Decision, Engine, FreqChange, Note, OperatorAction, Reply, Trigger};

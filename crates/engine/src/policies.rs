@@ -399,6 +399,11 @@ impl Engine {
             if matches!(vm.wants.get(&key), Some(Want::Policy(_))) {
                 vm.wants.remove(&key);
             }
+            // The caller may refuse the request after this (and then
+            // re-arbitrate nothing): the votes must say it already.
+            for cpu in vm.targets(key) {
+                self.refresh_votes(cpu);
+            }
         }
     }
 
@@ -426,8 +431,13 @@ impl Engine {
     /// [`Engine::policy_wants`] without allocating: appends the pCPUs
     /// whose wants changed to `touched` (sorted, deduplicated); `None`
     /// when the VM has no policy.
+    /// The VM's cached votes on those pCPUs are updated here (the fast
+    /// path of a traffic tick: no lookup of other VMs).
     fn policy_wants_into(&mut self, vm_id: &VmId, touched: &mut Vec<CpuId>) -> Option<Trigger> {
-        let vm = self.vms.get_mut(vm_id)?;
+        let Engine {
+            vms, users, host, ..
+        } = self;
+        let vm = vms.get_mut(vm_id)?;
         let Vm {
             placement,
             wants,
@@ -489,6 +499,18 @@ impl Engine {
             }
         }
         touched.truncate(end);
+        for cpu in &touched[start..] {
+            let explicit = host
+                .domain_of(*cpu)
+                .and_then(|d| vm.explicit_index(*cpu, &d.table));
+            // A VM not among the pCPU's voters yet is added, with its
+            // vote, by the `reindex` that follows a new policy.
+            if let Some(voters) = users.get_mut(cpu)
+                && let Ok(i) = voters.binary_search_by(|v| v.vm.cmp(vm_id))
+            {
+                voters[i].explicit = explicit;
+            }
+        }
         Some(Trigger::Policy {
             vm: vm_id.clone(),
             input,

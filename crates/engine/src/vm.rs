@@ -72,7 +72,12 @@ impl Want {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Vm {
     pub settings: VmSettings,
+    /// Where its vCPUs run; changed only through [`Vm::place`], which
+    /// keeps `on_pcpu` in step.
     pub placement: Placement,
+    /// The inverse of the placement: each pCPU → the vCPUs that may run
+    /// on it, so a vote is found without scanning every want.
+    on_pcpu: BTreeMap<CpuId, Vec<Vcpu>>,
     /// The level the VM wants, per core.
     pub wants: BTreeMap<CoreKey, Want>,
     /// Its policy, if it sent one.
@@ -80,6 +85,31 @@ pub(crate) struct Vm {
 }
 
 impl Vm {
+    /// Records a new placement (and its inverse).
+    pub fn place(&mut self, placement: Placement) {
+        self.on_pcpu.clear();
+        for (vcpu, cpus) in &placement.affinity {
+            for cpu in cpus {
+                self.on_pcpu.entry(*cpu).or_default().push(*vcpu);
+            }
+        }
+        self.placement = placement;
+    }
+
+    /// The VM's vote on `cpu` under `table`: the highest level (lowest
+    /// index) of the wants that govern `cpu` (those of the vCPUs placed
+    /// on it and the pCPU's own), `None` when it asked nothing of it.
+    /// The same as scanning every want with [`Vm::governs`].
+    pub fn explicit_index(&self, cpu: CpuId, table: &FreqTable) -> Option<usize> {
+        let vcpus = self.on_pcpu.get(&cpu).map_or(&[][..], Vec::as_slice);
+        vcpus
+            .iter()
+            .filter_map(|v| self.wants.get(&CoreKey::Vcpu(*v)))
+            .chain(self.wants.get(&CoreKey::Pcpu(cpu)))
+            .map(|w| w.index(table))
+            .min()
+    }
+
     /// The pCPUs a want on `key` governs, under the current placement.
     pub fn targets(&self, key: CoreKey) -> BTreeSet<CpuId> {
         match key {
