@@ -18,6 +18,12 @@ impl VmId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether both are the same allocation (so surely the same VM): a
+    /// cheap test before comparing names.
+    pub(crate) fn same(&self, other: &VmId) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl fmt::Display for VmId {

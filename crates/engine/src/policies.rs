@@ -11,12 +11,16 @@ use vmpower_cpufreq::CpuId;
 use vmpower_cpufreq::levels::Level;
 use vmpower_proto::{CoreType, MacList, Policy, PolicyKind};
 
+use crate::arbitrate::Voter;
+use crate::cpumap::CpuMap;
 use crate::engine::{Action, Engine, Trigger};
+use crate::host::Host;
 use crate::ids::{Vcpu, VmId};
 use crate::policy::{ActivePolicy, PolicySpec, PolicyState, time};
 use crate::reject::Rejection;
 use crate::settings::Now;
 use crate::vm::{CoreKey, Vm, Want, for_each_target};
+use crate::votes::voter_position;
 
 /// What a policy's decision was based on, for logs and the history.
 #[derive(Debug, Clone, PartialEq)]
@@ -206,11 +210,19 @@ impl Engine {
     ) -> Vec<Action> {
         // Domain leader → index in `triggers` of the last policy that
         // moved one of its pCPUs; one trigger per policy, not per pCPU.
-        let mut pending: BTreeMap<CpuId, usize> = BTreeMap::new();
+        let mut pending: CpuMap<usize> = CpuMap::default();
         let mut triggers: Vec<Trigger> = Vec::new();
         let mut touched: Vec<CpuId> = Vec::new();
+        let Engine {
+            vms, users, host, ..
+        } = self;
         for (vm_id, rate) in samples {
-            let Some(p) = self.vms.get_mut(&vm_id).and_then(|v| v.policy.as_mut()) else {
+            // One lookup by name per sample: the wants are written (and
+            // the votes updated) through this same entry.
+            let Some(vm) = vms.get_mut(&vm_id) else {
+                continue;
+            };
+            let Some(p) = vm.policy.as_mut() else {
                 continue;
             };
             if !p.uses_traffic() {
@@ -227,7 +239,7 @@ impl Engine {
                 continue;
             }
             touched.clear();
-            let Some(trigger) = self.policy_wants_into(&vm_id, &mut touched) else {
+            let Some(trigger) = write_policy_wants(vm, &vm_id, users, host, &mut touched) else {
                 continue;
             };
             if touched.is_empty() {
@@ -236,11 +248,14 @@ impl Engine {
             let index = triggers.len();
             triggers.push(trigger);
             for cpu in &touched {
-                if let Some(leader) = self.host.leader(*cpu) {
+                if let Some(leader) = host.leader(*cpu) {
                     pending.insert(leader, index);
                 }
             }
         }
+        // Domains in leader order, as the ordered map this replaces gave.
+        let mut pending: Vec<(CpuId, usize)> = pending.into_iter().collect();
+        pending.sort_unstable();
         let mut actions = Vec::new();
         for (leader, index) in pending {
             self.arbitrate_domain(leader, &triggers[index], &mut actions);
@@ -437,83 +452,96 @@ impl Engine {
         let Engine {
             vms, users, host, ..
         } = self;
-        let vm = vms.get_mut(vm_id)?;
-        let Vm {
-            placement,
-            wants,
-            policy,
-            ..
-        } = vm;
-        let p = policy.as_ref()?;
-        let input = PolicyInput {
-            kind: p.spec.policy.kind,
-            rate_pps: p.rate.as_ref().ok().copied(),
-            hour: p.hour,
-            branch_ratio: None,
+        write_policy_wants(vms.get_mut(vm_id)?, vm_id, users, host, touched)
+    }
+}
+
+/// [`Engine::policy_wants_into`] on the VM's entry itself (`vm` is
+/// `vm_id`'s): writes its policy's levels into its wants, appends the
+/// pCPUs whose wants changed to `touched` (sorted, deduplicated) and
+/// updates the VM's votes there; `None` when the VM has no policy.
+fn write_policy_wants(
+    vm: &mut Vm,
+    vm_id: &VmId,
+    users: &mut CpuMap<Vec<Voter>>,
+    host: &Host,
+    touched: &mut Vec<CpuId>,
+) -> Option<Trigger> {
+    let Vm {
+        placement,
+        wants,
+        policy,
+        ..
+    } = vm;
+    let p = policy.as_ref()?;
+    let input = PolicyInput {
+        kind: p.spec.policy.kind,
+        rate_pps: p.rate.as_ref().ok().copied(),
+        hour: p.hour,
+        branch_ratio: None,
+    };
+    let per_pcpu = p.spec.policy.kind == PolicyKind::BranchRatio;
+    let common = if per_pcpu { None } else { p.level().ok() };
+    let start = touched.len();
+    for key in &p.keys {
+        let level = if per_pcpu {
+            // Per pCPU: the highest level any of the key's pCPUs wants.
+            let mut best: Option<Level> = None;
+            for_each_target(placement, *key, |c| {
+                // As `max_by_key(is Max)`: the last of the highest.
+                if let Some(l) = p.branch.get(&c).and_then(|b| b.level())
+                    && best.is_none_or(|b| matches!(l, Level::Max) >= matches!(b, Level::Max))
+                {
+                    best = Some(l);
+                }
+            });
+            best
+        } else {
+            common
         };
-        let per_pcpu = p.spec.policy.kind == PolicyKind::BranchRatio;
-        let common = if per_pcpu { None } else { p.level().ok() };
-        let start = touched.len();
-        for key in &p.keys {
-            let level = if per_pcpu {
-                // Per pCPU: the highest level any of the key's pCPUs wants.
-                let mut best: Option<Level> = None;
-                for_each_target(placement, *key, |c| {
-                    // As `max_by_key(is Max)`: the last of the highest.
-                    if let Some(l) = p.branch.get(&c).and_then(|b| b.level())
-                        && best.is_none_or(|b| matches!(l, Level::Max) >= matches!(b, Level::Max))
-                    {
-                        best = Some(l);
-                    }
-                });
-                best
-            } else {
-                common
-            };
-            // One lookup per key: set or clear the want, noting a change.
-            let changed = match level.map(Want::Policy) {
-                Some(w) => match wants.entry(*key) {
-                    Entry::Occupied(mut e) => {
-                        (*e.get() != w) && {
-                            e.insert(w);
-                            true
-                        }
-                    }
-                    Entry::Vacant(e) => {
+        // One lookup per key: set or clear the want, noting a change.
+        let changed = match level.map(Want::Policy) {
+            Some(w) => match wants.entry(*key) {
+                Entry::Occupied(mut e) => {
+                    (*e.get() != w) && {
                         e.insert(w);
                         true
                     }
-                },
-                None => wants.remove(key).is_some(),
-            };
-            if changed {
-                for_each_target(placement, *key, |c| touched.push(c));
-            }
+                }
+                Entry::Vacant(e) => {
+                    e.insert(w);
+                    true
+                }
+            },
+            None => wants.remove(key).is_some(),
+        };
+        if changed {
+            for_each_target(placement, *key, |c| touched.push(c));
         }
-        touched[start..].sort_unstable();
-        let mut end = start;
-        for i in start..touched.len() {
-            if end == start || touched[end - 1] != touched[i] {
-                touched[end] = touched[i];
-                end += 1;
-            }
-        }
-        touched.truncate(end);
-        for cpu in &touched[start..] {
-            let explicit = host
-                .domain_of(*cpu)
-                .and_then(|d| vm.explicit_index(*cpu, &d.table));
-            // A VM not among the pCPU's voters yet is added, with its
-            // vote, by the `reindex` that follows a new policy.
-            if let Some(voters) = users.get_mut(cpu)
-                && let Ok(i) = voters.binary_search_by(|v| v.vm.cmp(vm_id))
-            {
-                voters[i].explicit = explicit;
-            }
-        }
-        Some(Trigger::Policy {
-            vm: vm_id.clone(),
-            input,
-        })
     }
+    touched[start..].sort_unstable();
+    let mut end = start;
+    for i in start..touched.len() {
+        if end == start || touched[end - 1] != touched[i] {
+            touched[end] = touched[i];
+            end += 1;
+        }
+    }
+    touched.truncate(end);
+    for cpu in &touched[start..] {
+        let explicit = host
+            .domain_of(*cpu)
+            .and_then(|d| vm.explicit_index(*cpu, &d.table));
+        // A VM not among the pCPU's voters yet is added, with its
+        // vote, by the `reindex` that follows a new policy.
+        if let Some(voters) = users.get_mut(cpu)
+            && let Some(i) = voter_position(voters, vm_id)
+        {
+            voters[i].explicit = explicit;
+        }
+    }
+    Some(Trigger::Policy {
+        vm: vm_id.clone(),
+        input,
+    })
 }

@@ -102,10 +102,20 @@ impl Vm {
     /// The same as scanning every want with [`Vm::governs`].
     pub fn explicit_index(&self, cpu: CpuId, table: &FreqTable) -> Option<usize> {
         let vcpus = self.on_pcpu.get(&cpu).map_or(&[][..], Vec::as_slice);
+        // `Pcpu` keys sort after every `Vcpu` key: look one up only if
+        // there is any (physical-core wants are rare).
+        let pcpu_wants = self
+            .wants
+            .last_key_value()
+            .is_some_and(|(k, _)| matches!(k, CoreKey::Pcpu(_)));
         vcpus
             .iter()
             .filter_map(|v| self.wants.get(&CoreKey::Vcpu(*v)))
-            .chain(self.wants.get(&CoreKey::Pcpu(cpu)))
+            .chain(
+                pcpu_wants
+                    .then(|| self.wants.get(&CoreKey::Pcpu(cpu)))
+                    .flatten(),
+            )
             .map(|w| w.index(table))
             .min()
     }

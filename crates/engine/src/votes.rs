@@ -26,6 +26,18 @@ use crate::engine::Engine;
 use crate::ids::VmId;
 use crate::vm::Vm;
 
+/// Where `vm`'s voter is in `voters` (sorted by name), if there: a scan
+/// by pointer when the list is short, else a search by name.
+pub(crate) fn voter_position(voters: &[Voter], vm: &VmId) -> Option<usize> {
+    const SCAN: usize = 16;
+    if voters.len() <= SCAN
+        && let Some(i) = voters.iter().position(|v| v.vm.same(vm))
+    {
+        return Some(i);
+    }
+    voters.binary_search_by(|v| v.vm.cmp(vm)).ok()
+}
+
 impl Engine {
     pub(crate) fn reindex(&mut self, vm: &VmId) {
         let footprint = self.vms.get(vm).map(Vm::footprint).unwrap_or_default();
@@ -35,6 +47,9 @@ impl Engine {
         self.users.retain(|_, s| !s.is_empty());
         for cpu in footprint {
             let explicit = self.vote(vm, cpu);
+            // The map's own name, so that ids cloned from it (the
+            // daemon's samples) find their voter by pointer.
+            let vm = self.vms.get_key_value(vm).map_or(vm, |(k, _)| k);
             let voters = self.users.entry(cpu).or_default();
             match voters.binary_search_by(|v| v.vm.cmp(vm)) {
                 Ok(i) => voters[i].explicit = explicit,
