@@ -19,7 +19,7 @@ use crate::ids::{Vcpu, VmId};
 use crate::policy::{ActivePolicy, PolicySpec, PolicyState, time};
 use crate::reject::Rejection;
 use crate::settings::Now;
-use crate::vm::{CoreKey, Vm, Want, for_each_target};
+use crate::vm::{CoreKey, Vm, Want};
 use crate::votes::voter_position;
 
 /// What a policy's decision was based on, for logs and the history.
@@ -468,7 +468,7 @@ fn write_policy_wants(
     touched: &mut Vec<CpuId>,
 ) -> Option<Trigger> {
     let Vm {
-        placement,
+        index,
         wants,
         policy,
         ..
@@ -487,7 +487,7 @@ fn write_policy_wants(
         let level = if per_pcpu {
             // Per pCPU: the highest level any of the key's pCPUs wants.
             let mut best: Option<Level> = None;
-            for_each_target(placement, *key, |c| {
+            index.for_each_target(*key, |c| {
                 // As `max_by_key(is Max)`: the last of the highest.
                 if let Some(l) = p.branch.get(&c).and_then(|b| b.level())
                     && best.is_none_or(|b| matches!(l, Level::Max) >= matches!(b, Level::Max))
@@ -516,7 +516,7 @@ fn write_policy_wants(
             None => wants.remove(key).is_some(),
         };
         if changed {
-            for_each_target(placement, *key, |c| touched.push(c));
+            index.for_each_target(*key, |c| touched.push(c));
         }
     }
     touched[start..].sort_unstable();

@@ -73,11 +73,10 @@ impl Want {
 pub(crate) struct Vm {
     pub settings: VmSettings,
     /// Where its vCPUs run; changed only through [`Vm::place`], which
-    /// keeps `on_pcpu` in step.
+    /// keeps `index` in step.
     pub placement: Placement,
-    /// The inverse of the placement: each pCPU → the vCPUs that may run
-    /// on it, so a vote is found without scanning every want.
-    on_pcpu: BTreeMap<CpuId, Vec<Vcpu>>,
+    /// Flat views of the placement for the hot path.
+    pub index: PlacementIndex,
     /// The level the VM wants, per core.
     pub wants: BTreeMap<CoreKey, Want>,
     /// Its policy, if it sent one.
@@ -87,12 +86,7 @@ pub(crate) struct Vm {
 impl Vm {
     /// Records a new placement (and its inverse).
     pub fn place(&mut self, placement: Placement) {
-        self.on_pcpu.clear();
-        for (vcpu, cpus) in &placement.affinity {
-            for cpu in cpus {
-                self.on_pcpu.entry(*cpu).or_default().push(*vcpu);
-            }
-        }
+        self.index = PlacementIndex::new(&placement);
         self.placement = placement;
     }
 
@@ -101,16 +95,15 @@ impl Vm {
     /// on it and the pCPU's own), `None` when it asked nothing of it.
     /// The same as scanning every want with [`Vm::governs`].
     pub fn explicit_index(&self, cpu: CpuId, table: &FreqTable) -> Option<usize> {
-        let vcpus = self.on_pcpu.get(&cpu).map_or(&[][..], Vec::as_slice);
         // `Pcpu` keys sort after every `Vcpu` key: look one up only if
         // there is any (physical-core wants are rare).
         let pcpu_wants = self
             .wants
             .last_key_value()
             .is_some_and(|(k, _)| matches!(k, CoreKey::Pcpu(_)));
-        vcpus
-            .iter()
-            .filter_map(|v| self.wants.get(&CoreKey::Vcpu(*v)))
+        self.index
+            .vcpus_on(cpu)
+            .filter_map(|v| self.wants.get(&CoreKey::Vcpu(v)))
             .chain(
                 pcpu_wants
                     .then(|| self.wants.get(&CoreKey::Pcpu(cpu)))
@@ -151,15 +144,89 @@ impl Vm {
     }
 }
 
-/// Calls `f` with every pCPU `key` stands for under `placement` (the
-/// vCPU's affinity, or the pCPU itself), without allocating.
-pub(crate) fn for_each_target(placement: &Placement, key: CoreKey, mut f: impl FnMut(CpuId)) {
-    match key {
-        CoreKey::Vcpu(v) => {
-            if let Some(cpus) = placement.affinity.get(&v) {
-                cpus.iter().copied().for_each(f);
+/// A placement as two sorted lists of (vCPU, pCPU) pairs, one per
+/// direction: one allocation each instead of a set per vCPU, so the hot
+/// path finds a key's pCPUs and a pCPU's vCPUs in contiguous memory.
+/// Built only from a [`Placement`] ([`Vm::place`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PlacementIndex {
+    /// (vCPU, pCPU), sorted.
+    by_vcpu: Vec<(Vcpu, CpuId)>,
+    /// (pCPU, vCPU), sorted.
+    by_pcpu: Vec<(CpuId, Vcpu)>,
+}
+
+impl PlacementIndex {
+    fn new(placement: &Placement) -> Self {
+        let by_vcpu: Vec<(Vcpu, CpuId)> = placement
+            .affinity
+            .iter()
+            .flat_map(|(v, cpus)| cpus.iter().map(|c| (*v, *c)))
+            .collect();
+        let mut by_pcpu: Vec<(CpuId, Vcpu)> = by_vcpu.iter().map(|(v, c)| (*c, *v)).collect();
+        by_pcpu.sort_unstable();
+        PlacementIndex { by_vcpu, by_pcpu }
+    }
+
+    /// Calls `f` with every pCPU `key` stands for (the vCPU's affinity in
+    /// ascending order, or the pCPU itself), without allocating.
+    pub fn for_each_target(&self, key: CoreKey, mut f: impl FnMut(CpuId)) {
+        match key {
+            CoreKey::Vcpu(v) => {
+                let start = self.by_vcpu.partition_point(|(x, _)| *x < v);
+                self.by_vcpu[start..]
+                    .iter()
+                    .take_while(|(x, _)| *x == v)
+                    .for_each(|(_, c)| f(*c));
             }
+            CoreKey::Pcpu(p) => f(p),
         }
-        CoreKey::Pcpu(p) => f(p),
+    }
+
+    /// The vCPUs that may run on `cpu`.
+    pub fn vcpus_on(&self, cpu: CpuId) -> impl Iterator<Item = Vcpu> + '_ {
+        let start = self.by_pcpu.partition_point(|(c, _)| *c < cpu);
+        self.by_pcpu[start..]
+            .iter()
+            .take_while(move |(c, _)| *c == cpu)
+            .map(|(_, v)| *v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_placement_index_agrees_with_the_affinity() {
+        let mut vm = Vm::default();
+        let affinity = BTreeMap::from([
+            (0, BTreeSet::from([CpuId(3)])),
+            (1, BTreeSet::from([CpuId(1), CpuId(3)])),
+            (4, BTreeSet::from([CpuId(0), CpuId(7), CpuId(2)])),
+            (5, BTreeSet::new()),
+        ]);
+        vm.place(Placement { vcpus: 6, affinity });
+        for v in 0..7 {
+            let mut got = Vec::new();
+            vm.index.for_each_target(CoreKey::Vcpu(v), |c| got.push(c));
+            let want: Vec<CpuId> = vm.targets(CoreKey::Vcpu(v)).into_iter().collect();
+            assert_eq!(got, want, "vCPU {v}");
+        }
+        let mut got = Vec::new();
+        vm.index
+            .for_each_target(CoreKey::Pcpu(CpuId(9)), |c| got.push(c));
+        assert_eq!(got, [CpuId(9)]);
+        for cpu in (0..9).map(CpuId) {
+            let got: Vec<Vcpu> = vm.index.vcpus_on(cpu).collect();
+            let want: Vec<Vcpu> = (0..7)
+                .filter(|v| vm.governs(CoreKey::Vcpu(*v), cpu))
+                .collect();
+            assert_eq!(got, want, "{cpu}");
+        }
+        // Re-placing replaces the index.
+        vm.place(Placement::pinned(&[5]));
+        assert_eq!(vm.index.vcpus_on(CpuId(3)).count(), 0);
+        assert_eq!(vm.index.vcpus_on(CpuId(5)).collect::<Vec<_>>(), [0]);
     }
 }
