@@ -24,13 +24,18 @@
 //! [`TrafficCounters::sample`] from a dedicated thread or `spawn_blocking`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::links::MacIndex;
+use super::links::{LinkCounters, MacIndex};
 use super::netlink::RtSocket;
 use super::{
-    ConfiguredMap, LinkTable, MacAddr, MacSample, TrafficCounters, TrafficError, resolve_indexed,
+    ConfiguredMap, LinkTable, MacAddr, MacSample, SampleBatch, TrafficCounters, TrafficError,
+    resolve_indexed,
 };
+
+/// Source of the ids that tell one counters instance's batches from another's.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// How often the topology is dumped again even when no link came or went.
 pub const DEFAULT_TOPOLOGY_REFRESH: Duration = Duration::from_secs(1);
@@ -87,6 +92,14 @@ pub struct NetlinkTrafficCounters {
     configured: ConfiguredMap,
     topology: Topology,
     topology_refresh: Duration,
+    /// The counters dump's buffer, reused every tick.
+    stats: Vec<LinkCounters>,
+    /// This instance, in the stamp of the batches it answers.
+    id: u64,
+    /// Bumped whenever what a MAC resolves to may change (a dump, a VF
+    /// re-read, a counter appearing, a configuration change): a batch
+    /// stamped with an older generation is resolved afresh.
+    generation: u64,
 }
 
 impl NetlinkTrafficCounters {
@@ -97,6 +110,9 @@ impl NetlinkTrafficCounters {
             configured,
             topology: Topology::default(),
             topology_refresh: DEFAULT_TOPOLOGY_REFRESH,
+            stats: Vec::new(),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            generation: 0,
         })
     }
 
@@ -109,6 +125,7 @@ impl NetlinkTrafficCounters {
     /// Replaces the configured MAC → device map (on config reload).
     pub fn set_configured(&mut self, configured: ConfiguredMap) {
         self.configured = configured;
+        self.generation += 1;
     }
 
     /// A full, fresh snapshot of every link (for `show` commands and tests).
@@ -120,6 +137,7 @@ impl NetlinkTrafficCounters {
 
     fn redump(&mut self, now: Instant) -> Result<(), TrafficError> {
         self.topology = Topology::new(self.dump()?, now);
+        self.generation += 1;
         Ok(())
     }
 
@@ -133,15 +151,35 @@ impl NetlinkTrafficCounters {
         if due {
             return self.redump(now);
         }
-        let stats = self.socket.dump_stats()?;
-        let mut indexes: Vec<u32> = stats.iter().map(|s| s.index).collect();
-        indexes.sort_unstable();
-        if indexes != self.topology.indexes {
-            return self.redump(now);
+        self.socket.dump_stats(&mut self.stats)?;
+        // Both dumps list links in the kernel's order, so the i-th counters
+        // are usually the i-th link's; otherwise compare the index sets.
+        let links = &self.topology.table.links;
+        let in_order = self.stats.len() == links.len()
+            && self
+                .stats
+                .iter()
+                .zip(links)
+                .all(|(s, l)| s.index == l.index);
+        if !in_order {
+            let mut indexes: Vec<u32> = self.stats.iter().map(|s| s.index).collect();
+            indexes.sort_unstable();
+            if indexes != self.topology.indexes {
+                return self.redump(now);
+            }
         }
-        for s in &stats {
-            if let Some(&p) = self.topology.positions.get(&s.index) {
+        for (i, s) in self.stats.iter().enumerate() {
+            let p = if in_order {
+                Some(i)
+            } else {
+                self.topology.positions.get(&s.index).copied()
+            };
+            if let Some(p) = p {
                 let link = &mut self.topology.table.links[p];
+                if link.rx_packets.is_none() || link.tx_packets.is_none() {
+                    // A counter appearing can change which source wins.
+                    self.generation += 1;
+                }
                 link.rx_packets = Some(s.rx_packets);
                 link.tx_packets = Some(s.tx_packets);
             }
@@ -174,6 +212,7 @@ impl NetlinkTrafficCounters {
         }
         // The PFs' VF lists may have changed (a VF's MAC set meanwhile).
         self.topology.index = MacIndex::new(&self.topology.table);
+        self.generation += 1;
         Ok(())
     }
 }
@@ -183,5 +222,23 @@ impl TrafficCounters for NetlinkTrafficCounters {
         self.refresh(macs)?;
         let t = &self.topology;
         Ok(resolve_indexed(&t.table, &t.index, &self.configured, macs))
+    }
+
+    /// Refreshes the counters of a batch this instance resolved at the
+    /// current generation in place; otherwise resolves afresh.
+    fn sample_into(
+        &mut self,
+        macs: &[MacAddr],
+        batch: &mut SampleBatch,
+    ) -> Result<bool, TrafficError> {
+        self.refresh(macs)?;
+        let stamp = (self.id, self.generation);
+        let t = &self.topology;
+        if batch.stamp() == Some(stamp) && batch.answers(macs) {
+            batch.refresh_counters(&t.table);
+            return Ok(false);
+        }
+        let fresh = resolve_indexed(&t.table, &t.index, &self.configured, macs);
+        Ok(batch.replace_located(fresh, &t.table, stamp))
     }
 }

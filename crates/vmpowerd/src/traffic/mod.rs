@@ -36,6 +36,7 @@
 //! Only the current network namespace is seen. A tap that does not follow
 //! libvirt's `fe:` convention needs a configured entry.
 
+mod batch;
 mod configured;
 mod counters;
 #[cfg(any(test, feature = "test-utils"))]
@@ -49,6 +50,7 @@ pub mod vf;
 
 use std::fmt;
 
+pub use batch::SampleBatch;
 pub use configured::{ConfiguredDevice, ConfiguredMap, Direction};
 pub use counters::{DEFAULT_TOPOLOGY_REFRESH, NetlinkTrafficCounters};
 #[cfg(any(test, feature = "test-utils"))]
@@ -237,6 +239,19 @@ pub trait TrafficCounters: Send {
     /// socket), not that a MAC is missing: missing MACs are
     /// [`MacReading::Missing`].
     fn sample(&mut self, macs: &[MacAddr]) -> Result<Vec<MacSample>, TrafficError>;
+
+    /// [`TrafficCounters::sample`] into `batch` (the previous tick's, or
+    /// a new one), returning true when a MAC, a source or a missing reason
+    /// differs from what `batch` held. On an error `batch` is unchanged.
+    /// An implementation may refresh the counters of a batch it answered
+    /// before in place (no allocation); the default replaces the batch.
+    fn sample_into(
+        &mut self,
+        macs: &[MacAddr],
+        batch: &mut SampleBatch,
+    ) -> Result<bool, TrafficError> {
+        Ok(batch.replace(self.sample(macs)?))
+    }
 }
 
 /// Answers a batch from one link snapshot, applying the precedence in the

@@ -182,9 +182,10 @@ impl RtSocket {
         Ok(links)
     }
 
-    /// Dumps every link's counters.
-    pub fn dump_stats(&mut self) -> Result<Vec<LinkCounters>, TrafficError> {
-        let mut stats = Vec::new();
+    /// Dumps every link's counters into `stats` (cleared first, so one
+    /// buffer serves every tick).
+    pub fn dump_stats(&mut self, stats: &mut Vec<LinkCounters>) -> Result<(), TrafficError> {
+        stats.clear();
         self.exchange(
             "RTM_GETSTATS dump",
             dump_stats_request,
@@ -196,8 +197,7 @@ impl RtSocket {
                     }
                 }
             },
-        )?;
-        Ok(stats)
+        )
     }
 
     /// One link, by index: `None` if it no longer exists.
