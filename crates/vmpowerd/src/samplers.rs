@@ -12,7 +12,9 @@ use vmpower_engine::VmId;
 use vmpower_proto::{MacAddr, MacList};
 
 use crate::SharedCore;
-use crate::traffic::{MacRates, MacReading, MissingReason, SourceKind, TrafficCounters};
+use crate::traffic::{
+    MacRates, MacReading, MissingReason, SampleBatch, SourceKind, TrafficCounters,
+};
 
 /// Where each MAC's counter was last found (or why not), for `policy show`.
 pub type MacSources = Arc<Mutex<BTreeMap<MacAddr, MacSource>>>;
@@ -57,23 +59,43 @@ pub async fn run_traffic(
     let mut policies: Vec<(VmId, MacList)> = Vec::new();
     let mut macs: Arc<Vec<MacAddr>> = Arc::default();
     let mut ticks_since_list = RELIST_TICKS;
+    // The last answer, refreshed in place by the counters when the links
+    // did not change, and the reasons of its missing MACs.
+    let mut batch = Some(SampleBatch::new());
+    let mut missing: BTreeMap<MacAddr, String> = BTreeMap::new();
+    // Per policy, the positions of its MACs in `macs` (and so in the
+    // batch), and each batch sample's latest rate.
+    let mut slots: Vec<Vec<usize>> = Vec::new();
+    let mut fed: Vec<Option<f64>> = Vec::new();
     loop {
         if ticks_since_list >= RELIST_TICKS || changed.has_changed().unwrap_or(true) {
             changed.borrow_and_update();
             ticks_since_list = 0;
-            policies = crate::lock(&core).engine.traffic_policies();
-            let mut list: Vec<MacAddr> = policies
-                .iter()
-                .flat_map(|(_, m)| m.as_slice().iter().copied())
-                .collect();
-            list.sort();
-            list.dedup();
-            rates.retain(|m| list.binary_search(&m).is_ok());
-            sources
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .retain(|m, _| list.binary_search(m).is_ok());
-            macs = Arc::new(list);
+            let listed = crate::lock(&core).engine.traffic_policies();
+            if listed != policies {
+                policies = listed;
+                let mut list: Vec<MacAddr> = policies
+                    .iter()
+                    .flat_map(|(_, m)| m.as_slice().iter().copied())
+                    .collect();
+                list.sort();
+                list.dedup();
+                rates.retain(|m| list.binary_search(&m).is_ok());
+                sources
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .retain(|m, _| list.binary_search(m).is_ok());
+                slots = policies
+                    .iter()
+                    .map(|(_, m)| {
+                        m.as_slice()
+                            .iter()
+                            .filter_map(|mac| list.binary_search(mac).ok())
+                            .collect()
+                    })
+                    .collect();
+                macs = Arc::new(list);
+            }
         }
         if policies.is_empty() {
             if changed.changed().await.is_err() {
@@ -85,11 +107,13 @@ pub async fn run_traffic(
         }
         tick.tick().await;
         ticks_since_list += 1;
-        let Some(mut c) = counters.take() else { return };
+        let (Some(mut c), Some(mut b)) = (counters.take(), batch.take()) else {
+            return;
+        };
         let job = Arc::clone(&macs);
-        let Ok((back, result, at)) = tokio::task::spawn_blocking(move || {
-            let r = c.sample(&job);
-            (c, r, Instant::now())
+        let Ok((back, back_batch, result, at)) = tokio::task::spawn_blocking(move || {
+            let r = c.sample_into(&job, &mut b);
+            (c, b, r, Instant::now())
         })
         .await
         else {
@@ -97,25 +121,27 @@ pub async fn run_traffic(
             return;
         };
         counters = Some(back);
-        let samples = match result {
-            Ok(s) => s,
+        let batch = batch.insert(back_batch);
+        let sources_changed = match result {
+            Ok(changed) => changed,
             Err(e) => {
                 warn!(error = %format_args!("{:#}", anyhow::Error::from(e)), "traffic sampling failed");
                 continue;
             }
         };
-        rates.update(&samples, at);
-        let missing: BTreeMap<MacAddr, String> = samples
-            .iter()
-            .filter_map(|s| match &s.reading {
-                MacReading::Missing(why) => Some((s.mac, why.to_string())),
-                MacReading::Found { .. } => None,
-            })
-            .collect();
-        {
-            // Formatted only when a MAC's source changes (most ticks: none).
+        let samples = batch.samples();
+        rates.update_into(samples, at, &mut fed);
+        if sources_changed {
+            // Only when a MAC's source or reason changed (most ticks: none).
+            missing = samples
+                .iter()
+                .filter_map(|s| match &s.reading {
+                    MacReading::Missing(why) => Some((s.mac, why.to_string())),
+                    MacReading::Found { .. } => None,
+                })
+                .collect();
             let mut shown = sources.lock().unwrap_or_else(PoisonError::into_inner);
-            for s in &samples {
+            for s in samples {
                 let known = shown.get(&s.mac);
                 let same = match (&s.reading, known) {
                     (MacReading::Found { source, .. }, Some(MacSource::Found(k))) => source == k,
@@ -133,7 +159,8 @@ pub async fn run_traffic(
         }
         let tick: Vec<_> = policies
             .iter()
-            .map(|(vm, list)| (vm.clone(), policy_rate(&rates, &missing, list.as_slice())))
+            .zip(&slots)
+            .map(|((vm, list), at)| (vm.clone(), policy_rate(&fed, at, &missing, list.as_slice())))
             .collect();
         let mut core = crate::lock(&core);
         let now = core.now();
@@ -143,14 +170,20 @@ pub async fn run_traffic(
     }
 }
 
-/// A policy's rate: the sum over its MACs, or why there is none.
+/// A policy's rate: the sum over its MACs (their rates `fed[slot]` for
+/// each of its `slots`) of those that have one, or why none has.
 fn policy_rate(
-    rates: &MacRates,
+    fed: &[Option<f64>],
+    slots: &[usize],
     missing: &BTreeMap<MacAddr, String>,
     macs: &[MacAddr],
 ) -> Result<f64, String> {
-    if let Some(r) = rates.policy_rate_pps(macs) {
-        return Ok(r);
+    let mut rates = slots
+        .iter()
+        .filter_map(|&i| fed.get(i).copied().flatten())
+        .peekable();
+    if rates.peek().is_some() {
+        return Ok(rates.sum());
     }
     let why: Vec<String> = macs
         .iter()
@@ -199,5 +232,36 @@ pub async fn run_time(core: SharedCore) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+    const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
+
+    #[test]
+    fn policy_rate_sums_the_rates_its_slots_have() {
+        let fed = [Some(100.0), None, Some(20.5)];
+        let none = BTreeMap::new();
+        assert_eq!(policy_rate(&fed, &[0, 2], &none, &[A, B]), Ok(120.5));
+        assert_eq!(policy_rate(&fed, &[1, 2], &none, &[A, B]), Ok(20.5));
+        // A slot past the batch (never expected) counts as no rate.
+        assert_eq!(policy_rate(&fed, &[0, 7], &none, &[A, B]), Ok(100.0));
+    }
+
+    #[test]
+    fn policy_without_any_rate_says_why() {
+        let fed = [None, None];
+        let none = BTreeMap::new();
+        assert_eq!(
+            policy_rate(&fed, &[0, 1], &none, &[A, B]),
+            Err("waiting for a second counter reading".to_owned())
+        );
+        let missing: BTreeMap<MacAddr, String> = [(B, "gone".to_owned())].into_iter().collect();
+        let why = policy_rate(&fed, &[0, 1], &missing, &[A, B]).unwrap_err();
+        assert_eq!(why, format!("MAC {B}: gone"));
     }
 }

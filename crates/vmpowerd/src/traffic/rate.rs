@@ -21,7 +21,6 @@
 //! moved from a tap to a VF, say) is also a reset. A reading no later
 //! than the baseline reports [`RateOutcome::TooSoon`] and keeps it.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::{MacAddr, MacReading, MacSample, SourceKind};
@@ -135,10 +134,21 @@ struct MacState {
 /// After a reset the MAC keeps its previous rate for that tick (the
 /// skipped sample); a missing MAC has no rate until it is found again and
 /// two readings have been taken.
+///
+/// The MACs are kept sorted in a vector: a batch in MAC order (the
+/// sampler's) is matched in one merge walk, other lookups by binary
+/// search; no hashing on the per-tick path.
 #[derive(Clone, Debug)]
 pub struct MacRates {
-    macs: HashMap<MacAddr, MacState>,
+    /// Sorted by key (the MAC as a number, same order), unique.
+    macs: Vec<(u64, MacAddr, MacState)>,
     max_pps: f64,
+}
+
+/// A MAC as a number that sorts like it (one compare instead of a memcmp).
+fn key(mac: MacAddr) -> u64 {
+    let [a, b, c, d, e, f] = mac.0;
+    u64::from_be_bytes([0, 0, a, b, c, d, e, f])
 }
 
 impl Default for MacRates {
@@ -151,36 +161,57 @@ impl MacRates {
     /// Empty, treating rates above `max_pps` as resets.
     pub fn new(max_pps: f64) -> Self {
         Self {
-            macs: HashMap::new(),
+            macs: Vec::new(),
             max_pps,
         }
     }
 
     /// Feeds one tick's batch, read at `now`.
     pub fn update(&mut self, samples: &[MacSample], now: Instant) {
+        self.feed(samples, now, |_| {});
+    }
+
+    /// [`MacRates::update`], then `out` holds each sample's latest rate, in
+    /// the batch's order (what [`MacRates::rate_pps`] would say for it).
+    pub fn update_into(&mut self, samples: &[MacSample], now: Instant, out: &mut Vec<Option<f64>>) {
+        out.clear();
+        self.feed(samples, now, |r| out.push(r));
+    }
+
+    fn feed(&mut self, samples: &[MacSample], now: Instant, mut each: impl FnMut(Option<f64>)) {
+        // Where the previous sample's MAC is: in a sorted batch the next
+        // MAC is found right after it, without a search.
+        let mut hint = 0;
         for sample in samples {
-            let max_pps = self.max_pps;
-            let state = self.macs.entry(sample.mac).or_insert_with(|| MacState {
-                meter: RateMeter::new(max_pps),
-                rate_pps: None,
-            });
-            match &sample.reading {
-                MacReading::Found { source, rx_packets } => {
-                    if let RateOutcome::Rate(r) = state.meter.observe(source, *rx_packets, now) {
-                        state.rate_pps = Some(r);
+            let k = key(sample.mac);
+            let at = |i: usize| self.macs.get(i).is_some_and(|(m, _, _)| *m == k);
+            hint = if at(hint) {
+                hint
+            } else if at(hint + 1) {
+                hint + 1
+            } else {
+                match self.macs.binary_search_by_key(&k, |(m, _, _)| *m) {
+                    Ok(i) => i,
+                    Err(i) => {
+                        let state = MacState::new(self.max_pps);
+                        self.macs.insert(i, (k, sample.mac, state));
+                        i
                     }
                 }
-                MacReading::Missing(_) => {
-                    state.meter.forget();
-                    state.rate_pps = None;
-                }
-            }
+            };
+            let state = &mut self.macs[hint].2;
+            state.observe(&sample.reading, now);
+            each(state.rate_pps);
         }
     }
 
     /// The latest rate of `mac`, if it has one.
     pub fn rate_pps(&self, mac: MacAddr) -> Option<f64> {
-        self.macs.get(&mac).and_then(|s| s.rate_pps)
+        let i = self
+            .macs
+            .binary_search_by_key(&key(mac), |(m, _, _)| *m)
+            .ok()?;
+        self.macs[i].2.rate_pps
     }
 
     /// A policy's rate: the sum over its MACs that have a rate, or `None`
@@ -193,7 +224,30 @@ impl MacRates {
 
     /// Keeps only the MACs for which `keep` is true (drop removed policies').
     pub fn retain(&mut self, mut keep: impl FnMut(MacAddr) -> bool) {
-        self.macs.retain(|&mac, _| keep(mac));
+        self.macs.retain(|&(_, mac, _)| keep(mac));
+    }
+}
+
+impl MacState {
+    fn new(max_pps: f64) -> Self {
+        Self {
+            meter: RateMeter::new(max_pps),
+            rate_pps: None,
+        }
+    }
+
+    fn observe(&mut self, reading: &MacReading, now: Instant) {
+        match reading {
+            MacReading::Found { source, rx_packets } => {
+                if let RateOutcome::Rate(r) = self.meter.observe(source, *rx_packets, now) {
+                    self.rate_pps = Some(r);
+                }
+            }
+            MacReading::Missing(_) => {
+                self.meter.forget();
+                self.rate_pps = None;
+            }
+        }
     }
 }
 
@@ -352,6 +406,60 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Batches in any order, with repeats and missing MACs, give each
+        /// MAC the rate its own meter gives (the sorted vector with its
+        /// walk hint finds every MAC).
+        #[test]
+        fn rates_match_one_meter_per_mac(
+            ticks in proptest::collection::vec(
+                proptest::collection::vec((0u8..12, 0u64..1_000, any::<bool>()), 0..16),
+                1..8,
+            ),
+        ) {
+            let t0 = Instant::now();
+            let mut rates = MacRates::default();
+            let mut reference: std::collections::HashMap<MacAddr, MacState> =
+                std::collections::HashMap::new();
+            let mut counter = 0u64;
+            let mut got = Vec::new();
+            for (t, batch) in ticks.iter().enumerate() {
+                let now = t0 + MS100 * u32::try_from(t + 1).unwrap();
+                let samples: Vec<MacSample> = batch
+                    .iter()
+                    .map(|&(m, step, found)| {
+                        counter += step;
+                        MacSample {
+                            mac: MacAddr([2, 0, 0, 0, 0, m]),
+                            reading: if found {
+                                MacReading::Found { source: netdev(), rx_packets: counter }
+                            } else {
+                                MacReading::Missing(crate::traffic::MissingReason::NotFound)
+                            },
+                        }
+                    })
+                    .collect();
+                rates.update_into(&samples, now, &mut got);
+                for s in &samples {
+                    reference
+                        .entry(s.mac)
+                        .or_insert_with(|| MacState::new(DEFAULT_MAX_PPS))
+                        .observe(&s.reading, now);
+                }
+                prop_assert!(rates.macs.windows(2).all(|w| w[0].0 < w[1].0));
+                prop_assert_eq!(got.len(), samples.len());
+                // Each sample's rate as fed (a repeated MAC: its last one).
+                for (i, (s, r)) in samples.iter().zip(&got).enumerate() {
+                    if samples[i + 1..].iter().all(|t| t.mac != s.mac) {
+                        prop_assert_eq!(*r, rates.rate_pps(s.mac));
+                    }
+                }
+                for m in 0u8..12 {
+                    let mac = MacAddr([2, 0, 0, 0, 0, m]);
+                    prop_assert_eq!(rates.rate_pps(mac), reference.get(&mac).and_then(|s| s.rate_pps));
+                }
+            }
+        }
 
         /// A counter growing at a constant rate, read at irregular
         /// intervals, gives that rate within one packet per interval; with
