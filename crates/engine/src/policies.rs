@@ -255,7 +255,7 @@ impl Engine {
         }
         // Domains in leader order, as the ordered map this replaces gave.
         let mut pending: Vec<(CpuId, usize)> = pending.into_iter().collect();
-        pending.sort_unstable();
+        pending.sort_unstable_by_key(|(leader, _)| *leader);
         let mut actions = Vec::new();
         for (leader, index) in pending {
             self.arbitrate_domain(leader, &triggers[index], &mut actions);

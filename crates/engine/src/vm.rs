@@ -95,22 +95,29 @@ impl Vm {
     /// on it and the pCPU's own), `None` when it asked nothing of it.
     /// The same as scanning every want with [`Vm::governs`].
     pub fn explicit_index(&self, cpu: CpuId, table: &FreqTable) -> Option<usize> {
+        let mut best: Option<usize> = None;
+        let mut take = |want: &Want| {
+            let index = want.index(table);
+            if best.is_none_or(|b| index < b) {
+                best = Some(index);
+            }
+        };
+        for vcpu in self.index.vcpus_on(cpu) {
+            if let Some(want) = self.wants.get(&CoreKey::Vcpu(vcpu)) {
+                take(want);
+            }
+        }
         // `Pcpu` keys sort after every `Vcpu` key: look one up only if
         // there is any (physical-core wants are rare).
-        let pcpu_wants = self
+        if self
             .wants
             .last_key_value()
-            .is_some_and(|(k, _)| matches!(k, CoreKey::Pcpu(_)));
-        self.index
-            .vcpus_on(cpu)
-            .filter_map(|v| self.wants.get(&CoreKey::Vcpu(v)))
-            .chain(
-                pcpu_wants
-                    .then(|| self.wants.get(&CoreKey::Pcpu(cpu)))
-                    .flatten(),
-            )
-            .map(|w| w.index(table))
-            .min()
+            .is_some_and(|(k, _)| matches!(k, CoreKey::Pcpu(_)))
+            && let Some(want) = self.wants.get(&CoreKey::Pcpu(cpu))
+        {
+            take(want);
+        }
+        best
     }
 
     /// The pCPUs a want on `key` governs, under the current placement.
