@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use netlink_packet_core::{
     ErrorBuffer, NLM_F_ACK, NLM_F_DUMP, NLM_F_MULTIPART, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR,
-    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkMessage};
@@ -271,14 +271,13 @@ fn read_replies(
         detail,
     };
     while !buf.is_empty() {
-        // new_checked guarantees 16 <= nlmsg_len <= buf.len().
-        let msg = NetlinkBuffer::new_checked(buf).map_err(|e| malformed(e.to_string()))?;
-        let len = usize::try_from(msg.length()).map_err(|e| malformed(e.to_string()))?;
-        if msg.sequence_number() == seq {
-            match msg.message_type() {
+        let msg = Header::read(buf).map_err(malformed)?;
+        let len = msg.len;
+        if msg.seq == seq {
+            match msg.kind {
                 NLMSG_DONE => return Ok(true),
                 NLMSG_ERROR => {
-                    let err = ErrorBuffer::new_checked(msg.payload())
+                    let err = ErrorBuffer::new_checked(msg.payload)
                         .map_err(|e| malformed(e.to_string()))?;
                     return match err.code() {
                         None => Ok(true),
@@ -289,8 +288,8 @@ fn read_replies(
                     };
                 }
                 kind => {
-                    on_msg(kind, msg.payload());
-                    if msg.flags() & NLM_F_MULTIPART == 0 {
+                    on_msg(kind, msg.payload);
+                    if msg.flags & NLM_F_MULTIPART == 0 {
                         return Ok(true);
                     }
                 }
@@ -301,6 +300,42 @@ fn read_replies(
         buf = &buf[next..];
     }
     Ok(false)
+}
+
+/// The fields of one `struct nlmsghdr` that the exchange uses, and the
+/// message's payload.
+struct Header<'a> {
+    len: usize,
+    kind: u16,
+    flags: u16,
+    seq: u32,
+    payload: &'a [u8],
+}
+
+/// Length of `struct nlmsghdr`.
+const NLMSG_HDR_LEN: usize = 16;
+
+impl<'a> Header<'a> {
+    /// The first message of `buf`: checks `16 <= nlmsg_len <= buf.len()`
+    /// (what `NetlinkBuffer::new_checked` checks, without its per-field
+    /// parsers: this runs for each of 1,024 messages a tick).
+    fn read(buf: &'a [u8]) -> Result<Self, String> {
+        let Some(h) = buf.first_chunk::<NLMSG_HDR_LEN>() else {
+            return Err(format!("netlink header in {} bytes", buf.len()));
+        };
+        let raw_len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]);
+        let len = usize::try_from(raw_len).map_err(|e| e.to_string())?;
+        let payload = buf
+            .get(NLMSG_HDR_LEN..len)
+            .ok_or_else(|| format!("netlink message of length {len} in {} bytes", buf.len()))?;
+        Ok(Self {
+            len,
+            kind: u16::from_ne_bytes([h[4], h[5]]),
+            flags: u16::from_ne_bytes([h[6], h[7]]),
+            seq: u32::from_ne_bytes([h[8], h[9], h[10], h[11]]),
+            payload,
+        })
+    }
 }
 
 /// Decodes one received buffer of replies to request `seq`: the links it
@@ -328,4 +363,42 @@ pub fn parse_stats_replies(
         }
     })?;
     Ok((stats, done))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(len: u32, kind: u16, flags: u16, seq: u32) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&len.to_ne_bytes());
+        b.extend_from_slice(&kind.to_ne_bytes());
+        b.extend_from_slice(&flags.to_ne_bytes());
+        b.extend_from_slice(&seq.to_ne_bytes());
+        b.extend_from_slice(&7u32.to_ne_bytes());
+        b
+    }
+
+    #[test]
+    fn header_reads_its_fields_and_payload() {
+        let mut b = header(20, RTM_NEWSTATS, NLM_F_MULTIPART, 9);
+        b.extend_from_slice(&[1, 2, 3, 4, 5, 6]);
+        let h = Header::read(&b).unwrap();
+        assert_eq!(
+            (h.len, h.kind, h.flags, h.seq),
+            (20, RTM_NEWSTATS, NLM_F_MULTIPART, 9)
+        );
+        assert_eq!(h.payload, &[1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn header_length_outside_16_to_buffer_is_an_error() {
+        assert!(Header::read(&header(15, 1, 0, 1)).is_err());
+        assert!(Header::read(&header(17, 1, 0, 1)).is_err());
+        assert!(Header::read(&header(16, 1, 0, 1)[..15]).is_err());
+        assert_eq!(
+            Header::read(&header(16, 1, 0, 1)).unwrap().payload,
+            &[] as &[u8]
+        );
+    }
 }
