@@ -27,9 +27,11 @@ use crate::ids::VmId;
 use crate::vm::Vm;
 
 /// Where `vm`'s voter is in `voters` (sorted by name), if there: a scan
-/// by pointer when the list is short, else a search by name.
+/// by pointer (contiguous, no name read: cheaper than a search by name
+/// up to a few hundred voters), else a search by name. Voters hold the
+/// engine's own `VmId`s, which the daemon's samples are clones of.
 pub(crate) fn voter_position(voters: &[Voter], vm: &VmId) -> Option<usize> {
-    const SCAN: usize = 16;
+    const SCAN: usize = 256;
     if voters.len() <= SCAN
         && let Some(i) = voters.iter().position(|v| v.vm.same(vm))
     {
@@ -323,6 +325,27 @@ mod tests {
             prop_assert!(e.votes_fresh(*cpu), "stale vote on {cpu}: {voters:?}");
         }
         Ok(())
+    }
+
+    #[test]
+    fn voters_are_found_by_pointer_or_by_name() {
+        for n in [3usize, 300] {
+            let mut ids: Vec<VmId> = (0..n).map(|i| VmId::new(&format!("vm{i:04}"))).collect();
+            ids.sort();
+            let voters: Vec<Voter> = ids
+                .iter()
+                .map(|vm| Voter {
+                    vm: vm.clone(),
+                    explicit: None,
+                })
+                .collect();
+            for (i, id) in ids.iter().enumerate() {
+                // The same allocation, and another one with the same name.
+                assert_eq!(voter_position(&voters, id), Some(i));
+                assert_eq!(voter_position(&voters, &VmId::new(id.as_str())), Some(i));
+            }
+            assert_eq!(voter_position(&voters, &VmId::new("other")), None);
+        }
     }
 
     proptest! {
