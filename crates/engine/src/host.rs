@@ -6,7 +6,7 @@
 //! decides per domain and names the domain's first CPU (its *leader*) in
 //! the change it asks for.
 
-use vmpower_cpufreq::levels::FreqTable;
+use vmpower_cpufreq::levels::{FreqTable, LevelState};
 use vmpower_cpufreq::{CpuId, Khz};
 
 use crate::cpumap::CpuMap;
@@ -78,6 +78,20 @@ impl Host {
             dirty: false,
             operator: None,
         });
+        if entry.table != spec.table {
+            // A new table (driver reloaded, CPU back online): indexes into
+            // the old one mean nothing. The hardware is where `current`
+            // says; what we had set is taken to be there, so the next
+            // arbitration writes exactly when its choice differs.
+            entry.known_index = known_index;
+            if entry.applied.is_some() {
+                entry.applied = Some(known_index);
+            }
+            entry.operator = entry
+                .operator
+                .map(|s| LevelState::with_turbo(&spec.table, s.index(), s.turbo_enabled()));
+            entry.dirty = true;
+        }
         entry.table = spec.table;
         entry.cpus = cpus;
     }

@@ -571,3 +571,28 @@ fn the_operator_overrides_vms_until_it_releases() {
         Err(Rejection::NotControllable(CpuId(40)))
     );
 }
+
+#[test]
+fn a_pcpu_declared_again_with_a_shorter_table_keeps_working() {
+    let mut e = engine();
+    add(&mut e, "vm1", VmSettings::default(), &[3]);
+    // At the last entry of the five-entry table (index 4).
+    let d = send(&mut e, "vm1", &power(0, ScalingUnit::ScaleMin));
+    assert_eq!(sets(&d), vec![(3, 1_200_000)]);
+    // The driver came back with three entries; the CPU is now at 1.8 GHz.
+    e.add_pcpu(PcpuSpec {
+        cpu: CpuId(3),
+        table: plain_table(),
+        current: Khz(1_800_000),
+        domain: vec![CpuId(3)],
+        high_priority: false,
+    });
+    assert_eq!(e.known_khz(CpuId(3)), Some(Khz(1_800_000)));
+    // The VM's min is the new table's last entry, and it is written
+    // (the CPU is not there).
+    let d = send(&mut e, "vm1", &power(0, ScalingUnit::ScaleMin));
+    assert_eq!(d.reply, Reply::Verdict(Verdict::Ack));
+    assert_eq!(sets(&d), vec![(3, 1_200_000)]);
+    let d = send(&mut e, "vm1", &power(0, ScalingUnit::ScaleMax));
+    assert_eq!(sets(&d), vec![(3, 2_300_000)]);
+}
