@@ -10,6 +10,12 @@
 //! - one `RTM_GETLINK` by index for each PF having a VF whose MAC is
 //!   sampled (VF counters only come with the link's VF info).
 //!
+//! Which source answers each MAC is resolved again only when the topology
+//! may have changed (a dump, a PF re-read, a counter appearing, a new
+//! configured map: a *generation*); in between,
+//! [`TrafficCounters::sample_into`] copies each MAC's counter from the
+//! refreshed table into the caller's [`SampleBatch`] in place.
+//!
 //! The topology is dumped again at the first tick, every
 //! [`DEFAULT_TOPOLOGY_REFRESH`] (configurable), as soon as the counter dump
 //! shows a link appearing or disappearing, and when a sampled PF is gone.

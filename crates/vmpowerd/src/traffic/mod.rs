@@ -2,10 +2,12 @@
 //! are counted on this host, and the packet rate computed from them.
 //!
 //! The sampler asks a [`TrafficCounters`] once per tick for every MAC of
-//! every TRAFFIC policy ([`TrafficCounters::sample`]); the real
-//! implementation ([`NetlinkTrafficCounters`]) answers the whole batch from
-//! one counters-only `RTM_GETSTATS` dump over a cached `RTM_GETLINK`
-//! topology (with VF info), indexed by MAC per tick, which is what keeps
+//! every TRAFFIC policy ([`TrafficCounters::sample_into`], into the
+//! [`SampleBatch`] it keeps); the real implementation
+//! ([`NetlinkTrafficCounters`]) answers the whole batch from one
+//! counters-only `RTM_GETSTATS` dump over a cached `RTM_GETLINK` topology
+//! (with VF info), resolving the MACs only when that topology changes and
+//! otherwise refreshing the batch's counters in place, which is what keeps
 //! 1,024 policies at a 100 ms interval cheap. Each answer names the source
 //! that found the MAC ([`SourceKind`], for `policy show`) or why none did
 //! ([`MissingReason`]: the policy waits). [`rate`] turns successive counter
