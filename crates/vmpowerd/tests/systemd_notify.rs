@@ -211,7 +211,10 @@ fn in_the_journal_lines_have_a_priority_and_no_timestamp() {
     // Lines are written by a writer thread: the last one, logged just
     // before exit, is still written out.
     assert!(
-        journal.lines().last().is_some_and(|l| l.ends_with("stopped")),
+        journal
+            .lines()
+            .last()
+            .is_some_and(|l| l.ends_with("stopped")),
         "{journal}"
     );
 
