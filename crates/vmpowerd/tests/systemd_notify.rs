@@ -208,8 +208,7 @@ fn in_the_journal_lines_have_a_priority_and_no_timestamp() {
     assert!(ready.starts_with("<6>"), "{ready}");
     assert!(!ready.contains('\u{1b}'), "colour codes in {ready:?}");
     assert!(journal.lines().all(|l| l.starts_with('<')), "{journal}");
-    // Lines are written by a writer thread: the last one, logged just
-    // before exit, is still written out.
+    // The last line, logged just before exit, is written out too.
     assert!(
         journal
             .lines()
