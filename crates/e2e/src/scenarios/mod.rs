@@ -16,7 +16,7 @@ use std::path::Path;
 
 use anyhow::bail;
 
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, DaemonSpec};
 use crate::guest_ctl::GuestCtl;
 use crate::qemu::{Qemu, VmSpec};
 use crate::work::{Work, host_cpus};
@@ -75,6 +75,21 @@ pub fn two_cpus() -> anyhow::Result<(u32, u32, u32)> {
     };
     let size = cpus.iter().max().map_or(2, |m| m + 1).max(2);
     Ok((a, b, size))
+}
+
+/// Two host CPUs to pin vCPUs on ([`two_cpus`]) and a daemon with the
+/// default spec on a fake host of every host CPU.
+pub fn two_cpus_and_daemon(work: &Work, dir: &Path) -> anyhow::Result<(u32, u32, Daemon)> {
+    let (a, b, cpus) = two_cpus()?;
+    let daemon = Daemon::start(
+        work,
+        dir,
+        &DaemonSpec {
+            cpus,
+            ..DaemonSpec::default()
+        },
+    )?;
+    Ok((a, b, daemon))
 }
 
 /// `vmpower-guest` with a bounded wait for the host's answer.

@@ -9,23 +9,14 @@
 
 use anyhow::Context;
 
-use super::{boot_pinned, expect_contains, two_cpus, vg};
-use crate::daemon::{Daemon, DaemonSpec};
+use super::{boot_pinned, expect_contains, two_cpus_and_daemon, vg};
 use crate::qemu::VmSpec;
 use crate::work::Work;
 
 /// Runs the scenario.
 pub fn run(work: &Work) -> anyhow::Result<()> {
     let dir = work.scenario_dir("s1")?;
-    let (a, b, cpus) = two_cpus()?;
-    let mut daemon = Daemon::start(
-        work,
-        &dir,
-        &DaemonSpec {
-            cpus,
-            ..DaemonSpec::default()
-        },
-    )?;
+    let (a, b, mut daemon) = two_cpus_and_daemon(work, &dir)?;
     let spec = VmSpec::new("vm1", 2, &daemon.channel_dir);
     let (mut vm, mut g) = boot_pinned(work, &dir.join("vm1"), &daemon, &spec, &[a, b])?;
     let t = daemon.table(a)?;

@@ -7,8 +7,8 @@
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use super::{boot_pinned, expect_contains, two_cpus, vg};
-use crate::daemon::{Daemon, DaemonSpec, EFFECT_TIMEOUT};
+use super::{boot_pinned, expect_contains, two_cpus_and_daemon, vg};
+use crate::daemon::{Daemon, EFFECT_TIMEOUT};
 use crate::qemu::VmSpec;
 use crate::wait;
 use crate::work::Work;
@@ -30,15 +30,7 @@ fn channel_state(daemon: &Daemon) -> anyhow::Result<(bool, u64)> {
 /// Runs the scenario.
 pub fn run(work: &Work) -> anyhow::Result<()> {
     let dir = work.scenario_dir("s3")?;
-    let (a, b, cpus) = two_cpus()?;
-    let mut daemon = Daemon::start(
-        work,
-        &dir,
-        &DaemonSpec {
-            cpus,
-            ..DaemonSpec::default()
-        },
-    )?;
+    let (a, b, mut daemon) = two_cpus_and_daemon(work, &dir)?;
     let spec = VmSpec::new("vm3", 2, &daemon.channel_dir);
     let (mut vm, mut g) = boot_pinned(work, &dir.join("vm3-boot1"), &daemon, &spec, &[a, b])?;
     let t = daemon.table(a)?;

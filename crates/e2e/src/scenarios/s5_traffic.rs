@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::{boot_pinned, expect_contains, two_cpus, vg};
-use crate::daemon::{Daemon, DaemonSpec};
+use super::{boot_pinned, expect_contains, two_cpus_and_daemon, vg};
 use crate::qemu::VmSpec;
 use crate::traffic::{Sender, Tap, mac_text, tx_packets};
 use crate::work::Work;
@@ -33,16 +32,8 @@ pub fn run(work: &Work) -> anyhow::Result<()> {
         bail!("needs root (a tap device)");
     }
     let dir = work.scenario_dir("s5")?;
-    let (a, b, cpus) = two_cpus()?;
     let tap = Tap::create(work, GUEST_MAC)?;
-    let mut daemon = Daemon::start(
-        work,
-        &dir,
-        &DaemonSpec {
-            cpus,
-            ..DaemonSpec::default()
-        },
-    )?;
+    let (a, b, mut daemon) = two_cpus_and_daemon(work, &dir)?;
     let mut spec = VmSpec::new("vm5", 2, &daemon.channel_dir);
     spec.extra = vec![
         "-netdev".into(),

@@ -9,8 +9,8 @@
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use super::{two_cpus, vg};
-use crate::daemon::{Daemon, DaemonSpec, EFFECT_TIMEOUT};
+use super::{two_cpus_and_daemon, vg};
+use crate::daemon::EFFECT_TIMEOUT;
 use crate::qemu::{Qemu, VmSpec};
 use crate::wait;
 use crate::work::Work;
@@ -39,15 +39,7 @@ fn rejections(stats: &Value, part: &str) -> u64 {
 /// Runs the scenario.
 pub fn run(work: &Work) -> anyhow::Result<()> {
     let dir = work.scenario_dir("s6")?;
-    let (a, b, cpus) = two_cpus()?;
-    let mut daemon = Daemon::start(
-        work,
-        &dir,
-        &DaemonSpec {
-            cpus,
-            ..DaemonSpec::default()
-        },
-    )?;
+    let (a, b, mut daemon) = two_cpus_and_daemon(work, &dir)?;
     let mut bad_spec = VmSpec::new("bad", 1, &daemon.channel_dir);
     bad_spec.channels = vec![0];
     let mut good_spec = VmSpec::new("good", 1, &daemon.channel_dir);
