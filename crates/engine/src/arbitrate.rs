@@ -66,7 +66,7 @@ pub(crate) fn arbitrate(domain: &Domain, users: &CpuMap<Vec<Voter>>) -> Option<V
     let mut managed = false;
     // (index, winner): the winner's name is cloned once, at the end.
     let mut best: Option<(usize, Option<&VmId>)> = None;
-    for cpu in &domain.cpus {
+    for cpu in domain.cpus.iter() {
         let Some(voters) = users.get(cpu) else {
             continue;
         };

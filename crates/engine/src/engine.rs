@@ -20,6 +20,7 @@
 //! [`Action`]s and reports failed writes back with [`Engine::write_failed`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use vmpower_cpufreq::levels::{LevelState, ScalingOp};
 use vmpower_cpufreq::{CpuId, Khz};
@@ -80,8 +81,9 @@ pub enum OperatorAction {
 pub struct FreqChange {
     /// The domain's leader: the CPU to write.
     pub cpu: CpuId,
-    /// Every CPU the write moves.
-    pub domain: Vec<CpuId>,
+    /// Every CPU the write moves (shared with the engine's view of the
+    /// domain: no allocation per change).
+    pub domain: Arc<[CpuId]>,
     /// The frequency before (as far as the engine knows).
     pub from: Khz,
     /// The frequency to set.
@@ -106,7 +108,7 @@ pub enum Action {
         /// The domain's leader.
         cpu: CpuId,
         /// Every CPU of the domain.
-        domain: Vec<CpuId>,
+        domain: Arc<[CpuId]>,
     },
 }
 
@@ -238,8 +240,8 @@ impl Engine {
         let cpu = spec.cpu;
         self.host.add(spec);
         // The domain's table may be new: every vote on it is re-read.
-        let cpus = self.host.domain_of(cpu).map(|d| d.cpus.clone());
-        for cpu in cpus.unwrap_or_default() {
+        let cpus = self.host.domain_of(cpu).map(|d| Arc::clone(&d.cpus));
+        for cpu in cpus.iter().flat_map(|c| c.iter().copied()) {
             self.refresh_votes(cpu);
         }
     }
@@ -287,9 +289,7 @@ impl Engine {
 
     /// Every controllable pCPU.
     pub fn pcpus(&self) -> Vec<CpuId> {
-        let mut cpus: Vec<CpuId> = self.host.pcpus.keys().copied().collect();
-        cpus.sort_unstable();
-        cpus
+        self.host.pcpus.keys().collect()
     }
 
     /// The placement of a VM.
@@ -677,8 +677,8 @@ impl Engine {
         for leader in leaders {
             // The slow path re-reads every vote of the domain (cheap next
             // to what led here), so a caller cannot leave one stale.
-            let cpus = self.host.domains.get(&leader).map(|d| d.cpus.clone());
-            for cpu in cpus.unwrap_or_default() {
+            let cpus = self.host.domains.get(&leader).map(|d| Arc::clone(&d.cpus));
+            for cpu in cpus.iter().flat_map(|c| c.iter().copied()) {
                 self.refresh_votes(cpu);
             }
             self.arbitrate_domain(leader, trigger, &mut actions);

@@ -30,7 +30,8 @@ pub struct PcpuSpec {
 #[derive(Debug, Clone)]
 pub(crate) struct Domain {
     pub table: FreqTable,
-    pub cpus: Vec<CpuId>,
+    /// Shared with the [`crate::Action`]s that name the domain.
+    pub cpus: std::sync::Arc<[CpuId]>,
     /// The index the hardware is at, as far as we know.
     pub known_index: usize,
     /// `Some` once we have taken the domain over: the index we set.
@@ -61,7 +62,8 @@ impl Host {
         cpus.sort();
         cpus.dedup();
         let leader = cpus[0];
-        for cpu in &cpus {
+        let cpus: std::sync::Arc<[CpuId]> = cpus.into();
+        for cpu in cpus.iter() {
             let prio = if *cpu == spec.cpu {
                 spec.high_priority
             } else {
@@ -70,7 +72,7 @@ impl Host {
             self.pcpus.insert(*cpu, (leader, prio));
         }
         let known_index = spec.table.nearest_index(spec.current);
-        let entry = self.domains.entry(leader).or_insert(Domain {
+        let entry = self.domains.get_or_insert_with(leader, || Domain {
             table: spec.table.clone(),
             cpus: cpus.clone(),
             known_index,
@@ -99,6 +101,13 @@ impl Host {
     /// The leader of `cpu`'s domain, if the pCPU is controllable.
     pub fn leader(&self, cpu: CpuId) -> Option<CpuId> {
         self.pcpus.get(&cpu).map(|(leader, _)| *leader)
+    }
+
+    /// The leader and the domain of `cpu`.
+    #[inline]
+    pub fn leader_and_domain(&self, cpu: CpuId) -> Option<(CpuId, &Domain)> {
+        let leader = self.leader(cpu)?;
+        Some((leader, self.domains.get(&leader)?))
     }
 
     /// The domain of `cpu`.

@@ -21,6 +21,7 @@ mod reject;
 mod settings;
 mod vm;
 mod votes;
+mod wants;
 
 pub use arbitrate::Winner;
 pub use engine::{Action, Decision, Engine, FreqChange, Note, OperatorAction, Reply, Trigger};

@@ -3,7 +3,6 @@
 //! ratios). Every input re-evaluates only the policies it concerns, and
 //! frequency changes are asked for only when a domain's level changes.
 
-use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
@@ -19,7 +18,7 @@ use crate::ids::{Vcpu, VmId};
 use crate::policy::{ActivePolicy, PolicySpec, PolicyState, time};
 use crate::reject::Rejection;
 use crate::settings::Now;
-use crate::vm::{CoreKey, Vm, Want};
+use crate::vm::{CoreKey, Vm, Want, vote_of, vote_on};
 use crate::votes::voter_position;
 
 /// What a policy's decision was based on, for logs and the history.
@@ -212,14 +211,30 @@ impl Engine {
         // moved one of its pCPUs; one trigger per policy, not per pCPU.
         let mut pending: CpuMap<usize> = CpuMap::default();
         let mut triggers: Vec<Trigger> = Vec::new();
-        let mut touched: Vec<CpuId> = Vec::new();
+        let mut leaders: Vec<CpuId> = Vec::new();
         let Engine {
             vms, users, host, ..
         } = self;
+        // Samples come in name order (as `traffic_policies` lists them,
+        // holding the engine's own ids): the VMs are walked alongside
+        // them, matched by pointer, with no search by name. A sample out
+        // of order restarts the walk at its name.
+        let mut cursor = vms.range_mut::<VmId, _>(..).peekable();
         for (vm_id, rate) in samples {
-            // One lookup by name per sample: the wants are written (and
-            // the votes updated) through this same entry.
-            let Some(vm) = vms.get_mut(&vm_id) else {
+            while cursor
+                .peek()
+                .is_some_and(|(k, _)| !k.same(&vm_id) && **k < vm_id)
+            {
+                cursor.next();
+            }
+            if cursor
+                .peek()
+                .is_none_or(|(k, _)| !k.same(&vm_id) && **k != vm_id)
+            {
+                cursor = vms.range_mut::<VmId, _>(&vm_id..).peekable();
+            }
+            // The engine's own id: its voters are found by pointer.
+            let Some((vm_id, vm)) = cursor.next_if(|(k, _)| k.same(&vm_id) || **k == vm_id) else {
                 continue;
             };
             let Some(p) = vm.policy.as_mut() else {
@@ -238,24 +253,21 @@ impl Engine {
             if unchanged {
                 continue;
             }
-            touched.clear();
-            let Some(trigger) = write_policy_wants(vm, &vm_id, users, host, &mut touched) else {
+            leaders.clear();
+            let Some(trigger) = write_traffic_wants(vm, vm_id, users, host, &mut leaders) else {
                 continue;
             };
-            if touched.is_empty() {
+            if leaders.is_empty() {
                 continue;
             }
             let index = triggers.len();
             triggers.push(trigger);
-            for cpu in &touched {
-                if let Some(leader) = host.leader(*cpu) {
-                    pending.insert(leader, index);
-                }
+            for leader in &leaders {
+                pending.insert(*leader, index);
             }
         }
-        // Domains in leader order, as the ordered map this replaces gave.
-        let mut pending: Vec<(CpuId, usize)> = pending.into_iter().collect();
-        pending.sort_unstable_by_key(|(leader, _)| *leader);
+        // Domains in leader order (the map iterates in key order).
+        let pending: Vec<(CpuId, usize)> = pending.iter().map(|(l, i)| (l, *i)).collect();
         let mut actions = Vec::new();
         for (leader, index) in pending {
             self.arbitrate_domain(leader, &triggers[index], &mut actions);
@@ -456,6 +468,66 @@ impl Engine {
     }
 }
 
+/// [`write_policy_wants`] for a traffic tick, appending to `leaders` the
+/// leaders of the domains to arbitrate. When the policy's level is one
+/// for all its cores and every core is a vCPU (TRAFFIC, and TIME in
+/// traffic hours), writes it into the wants and walks the VM's pCPUs
+/// once, updating its vote on each; only the domains of pCPUs where the
+/// vote changed (or that must be retried after a failed write) are
+/// appended: arbitrating any other could change nothing. Other policies
+/// take the general path.
+fn write_traffic_wants(
+    vm: &mut Vm,
+    vm_id: &VmId,
+    users: &mut CpuMap<Vec<Voter>>,
+    host: &Host,
+    leaders: &mut Vec<CpuId>,
+) -> Option<Trigger> {
+    let p = vm.policy.as_ref()?;
+    let uniform = p.spec.policy.kind != PolicyKind::BranchRatio
+        && p.keys.iter().all(|k| matches!(k, CoreKey::Vcpu(_)));
+    if !uniform {
+        let mut touched = Vec::new();
+        let trigger = write_policy_wants(vm, vm_id, users, host, &mut touched);
+        leaders.extend(touched.into_iter().filter_map(|c| host.leader(c)));
+        leaders.dedup();
+        return trigger;
+    }
+    let Vm {
+        index,
+        wants,
+        policy,
+        hints,
+        ..
+    } = vm;
+    let p = policy.as_ref()?;
+    let want = p.level().ok().map(Want::Policy);
+    if wants.set_all(&p.keys, want) {
+        index.for_each_pcpu(|g, cpu, vcpus| {
+            let Some((leader, domain)) = host.leader_and_domain(cpu) else {
+                return;
+            };
+            let vote = vote_on(vcpus, wants, cpu, &domain.table);
+            if let Some(voters) = users.get_mut(&cpu)
+                && let Some(i) = hints.position(g, voters, vm_id)
+                && (voters[i].explicit != vote || domain.dirty)
+            {
+                voters[i].explicit = vote;
+                leaders.push(leader);
+            }
+        });
+    }
+    Some(Trigger::Policy {
+        vm: vm_id.clone(),
+        input: PolicyInput {
+            kind: p.spec.policy.kind,
+            rate_pps: p.rate.as_ref().ok().copied(),
+            hour: p.hour,
+            branch_ratio: None,
+        },
+    })
+}
+
 /// [`Engine::policy_wants_into`] on the VM's entry itself (`vm` is
 /// `vm_id`'s): writes its policy's levels into its wants, appends the
 /// pCPUs whose wants changed to `touched` (sorted, deduplicated) and
@@ -499,22 +571,8 @@ fn write_policy_wants(
         } else {
             common
         };
-        // One lookup per key: set or clear the want, noting a change.
-        let changed = match level.map(Want::Policy) {
-            Some(w) => match wants.entry(*key) {
-                Entry::Occupied(mut e) => {
-                    (*e.get() != w) && {
-                        e.insert(w);
-                        true
-                    }
-                }
-                Entry::Vacant(e) => {
-                    e.insert(w);
-                    true
-                }
-            },
-            None => wants.remove(key).is_some(),
-        };
+        // Set or clear the want, noting a change.
+        let changed = wants.set(*key, level.map(Want::Policy));
         if changed {
             index.for_each_target(*key, |c| touched.push(c));
         }
@@ -531,7 +589,7 @@ fn write_policy_wants(
     for cpu in &touched[start..] {
         let explicit = host
             .domain_of(*cpu)
-            .and_then(|d| vm.explicit_index(*cpu, &d.table));
+            .and_then(|d| vote_of(index, wants, *cpu, &d.table));
         // A VM not among the pCPU's voters yet is added, with its
         // vote, by the `reindex` that follows a new policy.
         if let Some(voters) = users.get_mut(cpu)

@@ -78,15 +78,18 @@ pub(crate) struct Vm {
     /// Flat views of the placement for the hot path.
     pub index: PlacementIndex,
     /// The level the VM wants, per core.
-    pub wants: BTreeMap<CoreKey, Want>,
+    pub wants: crate::wants::Wants,
     /// Its policy, if it sent one.
     pub policy: Option<crate::policy::ActivePolicy>,
+    /// Where its votes are in the engine's per-pCPU lists.
+    pub hints: crate::votes::VoterHints,
 }
 
 impl Vm {
     /// Records a new placement (and its inverse).
     pub fn place(&mut self, placement: Placement) {
         self.index = PlacementIndex::new(&placement);
+        self.hints.clear();
         self.placement = placement;
     }
 
@@ -95,29 +98,7 @@ impl Vm {
     /// on it and the pCPU's own), `None` when it asked nothing of it.
     /// The same as scanning every want with [`Vm::governs`].
     pub fn explicit_index(&self, cpu: CpuId, table: &FreqTable) -> Option<usize> {
-        let mut best: Option<usize> = None;
-        let mut take = |want: &Want| {
-            let index = want.index(table);
-            if best.is_none_or(|b| index < b) {
-                best = Some(index);
-            }
-        };
-        for vcpu in self.index.vcpus_on(cpu) {
-            if let Some(want) = self.wants.get(&CoreKey::Vcpu(vcpu)) {
-                take(want);
-            }
-        }
-        // `Pcpu` keys sort after every `Vcpu` key: look one up only if
-        // there is any (physical-core wants are rare).
-        if self
-            .wants
-            .last_key_value()
-            .is_some_and(|(k, _)| matches!(k, CoreKey::Pcpu(_)))
-            && let Some(want) = self.wants.get(&CoreKey::Pcpu(cpu))
-        {
-            take(want);
-        }
-        best
+        vote_of(&self.index, &self.wants, cpu, table)
     }
 
     /// The pCPUs a want on `key` governs, under the current placement.
@@ -143,12 +124,51 @@ impl Vm {
     /// Every pCPU the VM uses or asked about.
     pub fn footprint(&self) -> BTreeSet<CpuId> {
         let mut cpus = self.placement.all_pcpus();
-        cpus.extend(self.wants.keys().flat_map(|k| self.targets(*k)));
+        cpus.extend(self.wants.keys().flat_map(|k| self.targets(k)));
         if let Some(p) = &self.policy {
             cpus.extend(p.keys.iter().flat_map(|k| self.targets(*k)));
         }
         cpus
     }
+}
+
+/// [`Vm::explicit_index`] from the VM's parts (for callers holding
+/// another of its fields mutably).
+pub(crate) fn vote_of(
+    index: &PlacementIndex,
+    wants: &crate::wants::Wants,
+    cpu: CpuId,
+    table: &FreqTable,
+) -> Option<usize> {
+    vote_on(index.pairs_on(cpu), wants, cpu, table)
+}
+
+/// The VM's vote on `cpu` when `on_cpu` are the (pCPU, vCPU) pairs of
+/// its placement on `cpu`: the highest level (lowest index) of those
+/// vCPUs' wants and the pCPU's own.
+#[inline]
+pub(crate) fn vote_on(
+    on_cpu: &[(CpuId, Vcpu)],
+    wants: &crate::wants::Wants,
+    cpu: CpuId,
+    table: &FreqTable,
+) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    let mut take = |want: &Want| {
+        let index = want.index(table);
+        if best.is_none_or(|b| index < b) {
+            best = Some(index);
+        }
+    };
+    for (_, vcpu) in on_cpu {
+        if let Some(want) = wants.get(&CoreKey::Vcpu(*vcpu)) {
+            take(want);
+        }
+    }
+    if let Some(want) = wants.pcpu(cpu) {
+        take(want);
+    }
+    best
 }
 
 /// A placement as two sorted lists of (vCPU, pCPU) pairs, one per
@@ -161,6 +181,8 @@ pub(crate) struct PlacementIndex {
     by_vcpu: Vec<(Vcpu, CpuId)>,
     /// (pCPU, vCPU), sorted.
     by_pcpu: Vec<(CpuId, Vcpu)>,
+    /// Each pCPU used, ascending, and the range of its pairs in `by_pcpu`.
+    groups: Vec<(CpuId, u32, u32)>,
 }
 
 impl PlacementIndex {
@@ -172,7 +194,18 @@ impl PlacementIndex {
             .collect();
         let mut by_pcpu: Vec<(CpuId, Vcpu)> = by_vcpu.iter().map(|(v, c)| (*c, *v)).collect();
         by_pcpu.sort_unstable();
-        PlacementIndex { by_vcpu, by_pcpu }
+        let mut groups: Vec<(CpuId, u32, u32)> = Vec::new();
+        for (i, (cpu, _)) in (0u32..).zip(&by_pcpu) {
+            match groups.last_mut() {
+                Some((c, _, end)) if c == cpu => *end = i + 1,
+                _ => groups.push((*cpu, i, i + 1)),
+            }
+        }
+        PlacementIndex {
+            by_vcpu,
+            by_pcpu,
+            groups,
+        }
     }
 
     /// Calls `f` with every pCPU `key` stands for (the vCPU's affinity in
@@ -190,13 +223,26 @@ impl PlacementIndex {
         }
     }
 
-    /// The vCPUs that may run on `cpu`.
-    pub fn vcpus_on(&self, cpu: CpuId) -> impl Iterator<Item = Vcpu> + '_ {
+    /// The (pCPU, vCPU) pairs of `cpu`: the vCPUs that may run on it.
+    pub fn pairs_on(&self, cpu: CpuId) -> &[(CpuId, Vcpu)] {
         let start = self.by_pcpu.partition_point(|(c, _)| *c < cpu);
-        self.by_pcpu[start..]
+        let len = self.by_pcpu[start..]
             .iter()
-            .take_while(move |(c, _)| *c == cpu)
-            .map(|(_, v)| *v)
+            .take_while(|(c, _)| *c == cpu)
+            .count();
+        &self.by_pcpu[start..start + len]
+    }
+
+    /// Calls `f` with each pCPU the placement uses, in ascending order:
+    /// its number among them (what [`crate::votes::VoterHints`] is
+    /// indexed by), the pCPU and its (pCPU, vCPU) pairs.
+    #[inline]
+    pub fn for_each_pcpu(&self, mut f: impl FnMut(usize, CpuId, &[(CpuId, Vcpu)])) {
+        for (g, (cpu, start, end)) in self.groups.iter().enumerate() {
+            let range = usize::try_from(*start).expect("u32 fits usize")
+                ..usize::try_from(*end).expect("u32 fits usize");
+            f(g, *cpu, &self.by_pcpu[range]);
+        }
     }
 }
 
@@ -225,15 +271,27 @@ mod tests {
             .for_each_target(CoreKey::Pcpu(CpuId(9)), |c| got.push(c));
         assert_eq!(got, [CpuId(9)]);
         for cpu in (0..9).map(CpuId) {
-            let got: Vec<Vcpu> = vm.index.vcpus_on(cpu).collect();
+            let got: Vec<Vcpu> = vm.index.pairs_on(cpu).iter().map(|(_, v)| *v).collect();
             let want: Vec<Vcpu> = (0..7)
                 .filter(|v| vm.governs(CoreKey::Vcpu(*v), cpu))
                 .collect();
             assert_eq!(got, want, "{cpu}");
         }
+        // Walking the pCPUs gives each used pCPU once, in order, with
+        // the same pairs.
+        let mut walked = Vec::new();
+        vm.index.for_each_pcpu(|g, cpu, pairs| {
+            assert_eq!(pairs, vm.index.pairs_on(cpu));
+            assert_eq!(g, walked.len());
+            walked.push(cpu);
+        });
+        assert_eq!(
+            walked,
+            vm.placement.all_pcpus().into_iter().collect::<Vec<_>>()
+        );
         // Re-placing replaces the index.
         vm.place(Placement::pinned(&[5]));
-        assert_eq!(vm.index.vcpus_on(CpuId(3)).count(), 0);
-        assert_eq!(vm.index.vcpus_on(CpuId(5)).collect::<Vec<_>>(), [0]);
+        assert!(vm.index.pairs_on(CpuId(3)).is_empty());
+        assert_eq!(vm.index.pairs_on(CpuId(5)), [(CpuId(5), 0)]);
     }
 }

@@ -24,7 +24,6 @@ use vmpower_cpufreq::CpuId;
 use crate::arbitrate::Voter;
 use crate::engine::Engine;
 use crate::ids::VmId;
-use crate::vm::Vm;
 
 /// Where `vm`'s voter is in `voters` (sorted by name), if there: a scan
 /// by pointer (contiguous, no name read: cheaper than a search by name
@@ -40,9 +39,45 @@ pub(crate) fn voter_position(voters: &[Voter], vm: &VmId) -> Option<usize> {
     voters.binary_search_by(|v| v.vm.cmp(vm)).ok()
 }
 
+/// Where a VM's voter was last found in the list of each pCPU its
+/// placement uses (indexed like [`crate::vm::PlacementIndex::for_each_pcpu`]):
+/// checked (by pointer) before searching, so the traffic tick finds a
+/// voter in one load. A hint goes stale when another VM joins or leaves
+/// the list; the check catches that and the search refreshes it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct VoterHints(Vec<u32>);
+
+impl VoterHints {
+    /// `vm`'s position in `voters`, the list of its placement's pCPU
+    /// number `g`, if there.
+    #[inline]
+    pub fn position(&mut self, g: usize, voters: &[Voter], vm: &VmId) -> Option<usize> {
+        if let Some(hint) = self.0.get(g)
+            && let Ok(i) = usize::try_from(*hint)
+            && voters.get(i).is_some_and(|v| v.vm.same(vm))
+        {
+            return Some(i);
+        }
+        let i = voter_position(voters, vm)?;
+        if self.0.len() <= g {
+            self.0.resize(g + 1, u32::MAX);
+        }
+        self.0[g] = u32::try_from(i).unwrap_or(u32::MAX);
+        Some(i)
+    }
+
+    /// Forgets every hint (the VM's placement or footprint changed).
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
 impl Engine {
     pub(crate) fn reindex(&mut self, vm: &VmId) {
-        let footprint = self.vms.get(vm).map(Vm::footprint).unwrap_or_default();
+        let footprint = self.vms.get_mut(vm).map_or_else(BTreeSet::new, |v| {
+            v.hints.clear();
+            v.footprint()
+        });
         for voters in self.users.values_mut() {
             voters.retain(|v| v.vm != *vm);
         }
@@ -52,7 +87,7 @@ impl Engine {
             // The map's own name, so that ids cloned from it (the
             // daemon's samples) find their voter by pointer.
             let vm = self.vms.get_key_value(vm).map_or(vm, |(k, _)| k);
-            let voters = self.users.entry(cpu).or_default();
+            let voters = self.users.get_or_insert_with(cpu, Vec::new);
             match voters.binary_search_by(|v| v.vm.cmp(vm)) {
                 Ok(i) => voters[i].explicit = explicit,
                 Err(i) => voters.insert(
@@ -312,7 +347,7 @@ mod tests {
                 prop_assert!(voters.iter().any(|v| v.vm == *id), "{id} missing on {cpu}");
             }
         }
-        for (cpu, voters) in &e.users {
+        for (cpu, voters) in e.users.iter() {
             prop_assert!(!voters.is_empty());
             prop_assert!(
                 voters.windows(2).all(|w| w[0].vm < w[1].vm),
@@ -320,9 +355,9 @@ mod tests {
             );
             for v in voters {
                 let vm = e.vms.get(&v.vm);
-                prop_assert!(vm.is_some_and(|vm| vm.footprint().contains(cpu)));
+                prop_assert!(vm.is_some_and(|vm| vm.footprint().contains(&cpu)));
             }
-            prop_assert!(e.votes_fresh(*cpu), "stale vote on {cpu}: {voters:?}");
+            prop_assert!(e.votes_fresh(cpu), "stale vote on {cpu}: {voters:?}");
         }
         Ok(())
     }

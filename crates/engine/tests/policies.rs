@@ -434,7 +434,8 @@ fn a_guest_policy_over_the_channel_is_acked_and_noted_for_persistence() {
 #[test]
 fn a_traffic_tick_decides_like_one_sample_per_policy() {
     // Two VMs sharing pCPUs 1-2 cross thresholds in the same tick: the
-    // batch gives the same levels as feeding them one by one.
+    // batch gives the same levels as feeding them one by one, whatever
+    // the order of the samples and with samples of unknown VMs among them.
     let mk = || {
         let mut e = engine(false);
         e.add_vm(VmId::new("vm2"), VmSettings::default());
@@ -450,7 +451,7 @@ fn a_traffic_tick_decides_like_one_sample_per_policy() {
         }
         e
     };
-    let (mut batch, mut single) = (mk(), mk());
+    let (mut batch, mut single, mut shuffled) = (mk(), mk(), mk());
     for (t, a, b) in [
         (100, 10.0, 10.0),
         (200, 1_900_000.0, 10.0),
@@ -462,11 +463,24 @@ fn a_traffic_tick_decides_like_one_sample_per_policy() {
         let acts = batch.traffic_tick(samples, ms(t));
         single.traffic_sample(&VmId::new("vm1"), Ok(a), ms(t));
         single.traffic_sample(&VmId::new("vm2"), Ok(b), ms(t));
+        let unordered = vec![
+            (VmId::new("zz"), Ok(a)),
+            (VmId::new("vm2"), Ok(b)),
+            (VmId::new("vm15"), Ok(b)),
+            (VmId::new("vm1"), Ok(a)),
+            (VmId::new("vm0"), Ok(a)),
+        ];
+        shuffled.traffic_tick(unordered, ms(t));
         for cpu in [1, 2] {
             assert_eq!(
                 batch.known_khz(CpuId(cpu)),
                 single.known_khz(CpuId(cpu)),
                 "t={t} cpu{cpu}"
+            );
+            assert_eq!(
+                shuffled.known_khz(CpuId(cpu)),
+                single.known_khz(CpuId(cpu)),
+                "unordered samples, t={t} cpu{cpu}"
             );
         }
         assert!(

@@ -167,7 +167,7 @@ fn each_change_names_its_cause() {
     };
     assert_eq!(change.from, Khz(2_300_000));
     assert_eq!(change.to, Khz(1_200_000));
-    assert_eq!(change.domain, vec![CpuId(3)]);
+    assert_eq!(*change.domain, [CpuId(3)]);
     assert_eq!(change.winner, Winner::Vm(vm("vm1")));
     assert_eq!(
         change.trigger,
@@ -313,7 +313,7 @@ fn a_frequency_domain_moves_as_one() {
         panic!()
     };
     assert_eq!((c.cpu, c.to), (CpuId(6), Khz(1_200_000)));
-    assert_eq!(c.domain, vec![CpuId(6), CpuId(7)]);
+    assert_eq!(*c.domain, [CpuId(6), CpuId(7)]);
 }
 
 #[test]
