@@ -64,8 +64,10 @@ pub async fn run(
     let counters: Option<Box<dyn TrafficCounters>> = match NetlinkTrafficCounters::new(
         config.mac_map(),
     ) {
-        // The link list (which device has which MAC) is re-read when links
-        // come or go and every 5 s; the counters every interval.
+        // The link list (which device has which MAC) is re-read when the
+        // kernel notifies a link change, when links come or go, and every
+        // 5 s while a MAC is missing (60 s otherwise, or 5 s always without
+        // notifications); the counters every interval.
         Ok(c) => Some(Box::new(
             c.with_topology_refresh(std::time::Duration::from_secs(5)),
         )),

@@ -28,6 +28,13 @@ fn spawn_sender(pair: &AddressedPair, rate_pps: u64) -> Sender {
     Sender::start(spec, Rate::Set(rate_pps)).expect("sender in the namespace")
 }
 
+/// A MAC of this test process: `first` then the pid's four bytes (tests
+/// running at once on one host do not collide).
+fn pid_mac(first: [u8; 2]) -> MacAddr {
+    let pid = std::process::id().to_be_bytes();
+    MacAddr([first[0], first[1], pid[0], pid[1], pid[2], pid[3]])
+}
+
 fn rx_of(counters: &mut NetlinkTrafficCounters, mac: MacAddr) -> u64 {
     let samples = counters.sample(&[mac]).expect("sample");
     match &samples[0].reading {
@@ -41,8 +48,7 @@ fn veth_rate_is_measured_at_100ms() {
     if !can_run() {
         return;
     }
-    let pid = std::process::id().to_be_bytes();
-    let mac = MacAddr([0x02, 0x76, pid[0], pid[1], pid[2], pid[3]]);
+    let mac = pid_mac([0x02, 0x76]);
     let pair = AddressedPair::create(mac.0).expect("namespace and addressed veth pair");
     let mut counters = NetlinkTrafficCounters::new(ConfiguredMap::new()).expect("netlink");
 
@@ -99,8 +105,7 @@ fn real_tap_is_found_by_libvirt_convention_and_vf_calls_fail_cleanly() {
     if !can_run() {
         return;
     }
-    let pid = std::process::id().to_be_bytes();
-    let guest = MacAddr([0x52, 0x54, pid[0], pid[1], pid[2], pid[3]]);
+    let guest = pid_mac([0x52, 0x54]);
     let tap = unique_name("vttap").expect("a name");
     // Sampling starts before the tap exists: the policy would wait. The
     // topology refresh period is long, so only the change in the set of
@@ -141,4 +146,42 @@ fn real_tap_is_found_by_libvirt_convention_and_vf_calls_fail_cleanly() {
         samples[0].reading,
         MacReading::Missing(MissingReason::NotFound)
     );
+}
+
+#[test]
+fn a_mac_set_on_an_existing_device_is_found_at_the_next_tick() {
+    if !can_run() {
+        return;
+    }
+    let guest = pid_mac([0x52, 0x55]);
+    let other = pid_mac([0xfe, 0x56]).0;
+    let tap = unique_name("vtmac").expect("a name");
+    let made = Tap::create(&tap, Some(other)).expect("create tap");
+    // The periodic re-read is an hour away and the set of links does not
+    // change: only the kernel's link notification can make the next tick
+    // see the MAC that is set on the existing tap.
+    let mut counters = NetlinkTrafficCounters::new(ConfiguredMap::new())
+        .expect("netlink")
+        .with_topology_refresh(Duration::from_secs(3600));
+    assert!(counters.follows_link_events());
+    let samples = counters.sample(&[guest]).expect("sample");
+    assert_eq!(
+        samples[0].reading,
+        MacReading::Missing(MissingReason::NotFound)
+    );
+    vmpower_netlab::ip(&[
+        "link",
+        "set",
+        "dev",
+        &tap,
+        "address",
+        &vmpower_netlab::mac_text(libvirt_tap_mac(guest).0),
+    ])
+    .expect("set the tap's MAC");
+    let samples = counters.sample(&[guest]).expect("sample");
+    assert!(
+        matches!(&samples[0].reading, MacReading::Found { source: SourceKind::Tap { ifname }, .. } if *ifname == tap),
+        "{samples:?}"
+    );
+    made.remove().expect("delete tap");
 }

@@ -16,13 +16,19 @@
 //! [`TrafficCounters::sample_into`] copies each MAC's counter from the
 //! refreshed table into the caller's [`SampleBatch`] in place.
 //!
-//! The topology is dumped again at the first tick, every
-//! [`DEFAULT_TOPOLOGY_REFRESH`] (configurable), as soon as the counter dump
-//! shows a link appearing or disappearing, and when a sampled PF is gone.
-//! So a new device carrying a waiting policy's MAC is found at the next
-//! tick; a MAC *changed* on an existing device (or VF) is seen within one
-//! refresh period. Both dumps read the same kernel counters
-//! (`dev_get_stats`), so switching between them never looks like a reset.
+//! The topology is dumped again at the first tick, at the first tick after
+//! a link notification ([`LinkEvents`]: a link added, removed or changed),
+//! as soon as the counter dump shows a link appearing or disappearing, when
+//! a sampled PF is gone, and periodically: every
+//! [`SAFETY_TOPOLOGY_REFRESH`] while notifications are followed and every
+//! MAC asked for was found, otherwise every [`DEFAULT_TOPOLOGY_REFRESH`]
+//! (configurable). So a new device carrying a waiting policy's MAC, or a
+//! MAC set on an existing device, is found at the next tick; a change that
+//! sends no notification (a VF's MAC set from the guest side) within one
+//! short period while a MAC waits, within the safety period otherwise.
+//! Without notifications (the subscription failed) the short period
+//! applies. Both dumps read the same kernel counters (`dev_get_stats`), so
+//! switching between them never looks like a reset.
 //!
 //! The socket is blocking: the kernel builds the replies inside the
 //! `send`/`recv` calls (CPU work, no waiting, except behind the RTNL lock
@@ -33,18 +39,25 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::events::LinkEvents;
 use super::links::{LinkCounters, MacIndex};
 use super::netlink::RtSocket;
 use super::{
-    ConfiguredMap, LinkTable, MacAddr, MacSample, SampleBatch, TrafficCounters, TrafficError,
-    resolve_indexed,
+    ConfiguredMap, LinkTable, MacAddr, MacReading, MacSample, SampleBatch, TrafficCounters,
+    TrafficError, resolve_indexed,
 };
 
 /// Source of the ids that tell one counters instance's batches from another's.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// How often the topology is dumped again even when no link came or went.
+/// How often the topology is dumped again even when no link came or went,
+/// without link notifications or while a MAC asked for is missing.
 pub const DEFAULT_TOPOLOGY_REFRESH: Duration = Duration::from_secs(1);
+
+/// How often the topology is dumped again while link notifications are
+/// followed and every MAC asked for was found: a safety net for changes
+/// that send no notification.
+pub const SAFETY_TOPOLOGY_REFRESH: Duration = Duration::from_secs(60);
 
 struct Topology {
     table: LinkTable,
@@ -95,6 +108,10 @@ impl Default for Topology {
 /// Traffic counters read from the host's rtnetlink (see the module docs).
 pub struct NetlinkTrafficCounters {
     socket: RtSocket,
+    /// Link notifications, when the subscription could be made.
+    events: Option<LinkEvents>,
+    /// True when the last resolution left some MAC missing.
+    waiting: bool,
     configured: ConfiguredMap,
     topology: Topology,
     topology_refresh: Duration,
@@ -109,10 +126,21 @@ pub struct NetlinkTrafficCounters {
 }
 
 impl NetlinkTrafficCounters {
-    /// Opens an rtnetlink socket in the current network namespace.
+    /// Opens an rtnetlink socket in the current network namespace, and
+    /// subscribes to its link notifications (without them, the topology is
+    /// only re-read periodically and when the set of links changes).
     pub fn new(configured: ConfiguredMap) -> Result<Self, TrafficError> {
+        let events = match LinkEvents::open() {
+            Ok(events) => Some(events),
+            Err(e) => {
+                tracing::warn!(error = %format_args!("{:#}", anyhow::Error::from(e)), "no link notifications: links are re-read periodically");
+                None
+            }
+        };
         Ok(Self {
             socket: RtSocket::open()?,
+            events,
+            waiting: true,
             configured,
             topology: Topology::default(),
             topology_refresh: DEFAULT_TOPOLOGY_REFRESH,
@@ -122,10 +150,16 @@ impl NetlinkTrafficCounters {
         })
     }
 
-    /// Sets how often the topology is dumped again regardless of changes.
+    /// Sets how often the topology is dumped again regardless of changes
+    /// when link notifications are not followed or a MAC is missing.
     pub fn with_topology_refresh(mut self, every: Duration) -> Self {
         self.topology_refresh = every;
         self
+    }
+
+    /// True when link notifications are followed (see the module docs).
+    pub fn follows_link_events(&self) -> bool {
+        self.events.is_some()
     }
 
     /// Replaces the configured MAC → device map (on config reload).
@@ -150,11 +184,18 @@ impl NetlinkTrafficCounters {
     /// Brings the cached table up to date for `macs`.
     fn refresh(&mut self, macs: &[MacAddr]) -> Result<(), TrafficError> {
         let now = Instant::now();
+        // Drained every tick, so that one dump answers a burst of them.
+        let notified = self.events.as_mut().is_some_and(LinkEvents::changed);
+        let period = if self.events.is_some() && !self.waiting {
+            SAFETY_TOPOLOGY_REFRESH.max(self.topology_refresh)
+        } else {
+            self.topology_refresh
+        };
         let due = self
             .topology
             .dumped_at
-            .is_none_or(|at| now.saturating_duration_since(at) >= self.topology_refresh);
-        if due {
+            .is_none_or(|at| now.saturating_duration_since(at) >= period);
+        if notified || due {
             return self.redump(now);
         }
         self.socket.dump_stats(&mut self.stats)?;
@@ -227,7 +268,9 @@ impl TrafficCounters for NetlinkTrafficCounters {
     fn sample(&mut self, macs: &[MacAddr]) -> Result<Vec<MacSample>, TrafficError> {
         self.refresh(macs)?;
         let t = &self.topology;
-        Ok(resolve_indexed(&t.table, &t.index, &self.configured, macs))
+        let fresh = resolve_indexed(&t.table, &t.index, &self.configured, macs);
+        self.waiting = any_missing(&fresh);
+        Ok(fresh)
     }
 
     /// Refreshes the counters of a batch this instance resolved at the
@@ -245,6 +288,14 @@ impl TrafficCounters for NetlinkTrafficCounters {
             return Ok(false);
         }
         let fresh = resolve_indexed(&t.table, &t.index, &self.configured, macs);
+        self.waiting = any_missing(&fresh);
         Ok(batch.replace_located(fresh, &t.table, stamp))
     }
+}
+
+/// True when some sample has no counter (its policy waits).
+fn any_missing(samples: &[MacSample]) -> bool {
+    samples
+        .iter()
+        .any(|s| matches!(s.reading, MacReading::Missing(_)))
 }

@@ -6,7 +6,7 @@
 //! [`SampleBatch`] it keeps); the real implementation
 //! ([`NetlinkTrafficCounters`]) answers the whole batch from one
 //! counters-only `RTM_GETSTATS` dump over a cached `RTM_GETLINK` topology
-//! (with VF info), resolving the MACs only when that topology changes and
+//! (with VF info, dumped again on link notifications), resolving the MACs only when that topology changes and
 //! otherwise refreshing the batch's counters in place, which is what keeps
 //! 1,024 policies at a 100 ms interval cheap. Each answer names the source
 //! that found the MAC ([`SourceKind`], for `policy show`) or why none did
@@ -41,6 +41,7 @@
 mod batch;
 mod configured;
 mod counters;
+mod events;
 #[cfg(any(test, feature = "test-utils"))]
 mod fake;
 mod links;
@@ -54,7 +55,7 @@ use std::fmt;
 
 pub use batch::SampleBatch;
 pub use configured::{ConfiguredDevice, ConfiguredMap, Direction};
-pub use counters::{DEFAULT_TOPOLOGY_REFRESH, NetlinkTrafficCounters};
+pub use counters::{DEFAULT_TOPOLOGY_REFRESH, NetlinkTrafficCounters, SAFETY_TOPOLOGY_REFRESH};
 #[cfg(any(test, feature = "test-utils"))]
 pub use fake::FakeTrafficCounters;
 pub use links::parse_newlink;
