@@ -259,16 +259,44 @@ pub fn level_index(
     turbo_enabled: bool,
     level: Level,
 ) -> Result<usize, LevelError> {
-    let turbo_blocked = table.turbo_available() && !turbo_enabled;
+    shape_level_index(table.shape(), turbo_enabled, level)
+}
+
+/// What [`level_index`] needs of a table, small enough to copy beside
+/// every CPU of a domain: its length and whether index 0 is turbo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableShape {
+    /// The number of entries (at least 1; a sysfs table, one page of
+    /// text, holds far fewer than `u16::MAX`).
+    pub len: u16,
+    /// Whether index 0 is the turbo pseudo-frequency.
+    pub turbo: bool,
+}
+
+impl FreqTable {
+    /// The table's [`TableShape`].
+    pub fn shape(&self) -> TableShape {
+        TableShape {
+            len: u16::try_from(self.freqs.len()).unwrap_or(u16::MAX),
+            turbo: self.turbo,
+        }
+    }
+}
+
+/// [`level_index`] from a table's shape.
+pub fn shape_level_index(
+    shape: TableShape,
+    turbo_enabled: bool,
+    level: Level,
+) -> Result<usize, LevelError> {
+    let turbo_blocked = shape.turbo && !turbo_enabled;
+    let len = usize::from(shape.len);
     Ok(match level {
-        Level::Min => table.last_index(),
-        Level::Medium => table.len() / 2,
+        Level::Min => len.saturating_sub(1),
+        Level::Medium => len / 2,
         Level::Max => usize::from(turbo_blocked),
-        Level::Index(index) if index >= table.len() => {
-            return Err(LevelError::IndexOutOfRange {
-                index,
-                len: table.len(),
-            });
+        Level::Index(index) if index >= len => {
+            return Err(LevelError::IndexOutOfRange { index, len });
         }
         Level::Index(0) if turbo_blocked => 1,
         Level::Index(index) => index,

@@ -7,7 +7,8 @@
 //! pCPUs (each its own frequency domain, 5-step table), so VMs share
 //! pCPUs and every level change is arbitrated against the other VMs
 //! there. Two host sizes: 64 pCPUs (128 VMs per pCPU, heavy sharing) and
-//! 1,024 pCPUs (8 VMs per pCPU).
+//! 1,024 pCPUs (8 VMs per pCPU). Samples come in the order the engine
+//! lists its traffic policies, as the daemon's sampler feeds them.
 //!
 //! ## Cases
 //! - `steady`: every rate stays in the same band, no level changes, no

@@ -46,8 +46,10 @@ pub(crate) struct Voter {
     /// The VM that uses (or asked about) the pCPU.
     pub vm: VmId,
     /// Its explicit want's index in the pCPU's table, `None` when it asked
-    /// nothing of the pCPU (or the pCPU is not controllable).
-    pub explicit: Option<usize>,
+    /// nothing of the pCPU (or the pCPU is not controllable). A `u16`
+    /// (tables are shorter: [`vmpower_cpufreq::levels::TableShape`]) keeps
+    /// a voter at two words, so a pCPU's list spans fewer cache lines.
+    pub explicit: Option<u16>,
 }
 
 /// Arbitrates one domain. `users` maps each pCPU to the votes of the VMs
@@ -74,7 +76,7 @@ pub(crate) fn arbitrate(domain: &Domain, users: &CpuMap<Vec<Voter>>) -> Option<V
             let (index, winner) = match voter.explicit {
                 Some(i) => {
                     managed = true;
-                    (i, Some(&voter.vm))
+                    (usize::from(i), Some(&voter.vm))
                 }
                 None => (default_max, None),
             };

@@ -6,7 +6,7 @@
 //! decides per domain and names the domain's first CPU (its *leader*) in
 //! the change it asks for.
 
-use vmpower_cpufreq::levels::{FreqTable, LevelState};
+use vmpower_cpufreq::levels::{FreqTable, LevelState, TableShape};
 use vmpower_cpufreq::{CpuId, Khz};
 
 use crate::cpumap::CpuMap;
@@ -43,11 +43,23 @@ pub(crate) struct Domain {
     pub operator: Option<vmpower_cpufreq::levels::LevelState>,
 }
 
+/// One controllable pCPU: what the hot path needs without reading its
+/// domain.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pcpu {
+    /// Its domain's leader.
+    pub leader: CpuId,
+    /// Flagged high-priority.
+    pub high_priority: bool,
+    /// Its domain's table's shape (kept equal to it by [`Host::add`]).
+    pub shape: TableShape,
+}
+
 /// Every controllable pCPU and its domain.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Host {
-    /// pCPU → (domain leader, high priority).
-    pub pcpus: CpuMap<(CpuId, bool)>,
+    /// pCPU → its leader, flag and table shape.
+    pub pcpus: CpuMap<Pcpu>,
     /// Domain leader → domain.
     pub domains: CpuMap<Domain>,
 }
@@ -67,9 +79,16 @@ impl Host {
             let prio = if *cpu == spec.cpu {
                 spec.high_priority
             } else {
-                self.pcpus.get(cpu).is_some_and(|(_, p)| *p)
+                self.pcpus.get(cpu).is_some_and(|p| p.high_priority)
             };
-            self.pcpus.insert(*cpu, (leader, prio));
+            self.pcpus.insert(
+                *cpu,
+                Pcpu {
+                    leader,
+                    high_priority: prio,
+                    shape: spec.table.shape(),
+                },
+            );
         }
         let known_index = spec.table.nearest_index(spec.current);
         let entry = self.domains.get_or_insert_with(leader, || Domain {
@@ -100,14 +119,13 @@ impl Host {
 
     /// The leader of `cpu`'s domain, if the pCPU is controllable.
     pub fn leader(&self, cpu: CpuId) -> Option<CpuId> {
-        self.pcpus.get(&cpu).map(|(leader, _)| *leader)
+        self.pcpus.get(&cpu).map(|p| p.leader)
     }
 
-    /// The leader and the domain of `cpu`.
-    #[inline]
-    pub fn leader_and_domain(&self, cpu: CpuId) -> Option<(CpuId, &Domain)> {
-        let leader = self.leader(cpu)?;
-        Some((leader, self.domains.get(&leader)?))
+    /// Whether the domain led by `leader` must be re-arbitrated after a
+    /// failed write.
+    pub fn dirty(&self, leader: CpuId) -> bool {
+        self.domains.get(&leader).is_some_and(|d| d.dirty)
     }
 
     /// The domain of `cpu`.
@@ -123,6 +141,6 @@ impl Host {
 
     /// Whether `cpu` is flagged high-priority.
     pub fn high_priority(&self, cpu: CpuId) -> bool {
-        self.pcpus.get(&cpu).is_some_and(|(_, p)| *p)
+        self.pcpus.get(&cpu).is_some_and(|p| p.high_priority)
     }
 }

@@ -19,7 +19,7 @@ use crate::policy::{ActivePolicy, PolicySpec, PolicyState, time};
 use crate::reject::Rejection;
 use crate::settings::Now;
 use crate::vm::{CoreKey, Vm, Want, vote_of, vote_on};
-use crate::votes::voter_position;
+use crate::votes::{voter_at, voter_position};
 
 /// What a policy's decision was based on, for logs and the history.
 #[derive(Debug, Clone, PartialEq)]
@@ -210,7 +210,7 @@ impl Engine {
         // Domain leader → index in `triggers` of the last policy that
         // moved one of its pCPUs; one trigger per policy, not per pCPU.
         let mut pending: CpuMap<usize> = CpuMap::default();
-        let mut triggers: Vec<Trigger> = Vec::new();
+        let mut triggers: Vec<Trigger> = Vec::with_capacity(samples.len());
         let mut leaders: Vec<CpuId> = Vec::new();
         let Engine {
             vms, users, host, ..
@@ -268,7 +268,7 @@ impl Engine {
         }
         // Domains in leader order (the map iterates in key order).
         let pending: Vec<(CpuId, usize)> = pending.iter().map(|(l, i)| (l, *i)).collect();
-        let mut actions = Vec::new();
+        let mut actions = Vec::with_capacity(pending.len());
         for (leader, index) in pending {
             self.arbitrate_domain(leader, &triggers[index], &mut actions);
         }
@@ -497,23 +497,23 @@ fn write_traffic_wants(
         index,
         wants,
         policy,
-        hints,
         ..
     } = vm;
     let p = policy.as_ref()?;
     let want = p.level().ok().map(Want::Policy);
     if wants.set_all(&p.keys, want) {
-        index.for_each_pcpu(|g, cpu, vcpus| {
-            let Some((leader, domain)) = host.leader_and_domain(cpu) else {
+        index.for_each_pcpu(|hint, cpu, vcpus| {
+            // The pCPU's entry, not its domain: one small read.
+            let Some(pcpu) = host.pcpus.get(&cpu) else {
                 return;
             };
-            let vote = vote_on(vcpus, wants, cpu, &domain.table);
+            let vote = vote_on(vcpus, wants, cpu, pcpu.shape);
             if let Some(voters) = users.get_mut(&cpu)
-                && let Some(i) = hints.position(g, voters, vm_id)
-                && (voters[i].explicit != vote || domain.dirty)
+                && let Some(i) = voter_at(hint, voters, vm_id)
+                && (voters[i].explicit != vote || host.dirty(pcpu.leader))
             {
                 voters[i].explicit = vote;
-                leaders.push(leader);
+                leaders.push(pcpu.leader);
             }
         });
     }

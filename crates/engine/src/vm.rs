@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use vmpower_cpufreq::CpuId;
-use vmpower_cpufreq::levels::{FreqTable, Level, LevelState, level_index};
+use vmpower_cpufreq::levels::{FreqTable, Level, LevelState, TableShape, shape_level_index};
 
 use crate::ids::Vcpu;
 use crate::settings::VmSettings;
@@ -58,11 +58,12 @@ pub(crate) enum Want {
 }
 
 impl Want {
-    /// The index this want means in `table`.
-    pub fn index(&self, table: &FreqTable) -> usize {
+    /// The index this want means in a table of this shape.
+    #[inline]
+    pub fn index_in(&self, shape: TableShape) -> usize {
         match self {
-            Want::Direct(state) => state.index().min(table.last_index()),
-            Want::Policy(level) => level_index(table, table.turbo_available(), *level)
+            Want::Direct(state) => state.index().min(usize::from(shape.len).saturating_sub(1)),
+            Want::Policy(level) => shape_level_index(shape, shape.turbo, *level)
                 .expect("named levels are always in range"),
         }
     }
@@ -81,15 +82,12 @@ pub(crate) struct Vm {
     pub wants: crate::wants::Wants,
     /// Its policy, if it sent one.
     pub policy: Option<crate::policy::ActivePolicy>,
-    /// Where its votes are in the engine's per-pCPU lists.
-    pub hints: crate::votes::VoterHints,
 }
 
 impl Vm {
     /// Records a new placement (and its inverse).
     pub fn place(&mut self, placement: Placement) {
         self.index = PlacementIndex::new(&placement);
-        self.hints.clear();
         self.placement = placement;
     }
 
@@ -97,7 +95,7 @@ impl Vm {
     /// index) of the wants that govern `cpu` (those of the vCPUs placed
     /// on it and the pCPU's own), `None` when it asked nothing of it.
     /// The same as scanning every want with [`Vm::governs`].
-    pub fn explicit_index(&self, cpu: CpuId, table: &FreqTable) -> Option<usize> {
+    pub fn explicit_index(&self, cpu: CpuId, table: &FreqTable) -> Option<u16> {
         vote_of(&self.index, &self.wants, cpu, table)
     }
 
@@ -139,8 +137,8 @@ pub(crate) fn vote_of(
     wants: &crate::wants::Wants,
     cpu: CpuId,
     table: &FreqTable,
-) -> Option<usize> {
-    vote_on(index.pairs_on(cpu), wants, cpu, table)
+) -> Option<u16> {
+    vote_on(index.pairs_on(cpu), wants, cpu, table.shape())
 }
 
 /// The VM's vote on `cpu` when `on_cpu` are the (pCPU, vCPU) pairs of
@@ -151,11 +149,12 @@ pub(crate) fn vote_on(
     on_cpu: &[(CpuId, Vcpu)],
     wants: &crate::wants::Wants,
     cpu: CpuId,
-    table: &FreqTable,
-) -> Option<usize> {
-    let mut best: Option<usize> = None;
+    shape: TableShape,
+) -> Option<u16> {
+    let mut best: Option<u16> = None;
     let mut take = |want: &Want| {
-        let index = want.index(table);
+        // Below the table's length, which is a u16.
+        let index = u16::try_from(want.index_in(shape)).unwrap_or(u16::MAX);
         if best.is_none_or(|b| index < b) {
             best = Some(index);
         }
@@ -181,8 +180,20 @@ pub(crate) struct PlacementIndex {
     by_vcpu: Vec<(Vcpu, CpuId)>,
     /// (pCPU, vCPU), sorted.
     by_pcpu: Vec<(CpuId, Vcpu)>,
-    /// Each pCPU used, ascending, and the range of its pairs in `by_pcpu`.
-    groups: Vec<(CpuId, u32, u32)>,
+    /// Each pCPU used, ascending.
+    groups: Vec<PcpuGroup>,
+}
+
+/// One pCPU a placement uses.
+#[derive(Debug, Clone)]
+struct PcpuGroup {
+    cpu: CpuId,
+    /// The range of its pairs in `by_pcpu`.
+    start: u32,
+    end: u32,
+    /// Where the VM's voter was last found in the pCPU's list
+    /// ([`crate::votes::voter_at`]); `u32::MAX` when unknown.
+    hint: u32,
 }
 
 impl PlacementIndex {
@@ -194,11 +205,16 @@ impl PlacementIndex {
             .collect();
         let mut by_pcpu: Vec<(CpuId, Vcpu)> = by_vcpu.iter().map(|(v, c)| (*c, *v)).collect();
         by_pcpu.sort_unstable();
-        let mut groups: Vec<(CpuId, u32, u32)> = Vec::new();
+        let mut groups: Vec<PcpuGroup> = Vec::new();
         for (i, (cpu, _)) in (0u32..).zip(&by_pcpu) {
             match groups.last_mut() {
-                Some((c, _, end)) if c == cpu => *end = i + 1,
-                _ => groups.push((*cpu, i, i + 1)),
+                Some(g) if g.cpu == *cpu => g.end = i + 1,
+                _ => groups.push(PcpuGroup {
+                    cpu: *cpu,
+                    start: i,
+                    end: i + 1,
+                    hint: u32::MAX,
+                }),
             }
         }
         PlacementIndex {
@@ -234,14 +250,22 @@ impl PlacementIndex {
     }
 
     /// Calls `f` with each pCPU the placement uses, in ascending order:
-    /// its number among them (what [`crate::votes::VoterHints`] is
-    /// indexed by), the pCPU and its (pCPU, vCPU) pairs.
+    /// where the VM's voter was last found in its list (to read and
+    /// update with [`crate::votes::voter_at`]), the pCPU and its (pCPU,
+    /// vCPU) pairs.
     #[inline]
-    pub fn for_each_pcpu(&self, mut f: impl FnMut(usize, CpuId, &[(CpuId, Vcpu)])) {
-        for (g, (cpu, start, end)) in self.groups.iter().enumerate() {
-            let range = usize::try_from(*start).expect("u32 fits usize")
-                ..usize::try_from(*end).expect("u32 fits usize");
-            f(g, *cpu, &self.by_pcpu[range]);
+    pub fn for_each_pcpu(&mut self, mut f: impl FnMut(&mut u32, CpuId, &[(CpuId, Vcpu)])) {
+        for g in &mut self.groups {
+            let range = usize::try_from(g.start).expect("u32 fits usize")
+                ..usize::try_from(g.end).expect("u32 fits usize");
+            f(&mut g.hint, g.cpu, &self.by_pcpu[range]);
+        }
+    }
+
+    /// Forgets where the VM's voters were (its footprint changed).
+    pub fn forget_hints(&mut self) {
+        for g in &mut self.groups {
+            g.hint = u32::MAX;
         }
     }
 }
@@ -280,11 +304,13 @@ mod tests {
         // Walking the pCPUs gives each used pCPU once, in order, with
         // the same pairs.
         let mut walked = Vec::new();
-        vm.index.for_each_pcpu(|g, cpu, pairs| {
-            assert_eq!(pairs, vm.index.pairs_on(cpu));
-            assert_eq!(g, walked.len());
-            walked.push(cpu);
+        let index = vm.index.clone();
+        vm.index.for_each_pcpu(|hint, cpu, pairs| {
+            assert_eq!(pairs, index.pairs_on(cpu));
+            assert_eq!(*hint, u32::MAX, "no voter looked for yet");
+            walked.push((cpu, pairs.to_vec()));
         });
+        let walked: Vec<CpuId> = walked.into_iter().map(|(c, _)| c).collect();
         assert_eq!(
             walked,
             vm.placement.all_pcpus().into_iter().collect::<Vec<_>>()

@@ -39,43 +39,26 @@ pub(crate) fn voter_position(voters: &[Voter], vm: &VmId) -> Option<usize> {
     voters.binary_search_by(|v| v.vm.cmp(vm)).ok()
 }
 
-/// Where a VM's voter was last found in the list of each pCPU its
-/// placement uses (indexed like [`crate::vm::PlacementIndex::for_each_pcpu`]):
-/// checked (by pointer) before searching, so the traffic tick finds a
-/// voter in one load. A hint goes stale when another VM joins or leaves
-/// the list; the check catches that and the search refreshes it.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct VoterHints(Vec<u32>);
-
-impl VoterHints {
-    /// `vm`'s position in `voters`, the list of its placement's pCPU
-    /// number `g`, if there.
-    #[inline]
-    pub fn position(&mut self, g: usize, voters: &[Voter], vm: &VmId) -> Option<usize> {
-        if let Some(hint) = self.0.get(g)
-            && let Ok(i) = usize::try_from(*hint)
-            && voters.get(i).is_some_and(|v| v.vm.same(vm))
-        {
-            return Some(i);
-        }
-        let i = voter_position(voters, vm)?;
-        if self.0.len() <= g {
-            self.0.resize(g + 1, u32::MAX);
-        }
-        self.0[g] = u32::try_from(i).unwrap_or(u32::MAX);
-        Some(i)
+/// `vm`'s position in `voters`, checking `hint` (where it was last
+/// found) by pointer before searching, and updating it: the traffic tick
+/// finds a voter in one load. A hint goes stale when another VM joins or
+/// leaves the list; the check catches that and the search refreshes it.
+#[inline]
+pub(crate) fn voter_at(hint: &mut u32, voters: &[Voter], vm: &VmId) -> Option<usize> {
+    if let Ok(i) = usize::try_from(*hint)
+        && voters.get(i).is_some_and(|v| v.vm.same(vm))
+    {
+        return Some(i);
     }
-
-    /// Forgets every hint (the VM's placement or footprint changed).
-    pub fn clear(&mut self) {
-        self.0.clear();
-    }
+    let i = voter_position(voters, vm)?;
+    *hint = u32::try_from(i).unwrap_or(u32::MAX);
+    Some(i)
 }
 
 impl Engine {
     pub(crate) fn reindex(&mut self, vm: &VmId) {
         let footprint = self.vms.get_mut(vm).map_or_else(BTreeSet::new, |v| {
-            v.hints.clear();
+            v.index.forget_hints();
             v.footprint()
         });
         for voters in self.users.values_mut() {
@@ -114,7 +97,7 @@ impl Engine {
 
     /// `vm`'s vote on `cpu` as its wants and placement say now (`None`
     /// for an unknown VM or a pCPU that is not controllable).
-    pub(crate) fn vote(&self, vm: &VmId, cpu: CpuId) -> Option<usize> {
+    pub(crate) fn vote(&self, vm: &VmId, cpu: CpuId) -> Option<u16> {
         let table = &self.host.domain_of(cpu)?.table;
         self.vms.get(vm)?.explicit_index(cpu, table)
     }
@@ -381,6 +364,29 @@ mod tests {
             }
             assert_eq!(voter_position(&voters, &VmId::new("other")), None);
         }
+    }
+
+    #[test]
+    fn a_stale_hint_is_caught_and_refreshed() {
+        let ids: Vec<VmId> = ["a", "b", "c"].map(VmId::new).to_vec();
+        let mut voters: Vec<Voter> = ids
+            .iter()
+            .map(|vm| Voter {
+                vm: vm.clone(),
+                explicit: None,
+            })
+            .collect();
+        let mut hint = u32::MAX;
+        assert_eq!(voter_at(&mut hint, &voters, &ids[2]), Some(2));
+        assert_eq!(hint, 2);
+        // Another VM leaves the list: "c" moves, the hint points past it.
+        voters.remove(0);
+        assert_eq!(voter_at(&mut hint, &voters, &ids[2]), Some(1));
+        assert_eq!(hint, 1);
+        // A hint at another VM's voter is not believed.
+        let mut wrong = 0;
+        assert_eq!(voter_at(&mut wrong, &voters, &ids[2]), Some(1));
+        assert_eq!(voter_at(&mut wrong, &voters, &ids[0]), None);
     }
 
     proptest! {

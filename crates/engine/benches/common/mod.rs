@@ -83,7 +83,11 @@ pub fn engine(pcpus: u32, hysteresis: Option<Hysteresis>, start_pps: f64) -> (En
         e.traffic_sample(&id, Ok(start_pps), Duration::from_millis(1));
         ids.push(id);
     }
-    (e, ids)
+    // The daemon's sampler feeds a tick in the order the engine lists
+    // its traffic policies (by name, its own ids): so does the bench.
+    let listed: Vec<VmId> = e.traffic_policies().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(listed.len(), ids.len(), "every VM has a traffic policy");
+    (e, listed)
 }
 
 /// One tick: a rate for every policy at monotonic time `now`, fed as the
