@@ -167,6 +167,7 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
     restore_state(&store, &mut engine, &placer)?;
     let mut core = Core::new(engine, cpufreq);
     core.store = Some(store);
+    core.channel_busy_poll = config.channel_busy_poll();
     Ok(Daemon {
         core: Arc::new(Mutex::new(core)),
         placer,
@@ -206,14 +207,17 @@ async fn serve(
             daemon.config.policy_dir.clone(),
         ))
     });
-    let traffic = counters.map(|c| {
-        tokio::spawn(samplers::run_traffic(
-            daemon.core.clone(),
-            c,
-            daemon.config.traffic_interval(),
-            daemon.mac_sources.clone(),
-        ))
-    });
+    let traffic = counters
+        .map(|c| {
+            samplers::spawn_traffic(
+                daemon.core.clone(),
+                c,
+                daemon.config.traffic_interval(),
+                daemon.mac_sources.clone(),
+            )
+        })
+        .transpose()
+        .context("cannot start the traffic sampler thread")?;
     let branch =
         crate::branch::spawn_if_available(daemon.core.clone(), daemon.config.traffic_interval());
     #[cfg(feature = "libvirt")]
@@ -247,7 +251,7 @@ async fn serve(
         t.abort();
     }
     if let Some(t) = traffic {
-        t.abort();
+        t.stop();
     }
     if let Some(t) = branch {
         t.abort();

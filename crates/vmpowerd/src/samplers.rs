@@ -1,9 +1,11 @@
 //! The loops that feed policies their inputs: traffic counters every
-//! sampling interval while a policy needs them, and the wall clock at each
-//! local hour boundary of a TIME policy. With no policy they sleep until
-//! one is set: an idle daemon does not wake up.
+//! sampling interval while a policy needs them (on a thread of its own,
+//! one wakeup per tick), and the wall clock at each local hour boundary of
+//! a TIME policy. With no policy they sleep until one is set: an idle
+//! daemon does not wake up.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -13,7 +15,7 @@ use vmpower_proto::{MacAddr, MacList};
 
 use crate::SharedCore;
 use crate::traffic::{
-    MacRates, MacReading, MissingReason, SampleBatch, SourceKind, TrafficCounters,
+    MacRates, MacReading, MacSample, MissingReason, SampleBatch, SourceKind, TrafficCounters,
 };
 
 /// Where each MAC's counter was last found (or why not), for `policy show`.
@@ -41,132 +43,255 @@ impl std::fmt::Display for MacSource {
 /// when no change was announced.
 const RELIST_TICKS: u32 = 10;
 
-/// Samples traffic for every policy that needs it, every `interval`.
-pub async fn run_traffic(
+/// The traffic sampler's thread (see [`spawn_traffic`]); dropping the
+/// handle stops the thread and waits for it.
+pub struct TrafficSampler {
+    stop: Arc<Stop>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How the sampler's thread is told to end, wherever it waits.
+#[derive(Default)]
+struct Stop {
+    flag: AtomicBool,
+    /// Wakes the wait for a policy change.
+    notify: tokio::sync::Notify,
+}
+
+impl TrafficSampler {
+    /// Stops the thread and waits for it to end (at most one tick's work).
+    pub fn stop(mut self) {
+        self.end();
+    }
+
+    fn end(&mut self) {
+        self.stop.flag.store(true, Ordering::Release);
+        self.stop.notify.notify_one();
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            if thread.join().is_err() {
+                warn!("traffic sampler thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for TrafficSampler {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+/// Samples traffic for every policy that needs it, every `interval`, on a
+/// thread of its own: it sleeps to the next tick, reads the counters (a
+/// blocking netlink exchange) and runs the engine's tick, so one tick is
+/// one wakeup (no timer task, no hop to a blocking pool and back). With
+/// no TRAFFIC policy it waits for a policy change. Must be called within
+/// the daemon's tokio runtime (the wait for a change is a watch channel).
+pub fn spawn_traffic(
     core: SharedCore,
     counters: Box<dyn TrafficCounters>,
     interval: Duration,
     sources: MacSources,
+) -> std::io::Result<TrafficSampler> {
+    let stop = Arc::new(Stop::default());
+    let runtime = tokio::runtime::Handle::current();
+    let thread = std::thread::Builder::new()
+        .name("vmpowerd-traffic".to_owned())
+        .spawn({
+            let stop = Arc::clone(&stop);
+            move || {
+                let _entered = runtime.enter();
+                run_traffic(&core, counters, interval, &sources, &stop, &runtime);
+            }
+        })?;
+    Ok(TrafficSampler {
+        stop,
+        thread: Some(thread),
+    })
+}
+
+/// The sampler's loop (see [`spawn_traffic`]).
+fn run_traffic(
+    core: &SharedCore,
+    mut counters: Box<dyn TrafficCounters>,
+    interval: Duration,
+    sources: &MacSources,
+    stop: &Stop,
+    runtime: &tokio::runtime::Handle,
 ) {
-    let mut changed = crate::lock(&core).watch_policies();
-    let mut counters = Some(counters);
-    let mut rates = MacRates::default();
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The policies and their MACs, re-read when a policy is set or
-    // removed, and every `RELIST_TICKS` ticks in case a change came by
-    // another way (a VM removed with its policy).
-    let mut policies: Vec<(VmId, MacList)> = Vec::new();
-    let mut macs: Arc<Vec<MacAddr>> = Arc::default();
+    let mut changed = crate::lock(core).watch_policies();
+    let mut state = TrafficState::default();
     let mut ticks_since_list = RELIST_TICKS;
-    // The last answer, refreshed in place by the counters when the links
-    // did not change, and the reasons of its missing MACs.
-    let mut batch = Some(SampleBatch::new());
-    let mut missing: BTreeMap<MacAddr, String> = BTreeMap::new();
-    // Per policy, the positions of its MACs in `macs` (and so in the
-    // batch), and each batch sample's latest rate.
-    let mut slots: Vec<Vec<usize>> = Vec::new();
-    let mut fed: Vec<Option<f64>> = Vec::new();
-    loop {
+    let mut next = Instant::now() + interval;
+    while !stop.flag.load(Ordering::Acquire) {
+        // The policies and their MACs are re-read when a policy is set or
+        // removed, and every `RELIST_TICKS` ticks in case a change came by
+        // another way (a VM removed with its policy).
         if ticks_since_list >= RELIST_TICKS || changed.has_changed().unwrap_or(true) {
             changed.borrow_and_update();
             ticks_since_list = 0;
-            let listed = crate::lock(&core).engine.traffic_policies();
-            if listed != policies {
-                policies = listed;
-                let mut list: Vec<MacAddr> = policies
-                    .iter()
-                    .flat_map(|(_, m)| m.as_slice().iter().copied())
-                    .collect();
-                list.sort();
-                list.dedup();
-                rates.retain(|m| list.binary_search(&m).is_ok());
-                sources
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .retain(|m, _| list.binary_search(m).is_ok());
-                slots = policies
-                    .iter()
-                    .map(|(_, m)| {
-                        m.as_slice()
-                            .iter()
-                            .filter_map(|mac| list.binary_search(mac).ok())
-                            .collect()
-                    })
-                    .collect();
-                macs = Arc::new(list);
-            }
+            let listed = crate::lock(core).engine.traffic_policies();
+            state.set_policies(listed, sources);
         }
-        if policies.is_empty() {
-            if changed.changed().await.is_err() {
+        if state.policies.is_empty() {
+            let more = runtime.block_on(async {
+                tokio::select! {
+                    r = changed.changed() => r.is_ok(),
+                    () = stop.notify.notified() => false,
+                }
+            });
+            if !more {
                 return;
             }
             ticks_since_list = RELIST_TICKS;
-            tick.reset();
+            next = Instant::now() + interval;
             continue;
         }
-        tick.tick().await;
+        if !sleep_until(next, stop) {
+            return;
+        }
+        // A late tick delays the next ones rather than bunching them.
+        let now = Instant::now();
+        next += interval;
+        if next <= now {
+            next = now + interval;
+        }
         ticks_since_list += 1;
-        let (Some(mut c), Some(mut b)) = (counters.take(), batch.take()) else {
+        state.tick(core, counters.as_mut(), sources);
+    }
+}
+
+/// Sleeps until `deadline`; false when told to stop meanwhile.
+fn sleep_until(deadline: Instant, stop: &Stop) -> bool {
+    loop {
+        if stop.flag.load(Ordering::Acquire) {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return true;
+        }
+        std::thread::park_timeout(deadline - now);
+    }
+}
+
+/// What the traffic sampler keeps from tick to tick.
+#[derive(Default)]
+struct TrafficState {
+    rates: MacRates,
+    /// The TRAFFIC policies and their MACs, as last listed.
+    policies: Vec<(VmId, MacList)>,
+    /// Every MAC of `policies`, sorted, without duplicates.
+    macs: Vec<MacAddr>,
+    /// The last answer, refreshed in place by the counters when the links
+    /// did not change.
+    batch: SampleBatch,
+    /// The reasons of the batch's missing MACs.
+    missing: BTreeMap<MacAddr, String>,
+    /// Per policy, the positions of its MACs in `macs` (and so in the
+    /// batch).
+    slots: Vec<Vec<usize>>,
+    /// Each batch sample's latest rate.
+    fed: Vec<Option<f64>>,
+}
+
+impl TrafficState {
+    /// Takes the listed policies, if they changed: their MACs, the rates
+    /// and shown sources kept for those MACs only, their batch positions.
+    fn set_policies(&mut self, listed: Vec<(VmId, MacList)>, sources: &MacSources) {
+        if listed == self.policies {
             return;
-        };
-        let job = Arc::clone(&macs);
-        let Ok((back, back_batch, result, at)) = tokio::task::spawn_blocking(move || {
-            let r = c.sample_into(&job, &mut b);
-            (c, b, r, Instant::now())
-        })
-        .await
-        else {
-            warn!("traffic sampler task failed");
-            return;
-        };
-        counters = Some(back);
-        let batch = batch.insert(back_batch);
+        }
+        self.policies = listed;
+        let mut list: Vec<MacAddr> = self
+            .policies
+            .iter()
+            .flat_map(|(_, m)| m.as_slice().iter().copied())
+            .collect();
+        list.sort();
+        list.dedup();
+        self.rates.retain(|m| list.binary_search(&m).is_ok());
+        sources
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|m, _| list.binary_search(m).is_ok());
+        self.slots = self
+            .policies
+            .iter()
+            .map(|(_, m)| {
+                m.as_slice()
+                    .iter()
+                    .filter_map(|mac| list.binary_search(mac).ok())
+                    .collect()
+            })
+            .collect();
+        self.macs = list;
+    }
+
+    /// One tick: the counters, the rates, the engine's traffic tick.
+    fn tick(
+        &mut self,
+        core: &SharedCore,
+        counters: &mut dyn TrafficCounters,
+        sources: &MacSources,
+    ) {
+        let result = counters.sample_into(&self.macs, &mut self.batch);
+        let at = Instant::now();
         let sources_changed = match result {
             Ok(changed) => changed,
             Err(e) => {
                 warn!(error = %format_args!("{:#}", anyhow::Error::from(e)), "traffic sampling failed");
-                continue;
+                return;
             }
         };
-        let samples = batch.samples();
-        rates.update_into(samples, at, &mut fed);
+        let samples = self.batch.samples();
+        self.rates.update_into(samples, at, &mut self.fed);
         if sources_changed {
             // Only when a MAC's source or reason changed (most ticks: none).
-            missing = samples
+            self.missing = samples
                 .iter()
                 .filter_map(|s| match &s.reading {
                     MacReading::Missing(why) => Some((s.mac, why.to_string())),
                     MacReading::Found { .. } => None,
                 })
                 .collect();
-            let mut shown = sources.lock().unwrap_or_else(PoisonError::into_inner);
-            for s in samples {
-                let known = shown.get(&s.mac);
-                let same = match (&s.reading, known) {
-                    (MacReading::Found { source, .. }, Some(MacSource::Found(k))) => source == k,
-                    (MacReading::Missing(why), Some(MacSource::Missing(k))) => why == k,
-                    _ => false,
-                };
-                if !same {
-                    let entry = match &s.reading {
-                        MacReading::Found { source, .. } => MacSource::Found(source.clone()),
-                        MacReading::Missing(why) => MacSource::Missing(why.clone()),
-                    };
-                    shown.insert(s.mac, entry);
-                }
-            }
+            show_sources(samples, sources);
         }
-        let tick: Vec<_> = policies
+        let tick: Vec<_> = self
+            .policies
             .iter()
-            .zip(&slots)
-            .map(|((vm, list), at)| (vm.clone(), policy_rate(&fed, at, &missing, list.as_slice())))
+            .zip(&self.slots)
+            .map(|((vm, list), at)| {
+                let rate = policy_rate(&self.fed, at, &self.missing, list.as_slice());
+                (vm.clone(), rate)
+            })
             .collect();
-        let mut core = crate::lock(&core);
+        let mut core = crate::lock(core);
         let now = core.now();
         core.stats.policy_evaluated("traffic", tick.len());
         let actions = core.engine.traffic_tick(tick, now);
         core.execute(&actions);
+    }
+}
+
+/// Updates what `policy show` says of each MAC's source, where it changed.
+fn show_sources(samples: &[MacSample], sources: &MacSources) {
+    let mut shown = sources.lock().unwrap_or_else(PoisonError::into_inner);
+    for s in samples {
+        let known = shown.get(&s.mac);
+        let same = match (&s.reading, known) {
+            (MacReading::Found { source, .. }, Some(MacSource::Found(k))) => source == k,
+            (MacReading::Missing(why), Some(MacSource::Missing(k))) => why == k,
+            _ => false,
+        };
+        if !same {
+            let entry = match &s.reading {
+                MacReading::Found { source, .. } => MacSource::Found(source.clone()),
+                MacReading::Missing(why) => MacSource::Missing(why.clone()),
+            };
+            shown.insert(s.mac, entry);
+        }
     }
 }
 
