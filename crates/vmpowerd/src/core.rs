@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 use vmpower_cpufreq::levels::Level;
+use vmpower_cpufreq::sysfs::format_u32;
 use vmpower_cpufreq::{CpuFreq, CpuId};
 use vmpower_engine::{
     Action, ChannelId, CoreKey, Decision, Engine, FreqChange, Note, OperatorAction, Rejection,
@@ -65,6 +66,9 @@ pub struct Core {
     /// Changes applied for guests' records whose log line and history
     /// entry wait for the replies to be sent: (change, old kHz, new kHz).
     deferred: Vec<(FreqChange, u32, u32)>,
+    /// How long a channel keeps reading after a request before it goes
+    /// back to epoll (`channel_busy_poll_us`; zero: never).
+    pub channel_busy_poll: std::time::Duration,
 }
 
 impl Core {
@@ -82,6 +86,7 @@ impl Core {
             history_buf: Vec::new(),
             history_pending: std::sync::Arc::new(tokio::sync::Notify::new()),
             deferred: Vec::new(),
+            channel_busy_poll: std::time::Duration::ZERO,
         }
     }
 
@@ -236,7 +241,8 @@ impl Core {
     /// The log line, counters and history entry of one applied change.
     fn decided(&mut self, change: &FreqChange, old_khz: u32, new_khz: u32) {
         let (vm, reason, inputs) = log_change(change, old_khz, new_khz);
-        self.stats.decided(vm.as_deref(), change, &reason);
+        self.stats.decided(vm.map(VmId::as_str), change, &reason);
+        let vm = vm.cloned();
         self.record_history(change, vm, reason, inputs);
     }
 
@@ -324,7 +330,7 @@ impl Core {
     fn record_history(
         &mut self,
         change: &FreqChange,
-        vm: Option<String>,
+        vm: Option<VmId>,
         reason: String,
         inputs: serde_json::Value,
     ) {
@@ -336,7 +342,7 @@ impl Core {
         }
         self.history_buf.push(HistoryEntry {
             at_ms: unix_millis(),
-            vm: vm.map(|v| VmId::new(&v)),
+            vm,
             pcpu: change.cpu,
             old: Some(change.from),
             new: change.to,
@@ -389,58 +395,86 @@ fn unix_seconds() -> u64 {
     jiff::Timestamp::now().as_second().try_into().unwrap_or(0)
 }
 
-/// One info line per frequency decision; returns the VM, the reason and
-/// the inputs for the history.
+/// Separates the reason from the arbitration's winner in a history reason.
+const DECIDED_BY: &str = "; decided by ";
+
+/// One info line per frequency decision; returns the VM, the reason (as
+/// the history keeps it: what happened, then who won the arbitration) and
+/// the inputs for the history. One allocation for the text: the log
+/// line's `reason` and `decided_by` are slices of it.
 fn log_change(
     change: &FreqChange,
     old_khz: u32,
     new_khz: u32,
-) -> (Option<String>, String, serde_json::Value) {
+) -> (Option<&VmId>, String, serde_json::Value) {
+    use std::fmt::Write as _;
     let mut inputs = serde_json::Value::Null;
-    let (vm, vcpu, reason) = match &change.trigger {
+    let mut reason = String::with_capacity(64);
+    // Writing into a String cannot fail.
+    let (vm, vcpu) = match &change.trigger {
         Trigger::Request { vm, core, unit } => {
+            let _ = write!(reason, "request {unit:?}");
             let vcpu = match core {
                 CoreKey::Vcpu(v) => Some(*v),
                 CoreKey::Pcpu(_) => None,
             };
-            (Some(vm.to_string()), vcpu, format!("request {unit:?}"))
+            (Some(vm), vcpu)
         }
-        Trigger::Placement(vm) => (Some(vm.to_string()), None, "vCPUs re-pinned".to_owned()),
-        Trigger::VmRemoved(vm) => (Some(vm.to_string()), None, "VM removed".to_owned()),
-        Trigger::Operator(OperatorAction::Unit(u)) => (None, None, format!("operator {u:?}")),
-        Trigger::Operator(OperatorAction::Release) => (None, None, "operator release".to_owned()),
+        Trigger::Placement(vm) => {
+            reason.push_str("vCPUs re-pinned");
+            (Some(vm), None)
+        }
+        Trigger::VmRemoved(vm) => {
+            reason.push_str("VM removed");
+            (Some(vm), None)
+        }
+        Trigger::Operator(OperatorAction::Unit(u)) => {
+            let _ = write!(reason, "operator {u:?}");
+            (None, None)
+        }
+        Trigger::Operator(OperatorAction::Release) => {
+            reason.push_str("operator release");
+            (None, None)
+        }
         Trigger::Policy { vm, input } => {
             inputs = serde_json::json!({
                 "rate_pps": input.rate_pps,
                 "hour": input.hour,
                 "branch_ratio": input.branch_ratio,
             });
-            let mut why = format!("policy {:?}", input.kind);
+            let _ = write!(reason, "policy {:?}", input.kind);
             if let Some(rate) = input.rate_pps {
-                why.push_str(&format!(" rate {rate:.0} pps"));
+                let _ = write!(reason, " rate {rate:.0} pps");
             }
             if let Some(hour) = input.hour {
-                why.push_str(&format!(" hour {hour}"));
+                let _ = write!(reason, " hour {hour}");
             }
-            (Some(vm.to_string()), None, why)
+            (Some(vm), None)
         }
-        Trigger::PolicyRemoved(vm) => (Some(vm.to_string()), None, "policy removed".to_owned()),
+        Trigger::PolicyRemoved(vm) => {
+            reason.push_str("policy removed");
+            (Some(vm), None)
+        }
     };
-    let decided_by = match &change.winner {
-        Winner::Vm(v) => format!("want of {v}"),
-        Winner::DefaultMax => "a sharing VM without requests (max)".to_owned(),
-        Winner::Operator => "operator".to_owned(),
-    };
+    let split = reason.len();
+    reason.push_str(DECIDED_BY);
+    match &change.winner {
+        Winner::Vm(v) => {
+            let _ = write!(reason, "want of {v}");
+        }
+        Winner::DefaultMax => reason.push_str("a sharing VM without requests (max)"),
+        Winner::Operator => reason.push_str("operator"),
+    }
+    let mut digits = [0u8; 10];
     info!(
-        vm = vm.as_deref().unwrap_or("-"),
-        vcpu = vcpu.map_or_else(|| "-".to_owned(), |v| v.to_string()),
+        vm = vm.map_or("-", VmId::as_str),
+        vcpu = vcpu.map_or("-", |v| format_u32(v, &mut digits)),
         pcpu = change.cpu.0,
         old_khz,
         new_khz,
-        reason,
-        decided_by,
+        reason = &reason[..split],
+        decided_by = &reason[split + DECIDED_BY.len()..],
         "frequency changed"
     );
-    let reason = format!("{reason}; decided by {decided_by}");
     (vm, reason, inputs)
 }

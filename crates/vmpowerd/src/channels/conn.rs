@@ -14,6 +14,9 @@
 //! - One read's replies are sent before the log lines and history entries
 //!   of the decisions they report ([`crate::core::Core::flush_decisions`]):
 //!   the guest's round trip holds the sysfs write, not the bookkeeping.
+//! - With `channel_busy_poll_us` set, a channel that just served a request
+//!   keeps reading its socket for that window ([`super::spin`]) before it
+//!   waits on epoll again; off by default.
 
 use std::io;
 use std::path::PathBuf;
@@ -88,41 +91,61 @@ impl std::fmt::Display for Closed {
 }
 
 async fn serve_stream(stream: &UnixStream, channel: &ChannelId, core: &SharedCore) -> Closed {
-    let layout = crate::lock(core)
-        .engine
-        .settings(&channel.vm)
-        .map(|s| s.layout)
-        .unwrap_or_default();
-    let mut records = RecordStream::new(layout);
-    let mut outbox = Outbox::default();
+    let (layout, busy_poll) = {
+        let core = crate::lock(core);
+        let layout = core
+            .engine
+            .settings(&channel.vm)
+            .map(|s| s.layout)
+            .unwrap_or_default();
+        (layout, core.channel_busy_poll)
+    };
+    let mut link = Link {
+        stream,
+        channel,
+        core,
+        layout,
+        records: RecordStream::new(layout),
+        outbox: Outbox::default(),
+    };
     let closed = loop {
         if let Err(e) = stream.readable().await {
             break Closed::Error(e);
         }
-        match SCRATCH.with_borrow_mut(|scratch| {
-            pump(
-                stream,
-                channel,
-                core,
-                layout,
-                &mut records,
-                &mut outbox,
-                scratch,
-            )
-        }) {
+        let mut served = SCRATCH.with_borrow_mut(|scratch| link.pump(scratch));
+        // Busy poll: while the guest's next request comes within the
+        // window, serve it without going back to epoll (no wakeup).
+        while !busy_poll.is_zero() && matches!(served, Ok(Some(wait)) if wait.is_zero()) {
+            served = SCRATCH.with_borrow_mut(|scratch| link.spin(scratch, busy_poll));
+            // A guest that keeps sending must not hold this worker
+            // forever: yield once the task's budget is spent.
+            tokio::task::coop::consume_budget().await;
+        }
+        match served {
             // Over its rate limit: stop reading until the next token, so
             // the flood backs up into the guest's own socket buffer.
-            Ok(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
+            Ok(Some(wait)) if !wait.is_zero() => tokio::time::sleep(wait).await,
             Ok(_) => {}
             Err(closed) => break closed,
         }
     };
-    let partial = records.discard_partial();
+    let partial = link.records.discard_partial();
     if partial > 0 {
         crate::lock(core).stats.partial_bytes_dropped += partial as u64;
         info!(%channel, bytes = partial, "partial record dropped at disconnect");
     }
     closed
+}
+
+/// A connected channel: its socket, its reassembly state and its
+/// unfinished reply.
+struct Link<'a> {
+    stream: &'a UnixStream,
+    channel: &'a ChannelId,
+    core: &'a SharedCore,
+    layout: vmpower_proto::Layout,
+    records: RecordStream,
+    outbox: Outbox,
 }
 
 /// Per-thread buffers: a read buffer and the replies of one read. A
@@ -142,50 +165,71 @@ thread_local! {
     });
 }
 
-/// Reads what is there, decides, replies; never awaits. Returns how long
-/// the channel must wait before it may be read again (its rate limit).
-fn pump(
-    stream: &UnixStream,
-    channel: &ChannelId,
-    core: &SharedCore,
-    layout: vmpower_proto::Layout,
-    records: &mut RecordStream,
-    outbox: &mut Outbox,
-    scratch: &mut Scratch,
-) -> Result<Duration, Closed> {
-    let n = match stream.try_read(&mut scratch.buf) {
-        Ok(0) => return Err(Closed::Eof),
-        Ok(n) => n,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Duration::ZERO),
-        Err(e) => return Err(Closed::Error(e)),
-    };
-    let mut input = &scratch.buf[..n];
-    scratch.replies.clear();
-    scratch.lens.clear();
-    let (wait, deferred) = {
-        let mut core = crate::lock(core);
-        core.begin_batch();
-        while let Some(frame) = records.next_frame(&mut input) {
-            let before = scratch.replies.len();
-            core.handle_frame(channel, layout, &frame, &mut scratch.replies);
-            if scratch.replies.len() > before {
-                scratch.lens.push(scratch.replies.len() - before);
-            }
+impl Link<'_> {
+    /// Reads what is there (through tokio's readiness), decides, replies;
+    /// never awaits. `None` when there was nothing to read; otherwise how
+    /// long the channel must wait before it may be read again (its rate
+    /// limit).
+    fn pump(&mut self, scratch: &mut Scratch) -> Result<Option<Duration>, Closed> {
+        match self.stream.try_read(&mut scratch.buf) {
+            Ok(0) => Err(Closed::Eof),
+            Ok(n) => self.serve(scratch, n).map(Some),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(Closed::Error(e)),
         }
-        let now = core.now();
-        (core.engine.channel_wait(channel, now), core.has_deferred())
-    };
-    // Replies first: the decisions' log lines and history entries wait
-    // until the guest has its answers.
-    let sent = outbox.send(stream, &scratch.replies, &scratch.lens);
-    let dropped = *sent.as_ref().unwrap_or(&0);
-    if deferred || dropped > 0 {
-        let mut core = crate::lock(core);
-        core.stats.replies_dropped += dropped;
-        core.flush_decisions();
     }
-    match sent {
-        Ok(_) => Ok(wait),
-        Err(e) => Err(Closed::Error(e)),
+
+    /// [`Link::pump`] by busy polling: reads the socket directly until
+    /// bytes come or `window` passes (`None`).
+    fn spin(
+        &mut self,
+        scratch: &mut Scratch,
+        window: Duration,
+    ) -> Result<Option<Duration>, Closed> {
+        match super::spin::read_within(self.stream, &mut scratch.buf, window) {
+            Ok(Some(0)) => Err(Closed::Eof),
+            Ok(Some(n)) => self.serve(scratch, n).map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(Closed::Error(e)),
+        }
+    }
+
+    /// Decides on the `n` bytes read into `scratch.buf` and sends the
+    /// replies, then the decisions' bookkeeping.
+    fn serve(&mut self, scratch: &mut Scratch, n: usize) -> Result<Duration, Closed> {
+        let mut input = &scratch.buf[..n];
+        scratch.replies.clear();
+        scratch.lens.clear();
+        let (wait, deferred) = {
+            let mut core = crate::lock(self.core);
+            core.begin_batch();
+            while let Some(frame) = self.records.next_frame(&mut input) {
+                let before = scratch.replies.len();
+                core.handle_frame(self.channel, self.layout, &frame, &mut scratch.replies);
+                if scratch.replies.len() > before {
+                    scratch.lens.push(scratch.replies.len() - before);
+                }
+            }
+            let now = core.now();
+            (
+                core.engine.channel_wait(self.channel, now),
+                core.has_deferred(),
+            )
+        };
+        // Replies first: the decisions' log lines and history entries wait
+        // until the guest has its answers.
+        let sent = self
+            .outbox
+            .send(self.stream, &scratch.replies, &scratch.lens);
+        let dropped = *sent.as_ref().unwrap_or(&0);
+        if deferred || dropped > 0 {
+            let mut core = crate::lock(self.core);
+            core.stats.replies_dropped += dropped;
+            core.flush_decisions();
+        }
+        match sent {
+            Ok(_) => Ok(wait),
+            Err(e) => Err(Closed::Error(e)),
+        }
     }
 }

@@ -5,6 +5,7 @@
 pub mod conn;
 pub mod fifo;
 pub mod outbox;
+pub mod spin;
 pub mod watch;
 
 use std::path::Path;

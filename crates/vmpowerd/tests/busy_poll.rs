@@ -1,0 +1,78 @@
+//! Busy polling of guest channels (`channel_busy_poll_us`): requests that
+//! follow each other are served while the channel polls, a request after
+//! the window is served through epoll again, and a guest that closes is
+//! noticed.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use vmpower_api::{CtlRequest, CtlResponse};
+use vmpower_cpufreq::Driver;
+use vmpower_cpufreq::fake::FakeSysfs;
+use vmpower_engine::RateLimit;
+use vmpower_proto::{ScalingUnit, Verdict};
+
+/// A host whose channels poll for 1 ms after each request, rate limit off.
+async fn polling_host(vms: &[(&str, vmpowerd::config::VmConfig)]) -> Host {
+    let fake = Arc::new(
+        FakeSysfs::builder(4)
+            .driver(Driver::AcpiCpufreq)
+            .build()
+            .unwrap(),
+    );
+    Host::start_with(fake, vms, |c| {
+        c.channel_busy_poll_us = 1000;
+        c.rate_limit = RateLimit {
+            burst: u32::MAX,
+            per_second: u32::MAX,
+        };
+    })
+    .await
+}
+
+fn channel_up(host: &Host, channel: &str) -> bool {
+    let CtlResponse::Ok(v) = host.ctl(&CtlRequest::Status) else {
+        panic!("status refused")
+    };
+    v["stats"]["channels"][channel]["up"].as_bool().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_to_back_and_paused_requests_are_all_served() {
+    let mut host = polling_host(&[("vm1", vm(&[1]))]).await;
+    let qemu = host.qemu("vm1", 0);
+    let mut guest = accept(&qemu).await;
+    for i in 0..200 {
+        let (unit, khz) = if i % 2 == 0 {
+            (ScalingUnit::ScaleMin, "800000")
+        } else {
+            (ScalingUnit::ScaleMax, "2301000")
+        };
+        assert_eq!(call(&mut guest, &power(0, unit)).await, Verdict::Ack);
+        assert_eq!(host.cpu_file(1, "scaling_setspeed"), khz, "request {i}");
+        if i % 50 == 49 {
+            // Far past the window: the channel is back on epoll.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    host.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_that_closes_right_after_a_request_is_noticed() {
+    let mut host = polling_host(&[("vm1", vm(&[1]))]).await;
+    let qemu = host.qemu("vm1", 0);
+    let mut guest = accept(&qemu).await;
+    assert_eq!(
+        call(&mut guest, &power(0, ScalingUnit::ScaleMin)).await,
+        Verdict::Ack
+    );
+    drop(guest);
+    wait_for(|| !channel_up(&host, "vm1.0")).await;
+    host.stop().await.unwrap();
+}
