@@ -106,15 +106,58 @@ pub fn accept_all(qemu: Qemu, wait: Duration) -> anyhow::Result<Vec<UnixStream>>
     Ok(slots.into_iter().flatten().collect())
 }
 
+/// How a guest waits for its reply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum GuestWait {
+    /// Blocked in `read(2)`. The daemon's read of the request frees its
+    /// buffer and wakes every sleeper on the guest's socket for "writable"
+    /// — a reader blocked in `read(2)` too, for nothing.
+    #[default]
+    Read,
+    /// `poll(2)` for input, then `read(2)`, as QEMU's event loop waits on
+    /// the channel socket: only the reply wakes it.
+    Poll,
+}
+
+impl GuestWait {
+    /// The wait as reports name it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            GuestWait::Read => "guest waits in read(2)",
+            GuestWait::Poll => "guest waits in poll(POLLIN), then reads (as QEMU)",
+        }
+    }
+}
+
 /// Sends one record and reads its verdict.
 pub fn round_trip(
     stream: &mut UnixStream,
     record: &[u8],
     reply: &mut [u8; RECORD],
 ) -> anyhow::Result<Verdict> {
-    stream.write_all(record).context("write to the daemon")?;
-    stream.read_exact(reply).context("read the reply")?;
+    exchange(stream, record, reply, GuestWait::Read)?;
     Ok(decode_verdict(reply, Layout::Current)?.verdict)
+}
+
+/// Sends one record and reads one record back, waiting as `wait` says.
+pub fn exchange(
+    stream: &mut UnixStream,
+    record: &[u8],
+    reply: &mut [u8; RECORD],
+    wait: GuestWait,
+) -> anyhow::Result<()> {
+    stream.write_all(record).context("write to the daemon")?;
+    if wait == GuestWait::Poll {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let timeout = Timespec::try_from(REPLY_WAIT).context("reply timeout")?;
+        let mut fds = [PollFd::new(&*stream, PollFlags::IN)];
+        let ready = poll(&mut fds, Some(&timeout)).context("poll for the reply")?;
+        if ready == 0 {
+            bail!("no reply within {REPLY_WAIT:?}");
+        }
+    }
+    stream.read_exact(reply).context("read the reply")?;
+    Ok(())
 }
 
 /// Byte counters of a flood.

@@ -105,6 +105,24 @@ pub struct DaemonOptions {
     pub log_file: Option<PathBuf>,
     /// `--log` filter; `None` keeps the daemon's default (info).
     pub log_filter: Option<String>,
+    /// `channel_busy_poll_us` in its config; `None` keeps the daemon's
+    /// default (off).
+    pub busy_poll_us: Option<u64>,
+}
+
+impl DaemonOptions {
+    /// Settings these options add to the config file (top-level keys).
+    fn config_prefix(&self) -> String {
+        self.busy_poll_us
+            .map(|us| format!("channel_busy_poll_us = {us}\n"))
+            .unwrap_or_default()
+    }
+
+    /// A note for reports naming the non-default settings.
+    pub fn describe(&self) -> Option<String> {
+        self.busy_poll_us
+            .map(|us| format!("daemon config: channel_busy_poll_us = {us}"))
+    }
 }
 
 /// A fake host in a work directory, ready for the daemon.
@@ -156,6 +174,14 @@ impl Host {
     /// Spawns the daemon and waits (bounded) for its control socket.
     pub fn spawn(&self, options: &DaemonOptions) -> anyhow::Result<Daemon> {
         let _ = std::fs::remove_file(&self.control);
+        let prefix = options.config_prefix();
+        if !prefix.is_empty() {
+            let path = self.root.join("vmpowerd.toml");
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            std::fs::write(&path, prefix + &text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
         let stderr = match &options.log_file {
             Some(p) => Stdio::from(
                 File::create(p).with_context(|| format!("cannot create {}", p.display()))?,

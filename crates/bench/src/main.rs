@@ -49,6 +49,9 @@ struct Cli {
     /// The daemon's `--log` filter (default: the daemon's, info).
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
+    /// The daemon's `channel_busy_poll_us` (default: the daemon's, off).
+    #[arg(long, value_name = "US")]
+    busy_poll_us: Option<u64>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -72,6 +75,9 @@ enum Scenario {
         /// Untimed round trips first [1000; quick 50].
         #[arg(long)]
         warmup: Option<usize>,
+        /// How the guest (and the echo baselines' guest) waits for a reply.
+        #[arg(long, value_enum, default_value_t = guest::GuestWait::Read)]
+        guest_wait: guest::GuestWait,
     },
     /// 3. Throughput of flooding channels, and a plain reader's.
     Throughput {
@@ -191,6 +197,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             binary: cli.vmpowerd.clone(),
             log_file: cli.daemon_log.clone(),
             log_filter: cli.log.clone(),
+            busy_poll_us: cli.busy_poll_us,
         },
         cpus: cli.cpus,
         quick: cli.quick,
@@ -234,11 +241,16 @@ fn run_once(ctx: &Ctx, scenario: &Scenario) -> anyhow::Result<Report> {
                 settle: ctx.pick(None, 3.0, 0.5),
             },
         ),
-        Scenario::Latency { requests, warmup } => latency::run(
+        Scenario::Latency {
+            requests,
+            warmup,
+            guest_wait,
+        } => latency::run(
             ctx,
             latency::LatencyArgs {
                 requests: ctx.pick(*requests, 20_000, 500),
                 warmup: ctx.pick(*warmup, 1000, 50),
+                wait: *guest_wait,
             },
         ),
         Scenario::Throughput {

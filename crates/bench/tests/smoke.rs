@@ -1,5 +1,6 @@
-//! Smoke test of the harness end to end: `latency --quick` and
-//! `idle --quick` against the real `vmpowerd` binary. Only that figures
+//! Smoke test of the harness end to end: `latency --quick` (also with a
+//! busy-polling daemon and a polling guest) and `idle --quick` against the
+//! real `vmpowerd` binary. Only that figures
 //! come out (and that the bench cleans up after itself) is checked —
 //! never how fast anything is.
 //!
@@ -38,10 +39,18 @@ fn vmpowerd() -> PathBuf {
 
 /// Runs one quick scenario with `--json`; its single run's metrics.
 fn bench(daemon: &PathBuf, scenario: &str) -> Vec<Value> {
+    bench_with(daemon, &[], scenario, &[])
+}
+
+/// [`bench`] with options before and after the scenario's name.
+fn bench_with(daemon: &PathBuf, before: &[&str], scenario: &str, after: &[&str]) -> Vec<Value> {
     let child = Command::new(env!("CARGO_BIN_EXE_vmpower-bench"))
         .arg("--vmpowerd")
         .arg(daemon)
-        .args(["--quick", "--json", scenario])
+        .args(["--quick", "--json"])
+        .args(before)
+        .arg(scenario)
+        .args(after)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -92,4 +101,20 @@ fn quick_latency_and_idle_produce_figures() {
     let cpu = metric(&idle, "daemon CPU time per 60 s (ticks)");
     assert!(cpu.is_finite() && cpu >= 0.0, "{idle:?}");
     assert_eq!(metric(&idle, "reconnects during the run"), 0.0);
+}
+
+/// The busy-polling daemon and the guest that waits as QEMU does: every
+/// request still ACKed and written.
+#[test]
+fn quick_latency_with_busy_poll_and_a_polling_guest() {
+    let daemon = vmpowerd();
+    let latency = bench_with(
+        &daemon,
+        &["--busy-poll-us", "200"],
+        "latency",
+        &["--guest-wait", "poll"],
+    );
+    assert!(metric(&latency, "p50") > 0.0, "{latency:?}");
+    assert_eq!(metric(&latency, "NACKs"), 0.0);
+    assert_eq!(metric(&latency, "sysfs writes per request"), 1.0);
 }

@@ -13,14 +13,14 @@
 //! Outside the timing, the harness checks that the two units write
 //! different values and that the file holds the last request's value.
 
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use vmpower_proto::{ScalingUnit, Verdict};
+use vmpower_proto::layout::decode_verdict;
+use vmpower_proto::{Layout, ScalingUnit, Verdict};
 
 use super::{Ctx, launch};
-use crate::guest::{Qemu, RECORD, accept_all, power_record, round_trip};
+use crate::guest::{GuestWait, Qemu, RECORD, accept_all, exchange, power_record, round_trip};
 use crate::host::{HostSpec, RateLimitSetting, Workdir, vm_name};
 use crate::plain::PlainReader;
 use crate::probe::DaemonStats;
@@ -33,6 +33,8 @@ pub struct LatencyArgs {
     pub requests: usize,
     /// Untimed round trips first.
     pub warmup: usize,
+    /// How the guest waits for each reply (the echo baselines' guest too).
+    pub wait: GuestWait,
 }
 
 /// The file the acpi-cpufreq backend writes under the userspace governor.
@@ -69,8 +71,9 @@ pub fn run(ctx: &Ctx, args: LatencyArgs) -> anyhow::Result<Report> {
         value_after[0]
     );
     for i in 0..args.warmup {
+        exchange(stream, records[i % 2], &mut reply, args.wait)?;
         ensure!(
-            round_trip(stream, records[i % 2], &mut reply)? == Verdict::Ack,
+            decode_verdict(&reply, Layout::Current)?.verdict == Verdict::Ack,
             "no ACK"
         );
     }
@@ -80,9 +83,9 @@ pub fn run(ctx: &Ctx, args: LatencyArgs) -> anyhow::Result<Report> {
     let start = Instant::now();
     for i in 0..args.requests {
         let t = Instant::now();
-        let verdict = round_trip(stream, records[i % 2], &mut reply)?;
+        exchange(stream, records[i % 2], &mut reply, args.wait)?;
         samples.push(t.elapsed());
-        nacks += u64::from(verdict != Verdict::Ack);
+        nacks += u64::from(decode_verdict(&reply, Layout::Current)?.verdict != Verdict::Ack);
     }
     let elapsed = start.elapsed();
     let after = DaemonStats::fetch(&running.host.control)?;
@@ -106,6 +109,10 @@ pub fn run(ctx: &Ctx, args: LatencyArgs) -> anyhow::Result<Report> {
         args.requests, args.warmup
     ));
     r.note(RateLimitSetting::Off.describe());
+    r.note(args.wait.describe());
+    if let Some(setting) = ctx.daemon.describe() {
+        r.note(setting);
+    }
     r.note(format!(
         "checked: {SETSPEED} holds the last request's value ({file} kHz; min {} / max {})",
         value_after[0], value_after[1]
@@ -156,8 +163,7 @@ fn echo_baseline(args: LatencyArgs, record: &[u8], blocking: bool) -> anyhow::Re
     let mut samples = Vec::with_capacity(args.requests);
     for i in 0..args.warmup + args.requests {
         let t = Instant::now();
-        stream.write_all(record).context("write to the echo")?;
-        stream.read_exact(&mut reply).context("read the echo")?;
+        exchange(&mut stream, record, &mut reply, args.wait).context("echo")?;
         if i >= args.warmup {
             samples.push(t.elapsed());
         }
