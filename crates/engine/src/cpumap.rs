@@ -17,6 +17,8 @@
 
 use std::collections::BTreeMap;
 
+use smallvec::SmallVec;
+
 use vmpower_cpufreq::CpuId;
 
 /// A key that is a small integer.
@@ -55,14 +57,15 @@ pub(crate) type CpuMap<V> = DenseMap<CpuId, V, CPU_LIMIT>;
 /// A map from a small-integer key to `V` (see the module doc).
 #[derive(Debug, Clone)]
 pub(crate) struct DenseMap<K: DenseKey, V, const LIMIT: u32> {
-    dense: Vec<Option<V>>,
+    /// The first slots inline (a VM's few vCPUs need no allocation).
+    dense: SmallVec<[Option<V>; 8]>,
     sparse: BTreeMap<K, V>,
 }
 
 impl<K: DenseKey, V, const LIMIT: u32> Default for DenseMap<K, V, LIMIT> {
     fn default() -> Self {
         DenseMap {
-            dense: Vec::new(),
+            dense: SmallVec::new(),
             sparse: BTreeMap::new(),
         }
     }

@@ -681,16 +681,17 @@ impl Engine {
             for cpu in cpus.iter().flat_map(|c| c.iter().copied()) {
                 self.refresh_votes(cpu);
             }
-            self.arbitrate_domain(leader, trigger, &mut actions);
+            self.arbitrate_domain(leader, || trigger.clone(), &mut actions);
         }
         actions
     }
 
-    /// Arbitrates the domain led by `leader`; appends what must change.
+    /// Arbitrates the domain led by `leader`; appends what must change,
+    /// with the trigger `trigger` makes (called only for a change).
     pub(crate) fn arbitrate_domain(
         &mut self,
         leader: CpuId,
-        trigger: &Trigger,
+        trigger: impl FnOnce() -> Trigger,
         actions: &mut Vec<Action>,
     ) {
         let Some(domain) = self.host.domains.get(&leader) else {
@@ -729,7 +730,7 @@ impl Engine {
                     to,
                     index: v.index,
                     previous,
-                    trigger: trigger.clone(),
+                    trigger: trigger(),
                     winner: v.winner,
                 }));
             }

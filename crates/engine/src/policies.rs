@@ -22,7 +22,7 @@ use crate::vm::{CoreKey, Vm, Want, vote_of, vote_on};
 use crate::votes::{voter_at, voter_position};
 
 /// What a policy's decision was based on, for logs and the history.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PolicyInput {
     /// The policy's kind.
     pub kind: PolicyKind,
@@ -210,7 +210,9 @@ impl Engine {
         // Domain leader → index in `triggers` of the last policy that
         // moved one of its pCPUs; one trigger per policy, not per pCPU.
         let mut pending: CpuMap<usize> = CpuMap::default();
-        let mut triggers: Vec<Trigger> = Vec::with_capacity(samples.len());
+        // Per policy that moved: its sample's index and its inputs (the
+        // trigger is made only for an action, with one clone of the id).
+        let mut triggers: Vec<(usize, PolicyInput)> = Vec::with_capacity(samples.len());
         let mut leaders: Vec<CpuId> = Vec::new();
         let Engine {
             vms, users, host, ..
@@ -220,21 +222,21 @@ impl Engine {
         // them, matched by pointer, with no search by name. A sample out
         // of order restarts the walk at its name.
         let mut cursor = vms.range_mut::<VmId, _>(..).peekable();
-        for (vm_id, rate) in samples {
+        for (sample, (vm_id, rate)) in samples.iter().enumerate() {
             while cursor
                 .peek()
-                .is_some_and(|(k, _)| !k.same(&vm_id) && **k < vm_id)
+                .is_some_and(|(k, _)| !k.same(vm_id) && *k < vm_id)
             {
                 cursor.next();
             }
             if cursor
                 .peek()
-                .is_none_or(|(k, _)| !k.same(&vm_id) && **k != vm_id)
+                .is_none_or(|(k, _)| !k.same(vm_id) && *k != vm_id)
             {
-                cursor = vms.range_mut::<VmId, _>(&vm_id..).peekable();
+                cursor = vms.range_mut::<VmId, _>(vm_id..).peekable();
             }
             // The engine's own id: its voters are found by pointer.
-            let Some((vm_id, vm)) = cursor.next_if(|(k, _)| k.same(&vm_id) || **k == vm_id) else {
+            let Some((vm_id, vm)) = cursor.next_if(|(k, _)| k.same(vm_id) || *k == vm_id) else {
                 continue;
             };
             let Some(p) = vm.policy.as_mut() else {
@@ -246,22 +248,24 @@ impl Engine {
             let before = (p.rate.is_ok(), p.traffic.level);
             if let Ok(r) = rate {
                 let h = p.hysteresis();
-                p.traffic.update(&p.spec.policy.traffic, &h, r, now);
+                p.traffic.update(&p.spec.policy.traffic, &h, *r, now);
             }
             let unchanged = before.0 && rate.is_ok() && before.1 == p.traffic.level;
-            p.rate = rate;
+            if p.rate != *rate {
+                p.rate.clone_from(rate);
+            }
             if unchanged {
                 continue;
             }
             leaders.clear();
-            let Some(trigger) = write_traffic_wants(vm, vm_id, users, host, &mut leaders) else {
+            let Some(input) = write_traffic_wants(vm, vm_id, users, host, &mut leaders) else {
                 continue;
             };
             if leaders.is_empty() {
                 continue;
             }
             let index = triggers.len();
-            triggers.push(trigger);
+            triggers.push((sample, input));
             for leader in &leaders {
                 pending.insert(*leader, index);
             }
@@ -270,7 +274,12 @@ impl Engine {
         let pending: Vec<(CpuId, usize)> = pending.iter().map(|(l, i)| (l, *i)).collect();
         let mut actions = Vec::with_capacity(pending.len());
         for (leader, index) in pending {
-            self.arbitrate_domain(leader, &triggers[index], &mut actions);
+            let (sample, input) = triggers[index];
+            let trigger = || Trigger::Policy {
+                vm: samples[sample].0.clone(),
+                input,
+            };
+            self.arbitrate_domain(leader, trigger, &mut actions);
         }
         actions
     }
@@ -482,7 +491,7 @@ fn write_traffic_wants(
     users: &mut CpuMap<Vec<Voter>>,
     host: &Host,
     leaders: &mut Vec<CpuId>,
-) -> Option<Trigger> {
+) -> Option<PolicyInput> {
     let p = vm.policy.as_ref()?;
     let uniform = p.spec.policy.kind != PolicyKind::BranchRatio
         && p.keys.iter().all(|k| matches!(k, CoreKey::Vcpu(_)));
@@ -491,7 +500,10 @@ fn write_traffic_wants(
         let trigger = write_policy_wants(vm, vm_id, users, host, &mut touched);
         leaders.extend(touched.into_iter().filter_map(|c| host.leader(c)));
         leaders.dedup();
-        return trigger;
+        return match trigger? {
+            Trigger::Policy { input, .. } => Some(input),
+            _ => unreachable!("a policy's wants are written with a Policy trigger"),
+        };
     }
     let Vm {
         index,
@@ -517,14 +529,11 @@ fn write_traffic_wants(
             }
         });
     }
-    Some(Trigger::Policy {
-        vm: vm_id.clone(),
-        input: PolicyInput {
-            kind: p.spec.policy.kind,
-            rate_pps: p.rate.as_ref().ok().copied(),
-            hour: p.hour,
-            branch_ratio: None,
-        },
+    Some(PolicyInput {
+        kind: p.spec.policy.kind,
+        rate_pps: p.rate.as_ref().ok().copied(),
+        hour: p.hour,
+        branch_ratio: None,
     })
 }
 

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use smallvec::SmallVec;
 use vmpower_cpufreq::CpuId;
 use vmpower_cpufreq::levels::{FreqTable, Level, LevelState, TableShape, shape_level_index};
 
@@ -177,12 +178,15 @@ pub(crate) fn vote_on(
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PlacementIndex {
     /// (vCPU, pCPU), sorted.
-    by_vcpu: Vec<(Vcpu, CpuId)>,
+    by_vcpu: SmallVec<[(Vcpu, CpuId); INLINE]>,
     /// (pCPU, vCPU), sorted.
-    by_pcpu: Vec<(CpuId, Vcpu)>,
+    by_pcpu: SmallVec<[(CpuId, Vcpu); INLINE]>,
     /// Each pCPU used, ascending.
-    groups: Vec<PcpuGroup>,
+    groups: SmallVec<[PcpuGroup; INLINE]>,
 }
+
+/// Pairs and pCPUs a placement index holds without allocating.
+const INLINE: usize = 8;
 
 /// One pCPU a placement uses.
 #[derive(Debug, Clone)]
@@ -198,14 +202,15 @@ struct PcpuGroup {
 
 impl PlacementIndex {
     fn new(placement: &Placement) -> Self {
-        let by_vcpu: Vec<(Vcpu, CpuId)> = placement
+        let by_vcpu: SmallVec<[(Vcpu, CpuId); INLINE]> = placement
             .affinity
             .iter()
             .flat_map(|(v, cpus)| cpus.iter().map(|c| (*v, *c)))
             .collect();
-        let mut by_pcpu: Vec<(CpuId, Vcpu)> = by_vcpu.iter().map(|(v, c)| (*c, *v)).collect();
+        let mut by_pcpu: SmallVec<[(CpuId, Vcpu); INLINE]> =
+            by_vcpu.iter().map(|(v, c)| (*c, *v)).collect();
         by_pcpu.sort_unstable();
-        let mut groups: Vec<PcpuGroup> = Vec::new();
+        let mut groups: SmallVec<[PcpuGroup; INLINE]> = SmallVec::new();
         for (i, (cpu, _)) in (0u32..).zip(&by_pcpu) {
             match groups.last_mut() {
                 Some(g) if g.cpu == *cpu => g.end = i + 1,
