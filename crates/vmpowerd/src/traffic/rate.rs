@@ -96,9 +96,11 @@ impl RateMeter {
 
     /// Feeds one reading of `source`'s counter taken at `now`.
     pub fn observe(&mut self, source: &SourceKind, counter: u64, now: Instant) -> RateOutcome {
+        // Compared once (a device name): this runs for every MAC each tick.
+        let same = matches!(&self.last, Some((last_source, _, _)) if last_source == source);
         let outcome = match &self.last {
             None => RateOutcome::First,
-            Some((last_source, _, _)) if last_source != source => RateOutcome::Reset,
+            Some(_) if !same => RateOutcome::Reset,
             Some((_, prev, at)) => match now.checked_duration_since(*at) {
                 Some(elapsed) => rate_pps(*prev, counter, elapsed, self.max_pps),
                 None => RateOutcome::TooSoon,
@@ -107,7 +109,7 @@ impl RateMeter {
         if outcome != RateOutcome::TooSoon {
             match &mut self.last {
                 // The common case: same source, new reading; no clone.
-                Some((last_source, prev, at)) if last_source == source => {
+                Some((_, prev, at)) if same => {
                     *prev = counter;
                     *at = now;
                 }
