@@ -174,10 +174,10 @@ pub struct Config {
     /// Address of the Prometheus metrics endpoint (`GET /metrics`), e.g.
     /// `"127.0.0.1:9464"`; off when unset.
     pub metrics_address: Option<std::net::SocketAddr>,
-    /// After serving a request, keep reading the channel for this many µs
-    /// before going back to epoll (busy polling; 0: off). Saves a wakeup
-    /// when the guest's next request follows at once, at the cost of up
-    /// to this much CPU per request.
+    /// While a guest sends back to back, keep reading its channel for this
+    /// many µs after each request before going back to epoll (busy
+    /// polling; 0: off). Saves a wakeup when the guest's next request
+    /// follows at once, at the cost of up to this much CPU per request.
     pub channel_busy_poll_us: u64,
     /// Declared VMs, by name.
     pub vm: BTreeMap<String, VmConfig>,

@@ -14,13 +14,14 @@
 //! - One read's replies are sent before the log lines and history entries
 //!   of the decisions they report ([`crate::core::Core::flush_decisions`]):
 //!   the guest's round trip holds the sysfs write, not the bookkeeping.
-//! - With `channel_busy_poll_us` set, a channel that just served a request
-//!   keeps reading its socket for that window ([`super::spin`]) before it
-//!   waits on epoll again; off by default.
+//! - With `channel_busy_poll_us` set, a channel whose guest sends requests
+//!   back to back (each within the window after the previous reply) keeps
+//!   reading its socket for that window after each one ([`super::spin`])
+//!   before it waits on epoll again; off by default.
 
 use std::io;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::UnixStream;
 use tracing::{debug, info, warn};
@@ -28,6 +29,7 @@ use vmpower_engine::ChannelId;
 use vmpower_proto::stream::RecordStream;
 
 use super::outbox::Outbox;
+use super::spin::BusyPoll;
 use crate::SharedCore;
 
 /// Bytes read at once: a few hundred records.
@@ -108,15 +110,23 @@ async fn serve_stream(stream: &UnixStream, channel: &ChannelId, core: &SharedCor
         records: RecordStream::new(layout),
         outbox: Outbox::default(),
     };
+    let mut pacing = BusyPoll::new(busy_poll);
     let closed = loop {
         if let Err(e) = stream.readable().await {
             break Closed::Error(e);
         }
+        let woke = Instant::now();
         let mut served = SCRATCH.with_borrow_mut(|scratch| link.pump(scratch));
-        // Busy poll: while the guest's next request comes within the
-        // window, serve it without going back to epoll (no wakeup).
-        while !busy_poll.is_zero() && matches!(served, Ok(Some(wait)) if wait.is_zero()) {
-            served = SCRATCH.with_borrow_mut(|scratch| link.spin(scratch, busy_poll));
+        // Busy poll: once the guest's requests follow each other within
+        // the window, serve the next ones without going back to epoll
+        // (no wakeup), for as long as they keep coming that fast.
+        let polling = pacing.follows(woke);
+        while matches!(served, Ok(Some(wait)) if wait.is_zero()) {
+            pacing.served(Instant::now());
+            if !polling {
+                break;
+            }
+            served = SCRATCH.with_borrow_mut(|scratch| link.spin(scratch, pacing.window()));
             // A guest that keeps sending must not hold this worker
             // forever: yield once the task's budget is spent.
             tokio::task::coop::consume_budget().await;

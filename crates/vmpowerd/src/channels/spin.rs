@@ -11,8 +11,10 @@
 //!   woken once for nothing later, and then finds `WouldBlock`.
 //! - The window is spent in non-blocking reads, one system call each:
 //!   while it lasts, the worker thread uses its CPU and serves nothing
-//!   else. It starts only after a request was served: an idle channel
-//!   never polls.
+//!   else. It starts only after a request that came within two windows
+//!   of the previous reply ([`BusyPoll`]): an idle channel never polls, and
+//!   a guest that sends one request now and then (which no window would
+//!   catch) costs no polling either.
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -20,6 +22,47 @@ use std::time::{Duration, Instant};
 use rustix::io::Errno;
 use rustix::net::RecvFlags;
 use tokio::net::UnixStream;
+
+/// When a channel polls: only while its guest's requests follow each
+/// other within the window.
+#[derive(Debug, Clone)]
+pub struct BusyPoll {
+    window: Duration,
+    /// When the last request was served.
+    last_served: Option<Instant>,
+}
+
+impl BusyPoll {
+    /// Polling for `window` (zero: never).
+    pub fn new(window: Duration) -> Self {
+        BusyPoll {
+            window,
+            last_served: None,
+        }
+    }
+
+    /// The window.
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    /// Whether to poll after serving a request that woke the channel at
+    /// `woke`: the previous reply went out at most two windows earlier
+    /// (the wakeup that brought this request is part of that gap, and
+    /// polling saves it), so the guest's next request is likely to come
+    /// within the window.
+    pub fn follows(&self, woke: Instant) -> bool {
+        !self.window.is_zero()
+            && self
+                .last_served
+                .is_some_and(|t| woke.saturating_duration_since(t) <= 2 * self.window)
+    }
+
+    /// A request was served (its reply sent) at `at`.
+    pub fn served(&mut self, at: Instant) {
+        self.last_served = Some(at);
+    }
+}
 
 /// Reads whatever comes on `stream` into `buf` within `window`:
 /// `Some(n)` once bytes came (`Some(0)`: the peer closed), `None` when the
@@ -47,6 +90,27 @@ pub fn read_within(
 mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
+
+    #[test]
+    fn polls_only_after_a_request_that_followed_the_previous_reply() {
+        let window = Duration::from_micros(50);
+        let t0 = Instant::now();
+        let mut p = BusyPoll::new(window);
+        // The first request of a channel: nothing to follow.
+        assert!(!p.follows(t0));
+        p.served(t0);
+        assert!(p.follows(t0 + Duration::from_micros(30)));
+        assert!(p.follows(t0 + 2 * window));
+        assert!(!p.follows(t0 + 2 * window + Duration::from_micros(1)));
+        // One request every 2 ms: no window would catch the next one.
+        assert!(!p.follows(t0 + Duration::from_millis(2)));
+        p.served(t0 + Duration::from_millis(2));
+        assert!(p.follows(t0 + Duration::from_millis(2) + Duration::from_micros(10)));
+        // Off: never.
+        let mut off = BusyPoll::new(Duration::ZERO);
+        off.served(t0);
+        assert!(!off.follows(t0));
+    }
 
     #[tokio::test]
     async fn bytes_already_there_are_read_at_once() {
