@@ -29,19 +29,21 @@ use common::{engine, no_hysteresis, tick};
 
 fn bench_tick(c: &mut Criterion) {
     let mut group = c.benchmark_group("tick_1024_traffic_policies");
+    // Kept from tick to tick, as the daemon's sampler keeps it.
+    let mut actions = Vec::new();
     for pcpus in [64u32, 1_024] {
         // Steady: 150 kpps stays medium (between avg and max), no change.
         let (mut e, ids) = engine(pcpus, None, 150_000.0);
         let mut now = Duration::from_millis(100);
         assert_eq!(
-            tick(&mut e, &ids, 150_000.0, now),
+            tick(&mut e, &ids, 150_000.0, now, &mut actions),
             0,
             "steady means no action"
         );
         group.bench_function(BenchmarkId::new("steady", pcpus), |b| {
             b.iter(|| {
                 now += Duration::from_millis(100);
-                black_box(tick(&mut e, &ids, black_box(150_000.0), now))
+                black_box(tick(&mut e, &ids, black_box(150_000.0), now, &mut actions))
             });
         });
 
@@ -49,7 +51,7 @@ fn bench_tick(c: &mut Criterion) {
         let (mut e, ids) = engine(pcpus, Some(no_hysteresis()), 10_000.0);
         let mut now = Duration::from_millis(100);
         let mut high = true;
-        let first = tick(&mut e, &ids, 250_000.0, now);
+        let first = tick(&mut e, &ids, 250_000.0, now, &mut actions);
         assert!(
             first >= usize::try_from(pcpus).expect("fits"),
             "crossing changes every pCPU"
@@ -59,7 +61,7 @@ fn bench_tick(c: &mut Criterion) {
                 now += Duration::from_millis(100);
                 high = !high;
                 let rate = if high { 250_000.0 } else { 10_000.0 };
-                black_box(tick(&mut e, &ids, black_box(rate), now))
+                black_box(tick(&mut e, &ids, black_box(rate), now, &mut actions))
             });
         });
     }

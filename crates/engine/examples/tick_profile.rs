@@ -25,10 +25,11 @@ use vmpower_engine::{Engine, VmId};
 #[inline(never)]
 fn run(e: &mut Engine, ids: &[VmId], rates: [f64; 2], ticks: u32, start: Duration) -> usize {
     let mut actions = 0;
+    let mut kept = Vec::new();
     for i in 0..ticks {
         let now = start + Duration::from_millis(100) * (i + 1);
         let rate = rates[usize::from(i % 2 == 1)];
-        actions += common::tick(e, ids, black_box(rate), now);
+        actions += common::tick(e, ids, black_box(rate), now, &mut kept);
     }
     actions
 }

@@ -189,6 +189,8 @@ pub struct Engine {
     default_tz: jiff::tz::TimeZone,
     /// Operator's per-pCPU BRANCH_RATIO thresholds.
     pub(crate) branch_thresholds: BTreeMap<CpuId, f64>,
+    /// The traffic tick's buffers, kept between ticks.
+    pub(crate) scratch: crate::policies::TickScratch,
 }
 
 impl Default for Engine {
@@ -215,6 +217,7 @@ impl Engine {
             wall: jiff::Timestamp::UNIX_EPOCH,
             default_tz: jiff::tz::TimeZone::UTC,
             branch_thresholds: BTreeMap::new(),
+            scratch: crate::policies::TickScratch::default(),
         }
     }
 

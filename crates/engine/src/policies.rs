@@ -201,19 +201,35 @@ impl Engine {
     /// once); a policy whose level did not move decides nothing.
     ///
     /// A domain touched by several policies is reported with the trigger
-    /// of the last of them (in `samples` order).
+    /// of the last of them (in `samples` order). Samples in the order of
+    /// [`Engine::traffic_policies`] are matched fastest.
     pub fn traffic_tick(
         &mut self,
         samples: Vec<(VmId, Result<f64, String>)>,
         now: Now,
     ) -> Vec<Action> {
-        // Domain leader → index in `triggers` of the last policy that
-        // moved one of its pCPUs; one trigger per policy, not per pCPU.
-        let mut pending: CpuMap<usize> = CpuMap::default();
-        // Per policy that moved: its sample's index and its inputs (the
-        // trigger is made only for an action, with one clone of the id).
-        let mut triggers: Vec<(usize, PolicyInput)> = Vec::with_capacity(samples.len());
-        let mut leaders: Vec<CpuId> = Vec::new();
+        let mut actions = Vec::new();
+        self.traffic_tick_into(&samples, now, &mut actions);
+        actions
+    }
+
+    /// [`Engine::traffic_tick`] appending to `actions`: a caller that
+    /// keeps the vector from tick to tick writes the actions into memory
+    /// already in cache instead of a fresh allocation.
+    pub fn traffic_tick_into(
+        &mut self,
+        samples: &[(VmId, Result<f64, String>)],
+        now: Now,
+        actions: &mut Vec<Action>,
+    ) {
+        // Buffers kept from tick to tick (emptied before they go back).
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let TickScratch {
+            pending,
+            triggers,
+            leaders,
+            order,
+        } = &mut scratch;
         let Engine {
             vms, users, host, ..
         } = self;
@@ -258,7 +274,7 @@ impl Engine {
                 continue;
             }
             leaders.clear();
-            let Some(input) = write_traffic_wants(vm, vm_id, users, host, &mut leaders) else {
+            let Some(input) = write_traffic_wants(vm, vm_id, users, host, leaders) else {
                 continue;
             };
             if leaders.is_empty() {
@@ -266,22 +282,26 @@ impl Engine {
             }
             let index = triggers.len();
             triggers.push((sample, input));
-            for leader in &leaders {
+            for leader in leaders.iter() {
                 pending.insert(*leader, index);
             }
         }
         // Domains in leader order (the map iterates in key order).
-        let pending: Vec<(CpuId, usize)> = pending.iter().map(|(l, i)| (l, *i)).collect();
-        let mut actions = Vec::with_capacity(pending.len());
-        for (leader, index) in pending {
-            let (sample, input) = triggers[index];
+        order.extend(pending.iter().map(|(l, i)| (l, *i)));
+        for (leader, _) in order.iter() {
+            pending.remove(leader);
+        }
+        for (leader, index) in order.iter() {
+            let (sample, input) = triggers[*index];
             let trigger = || Trigger::Policy {
                 vm: samples[sample].0.clone(),
                 input,
             };
-            self.arbitrate_domain(leader, trigger, &mut actions);
+            self.arbitrate_domain(*leader, trigger, actions);
         }
-        actions
+        triggers.clear();
+        order.clear();
+        self.scratch = scratch;
     }
 
     /// The wall clock moved (an hour boundary passed, or the daemon
@@ -475,6 +495,22 @@ impl Engine {
         } = self;
         write_policy_wants(vms.get_mut(vm_id)?, vm_id, users, host, touched)
     }
+}
+
+/// The buffers of [`Engine::traffic_tick_into`], kept by the engine
+/// between ticks (empty between them).
+#[derive(Debug, Default)]
+pub(crate) struct TickScratch {
+    /// Domain leader → index in `triggers` of the last policy that moved
+    /// one of its pCPUs (one trigger per policy, not per pCPU).
+    pending: CpuMap<usize>,
+    /// Per policy that moved: its sample's index and its inputs (the
+    /// trigger is made only for an action, with one clone of the id).
+    triggers: Vec<(usize, PolicyInput)>,
+    /// The domains one policy moved.
+    leaders: Vec<CpuId>,
+    /// `pending` in leader order.
+    order: Vec<(CpuId, usize)>,
 }
 
 /// [`write_policy_wants`] for a traffic tick, appending to `leaders` the

@@ -10,7 +10,8 @@ use vmpower_cpufreq::levels::FreqTable;
 use vmpower_cpufreq::{CpuId, Khz};
 use vmpower_engine::policy::traffic::Hysteresis;
 use vmpower_engine::{
-    Engine, EngineConfig, PcpuSpec, Placement, PolicyExtensions, PolicySpec, VmId, VmSettings,
+    Action, Engine, EngineConfig, PcpuSpec, Placement, PolicyExtensions, PolicySpec, VmId,
+    VmSettings,
 };
 use vmpower_proto::{
     CoreType, HourSchedule, MacAddr, MacList, Policy, PolicyKind, TrafficThresholds, VcpuList,
@@ -92,9 +93,21 @@ pub fn engine(pcpus: u32, hysteresis: Option<Hysteresis>, start_pps: f64) -> (En
 
 /// One tick: a rate for every policy at monotonic time `now`, fed as the
 /// daemon's sampler does (`traffic_tick`); returns the number of actions.
-pub fn tick(e: &mut Engine, ids: &[VmId], rate: f64, now: Duration) -> usize {
-    let samples = ids.iter().map(|id| (id.clone(), Ok(rate))).collect();
-    e.traffic_tick(samples, now).len()
+/// One tick as the daemon's sampler runs it: the samples built, the
+/// engine's tick into the actions vector the sampler keeps (emptied of the
+/// last tick's actions first); the number of actions.
+pub fn tick(
+    e: &mut Engine,
+    ids: &[VmId],
+    rate: f64,
+    now: Duration,
+    actions: &mut Vec<Action>,
+) -> usize {
+    let samples: Vec<(VmId, Result<f64, String>)> =
+        ids.iter().map(|id| (id.clone(), Ok(rate))).collect();
+    actions.clear();
+    e.traffic_tick_into(&samples, now, actions);
+    actions.len()
 }
 
 /// Hysteresis off: every crossing of a threshold changes the level at once.
