@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
-use vmpower_engine::VmId;
+use vmpower_engine::{Action, VmId};
 use vmpower_proto::{MacAddr, MacList};
 
 use crate::SharedCore;
@@ -194,6 +194,11 @@ struct TrafficState {
     slots: Vec<Vec<usize>>,
     /// Each batch sample's latest rate.
     fed: Vec<Option<f64>>,
+    /// The engine's input, one entry per policy: the VMs are set with the
+    /// policies, each tick rewrites only the rates.
+    input: Vec<(VmId, Result<f64, String>)>,
+    /// The engine's output, kept from tick to tick.
+    actions: Vec<Action>,
 }
 
 impl TrafficState {
@@ -227,6 +232,11 @@ impl TrafficState {
             })
             .collect();
         self.macs = list;
+        self.input = self
+            .policies
+            .iter()
+            .map(|(vm, _)| (vm.clone(), Err(String::new())))
+            .collect();
     }
 
     /// One tick: the counters, the rates, the engine's traffic tick.
@@ -258,20 +268,17 @@ impl TrafficState {
                 .collect();
             show_sources(samples, sources);
         }
-        let tick: Vec<_> = self
-            .policies
-            .iter()
-            .zip(&self.slots)
-            .map(|((vm, list), at)| {
-                let rate = policy_rate(&self.fed, at, &self.missing, list.as_slice());
-                (vm.clone(), rate)
-            })
-            .collect();
+        let policies = self.policies.iter().zip(&self.slots);
+        for ((_, rate), ((_, list), at)) in self.input.iter_mut().zip(policies) {
+            *rate = policy_rate(&self.fed, at, &self.missing, list.as_slice());
+        }
         let mut core = crate::lock(core);
         let now = core.now();
-        core.stats.policy_evaluated("traffic", tick.len());
-        let actions = core.engine.traffic_tick(tick, now);
-        core.execute(&actions);
+        core.stats.policy_evaluated("traffic", self.input.len());
+        self.actions.clear();
+        core.engine
+            .traffic_tick_into(&self.input, now, &mut self.actions);
+        core.execute(&self.actions);
     }
 }
 
