@@ -23,10 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::net::UnixListener;
 use vmpower_guest::{Channel, ChannelConfig, ChannelError};
-use vmpower_proto::{
-    CoreType, HourSchedule, MacAddr, MacList, Policy, PolicyKind, TrafficThresholds, VcpuList,
-    VmName, WorkloadLevel,
-};
+use vmpower_proto::{MacAddr, MacList, Policy, PolicyKind, VcpuList, VmName};
 
 use crate::feed::{self, Feed, Running};
 use crate::scenario::{self, RatePlan, Role, VmPlan};
@@ -212,16 +209,7 @@ impl Script {
         let vcpus: Vec<u8> = (0..self.plan.pcpus.len())
             .filter_map(|v| u8::try_from(v).ok())
             .collect();
-        Policy {
-            kind,
-            cores: VcpuList::from_slice(&vcpus).unwrap_or_default(),
-            core_type: CoreType::Virtual,
-            macs: MacList::default(),
-            traffic: TrafficThresholds::default(),
-            hours: HourSchedule::default(),
-            workload: WorkloadLevel::High,
-            turbo_boost: false,
-        }
+        Policy::new(kind, VcpuList::from_slice(&vcpus).unwrap_or_default())
     }
 
     /// Sleeps until `until` or until told to stop; false when stopping.

@@ -216,18 +216,16 @@ mod tests {
     fn policy(cores: &[u8]) -> PolicySpec {
         PolicySpec {
             policy: Policy {
-                kind: PolicyKind::Traffic,
-                cores: VcpuList::from_slice(cores).expect("fits"),
-                core_type: CoreType::Virtual,
                 macs: MacList::from_slice(&[MacAddr([2, 0, 0, 0, 0, 1])]).expect("fits"),
                 traffic: TrafficThresholds {
                     min_pps: 0,
                     avg_pps: 100_000,
                     max_pps: 200_000,
                 },
-                hours: Default::default(),
-                workload: vmpower_proto::WorkloadLevel::High,
-                turbo_boost: false,
+                ..Policy::new(
+                    PolicyKind::Traffic,
+                    VcpuList::from_slice(cores).expect("fits"),
+                )
             },
             ext: PolicyExtensions {
                 hysteresis: Some(Hysteresis {

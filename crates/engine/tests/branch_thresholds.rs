@@ -15,9 +15,7 @@ use vmpower_engine::{
     Action, Engine, EngineConfig, PcpuSpec, Placement, PolicyExtensions, PolicySpec, VmId,
     VmSettings,
 };
-use vmpower_proto::{
-    CoreType, HourSchedule, MacList, Policy, PolicyKind, TrafficThresholds, VcpuList, WorkloadLevel,
-};
+use vmpower_proto::{Policy, PolicyKind, VcpuList};
 
 const MAX: u32 = 2_300_000;
 
@@ -43,16 +41,10 @@ fn engine() -> Engine {
 
 fn spec(threshold: Option<f64>) -> PolicySpec {
     PolicySpec {
-        policy: Policy {
-            kind: PolicyKind::BranchRatio,
-            cores: VcpuList::from_slice(&[0, 1]).unwrap(),
-            core_type: CoreType::Virtual,
-            macs: MacList::default(),
-            traffic: TrafficThresholds::default(),
-            hours: HourSchedule::default(),
-            workload: WorkloadLevel::High,
-            turbo_boost: false,
-        },
+        policy: Policy::new(
+            PolicyKind::BranchRatio,
+            VcpuList::from_slice(&[0, 1]).unwrap(),
+        ),
         ext: PolicyExtensions {
             branch_threshold: threshold,
             ..PolicyExtensions::default()

@@ -57,18 +57,13 @@ fn vm() -> VmId {
 
 fn policy(kind: PolicyKind) -> Policy {
     Policy {
-        kind,
-        cores: VcpuList::from_slice(&[0, 1]).unwrap(),
-        core_type: CoreType::Virtual,
         macs: MacList::from_slice(&["02:00:00:00:00:01".parse::<MacAddr>().unwrap()]).unwrap(),
         traffic: TrafficThresholds {
             min_pps: 0,
             avg_pps: 1_800_000,
             max_pps: 2_000_000,
         },
-        hours: HourSchedule::default(),
-        workload: WorkloadLevel::High,
-        turbo_boost: false,
+        ..Policy::new(kind, VcpuList::from_slice(&[0, 1]).unwrap())
     }
 }
 

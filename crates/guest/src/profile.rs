@@ -12,17 +12,14 @@
 use std::path::Path;
 
 use vmpower_proto::{
-    CoreType, HourSchedule, HourSet, MacAddr, MacList, Policy, PolicyKind, TrafficThresholds,
-    VcpuList, WorkloadLevel,
+    HourSchedule, HourSet, MacAddr, MacList, Policy, PolicyKind, TrafficThresholds, VcpuList,
+    WorkloadLevel,
 };
 
 /// DPDK guest_cli's example policy, monitoring `mac` if given.
 pub fn dpdk_example_policy(mac: Option<MacAddr>) -> Policy {
     let hours = |h: &[u8]| HourSet::from_hours(h.iter().copied()).expect("hours below 24");
     Policy {
-        kind: PolicyKind::Time,
-        cores: VcpuList::from_slice(&[0, 1]).expect("2 vCPUs fit"),
-        core_type: CoreType::Virtual,
         macs: MacList::from_slice(mac.as_slice()).expect("1 MAC fits"),
         traffic: TrafficThresholds {
             min_pps: 96_000,
@@ -35,7 +32,10 @@ pub fn dpdk_example_policy(mac: Option<MacAddr>) -> Policy {
             traffic: hours(&[8, 10]),
         },
         workload: WorkloadLevel::default(),
-        turbo_boost: false,
+        ..Policy::new(
+            PolicyKind::Time,
+            VcpuList::from_slice(&[0, 1]).expect("2 vCPUs fit"),
+        )
     }
 }
 

@@ -532,6 +532,25 @@ pub struct Policy {
     pub turbo_boost: bool,
 }
 
+impl Policy {
+    /// A policy of `kind` on the vCPUs `cores`, every other field at its
+    /// default (virtual cores, no MACs, zero thresholds, no hours,
+    /// workload HIGH, no turbo boost): set the fields the kind uses with
+    /// struct-update syntax.
+    pub fn new(kind: PolicyKind, cores: VcpuList) -> Self {
+        Policy {
+            kind,
+            cores,
+            core_type: CoreType::Virtual,
+            macs: MacList::default(),
+            traffic: TrafficThresholds::default(),
+            hours: HourSchedule::default(),
+            workload: WorkloadLevel::High,
+            turbo_boost: false,
+        }
+    }
+}
+
 /// What a guest (or DPDK's JSON FIFO) asks of the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RequestBody {

@@ -189,18 +189,16 @@ fn current_time_policy_with_hour_zero_first() {
         Request {
             vm_name: name("ubuntu"),
             body: RequestBody::SetPolicy(Policy {
-                kind: PolicyKind::Time,
-                cores: VcpuList::from_slice(&[2, 3]).expect("2 cores"),
-                core_type: CoreType::Virtual,
-                macs: MacList::default(),
-                traffic: TrafficThresholds::default(),
                 hours: HourSchedule {
                     busy: hours(&[17, 18, 19, 20, 21, 22, 23]),
                     quiet: hours(&[0, 2, 3, 4, 5, 6]),
                     traffic: hours(&[9, 10]),
                 },
-                workload: WorkloadLevel::High,
                 turbo_boost: true,
+                ..Policy::new(
+                    PolicyKind::Time,
+                    VcpuList::from_slice(&[2, 3]).expect("2 cores"),
+                )
             }),
         },
     );
@@ -214,18 +212,16 @@ fn traffic_policy_request() -> Request {
     Request {
         vm_name: name("ubuntu"),
         body: RequestBody::SetPolicy(Policy {
-            kind: PolicyKind::Traffic,
-            cores: VcpuList::from_slice(&[0, 1, 2, 3]).expect("4 cores"),
-            core_type: CoreType::Virtual,
             macs: MacList::from_slice(&macs).expect("2 macs"),
             traffic: TrafficThresholds {
                 min_pps: 1000,
                 avg_pps: 1_800_000,
                 max_pps: 2_000_000,
             },
-            hours: HourSchedule::default(),
-            workload: WorkloadLevel::High,
-            turbo_boost: false,
+            ..Policy::new(
+                PolicyKind::Traffic,
+                VcpuList::from_slice(&[0, 1, 2, 3]).expect("4 cores"),
+            )
         }),
     }
 }
@@ -276,14 +272,12 @@ fn dpdk1711_workload_policy() {
     let expected = Request {
         vm_name: name("vm-17.11"),
         body: RequestBody::SetPolicy(Policy {
-            kind: PolicyKind::Workload,
-            cores: VcpuList::from_slice(&[1]).expect("1 core"),
-            core_type: CoreType::Virtual,
-            macs: MacList::default(),
-            traffic: TrafficThresholds::default(),
-            hours: HourSchedule::default(),
             workload: WorkloadLevel::Low,
             turbo_boost: true,
+            ..Policy::new(
+                PolicyKind::Workload,
+                VcpuList::from_slice(&[1]).expect("1 core"),
+            )
         }),
     };
     assert_request_golden("dpdk1711_policy.hex", Layout::Dpdk1711, expected);

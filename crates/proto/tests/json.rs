@@ -25,18 +25,16 @@ fn ubuntu_time_policy() -> Request {
     Request {
         vm_name: name("ubuntu"),
         body: RequestBody::SetPolicy(Policy {
-            kind: PolicyKind::Time,
-            cores: VcpuList::from_slice(&[11]).expect("one core"),
             core_type: CoreType::Physical,
-            macs: MacList::default(),
-            traffic: TrafficThresholds::default(),
             hours: HourSchedule {
                 busy: HourSet::from_hours(17..=23).expect("hours"),
                 quiet: HourSet::from_hours(2..=6).expect("hours"),
                 traffic: HourSet::EMPTY,
             },
-            workload: WorkloadLevel::High,
-            turbo_boost: false,
+            ..Policy::new(
+                PolicyKind::Time,
+                VcpuList::from_slice(&[11]).expect("one core"),
+            )
         }),
     }
 }
@@ -668,8 +666,6 @@ fn expressible_request() -> impl Strategy<Value = Request> {
         .prop_map(
             |(kind, cores, macs, (avg_pps, max_pps), busy, quiet, workload)| {
                 RequestBody::SetPolicy(Policy {
-                    kind,
-                    cores,
                     core_type: CoreType::Physical,
                     macs,
                     traffic: TrafficThresholds {
@@ -683,7 +679,7 @@ fn expressible_request() -> impl Strategy<Value = Request> {
                         traffic: HourSet::EMPTY,
                     },
                     workload,
-                    turbo_boost: false,
+                    ..Policy::new(kind, cores)
                 })
             },
         );

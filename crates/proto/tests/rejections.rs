@@ -273,18 +273,13 @@ fn time_request(busy: &[u8], quiet: &[u8], traffic: &[u8]) -> Request {
     Request {
         vm_name: VmName::new("vm").expect("name"),
         body: RequestBody::SetPolicy(Policy {
-            kind: PolicyKind::Time,
-            cores: VcpuList::default(),
-            core_type: CoreType::Virtual,
-            macs: MacList::default(),
-            traffic: TrafficThresholds::default(),
             hours: HourSchedule {
                 busy: hours(busy),
                 quiet: hours(quiet),
                 traffic: hours(traffic),
             },
             workload: WorkloadLevel::Medium,
-            turbo_boost: false,
+            ..Policy::new(PolicyKind::Time, VcpuList::default())
         }),
     }
 }

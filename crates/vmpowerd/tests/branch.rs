@@ -21,26 +21,17 @@ use vmpower_engine::{
     Engine, EngineConfig, PcpuSpec, Placement, PolicyExtensions, PolicySpec, VmId, VmSettings,
 };
 use vmpower_proto::layout::encode_request_record;
-use vmpower_proto::{
-    CoreType, HourSchedule, Layout, MacList, Policy, PolicyKind, Request, RequestBody,
-    TrafficThresholds, VcpuList, Verdict, VmName, WorkloadLevel,
-};
+use vmpower_proto::{Layout, Policy, PolicyKind, Request, RequestBody, VcpuList, Verdict, VmName};
 use vmpowerd::SharedCore;
 use vmpowerd::branch::fake::FakeBranchCounters;
 use vmpowerd::branch::{BranchError, detect, run_branch};
 use vmpowerd::core::Core;
 
 fn branch_policy() -> Policy {
-    Policy {
-        kind: PolicyKind::BranchRatio,
-        cores: VcpuList::from_slice(&[0, 1]).unwrap(),
-        core_type: CoreType::Virtual,
-        macs: MacList::default(),
-        traffic: TrafficThresholds::default(),
-        hours: HourSchedule::default(),
-        workload: WorkloadLevel::High,
-        turbo_boost: false,
-    }
+    Policy::new(
+        PolicyKind::BranchRatio,
+        VcpuList::from_slice(&[0, 1]).unwrap(),
+    )
 }
 
 fn spec() -> PolicySpec {

@@ -19,8 +19,8 @@ use vmpower_api::{CtlRequest, CtlResponse};
 use vmpower_cpufreq::fake::{FailKind, FakeSysfs};
 use vmpower_proto::layout::encode_request_record;
 use vmpower_proto::{
-    CoreType, HourSchedule, Layout, MacAddr, MacList, Policy, PolicyKind, Request, RequestBody,
-    ScalingUnit, TrafficThresholds, VcpuList, Verdict, VmName, WorkloadLevel,
+    CoreType, Layout, MacAddr, MacList, Policy, PolicyKind, Request, RequestBody, ScalingUnit,
+    TrafficThresholds, VcpuList, Verdict, VmName,
 };
 use vmpowerd::metrics::families::{FAMILIES, Kind};
 use vmpowerd::metrics::parse::{Exposition, parse};
@@ -92,18 +92,13 @@ fn record(vm_name: &str, body: RequestBody) -> Vec<u8> {
 
 fn traffic_policy(mac: MacAddr) -> RequestBody {
     RequestBody::SetPolicy(Policy {
-        kind: PolicyKind::Traffic,
-        cores: VcpuList::from_slice(&[0]).unwrap(),
-        core_type: CoreType::Virtual,
         macs: MacList::from_slice(&[mac]).unwrap(),
         traffic: TrafficThresholds {
             min_pps: 0,
             avg_pps: 100_000,
             max_pps: 200_000,
         },
-        hours: HourSchedule::default(),
-        workload: WorkloadLevel::High,
-        turbo_boost: false,
+        ..Policy::new(PolicyKind::Traffic, VcpuList::from_slice(&[0]).unwrap())
     })
 }
 

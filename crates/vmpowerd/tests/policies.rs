@@ -11,8 +11,8 @@ use common::*;
 use tokio::io::AsyncWriteExt;
 use vmpower_proto::layout::encode_request_record;
 use vmpower_proto::{
-    CoreType, HourSchedule, HourSet, Layout, MacAddr, MacList, Policy, PolicyKind, Request,
-    RequestBody, ScalingUnit, TrafficThresholds, VcpuList, Verdict, VmName, WorkloadLevel,
+    HourSchedule, HourSet, Layout, MacAddr, MacList, Policy, PolicyKind, Request, RequestBody,
+    ScalingUnit, TrafficThresholds, VcpuList, Verdict, VmName, WorkloadLevel,
 };
 
 fn policy_record(policy: Policy) -> Vec<u8> {
@@ -27,16 +27,7 @@ fn policy_record(policy: Policy) -> Vec<u8> {
 }
 
 fn base(kind: PolicyKind) -> Policy {
-    Policy {
-        kind,
-        cores: VcpuList::from_slice(&[0, 1]).unwrap(),
-        core_type: CoreType::Virtual,
-        macs: MacList::default(),
-        traffic: TrafficThresholds::default(),
-        hours: HourSchedule::default(),
-        workload: WorkloadLevel::High,
-        turbo_boost: false,
-    }
+    Policy::new(kind, VcpuList::from_slice(&[0, 1]).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -118,20 +118,12 @@ fn a_bad_config_file_is_named_and_exits_2() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_accepted_policy_survives_kill_9() {
-    use vmpower_proto::{
-        HourSchedule, MacList, Policy, PolicyKind, TrafficThresholds, VcpuList, WorkloadLevel,
-    };
+    use vmpower_proto::{Policy, PolicyKind, VcpuList, WorkloadLevel};
     let s = Setup::new();
     let mut daemon = s.spawn();
     let policy = Policy {
-        kind: PolicyKind::Workload,
-        cores: VcpuList::from_slice(&[0]).unwrap(),
-        core_type: CoreType::Virtual,
-        macs: MacList::default(),
-        traffic: TrafficThresholds::default(),
-        hours: HourSchedule::default(),
         workload: WorkloadLevel::Low,
-        turbo_boost: false,
+        ..Policy::new(PolicyKind::Workload, VcpuList::from_slice(&[0]).unwrap())
     };
     send(&s, RequestBody::SetPolicy(policy)).await;
     assert_eq!(s.file(1, "scaling_setspeed"), "800000");

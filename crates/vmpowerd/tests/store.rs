@@ -19,8 +19,8 @@ use vmpower_cpufreq::takeover::{CpuOriginal, RECORD_VERSION, TakeoverRecord};
 use vmpower_cpufreq::{CpuId, Khz};
 use vmpower_engine::{ChannelId, VmId, VmSettings};
 use vmpower_proto::{
-    CoreType, HourSchedule, HourSet, Layout, MacAddr, MacList, Policy, PolicyKind,
-    TrafficThresholds, VcpuList, WorkloadLevel,
+    HourSchedule, HourSet, Layout, MacAddr, MacList, Policy, PolicyKind, TrafficThresholds,
+    VcpuList, WorkloadLevel,
 };
 use vmpowerd::store::{
     DB_FILE_NAME, PolicySource, SCHEMA_VERSION, Store, StoreError, StoreOptions, StoredPolicy,
@@ -36,11 +36,6 @@ fn raw(dir: &Path) -> rusqlite::Connection {
 
 fn time_policy() -> Policy {
     Policy {
-        kind: PolicyKind::Time,
-        cores: VcpuList::from_slice(&[0, 1, 2]).unwrap(),
-        core_type: CoreType::Virtual,
-        macs: MacList::default(),
-        traffic: TrafficThresholds::default(),
         hours: HourSchedule {
             busy: HourSet::from_hours([8, 9, 10]).unwrap(),
             // Hour 0 explicitly: a set, not a zero-filled array.
@@ -48,24 +43,21 @@ fn time_policy() -> Policy {
             traffic: HourSet::from_hours([12]).unwrap(),
         },
         workload: WorkloadLevel::default(),
-        turbo_boost: false,
+        ..Policy::new(PolicyKind::Time, VcpuList::from_slice(&[0, 1, 2]).unwrap())
     }
 }
 
 fn traffic_policy() -> Policy {
     Policy {
-        kind: PolicyKind::Traffic,
-        cores: VcpuList::from_slice(&[3]).unwrap(),
-        core_type: CoreType::Virtual,
         macs: MacList::from_slice(&[MacAddr([0x52, 0x54, 0, 0x12, 0x34, 0x56])]).unwrap(),
         traffic: TrafficThresholds {
             min_pps: 10,
             avg_pps: 1000,
             max_pps: 100_000,
         },
-        hours: HourSchedule::default(),
         workload: WorkloadLevel::default(),
         turbo_boost: true,
+        ..Policy::new(PolicyKind::Traffic, VcpuList::from_slice(&[3]).unwrap())
     }
 }
 

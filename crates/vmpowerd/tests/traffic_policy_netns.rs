@@ -35,8 +35,8 @@ use vmpower_cpufreq::Driver;
 use vmpower_cpufreq::fake::FakeSysfs;
 use vmpower_proto::layout::encode_request_record;
 use vmpower_proto::{
-    CoreType, HourSchedule, Layout, MacAddr, MacList, Policy, PolicyKind, Request, RequestBody,
-    TrafficThresholds, VcpuList, Verdict, VmName, WorkloadLevel,
+    Layout, MacAddr, MacList, Policy, PolicyKind, Request, RequestBody, TrafficThresholds,
+    VcpuList, Verdict, VmName,
 };
 
 const AVG_PPS: u32 = 2_000;
@@ -61,18 +61,13 @@ fn sender(pair: &AddressedPair) -> Sender {
 
 fn policy_record(mac: MacAddr) -> Vec<u8> {
     let policy = Policy {
-        kind: PolicyKind::Traffic,
-        cores: VcpuList::from_slice(&[0, 1]).unwrap(),
-        core_type: CoreType::Virtual,
         macs: MacList::from_slice(&[mac]).unwrap(),
         traffic: TrafficThresholds {
             min_pps: 0,
             avg_pps: AVG_PPS,
             max_pps: MAX_PPS,
         },
-        hours: HourSchedule::default(),
-        workload: WorkloadLevel::High,
-        turbo_boost: false,
+        ..Policy::new(PolicyKind::Traffic, VcpuList::from_slice(&[0, 1]).unwrap())
     };
     let req = Request {
         vm_name: VmName::new("vm1").unwrap(),

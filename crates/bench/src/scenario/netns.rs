@@ -17,8 +17,8 @@ pub use vmpower_netlab::enter;
 use vmpower_netlab::{LinkNet, VethSpec, unique_name};
 use vmpower_proto::layout::encode_request_record;
 use vmpower_proto::{
-    CoreType, HourSchedule, Layout, MacAddr, MacList, Policy, PolicyKind, Request, RequestBody,
-    TrafficThresholds, VcpuList, VmName, WorkloadLevel,
+    Layout, MacAddr, MacList, Policy, PolicyKind, Request, RequestBody, TrafficThresholds,
+    VcpuList, VmName,
 };
 
 /// A namespace holding the peer ends of `pairs` veth pairs; removed (with
@@ -77,18 +77,13 @@ pub fn traffic_policy(
     max_pps: u32,
 ) -> anyhow::Result<Vec<u8>> {
     let policy = Policy {
-        kind: PolicyKind::Traffic,
-        cores: VcpuList::from_slice(&[0])?,
-        core_type: CoreType::Virtual,
         macs: MacList::from_slice(&[mac])?,
         traffic: TrafficThresholds {
             min_pps: 0,
             avg_pps,
             max_pps,
         },
-        hours: HourSchedule::default(),
-        workload: WorkloadLevel::High,
-        turbo_boost: false,
+        ..Policy::new(PolicyKind::Traffic, VcpuList::from_slice(&[0])?)
     };
     let req = Request {
         vm_name: VmName::new(vm).with_context(|| format!("bad VM name {vm}"))?,

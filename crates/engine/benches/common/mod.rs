@@ -13,10 +13,7 @@ use vmpower_engine::{
     Action, Engine, EngineConfig, PcpuSpec, Placement, PolicyExtensions, PolicySpec, VmId,
     VmSettings,
 };
-use vmpower_proto::{
-    CoreType, HourSchedule, MacAddr, MacList, Policy, PolicyKind, TrafficThresholds, VcpuList,
-    WorkloadLevel,
-};
+use vmpower_proto::{MacAddr, MacList, Policy, PolicyKind, TrafficThresholds, VcpuList};
 
 const VMS: u32 = 1_024;
 const VCPUS: u32 = 8;
@@ -36,18 +33,16 @@ fn policy(i: u32) -> Policy {
     let [_, _, a, b] = i.to_be_bytes();
     let mac = MacAddr([0x02, 0, 0, 0, a, b]);
     Policy {
-        kind: PolicyKind::Traffic,
-        cores: VcpuList::from_slice(&[0, 1, 2, 3, 4, 5, 6, 7]).expect("8 vCPUs fit"),
-        core_type: CoreType::Virtual,
         macs: MacList::from_slice(&[mac]).expect("one MAC fits"),
         traffic: TrafficThresholds {
             min_pps: 0,
             avg_pps: AVG_PPS,
             max_pps: MAX_PPS,
         },
-        hours: HourSchedule::default(),
-        workload: WorkloadLevel::High,
-        turbo_boost: false,
+        ..Policy::new(
+            PolicyKind::Traffic,
+            VcpuList::from_slice(&[0, 1, 2, 3, 4, 5, 6, 7]).expect("8 vCPUs fit"),
+        )
     }
 }
 
