@@ -33,7 +33,7 @@ use crate::config::Config;
 use crate::core::Core;
 use crate::placement::Placer;
 use crate::samplers;
-use crate::store::{DbTakeoverSink, Store, StoreOptions};
+use crate::store::{DbTakeoverSink, PolicySource, Store, StoreOptions};
 use crate::traffic::{NetlinkTrafficCounters, TrafficCounters};
 
 /// The running daemon's shared parts, as the control API sees them.
@@ -164,9 +164,12 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
     // The state database: operator settings, mappings and every accepted
     // policy are back in force before the first request is read.
     let store = open_store()?;
-    restore_state(&store, &mut engine, &placer)?;
+    let restored = restore_state(&store, &mut engine, &placer)?;
     let mut core = Core::new(engine, cpufreq);
     core.store = Some(store);
+    // What restored policies decide for cores they can already name (a
+    // FIFO's host CPUs): applied now, before anything is served.
+    core.execute(&restored);
     core.channel_busy_poll = config.channel_busy_poll();
     Ok(Daemon {
         core: Arc::new(Mutex::new(core)),
@@ -292,8 +295,14 @@ fn libvirt_source(
     Ok((Vec::new(), None))
 }
 
-/// Puts persisted settings, mappings and policies back into the engine.
-fn restore_state(store: &Store, engine: &mut Engine, placer: &Placer) -> anyhow::Result<()> {
+/// Puts persisted settings, mappings and policies back into the engine;
+/// returns the frequency changes the restored policies decide already.
+fn restore_state(
+    store: &Store,
+    engine: &mut Engine,
+    placer: &Placer,
+) -> anyhow::Result<Vec<vmpower_engine::Action>> {
+    let mut actions = Vec::new();
     for (vm, settings) in store.settings().context("reading VM settings")? {
         engine.add_vm(vm, settings);
     }
@@ -327,12 +336,23 @@ fn restore_state(store: &Store, engine: &mut Engine, placer: &Placer) -> anyhow:
         };
         // The placement is not known yet: the policy's cores are checked
         // again when it is (set_policy accepts vCPUs of an unplaced VM).
-        match engine.set_policy(&vm, spec, std::time::Duration::ZERO, wall) {
-            Ok(_) => info!(%vm, source = %stored.source, "policy restored"),
+        // A policy is restored with the authority it was accepted with: a
+        // FIFO's is the host operator's (its physical cores need no grant).
+        let now = std::time::Duration::ZERO;
+        let restored = if matches!(stored.source, PolicySource::Fifo(_)) {
+            engine.set_operator_policy(&vm, spec, now, wall)
+        } else {
+            engine.set_policy(&vm, spec, now, wall)
+        };
+        match restored {
+            Ok(mut decided) => {
+                info!(%vm, source = %stored.source, "policy restored");
+                actions.append(&mut decided);
+            }
             Err(e) => warn!(%vm, error = %e, "stored policy refused; kept on disk"),
         }
     }
-    Ok(())
+    Ok(actions)
 }
 
 /// Re-reads every VM's placement every `placement_refresh_ms`: threads are
