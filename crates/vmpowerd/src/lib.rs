@@ -13,6 +13,7 @@ pub mod config;
 pub mod control;
 pub mod core;
 pub mod health;
+pub mod instance;
 pub mod inventory;
 #[cfg(feature = "libvirt")]
 pub mod libvirt;

@@ -52,6 +52,8 @@ pub struct Daemon {
     pub metrics_address: std::sync::OnceLock<std::net::SocketAddr>,
     #[cfg(feature = "libvirt")]
     libvirt: Option<crate::inventory::libvirt::LibvirtPlacement>,
+    /// This daemon's hold on its state directory, released at stop.
+    instance: Mutex<Option<crate::instance::InstanceLock>>,
 }
 
 /// Runs the daemon until `shutdown` resolves, with the host's traffic
@@ -96,6 +98,9 @@ pub async fn run_with(
 pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create state dir {}", config.state_dir.display()))?;
+    // Before anything is restored: a second daemon on this state dir would
+    // take the running one's takeover record for a crash's leftovers.
+    let instance = crate::instance::lock(&config.state_dir)?;
     // What a crashed run took over is given back before anything else:
     // first a record file an earlier version may have left, then the
     // record in the state database.
@@ -180,6 +185,7 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
         #[cfg(feature = "libvirt")]
         libvirt,
         config,
+        instance: Mutex::new(Some(instance)),
     })
 }
 
@@ -398,6 +404,13 @@ fn stop(daemon: &Daemon) {
         }
     }
     let _ = std::fs::remove_file(&daemon.config.control_socket);
+    // Tasks may still hold the daemon for a moment; the state dir is free
+    // for the next daemon now that every CPU is given back.
+    daemon
+        .instance
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
 }
 
 fn lock_tasks(

@@ -165,3 +165,34 @@ async fn a_record_file_of_an_earlier_version_is_restored_too() {
     sigterm(&daemon);
     assert!(wait_exit(&mut daemon).success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_on_the_same_state_dir_is_refused_and_touches_nothing() {
+    let s = Setup::new();
+    let mut first = s.spawn();
+    scale_min(&s).await;
+    // The same state dir (and control socket): without the lock, the
+    // second would take the first's takeover record for a crash's and
+    // give pCPU 1 back under its feet.
+    let out = s.command(std::process::Stdio::piped()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let pid = first.id().to_string();
+    assert!(
+        stderr.contains("another vmpowerd") && stderr.contains(&pid),
+        "names the one running: {stderr}"
+    );
+    assert_eq!(s.file(1, "scaling_governor"), "userspace", "left alone");
+    assert!(recorded(&s), "the running daemon's record is kept");
+    assert!(
+        std::os::unix::net::UnixStream::connect(s.control()).is_ok(),
+        "the running daemon's control socket is still there"
+    );
+    sigterm(&first);
+    assert!(wait_exit(&mut first).success());
+    assert_eq!(s.file(1, "scaling_governor"), "ondemand");
+    // Free again once the first has stopped.
+    let mut again = s.spawn();
+    sigterm(&again);
+    assert!(wait_exit(&mut again).success());
+}
