@@ -111,6 +111,19 @@ pub enum ProcfsError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcfsPlacement {
     root: PathBuf,
+    /// Whether `root` is the kernel's procfs: only then are its thread ids
+    /// real threads that `set-pcpu` may re-pin (a fake tree's ids could
+    /// name any process of the host).
+    kernel: bool,
+}
+
+/// `statfs`'s `f_type` of procfs.
+const PROC_SUPER_MAGIC: u64 = 0x9FA0;
+
+/// Whether `root` is a mounted procfs.
+fn is_kernel_procfs(root: &Path) -> bool {
+    rustix::fs::statfs(root)
+        .is_ok_and(|s| u64::try_from(s.f_type).is_ok_and(|t| t == PROC_SUPER_MAGIC))
 }
 
 fn read(path: PathBuf) -> Result<Vec<u8>, ProcfsError> {
@@ -129,7 +142,9 @@ fn skippable(e: &io::Error) -> bool {
 impl ProcfsPlacement {
     /// A reader of the procfs tree at `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        ProcfsPlacement { root: root.into() }
+        let root = root.into();
+        let kernel = is_kernel_procfs(&root);
+        ProcfsPlacement { root, kernel }
     }
 
     /// The procfs root.
@@ -320,7 +335,12 @@ impl ProcfsPlacement {
             .map_or(0, |v| v + 1);
         Ok(SourcePlacement {
             placement: Placement { vcpus, affinity },
-            threads,
+            // A fake tree's thread ids are not threads to re-pin.
+            threads: if self.kernel {
+                threads
+            } else {
+                BTreeMap::new()
+            },
             pid: Some(pid),
         })
     }
@@ -395,7 +415,17 @@ mod tests {
             got.placement.affinity[&1],
             BTreeSet::from([CpuId(1), CpuId(3)])
         );
-        assert_eq!(got.threads, BTreeMap::from([(0, Tid(201)), (1, Tid(202))]));
+        assert_eq!(
+            proc.vcpu_threads(Pid(200)).expect("threads"),
+            BTreeMap::from([(0, Tid(201)), (1, Tid(202))])
+        );
+        // A fake tree's thread ids are not offered for re-pinning: they
+        // could name any process of the host.
+        assert!(got.threads.is_empty(), "{:?}", got.threads);
+        assert!(
+            is_kernel_procfs(Path::new("/proc")) && !is_kernel_procfs(fake.path()),
+            "procfs told apart from a fake tree"
+        );
         assert_eq!(
             proc.thread_affinity(Tid(202)).expect("top-level tid"),
             BTreeSet::from([CpuId(1), CpuId(3)])
