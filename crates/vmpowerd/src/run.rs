@@ -54,6 +54,8 @@ pub struct Daemon {
     libvirt: Option<crate::inventory::libvirt::LibvirtPlacement>,
     /// This daemon's hold on its state directory, released at stop.
     instance: Mutex<Option<crate::instance::InstanceLock>>,
+    /// The FIFOs this daemon made, removed at stop.
+    fifos_made: Mutex<Vec<PathBuf>>,
 }
 
 /// Runs the daemon until `shutdown` resolves, with the host's traffic
@@ -186,6 +188,7 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
         libvirt,
         config,
         instance: Mutex::new(Some(instance)),
+        fifos_made: Mutex::new(Vec::new()),
     })
 }
 
@@ -199,6 +202,14 @@ async fn serve(
         .with_context(|| format!("cannot create channel dir {}", dir.display()))?;
     let mut watch =
         DirWatch::new(dir).with_context(|| format!("cannot watch {}", dir.display()))?;
+    if daemon.config.fifos {
+        let cpus = crate::lock(&daemon.core).engine.pcpus();
+        let made = fifo::create_fifos(dir, &cpus);
+        *daemon
+            .fifos_made
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = made;
+    }
     for path in scan(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         daemon.appeared(&path);
     }
@@ -404,6 +415,15 @@ fn stop(daemon: &Daemon) {
         }
     }
     let _ = std::fs::remove_file(&daemon.config.control_socket);
+    let made = std::mem::take(
+        &mut *daemon
+            .fifos_made
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    for path in made {
+        let _ = std::fs::remove_file(path);
+    }
     // Tasks may still hold the daemon for a moment; the state dir is free
     // for the next daemon now that every CPU is given back.
     daemon

@@ -19,18 +19,10 @@ const QUIET_HOST_CORE_3: &[u8] =
     "quiet_hours": [0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23],
     "core_list": [3]}}"#;
 
-/// Makes `<channel-dir>/fifo<n>` and opens it for writing once the daemon
-/// has found it (through inotify) and opened it: opening blocks until then.
+/// Opens `<channel-dir>/fifo<n>` (the daemon made it at start) for writing
+/// once the daemon has opened it: opening blocks until then.
 async fn open_fifo(host: &Host, n: u32) -> File {
     let fifo = host.config.channel_dir.join(format!("fifo{n}"));
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        &fifo,
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o600),
-        0,
-    )
-    .unwrap();
     tokio::time::timeout(
         WAIT,
         tokio::task::spawn_blocking(move || std::fs::OpenOptions::new().write(true).open(fifo)),
@@ -97,4 +89,34 @@ async fn a_fifo_policy_on_host_cores_is_back_after_a_restart() {
     wait_for(|| host.cpu_file(3, "scaling_governor") == "userspace").await;
     wait_for(|| host.cpu_file(3, "scaling_setspeed") == "800000").await;
     host.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_makes_a_fifo_per_cpu_and_removes_them_at_stop() {
+    let mut host = Host::start(&[("ubuntu", vm(&[]))]).await;
+    let dir = host.config.channel_dir.clone();
+    host.stop().await.unwrap();
+    // An operator's regular file where a FIFO would go is left alone.
+    std::fs::write(dir.join("fifo1"), "not a fifo").unwrap();
+    host.launch().await;
+    use std::os::unix::fs::FileTypeExt;
+    let kind =
+        |n: u32| std::fs::symlink_metadata(dir.join(format!("fifo{n}"))).map(|m| m.file_type());
+    for n in [0, 2, 3] {
+        assert!(kind(n).unwrap().is_fifo(), "fifo{n} made");
+    }
+    assert!(kind(1).unwrap().is_file(), "the regular file kept");
+    // The FIFO works as DPDK's does.
+    let mut writer = open_fifo(&host, 3).await;
+    writer.write_all(QUIET_HOST_CORE_3).unwrap();
+    wait_for(|| host.cpu_file(3, "scaling_setspeed") == "800000").await;
+    drop(writer);
+    host.stop().await.unwrap();
+    for n in [0, 2, 3] {
+        assert!(kind(n).is_err(), "fifo{n} removed at stop");
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.join("fifo1")).unwrap(),
+        "not a fifo"
+    );
 }

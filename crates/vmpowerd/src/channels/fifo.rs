@@ -11,8 +11,12 @@
 //! - `{"policy": {"command": "create", ...}}` installs (or replaces) the
 //!   named VM's policy as the operator's (its `core_list` are host CPUs);
 //!   `"destroy"` removes it. Both are persisted like any policy.
+//! - At start the daemon makes `fifo<N>` for each controllable CPU N that
+//!   has none (as vm_power_manager does), and removes those it made when it
+//!   stops; a file of that name that is not a FIFO is left alone (warned).
 
-use std::path::PathBuf;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
 
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
@@ -25,6 +29,27 @@ use vmpower_proto::{Request, RequestBody};
 use crate::store::PolicySource;
 
 use crate::SharedCore;
+
+/// Makes `<dir>/fifo<N>` (mode 0600: the host's operator writes them) for
+/// each of `cpus` that has none; returns the paths made.
+pub fn create_fifos(dir: &Path, cpus: &[CpuId]) -> Vec<PathBuf> {
+    let mut made = Vec::new();
+    for cpu in cpus {
+        let path = dir.join(format!("fifo{}", cpu.0));
+        let mode = rustix::fs::Mode::from_raw_mode(0o600);
+        match rustix::fs::mknodat(rustix::fs::CWD, &path, rustix::fs::FileType::Fifo, mode, 0) {
+            Ok(()) => made.push(path),
+            Err(rustix::io::Errno::EXIST) => {
+                let fifo = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_fifo());
+                if !fifo {
+                    warn!(path = %path.display(), "exists and is not a FIFO: not read (remove it and restart to get DPDK's FIFO)");
+                }
+            }
+            Err(e) => warn!(path = %path.display(), error = %e, "cannot make FIFO"),
+        }
+    }
+    made
+}
 
 /// Reads the FIFO at `path` until it is removed or fails.
 pub async fn serve_fifo(path: PathBuf, core: SharedCore) {
