@@ -18,6 +18,10 @@ fn vm_commands_tables_and_json() {
     assert!(o.status.success(), "{}", stderr(&o));
     let o = d.ctl(&["set-pcpu", "vm1", "0", "2"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // A CPU the host lacks: the error says which and why, not only where.
+    let o = d.ctl(&["set-pcpu", "vm1", "0", "99"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("99"), "{}", stderr(&o));
     let o = d.ctl(&["set-query", "vm1", "enable"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = d.ctl(&["list-vms"]);

@@ -204,8 +204,14 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
                 .set_pcpu(&id, vcpu, CpuId(pcpu), &daemon.core)
                 .await
                 .map_err(|e| match e {
-                    PlacementSourceError::Operator { .. } => not_found(e.to_string()),
-                    other => refused(format!("{other} (the mapping is recorded)")),
+                    // The whole chain: the top alone names only the source.
+                    PlacementSourceError::Operator { .. } => {
+                        not_found(format!("{:#}", anyhow::Error::from(e)))
+                    }
+                    other => refused(format!(
+                        "{:#} (the mapping is recorded)",
+                        anyhow::Error::from(other)
+                    )),
                 })?;
             // A libvirt domain's vCPU is re-pinned through libvirt (which
             // keeps its cgroups and live XML right) when /proc or QMP did
