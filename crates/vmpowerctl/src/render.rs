@@ -15,13 +15,12 @@ pub fn render(command: &Command, value: &Value) -> String {
         Command::ListVms => vm_table(value),
         Command::ShowVm { .. } => show_vm(value),
         Command::ShowCpuFreq(_) | Command::SetCpuFreq { .. } => cpu_table(value),
-        Command::Policy(PolicyCommand::List) => value
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(policy)
-            .collect::<Vec<_>>()
-            .join("\n"),
+        Command::Policy(PolicyCommand::List) => match value.as_array() {
+            Some(list) if !list.is_empty() => {
+                list.iter().map(policy).collect::<Vec<_>>().join("\n")
+            }
+            _ => "no policies\n".to_owned(),
+        },
         Command::Policy(PolicyCommand::Show { .. } | PolicyCommand::Create { .. }) => policy(value),
         Command::History { .. } => history(value),
         Command::ShowVfs { .. } => vf_table(value),

@@ -125,6 +125,9 @@ fn policies_from_files_show_list_history_destroy() {
     let d = Daemon::start();
     assert!(d.ctl(&["add-vm", "vm1"]).status.success());
     assert!(d.ctl(&["set-pcpu", "vm1", "0", "2"]).status.success());
+    // An empty list says so rather than printing nothing.
+    let o = d.ctl(&["policy", "list"]);
+    assert_eq!(stdout(&o).trim(), "no policies", "{}", stderr(&o));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("low.toml");
     std::fs::write(
