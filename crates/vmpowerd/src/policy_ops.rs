@@ -17,8 +17,10 @@ pub enum PolicyOpError {
     /// The policy file is not acceptable.
     #[error("{0}")]
     Invalid(String),
-    /// No such VM.
-    #[error("no VM named {0}")]
+    /// No such VM, and undeclared VMs are not served.
+    #[error(
+        "no VM named {0} (auto_add_vms = false: declare it in the config or `vmpowerctl add-vm` it)"
+    )]
     UnknownVm(String),
     /// The engine refused it.
     #[error(transparent)]
@@ -61,10 +63,12 @@ pub fn spec_of(
 /// Applies an operator's policy file.
 pub fn apply(daemon: &Daemon, file: &PolicyFile) -> Result<VmId, PolicyOpError> {
     let vm = VmId::new(&file.vm);
-    let mut core = crate::lock(&daemon.core);
-    if core.engine.settings(&vm).is_none() {
+    // A VM not known yet is added as its channel socket would add it (the
+    // policy waits for its placement): a policy file may come first.
+    if !daemon.ensure_vm(&vm) {
         return Err(PolicyOpError::UnknownVm(file.vm.clone()));
     }
+    let mut core = crate::lock(&daemon.core);
     let spec = spec_of(file, core.engine.default_time_zone())?;
     let now = core.now();
     let wall = jiff::Timestamp::now();
