@@ -23,7 +23,7 @@ pub fn render(command: &Command, value: &Value) -> String {
         },
         Command::Policy(PolicyCommand::Show { .. } | PolicyCommand::Create { .. }) => policy(value),
         Command::History { .. } => history(value),
-        Command::ShowVfs { .. } => vf_table(value),
+        Command::ShowVfs { pf } => vf_table(pf, value),
         _ => "ok\n".to_owned(),
     }
 }
@@ -286,7 +286,10 @@ fn history(v: &Value) -> String {
     out
 }
 
-fn vf_table(v: &Value) -> String {
+fn vf_table(pf: &str, v: &Value) -> String {
+    if v.as_array().is_none_or(Vec::is_empty) {
+        return format!("{pf} has no SR-IOV VFs\n");
+    }
     let mut out = format!(
         "{:>3} {:<17} {:>12} {:>12}\n",
         "VF", "MAC", "RX_PACKETS", "TX_PACKETS"
@@ -302,4 +305,22 @@ fn vf_table(v: &Value) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn vfs_in_a_table_and_none_said_plainly() {
+        assert_eq!(vf_table("eth0", &json!([])), "eth0 has no SR-IOV VFs\n");
+        let one = vf_table(
+            "eth0",
+            &json!([{"vf": 0, "mac": "02:00:00:00:00:01", "rx_packets": 5, "tx_packets": 7}]),
+        );
+        assert!(one.starts_with(" VF MAC"), "{one}");
+        assert!(one.contains("02:00:00:00:00:01"), "{one}");
+    }
 }
