@@ -276,16 +276,17 @@ fn cpus(sel: &CpuSel) -> Result<Vec<u32>, UsageError> {
 
 /// `--since`: unix seconds or an RFC 3339 time.
 fn parse_since(text: &str) -> Result<i64, UsageError> {
-    if let Ok(secs) = text.parse::<i64>() {
-        return Ok(secs);
-    }
-    text.parse::<jiff::Timestamp>()
-        .map(|t| t.as_second())
-        .map_err(|e| {
+    let time = match text.parse::<i64>() {
+        // Unix seconds, within the years a time can name (1-9999).
+        Ok(secs) => jiff::Timestamp::from_second(secs)
+            .map_err(|e| UsageError(format!("--since {text:?}: {e}")))?,
+        Err(_) => text.parse::<jiff::Timestamp>().map_err(|e| {
             UsageError(format!(
                 "--since {text:?}: not unix seconds or an RFC 3339 time ({e})"
             ))
-        })
+        })?,
+    };
+    Ok(time.as_second())
 }
 
 /// Splits `set-cpu-freq`'s words: `CORE ACTION`, or `ACTION` with --mask.
@@ -411,6 +412,15 @@ mod tests {
         assert_eq!(parse_mask("0x5").unwrap(), vec![0, 2]);
         assert!(parse_mask("0x0").is_err());
         assert!(parse_mask("zz").unwrap_err().to_string().contains("zz"));
+    }
+
+    #[test]
+    fn since_takes_seconds_or_rfc3339_within_the_years_a_time_names() {
+        assert_eq!(parse_since("1764000000").unwrap(), 1_764_000_000);
+        assert_eq!(parse_since("2026-11-24T16:00:00Z").unwrap(), 1_795_536_000);
+        let err = parse_since("9223372036854775807").unwrap_err().to_string();
+        assert!(err.contains("--since \"9223372036854775807\""), "{err}");
+        assert!(parse_since("yesterday").is_err());
     }
 
     #[test]

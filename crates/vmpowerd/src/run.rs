@@ -571,7 +571,15 @@ impl Daemon {
             .as_ref()
             .ok_or_else(|| CtlError::new(ErrorKind::Refused, "no state database"))?;
         let vm = vm.map(|v| VmId::new(&v));
-        let since_ms = since.map(|s| u64::try_from(s).unwrap_or(0).saturating_mul(1000));
+        // Before 1970 is from the start; beyond what SQLite's integers hold
+        // is simply the future (nothing yet), not an error.
+        let sql_max = u64::try_from(i64::MAX).expect("i64::MAX fits u64");
+        let since_ms = since.map(|s| {
+            u64::try_from(s)
+                .unwrap_or(0)
+                .saturating_mul(1000)
+                .min(sql_max)
+        });
         let limit = limit.map_or(100, |l| l as usize);
         let entries = store.history(vm.as_ref(), since_ms, limit).map_err(|e| {
             CtlError::new(ErrorKind::Refused, format!("{:#}", anyhow::Error::from(e)))
