@@ -484,16 +484,19 @@ impl Engine {
         (touched.into_iter().collect(), trigger)
     }
 
-    /// [`Engine::policy_wants`] without allocating: appends the pCPUs
-    /// whose wants changed to `touched` (sorted, deduplicated); `None`
-    /// when the VM has no policy.
-    /// The VM's cached votes on those pCPUs are updated here (the fast
-    /// path of a traffic tick: no lookup of other VMs).
+    /// [`Engine::policy_wants`] into `touched` (emptied first; sorted,
+    /// deduplicated): the pCPUs whose wants changed; `None` when the VM
+    /// has no policy. The VM's cached votes on those pCPUs are updated
+    /// here (no lookup of other VMs).
     fn policy_wants_into(&mut self, vm_id: &VmId, touched: &mut Vec<CpuId>) -> Option<Trigger> {
         let Engine {
             vms, users, host, ..
         } = self;
-        write_policy_wants(vms.get_mut(vm_id)?, vm_id, users, host, touched)
+        let input = write_policy_wants(vms.get_mut(vm_id)?, vm_id, users, host, touched)?;
+        Some(Trigger::Policy {
+            vm: vm_id.clone(),
+            input,
+        })
     }
 }
 
@@ -533,13 +536,10 @@ fn write_traffic_wants(
         && p.keys.iter().all(|k| matches!(k, CoreKey::Vcpu(_)));
     if !uniform {
         let mut touched = Vec::new();
-        let trigger = write_policy_wants(vm, vm_id, users, host, &mut touched);
+        let input = write_policy_wants(vm, vm_id, users, host, &mut touched);
         leaders.extend(touched.into_iter().filter_map(|c| host.leader(c)));
         leaders.dedup();
-        return match trigger? {
-            Trigger::Policy { input, .. } => Some(input),
-            _ => unreachable!("a policy's wants are written with a Policy trigger"),
-        };
+        return input;
     }
     let Vm {
         index,
@@ -565,25 +565,31 @@ fn write_traffic_wants(
             }
         });
     }
-    Some(PolicyInput {
+    Some(inputs_of(p))
+}
+
+/// What `p`'s decision is based on now (for its trigger).
+fn inputs_of(p: &ActivePolicy) -> PolicyInput {
+    PolicyInput {
         kind: p.spec.policy.kind,
         rate_pps: p.rate.as_ref().ok().copied(),
         hour: p.hour,
         branch_ratio: None,
-    })
+    }
 }
 
 /// [`Engine::policy_wants_into`] on the VM's entry itself (`vm` is
-/// `vm_id`'s): writes its policy's levels into its wants, appends the
-/// pCPUs whose wants changed to `touched` (sorted, deduplicated) and
-/// updates the VM's votes there; `None` when the VM has no policy.
+/// `vm_id`'s): writes its policy's levels into its wants, puts the pCPUs
+/// whose wants changed in `touched` (emptied first; sorted, deduplicated)
+/// and updates the VM's votes there; the policy's inputs, `None` when the
+/// VM has no policy.
 fn write_policy_wants(
     vm: &mut Vm,
     vm_id: &VmId,
     users: &mut CpuMap<Vec<Voter>>,
     host: &Host,
     touched: &mut Vec<CpuId>,
-) -> Option<Trigger> {
+) -> Option<PolicyInput> {
     let Vm {
         index,
         wants,
@@ -591,15 +597,9 @@ fn write_policy_wants(
         ..
     } = vm;
     let p = policy.as_ref()?;
-    let input = PolicyInput {
-        kind: p.spec.policy.kind,
-        rate_pps: p.rate.as_ref().ok().copied(),
-        hour: p.hour,
-        branch_ratio: None,
-    };
+    touched.clear();
     let per_pcpu = p.spec.policy.kind == PolicyKind::BranchRatio;
     let common = if per_pcpu { None } else { p.level().ok() };
-    let start = touched.len();
     for key in &p.keys {
         let level = if per_pcpu {
             // Per pCPU: the highest level any of the key's pCPUs wants.
@@ -622,16 +622,9 @@ fn write_policy_wants(
             index.for_each_target(*key, |c| touched.push(c));
         }
     }
-    touched[start..].sort_unstable();
-    let mut end = start;
-    for i in start..touched.len() {
-        if end == start || touched[end - 1] != touched[i] {
-            touched[end] = touched[i];
-            end += 1;
-        }
-    }
-    touched.truncate(end);
-    for cpu in &touched[start..] {
+    touched.sort_unstable();
+    touched.dedup();
+    for cpu in touched.iter() {
         let explicit = host
             .domain_of(*cpu)
             .and_then(|d| vote_of(index, wants, *cpu, &d.table));
@@ -643,8 +636,5 @@ fn write_policy_wants(
             voters[i].explicit = explicit;
         }
     }
-    Some(Trigger::Policy {
-        vm: vm_id.clone(),
-        input,
-    })
+    Some(inputs_of(p))
 }

@@ -238,15 +238,6 @@ mod tests {
         }
     }
 
-    const UNITS: [ScalingUnit; 6] = [
-        ScalingUnit::ScaleUp,
-        ScalingUnit::ScaleDown,
-        ScalingUnit::ScaleMax,
-        ScalingUnit::ScaleMin,
-        ScalingUnit::EnableTurbo,
-        ScalingUnit::DisableTurbo,
-    ];
-
     fn apply(e: &mut Engine, op: Op, now: Duration) {
         let id = |v: usize| VmId::new(VMS[v]);
         match op {
@@ -284,7 +275,7 @@ mod tests {
                         } else {
                             CoreType::Virtual
                         },
-                        unit: UNITS[unit],
+                        unit: ScalingUnit::ALL[unit],
                     },
                 };
                 let channel = ChannelId {

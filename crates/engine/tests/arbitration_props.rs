@@ -28,15 +28,6 @@ fn table() -> FreqTable {
 /// VM index → pCPU of each of its two vCPUs. pCPU 2 and 3 are shared.
 const LAYOUT: [[u32; 2]; 3] = [[1, 2], [2, 3], [3, 3]];
 
-const UNITS: [ScalingUnit; 6] = [
-    ScalingUnit::ScaleUp,
-    ScalingUnit::ScaleDown,
-    ScalingUnit::ScaleMax,
-    ScalingUnit::ScaleMin,
-    ScalingUnit::EnableTurbo,
-    ScalingUnit::DisableTurbo,
-];
-
 fn op(unit: ScalingUnit) -> ScalingOp {
     match unit {
         ScalingUnit::ScaleUp => ScalingOp::Up,
@@ -76,7 +67,7 @@ proptest! {
         let mut wants: BTreeMap<(usize, u64), LevelState> = BTreeMap::new();
         let mut level: BTreeMap<u32, usize> = (1..=3).map(|c| (c, 1)).collect();
         for (vm, vcpu, unit) in steps {
-            let unit = UNITS[unit];
+            let unit = ScalingUnit::ALL[unit];
             let pcpu = LAYOUT[vm][usize::try_from(vcpu).unwrap()];
             let req = Request {
                 vm_name: VmName::default(),

@@ -59,6 +59,16 @@ pub enum ScalingUnit {
 }
 
 impl ScalingUnit {
+    /// Every unit, in wire-code order.
+    pub const ALL: [ScalingUnit; 6] = [
+        ScalingUnit::ScaleUp,
+        ScalingUnit::ScaleDown,
+        ScalingUnit::ScaleMax,
+        ScalingUnit::ScaleMin,
+        ScalingUnit::EnableTurbo,
+        ScalingUnit::DisableTurbo,
+    ];
+
     /// The wire code of this unit.
     pub const fn code(self) -> u32 {
         match self {
