@@ -275,3 +275,13 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn scaling_unit_all_is_every_unit_once_in_code_order() {
+    let codes: Vec<u32> = ScalingUnit::ALL.iter().map(|u| u.code()).collect();
+    assert_eq!(codes, [1, 2, 3, 4, 5, 6]);
+    for unit in ScalingUnit::ALL {
+        assert_eq!(ScalingUnit::from_code(unit.code()), Some(unit));
+    }
+    assert_eq!(ScalingUnit::from_code(7), None, "no seventh unit");
+}
