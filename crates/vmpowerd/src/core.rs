@@ -10,8 +10,11 @@
 //!   frequency and the reason. For a guest's records the line, the
 //!   history entry and the last-decision counters wait until the channel
 //!   has sent its replies ([`Core::flush_decisions`]): the ACK says the
-//!   pCPU was written, and the bookkeeping stays out of the round trip. Lines a guest can trigger (rejections, name
-//!   mismatches, malformed records) go through a per-VM [`LogLimiter`].
+//!   pCPU was written, and the bookkeeping stays out of the round trip.
+//! - Lines a guest can cause go through per-VM [`LogLimiter`]s: one for
+//!   the decisions of its requests and policy, one for the rest of what
+//!   its records cause (refusals, name mismatches, CONNECT, policies).
+//!   Suppressed lines are counted; history entries are never suppressed.
 
 use std::time::Instant;
 
@@ -54,7 +57,12 @@ pub struct Core {
     started: Instant,
     /// The time of the batch being handled ([`Core::begin_batch`]).
     batch_now: std::time::Duration,
+    /// Budget of the lines a guest's records cause (refusals, mismatches,
+    /// CONNECT, policies set).
     guest_log: LogLimiter,
+    /// Budget of the decision lines a guest can cause: those of its
+    /// requests and of its VM's policy (its history entries are all kept).
+    decision_log: LogLimiter,
     /// Bumped whenever a policy is set or removed: wakes the samplers.
     policies_changed: tokio::sync::watch::Sender<u64>,
     /// The state database (policies, settings, history), once opened.
@@ -81,6 +89,7 @@ impl Core {
             started: Instant::now(),
             batch_now: std::time::Duration::ZERO,
             guest_log: LogLimiter::default(),
+            decision_log: LogLimiter::default(),
             policies_changed: tokio::sync::watch::Sender::new(0),
             store: None,
             history_buf: Vec::new(),
@@ -240,7 +249,19 @@ impl Core {
 
     /// The log line, counters and history entry of one applied change.
     fn decided(&mut self, change: &FreqChange, old_khz: u32, new_khz: u32) {
-        let (vm, reason, inputs) = log_change(change, old_khz, new_khz);
+        let line = match guest_caused(&change.trigger) {
+            None => Line::Log { suppressed: None },
+            Some(vm) => match self.decision_log.allow(vm, self.started.elapsed()) {
+                Some(n) => Line::Log {
+                    suppressed: Some(n),
+                },
+                None => {
+                    self.stats.log_lines_suppressed += 1;
+                    Line::Skip
+                }
+            },
+        };
+        let (vm, reason, inputs) = log_change(change, old_khz, new_khz, line);
         self.stats.decided(vm.map(VmId::as_str), change, &reason);
         let vm = vm.cloned();
         self.record_history(change, vm, reason, inputs);
@@ -299,26 +320,34 @@ impl Core {
     fn log_notes(&mut self, vm: &VmId, decision: &Decision) {
         let now = self.now();
         for note in &decision.notes {
+            if let Note::NameMismatch { .. } = note {
+                self.stats.name_mismatches += 1;
+            }
+            // Every line here is one a guest's record caused.
+            let Some(suppressed) = self.guest_log.allow(vm, now) else {
+                self.stats.log_lines_suppressed += 1;
+                if matches!(note, Note::PolicySet(..) | Note::PolicyRemoved(_)) {
+                    self.policies_changed();
+                }
+                continue;
+            };
             match note {
-                Note::Connected(ch) => info!(channel = %ch, "guest connected (CONNECT)"),
+                Note::Connected(ch) => {
+                    info!(channel = %ch, suppressed, "guest connected (CONNECT)")
+                }
                 Note::NameMismatch { channel, claimed } => {
-                    self.stats.name_mismatches += 1;
-                    if let Some(suppressed) = self.guest_log.allow(vm, now) {
-                        warn!(%channel, claimed, suppressed, "packet names another VM; ignored, the channel's VM is used");
-                    }
+                    warn!(%channel, claimed, suppressed, "packet names another VM; ignored, the channel's VM is used");
                 }
                 Note::PolicySet(vm, policy) => {
-                    info!(%vm, kind = ?policy.kind, cores = ?policy.cores, "policy accepted");
+                    info!(%vm, kind = ?policy.kind, cores = ?policy.cores, suppressed, "policy accepted");
                     self.policies_changed();
                 }
                 Note::PolicyRemoved(vm) => {
-                    info!(%vm, "policy removed");
+                    info!(%vm, suppressed, "policy removed");
                     self.policies_changed();
                 }
                 Note::Rejected(r) => {
-                    if let Some(suppressed) = self.guest_log.allow(vm, now) {
-                        warn!(vm = %vm, reason = r.label(), detail = %r, suppressed, "request refused");
-                    }
+                    warn!(vm = %vm, reason = r.label(), detail = %r, suppressed, "request refused");
                 }
             }
         }
@@ -402,10 +431,32 @@ const DECIDED_BY: &str = "; decided by ";
 /// the history keeps it: what happened, then who won the arbitration) and
 /// the inputs for the history. One allocation for the text: the log
 /// line's `reason` and `decided_by` are slices of it.
+/// Whether a decision's log line is written.
+#[derive(Debug, Clone, Copy)]
+enum Line {
+    /// Written; for a guest-caused one, with the lines its VM's budget
+    /// suppressed since the last one.
+    Log { suppressed: Option<u64> },
+    /// Over its VM's budget.
+    Skip,
+}
+
+/// The VM whose guest caused a change, when one did: its request, or its
+/// policy's reading of its own traffic, time or counters.
+fn guest_caused(trigger: &Trigger) -> Option<&VmId> {
+    match trigger {
+        Trigger::Request { vm, .. } | Trigger::Policy { vm, .. } => Some(vm),
+        _ => None,
+    }
+}
+
+/// The reason and inputs of a change, and its log line unless `line`
+/// says to skip it.
 fn log_change(
     change: &FreqChange,
     old_khz: u32,
     new_khz: u32,
+    line: Line,
 ) -> (Option<&VmId>, String, serde_json::Value) {
     use std::fmt::Write as _;
     let mut inputs = serde_json::Value::Null;
@@ -465,6 +516,9 @@ fn log_change(
         Winner::DefaultMax => reason.push_str("a sharing VM without requests (max)"),
         Winner::Operator => reason.push_str("operator"),
     }
+    let Line::Log { suppressed } = line else {
+        return (vm, reason, inputs);
+    };
     let mut digits = [0u8; 10];
     info!(
         vm = vm.map_or("-", VmId::as_str),
@@ -474,6 +528,7 @@ fn log_change(
         new_khz,
         reason = &reason[..split],
         decided_by = &reason[split + DECIDED_BY.len()..],
+        suppressed,
         "frequency changed"
     );
     (vm, reason, inputs)

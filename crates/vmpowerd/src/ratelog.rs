@@ -32,11 +32,17 @@ impl LogLimiter {
     /// Whether a line about `vm` may be logged at `now`; `Some(n)` with the
     /// number of lines suppressed since the last one allowed.
     pub fn allow(&mut self, vm: &VmId, now: Duration) -> Option<u64> {
-        let w = self.windows.entry(vm.clone()).or_insert(Window {
+        let fresh = Window {
             start: now,
             lines: 0,
             suppressed: 0,
-        });
+        };
+        // Looked up first: the request path clones no name once the VM has
+        // a window.
+        let w = match self.windows.get_mut(vm) {
+            Some(w) => w,
+            None => self.windows.entry(vm.clone()).or_insert(fresh),
+        };
         if now.saturating_sub(w.start) >= Self::WINDOW {
             w.start = now;
             w.lines = 0;

@@ -39,6 +39,8 @@ pub struct Stats {
     pub name_mismatches: u64,
     /// Replies dropped because the guest does not read them.
     pub replies_dropped: u64,
+    /// Log lines a guest caused past its budget ([`crate::ratelog`]).
+    pub log_lines_suppressed: u64,
     /// Bytes of partial records dropped at disconnect.
     pub partial_bytes_dropped: u64,
     /// Channel connections made (first connects and reconnects).

@@ -78,6 +78,7 @@ struct Snapshot {
     sysfs_failures: u64,
     name_mismatches: u64,
     replies_dropped: u64,
+    log_lines_suppressed: u64,
     partial_bytes_dropped: u64,
 }
 
@@ -154,6 +155,7 @@ impl Snapshot {
             sysfs_failures: stats.sysfs_failures,
             name_mismatches: stats.name_mismatches,
             replies_dropped: stats.replies_dropped,
+            log_lines_suppressed: stats.log_lines_suppressed,
             partial_bytes_dropped: stats.partial_bytes_dropped,
         }
     }
@@ -187,6 +189,10 @@ impl Snapshot {
         }
         counter(family(enc, &fam::NAME_MISMATCHES)?, self.name_mismatches)?;
         counter(family(enc, &fam::REPLIES_DROPPED)?, self.replies_dropped)?;
+        counter(
+            family(enc, &fam::LOG_LINES_SUPPRESSED)?,
+            self.log_lines_suppressed,
+        )?;
         counter(
             family(enc, &fam::PARTIAL_BYTES_DROPPED)?,
             self.partial_bytes_dropped,
@@ -332,6 +338,7 @@ mod tests {
             sysfs_failures: 1,
             name_mismatches: 0,
             replies_dropped: 0,
+            log_lines_suppressed: 0,
             partial_bytes_dropped: 0,
         }
     }

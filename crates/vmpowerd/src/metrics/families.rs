@@ -166,6 +166,13 @@ pub const REPLIES_DROPPED: Family = Family {
     labels: &[],
     help: "Replies dropped because the guest does not read its channel",
 };
+/// Guest-triggered log lines suppressed.
+pub const LOG_LINES_SUPPRESSED: Family = Family {
+    name: "vmpower_log_lines_suppressed",
+    kind: Kind::Counter,
+    labels: &[],
+    help: "Log lines a guest caused that its per-VM log budget suppressed (the history and counters still have them)",
+};
 /// Partial records dropped.
 pub const PARTIAL_BYTES_DROPPED: Family = Family {
     name: "vmpower_partial_bytes_dropped",
@@ -192,6 +199,7 @@ pub const FAMILIES: &[Family] = &[
     VM_TRAFFIC_RATE,
     NAME_MISMATCHES,
     REPLIES_DROPPED,
+    LOG_LINES_SUPPRESSED,
     PARTIAL_BYTES_DROPPED,
 ];
 
