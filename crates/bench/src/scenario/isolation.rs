@@ -17,7 +17,7 @@ use vmpower_proto::{ScalingUnit, Verdict};
 use super::{Ctx, launch};
 use crate::guest::{Flood, RECORD, power_record, round_trip};
 use crate::host::{HostSpec, RateLimitSetting, vm_name};
-use crate::probe::DaemonStats;
+use crate::probe::{CpuSample, DaemonStats};
 use crate::report::{Percentiles, Report, Target};
 
 /// Sizes of the isolation benchmark.
@@ -73,13 +73,17 @@ fn phase_pair(
         power_record(&vm, 0, ScalingUnit::ScaleMax)?,
     ];
     paced(&mut b, &records, args.warmup, args.interval)?;
+    let pid = running.daemon.pid();
+    let (c0, t0) = (CpuSample::read(pid)?, Instant::now());
     let (mut alone, nacks_alone) = paced(&mut b, &records, args.requests, args.interval)?;
+    let cpu_alone = cpu_percent(c0, CpuSample::read(pid)?, t0.elapsed());
     let a_record = power_record(&vm_name(1), 0, ScalingUnit::ScaleMin)?;
     let flood = Flood::start(vec![(a, a_record)], args.batch)?;
     std::thread::sleep(Duration::from_millis(500));
     let s0 = DaemonStats::fetch(&running.host.control)?;
-    let t0 = Instant::now();
+    let (c0, t0) = (CpuSample::read(pid)?, Instant::now());
     let (mut loaded, nacks_loaded) = paced(&mut b, &records, args.requests, args.interval)?;
+    let cpu_loaded = cpu_percent(c0, CpuSample::read(pid)?, t0.elapsed());
     let secs = t0.elapsed().as_secs_f64();
     let s1 = DaemonStats::fetch(&running.host.control)?;
     flood.stop()?;
@@ -117,7 +121,19 @@ fn phase_pair(
         (s1.nacks - s0.nacks) as f64 / secs,
         "/s",
     );
+    r.add(
+        format!("[{tag}] daemon CPU, B alone (paced)"),
+        cpu_alone,
+        "%",
+    );
+    r.add(format!("[{tag}] daemon CPU under flood"), cpu_loaded, "%");
     Ok(())
+}
+
+/// The daemon's CPU use between two samples `window` apart, in % of a
+/// core (schedstat, summed over threads).
+fn cpu_percent(before: CpuSample, after: CpuSample, window: Duration) -> f64 {
+    after.run_ns.saturating_sub(before.run_ns) as f64 / window.as_nanos() as f64 * 100.0
 }
 
 /// `n` round trips, one per `interval`; the samples and the NACK count.
