@@ -315,6 +315,15 @@ impl Engine {
             .map_or(std::time::Duration::ZERO, |c| c.bucket.wait(now))
     }
 
+    /// How many requests `channel` may send at `now` before its rate limit
+    /// refuses one (a channel not seen yet starts with a full bucket).
+    pub fn channel_allowance(&mut self, channel: &ChannelId, now: Now) -> u64 {
+        match self.channels.get_mut(channel) {
+            Some(c) => c.bucket.available(now),
+            None => u64::from(self.config.rate_limit.burst),
+        }
+    }
+
     /// Whether a channel is enabled (channels start enabled).
     pub fn channel_enabled(&self, channel: &ChannelId) -> bool {
         self.channels.get(channel).is_none_or(|c| c.enabled)

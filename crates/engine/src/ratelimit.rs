@@ -42,6 +42,12 @@ impl TokenBucket {
         Duration::from_micros(missing.div_ceil(per_us))
     }
 
+    /// Whole tokens available at time `now`.
+    pub fn available(&mut self, now: Duration) -> u64 {
+        self.refill(now);
+        self.micro_tokens / MICRO
+    }
+
     /// Takes one token if there is one at time `now`.
     pub fn try_take(&mut self, now: Duration) -> bool {
         self.refill(now);

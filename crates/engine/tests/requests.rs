@@ -468,12 +468,17 @@ fn a_flooding_channel_is_limited_and_others_are_not() {
     let mut e = engine_with(config);
     add(&mut e, "noisy", VmSettings::default(), &[1]);
     add(&mut e, "quiet", VmSettings::default(), &[2]);
+    // A channel not seen yet may send its burst.
+    assert_eq!(e.channel_allowance(&chan("noisy"), T0), 5);
     let req = power(0, ScalingUnit::ScaleDown);
-    let verdicts: Vec<_> = (0..8)
+    send(&mut e, "noisy", &req);
+    assert_eq!(e.channel_allowance(&chan("noisy"), T0), 4);
+    let verdicts: Vec<_> = (1..8)
         .map(|_| rejection(&send(&mut e, "noisy", &req)).map(Rejection::label))
         .collect();
-    assert_eq!(&verdicts[..5], &[None; 5]);
-    assert_eq!(&verdicts[5..], &[Some("rate_limited"); 3]);
+    assert_eq!(&verdicts[..4], &[None; 4]);
+    assert_eq!(&verdicts[4..], &[Some("rate_limited"); 3]);
+    assert_eq!(e.channel_allowance(&chan("noisy"), T0), 0);
     // Refused without an answer: a flood must not cost a reply each.
     assert_eq!(send(&mut e, "noisy", &req).reply, Reply::None);
     assert_eq!(
@@ -485,6 +490,10 @@ fn a_flooding_channel_is_limited_and_others_are_not() {
     assert_eq!(
         e.channel_wait(&chan("noisy"), T0 + Duration::from_millis(100)),
         Duration::ZERO
+    );
+    assert_eq!(
+        e.channel_allowance(&chan("noisy"), T0 + Duration::from_millis(100)),
+        1
     );
     let later = T0 + Duration::from_millis(100);
     assert_eq!(rejection(&e.handle(later, &chan("noisy"), Ok(&req))), None);

@@ -27,6 +27,7 @@ use vmpower_engine::{
 };
 
 use crate::SharedCore;
+use crate::channels::thread::AbortOnDrop;
 use crate::channels::watch::{DirEvent, DirWatch, scan};
 use crate::channels::{ChannelName, conn, fifo};
 use crate::config::Config;
@@ -56,6 +57,8 @@ pub struct Daemon {
     instance: Mutex<Option<crate::instance::InstanceLock>>,
     /// The FIFOs this daemon made, removed at stop.
     fifos_made: Mutex<Vec<PathBuf>>,
+    /// Where the guest channels are served.
+    channel_thread: crate::channels::thread::ChannelThread,
 }
 
 /// Runs the daemon until `shutdown` resolves, with the host's traffic
@@ -189,6 +192,8 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
         config,
         instance: Mutex::new(Some(instance)),
         fifos_made: Mutex::new(Vec::new()),
+        channel_thread: crate::channels::thread::ChannelThread::start()
+            .context("cannot start the channel thread")?,
     })
 }
 
@@ -403,6 +408,9 @@ fn stop(daemon: &Daemon) {
     for (_, task) in lock_tasks(&daemon.tasks).drain() {
         task.abort();
     }
+    // No channel is served past this point: the restore below is the
+    // last word on every CPU.
+    daemon.channel_thread.stop();
     crate::lock(&daemon.core).flush_history();
     match crate::lock(&daemon.core).cpufreq.restore_all() {
         Ok(report) => info!(
@@ -475,10 +483,17 @@ impl Daemon {
         let daemon = self.clone();
         let owned = path.to_owned();
         // The placement is read before the channel is connected, so that a
-        // guest's first request does not meet an unplaced vCPU.
+        // guest's first request does not meet an unplaced vCPU. The
+        // connection is served on the channel thread; aborting this task
+        // aborts it.
         let task = tokio::spawn(async move {
             daemon.placer.refresh(&channel.vm, &daemon.core).await;
-            conn::serve_socket(owned, channel, daemon.core.clone()).await;
+            let mut serving = AbortOnDrop(daemon.channel_thread.spawn(conn::serve_socket(
+                owned,
+                channel,
+                daemon.core.clone(),
+            )));
+            let _ = (&mut serving.0).await;
         });
         self.track(path, task);
     }

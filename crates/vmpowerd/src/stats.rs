@@ -82,6 +82,9 @@ pub struct ChannelState {
     pub connects: u64,
     /// Unix time in ms of the last change of `up`.
     pub since_ms: u64,
+    /// Times the channel spent its rate limit and was paused until its
+    /// next token.
+    pub throttled: u64,
 }
 
 impl ChannelState {
@@ -174,6 +177,14 @@ impl Stats {
         state.up = true;
         state.connects += 1;
         state.since_ms = now;
+    }
+
+    /// `channel` spent its rate limit: it is not read until its next
+    /// token.
+    pub fn channel_throttled(&mut self, channel: &ChannelId) {
+        if let Some(state) = self.channels.get_mut(channel) {
+            state.throttled += 1;
+        }
     }
 
     /// The connection to `channel`'s socket ended.

@@ -80,3 +80,57 @@ async fn a_guest_that_closes_right_after_a_request_is_noticed() {
     wait_for(|| !channel_up(&host, "vm1.0")).await;
     host.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polling_channel_does_not_hold_the_others() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let mut host = polling_host(&[("vm1", vm(&[1])), ("vm2", vm(&[2]))]).await;
+    let q1 = host.qemu("vm1", 0);
+    let mut busy = accept(&q1).await;
+    let q2 = host.qemu("vm2", 0);
+    let mut other = accept(&q2).await;
+    // vm1 sends back to back all along: its channel keeps polling.
+    let served = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let hammer = tokio::spawn({
+        let (served, stop) = (served.clone(), stop.clone());
+        async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let unit = if i.is_multiple_of(2) {
+                    ScalingUnit::ScaleMin
+                } else {
+                    ScalingUnit::ScaleMax
+                };
+                assert_eq!(call(&mut busy, &power(0, unit)).await, Verdict::Ack);
+                served.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+        }
+    });
+    wait_for(|| served.load(Ordering::Relaxed) > 100).await;
+    // How many of vm1's requests go by while one of vm2's waits: a few,
+    // as each turn of vm1's polling lets the others be served (a poller
+    // that kept the thread would let its task's whole budget, 128
+    // requests, go by).
+    let mut passed = Vec::new();
+    for i in 0..40 {
+        let unit = if i % 2 == 0 {
+            ScalingUnit::ScaleMin
+        } else {
+            ScalingUnit::ScaleMax
+        };
+        let before = served.load(Ordering::Relaxed);
+        assert_eq!(call(&mut other, &power(0, unit)).await, Verdict::Ack);
+        passed.push(served.load(Ordering::Relaxed) - before);
+    }
+    stop.store(true, Ordering::Relaxed);
+    hammer.await.unwrap();
+    passed.sort_unstable();
+    let p75 = passed[passed.len() * 3 / 4];
+    assert!(
+        p75 <= 16,
+        "vm1 requests served per vm2 round trip: {passed:?}"
+    );
+    host.stop().await.unwrap();
+}

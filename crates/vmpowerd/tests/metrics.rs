@@ -35,12 +35,13 @@ async fn start(vms: &[(&str, vmpowerd::config::VmConfig)]) -> (Host, SocketAddr)
     let host = Host::start_with(fake, vms, |c| {
         c.metrics_address = Some("127.0.0.1:0".parse().unwrap());
         c.traffic_interval_ms = 20;
-        // No rate limit: a flood is read at once, so the replies of a
-        // guest that does not read them overflow (the limit has its own
-        // tests).
+        // A limit high enough that a flood is answered fast, so the
+        // replies of a guest that does not read them overflow, and low
+        // enough that the flood pauses its channel (the limit has its own
+        // tests in rate_limit.rs).
         c.rate_limit = vmpower_engine::RateLimit {
-            burst: 1_000_000,
-            per_second: 1_000_000,
+            burst: 500,
+            per_second: 50_000,
         };
     })
     .await;

@@ -93,14 +93,16 @@ impl std::fmt::Display for Closed {
 }
 
 async fn serve_stream(stream: &UnixStream, channel: &ChannelId, core: &SharedCore) -> Closed {
-    let (layout, busy_poll) = {
-        let core = crate::lock(core);
+    let (layout, busy_poll, allowance) = {
+        let mut core = crate::lock(core);
         let layout = core
             .engine
             .settings(&channel.vm)
             .map(|s| s.layout)
             .unwrap_or_default();
-        (layout, core.channel_busy_poll)
+        let now = core.now();
+        let allowance = core.engine.channel_allowance(channel, now);
+        (layout, core.channel_busy_poll, allowance)
     };
     let mut link = Link {
         stream,
@@ -109,6 +111,7 @@ async fn serve_stream(stream: &UnixStream, channel: &ChannelId, core: &SharedCor
         layout,
         records: RecordStream::new(layout),
         outbox: Outbox::default(),
+        allowance: usize::try_from(allowance).unwrap_or(usize::MAX),
     };
     let mut pacing = BusyPoll::new(busy_poll);
     let closed = loop {
@@ -126,10 +129,7 @@ async fn serve_stream(stream: &UnixStream, channel: &ChannelId, core: &SharedCor
             if !polling {
                 break;
             }
-            served = SCRATCH.with_borrow_mut(|scratch| link.spin(scratch, pacing.window()));
-            // A guest that keeps sending must not hold this worker
-            // forever: yield once the task's budget is spent.
-            tokio::task::coop::consume_budget().await;
+            served = link.spin(pacing.window()).await;
         }
         match served {
             // Over its rate limit: stop reading until the next token, so
@@ -156,6 +156,11 @@ struct Link<'a> {
     layout: vmpower_proto::Layout,
     records: RecordStream,
     outbox: Outbox,
+    /// Requests the channel's rate limit allowed after the last read: the
+    /// next read takes no more records than that (at least one), so a
+    /// flood stays in the guest's socket instead of being read and
+    /// dropped.
+    allowance: usize,
 }
 
 /// Per-thread buffers: a read buffer and the replies of one read. A
@@ -181,7 +186,8 @@ impl Link<'_> {
     /// long the channel must wait before it may be read again (its rate
     /// limit).
     fn pump(&mut self, scratch: &mut Scratch) -> Result<Option<Duration>, Closed> {
-        match self.stream.try_read(&mut scratch.buf) {
+        let len = self.read_len(scratch.buf.len());
+        match self.stream.try_read(&mut scratch.buf[..len]) {
             Ok(0) => Err(Closed::Eof),
             Ok(n) => self.serve(scratch, n).map(Some),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
@@ -189,18 +195,36 @@ impl Link<'_> {
         }
     }
 
+    /// Bytes to read at most: the records the rate limit allows, or the
+    /// buffer.
+    fn read_len(&self, buf: usize) -> usize {
+        let record = self.layout.record_len();
+        self.allowance.max(1).saturating_mul(record).min(buf)
+    }
+
     /// [`Link::pump`] by busy polling: reads the socket directly until
-    /// bytes come or `window` passes (`None`).
-    fn spin(
-        &mut self,
-        scratch: &mut Scratch,
-        window: Duration,
-    ) -> Result<Option<Duration>, Closed> {
-        match super::spin::read_within(self.stream, &mut scratch.buf, window) {
-            Ok(Some(0)) => Err(Closed::Eof),
-            Ok(Some(n)) => self.serve(scratch, n).map(Some),
-            Ok(None) => Ok(None),
-            Err(e) => Err(Closed::Error(e)),
+    /// bytes come or `window` passes (`None`), yielding to the runtime
+    /// between tries. The runtime polls epoll (without blocking) before it
+    /// comes back, so the thread's other channels are served meanwhile.
+    async fn spin(&mut self, window: Duration) -> Result<Option<Duration>, Closed> {
+        let start = Instant::now();
+        loop {
+            let got = SCRATCH.with_borrow_mut(|scratch| {
+                let len = self.read_len(scratch.buf.len());
+                match super::spin::recv_now(self.stream, &mut scratch.buf[..len]) {
+                    Ok(Some(0)) => Some(Err(Closed::Eof)),
+                    Ok(Some(n)) => Some(self.serve(scratch, n).map(Some)),
+                    Ok(None) => None,
+                    Err(e) => Some(Err(Closed::Error(e))),
+                }
+            });
+            if let Some(served) = got {
+                return served;
+            }
+            if start.elapsed() >= window {
+                return Ok(None);
+            }
+            tokio::task::yield_now().await;
         }
     }
 
@@ -221,10 +245,13 @@ impl Link<'_> {
                 }
             }
             let now = core.now();
-            (
-                core.engine.channel_wait(self.channel, now),
-                core.has_deferred(),
-            )
+            self.allowance = usize::try_from(core.engine.channel_allowance(self.channel, now))
+                .unwrap_or(usize::MAX);
+            let wait = core.engine.channel_wait(self.channel, now);
+            if !wait.is_zero() {
+                core.stats.channel_throttled(self.channel);
+            }
+            (wait, core.has_deferred())
         };
         // Replies first: the decisions' log lines and history entries wait
         // until the guest has its answers.

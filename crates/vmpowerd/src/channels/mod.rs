@@ -1,11 +1,12 @@
 //! The channel directory: QEMU's virtio-serial sockets (`<vm>.<n>`) and
 //! DPDK's JSON FIFOs (`fifo<N>`), watched with inotify, each served by its
-//! own task.
+//! own task; the sockets' tasks run on the channel thread ([`thread`]).
 
 pub mod conn;
 pub mod fifo;
 pub mod outbox;
 pub mod spin;
+pub mod thread;
 pub mod watch;
 
 use std::path::Path;

@@ -258,6 +258,12 @@ impl Snapshot {
             let labels = [("vm", c.vm.as_str()), ("channel", index.as_str())];
             counter(m.encode_family(&labels)?, s.reconnects())?;
         }
+        let mut m = family(enc, &fam::CHANNEL_THROTTLED)?;
+        for (c, s) in &self.channels {
+            let index = c.index.to_string();
+            let labels = [("vm", c.vm.as_str()), ("channel", index.as_str())];
+            counter(m.encode_family(&labels)?, s.throttled)?;
+        }
         Ok(())
     }
 }
@@ -332,6 +338,7 @@ mod tests {
                     up: false,
                     connects: 3,
                     since_ms: 1,
+                    throttled: 4,
                 },
             )],
             sysfs_writes: 5,
@@ -390,6 +397,10 @@ mod tests {
         assert_eq!(
             m.value("vmpower_channel_reconnects_total", &channel),
             Some(2.0)
+        );
+        assert_eq!(
+            m.value("vmpower_channel_throttled_total", &channel),
+            Some(4.0)
         );
         assert_eq!(
             m.value("vmpower_vm_traffic_packets_per_second", &[("vm", vm)]),

@@ -145,6 +145,13 @@ pub const CHANNEL_RECONNECTS: Family = Family {
     labels: &["vm", "channel"],
     help: "Connections to the channel's socket after the first (QEMU restarts, VM reboots)",
 };
+/// Channel rate-limit pauses.
+pub const CHANNEL_THROTTLED: Family = Family {
+    name: "vmpower_channel_throttled",
+    kind: Kind::Counter,
+    labels: &["vm", "channel"],
+    help: "Times the channel spent its rate limit and was not read until its next token (its requests wait in the guest)",
+};
 /// Per-VM traffic rate.
 pub const VM_TRAFFIC_RATE: Family = Family {
     name: "vmpower_vm_traffic_packets_per_second",
@@ -196,6 +203,7 @@ pub const FAMILIES: &[Family] = &[
     SYSFS_FAILURES,
     CHANNEL_UP,
     CHANNEL_RECONNECTS,
+    CHANNEL_THROTTLED,
     VM_TRAFFIC_RATE,
     NAME_MISMATCHES,
     REPLIES_DROPPED,
