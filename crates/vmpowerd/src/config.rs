@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 use vmpower_engine::{RateLimit, VmSettings};
 use vmpower_proto::Layout;
 
+/// The default busy-polling window: longer than a guest takes to read a
+/// reply and send its next request (BENCHMARKS.md, latency).
+pub const DEFAULT_BUSY_POLL_US: u64 = 50;
 /// The longest busy-polling window `channel_busy_poll_us` accepts.
 const MAX_BUSY_POLL_US: u64 = 1000;
 
@@ -175,9 +178,9 @@ pub struct Config {
     /// `"127.0.0.1:9464"`; off when unset.
     pub metrics_address: Option<std::net::SocketAddr>,
     /// While a guest sends back to back, keep reading its channel for this
-    /// many µs after each request before going back to epoll (busy
-    /// polling; 0: off). Saves a wakeup when the guest's next request
-    /// follows at once, at the cost of up to this much CPU per request.
+    /// many µs after each request before sleeping on epoll (busy polling;
+    /// 0: off). Saves a wakeup when the guest's next request follows at
+    /// once, at the cost of up to this much CPU per request.
     pub channel_busy_poll_us: u64,
     /// Declared VMs, by name.
     pub vm: BTreeMap<String, VmConfig>,
@@ -204,7 +207,7 @@ impl Default for Config {
             mac_devices: BTreeMap::new(),
             core_branch_ratio: Vec::new(),
             metrics_address: None,
-            channel_busy_poll_us: 0,
+            channel_busy_poll_us: DEFAULT_BUSY_POLL_US,
             vm: BTreeMap::new(),
         }
     }
@@ -422,11 +425,11 @@ mod tests {
     }
 
     #[test]
-    fn busy_poll_is_off_by_default_and_bounded() {
+    fn busy_poll_is_50_us_by_default_can_be_off_and_is_bounded() {
         let c = Config::default();
-        assert_eq!(c.channel_busy_poll(), Duration::ZERO);
-        let c = Config::from_toml("channel_busy_poll_us = 50", Path::new("c")).unwrap();
         assert_eq!(c.channel_busy_poll(), Duration::from_micros(50));
+        let c = Config::from_toml("channel_busy_poll_us = 0", Path::new("c")).unwrap();
+        assert_eq!(c.channel_busy_poll(), Duration::ZERO);
         Config::from_toml("channel_busy_poll_us = 1000", Path::new("c")).unwrap();
         let err = Config::from_toml("channel_busy_poll_us = 1001", Path::new("c")).unwrap_err();
         assert!(err.to_string().contains("channel_busy_poll_us"), "{err}");
