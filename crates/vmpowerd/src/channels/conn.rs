@@ -14,10 +14,18 @@
 //! - One read's replies are sent before the log lines and history entries
 //!   of the decisions they report ([`crate::core::Core::flush_decisions`]):
 //!   the guest's round trip holds the sysfs write, not the bookkeeping.
-//! - With `channel_busy_poll_us` set, a channel whose guest sends requests
-//!   back to back (each within the window after the previous reply) keeps
-//!   reading its socket for that window after each one ([`super::spin`])
-//!   before it waits on epoll again; off by default.
+//! - A read takes no more records than the channel's rate limit allows
+//!   (at least one); past it, the channel is not read until its next
+//!   token, so a flood waits in the guest's own socket. Each pause is
+//!   counted on the channel.
+//! - With `channel_busy_poll_us` (50 µs by default), a channel whose guest
+//!   sends requests back to back (each within two windows of the previous
+//!   reply) keeps reading its socket for that window after each one
+//!   ([`super::spin`]), yielding to the other channels between reads,
+//!   before it waits on epoll again.
+//! - One read's batch per turn: after each, the task yields, so a guest
+//!   that keeps its socket full does not keep the thread from the others.
+//! - Runs on the channel thread ([`super::thread`]).
 
 use std::io;
 use std::path::PathBuf;
@@ -126,6 +134,9 @@ async fn serve_stream(stream: &UnixStream, channel: &ChannelId, core: &SharedCor
         let polling = pacing.follows(woke);
         while matches!(served, Ok(Some(wait)) if wait.is_zero()) {
             pacing.served(Instant::now());
+            // One batch per turn (its replies are out): the thread's other
+            // channels go next, however full this guest keeps its socket.
+            tokio::task::yield_now().await;
             if !polling {
                 break;
             }
