@@ -14,6 +14,13 @@
 //! quiet = [2, 3, 4, 5, 6]
 //! traffic = [8]
 //! ```
+//!
+//! ## Behavior
+//! An operator's file is checked more strictly than a guest's policy
+//! (which keeps DPDK's leniency): at least one core, MACs for TRAFFIC,
+//! `avg_pps` not above `max_pps`, and no hour in two of the hour sets.
+//! Every such mistake is a [`PolicyFileError::Invalid`] naming the key and
+//! the value.
 
 use serde::{Deserialize, Serialize};
 use vmpower_proto::{
@@ -104,6 +111,7 @@ impl PolicyFile {
 
     /// The protocol's policy.
     pub fn policy(&self) -> Result<Policy, PolicyFileError> {
+        self.check_consistency()?;
         let cores = VcpuList::from_slice(&self.cores).map_err(|e| PolicyFileError::Invalid {
             key: "cores",
             reason: e.to_string(),
@@ -152,6 +160,47 @@ impl PolicyFile {
             workload: self.workload,
             turbo_boost: self.turbo_boost,
         })
+    }
+
+    /// Mistakes the protocol could carry but no operator means: no core, a
+    /// TRAFFIC policy without MACs, `avg_pps` above `max_pps`, an hour in
+    /// two sets. Guests' policies are not checked here (DPDK compatibility).
+    fn check_consistency(&self) -> Result<(), PolicyFileError> {
+        if self.cores.is_empty() {
+            return Err(PolicyFileError::Invalid {
+                key: "cores",
+                reason: "[] names no core: give at least one".into(),
+            });
+        }
+        if self.kind == PolicyKind::Traffic && self.macs.is_empty() {
+            return Err(PolicyFileError::Invalid {
+                key: "macs",
+                reason: "a TRAFFIC policy needs at least one MAC, none given".into(),
+            });
+        }
+        let t = self.traffic;
+        if t.avg_pps > t.max_pps {
+            return Err(PolicyFileError::Invalid {
+                key: "traffic.avg_pps",
+                reason: format!(
+                    "{} is above traffic.max_pps {} (avg_pps must not exceed max_pps)",
+                    t.avg_pps, t.max_pps
+                ),
+            });
+        }
+        let h = self.hours;
+        let sets = [("busy", h.busy), ("quiet", h.quiet), ("traffic", h.traffic)];
+        for (i, (a, set_a)) in sets.iter().enumerate() {
+            for (b, set_b) in &sets[i + 1..] {
+                if let Some(hour) = set_a.iter().find(|hour| set_b.contains(*hour)) {
+                    return Err(PolicyFileError::Invalid {
+                        key: "hours",
+                        reason: format!("hour {hour} is in both {a} and {b}"),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -214,5 +263,55 @@ mod tests {
             let err = PolicyFile::parse(text).unwrap_err().to_string();
             assert!(err.contains(needle), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn inconsistent_files_are_refused_naming_the_field_and_value() {
+        let cases = [
+            (
+                "vm = \"a\"\nkind = \"TIME\"\ncores = []",
+                &["cores", "[]"][..],
+            ),
+            (
+                "vm = \"a\"\nkind = \"TRAFFIC\"\ncores = [0]",
+                &["macs", "TRAFFIC"][..],
+            ),
+            (
+                "vm = \"a\"\nkind = \"TRAFFIC\"\ncores = [0]\nmacs = [\"02:00:00:00:00:01\"]\n\
+                 [traffic]\navg_pps = 100\nmax_pps = 20",
+                &["traffic.avg_pps", "100", "max_pps", "20"][..],
+            ),
+            (
+                "vm = \"a\"\nkind = \"TIME\"\ncores = [0]\n[hours]\nbusy = [1, 3]\nquiet = [3, 4]",
+                &["hours", "hour 3", "busy", "quiet"][..],
+            ),
+            (
+                "vm = \"a\"\nkind = \"TIME\"\ncores = [0]\n[hours]\nquiet = [5]\ntraffic = [5]",
+                &["hour 5", "quiet", "traffic"][..],
+            ),
+        ];
+        for (text, needles) in cases {
+            let err = PolicyFile::parse(text).unwrap_err();
+            assert!(
+                matches!(err, PolicyFileError::Invalid { .. }),
+                "{text}: {err:?}"
+            );
+            let err = err.to_string();
+            for needle in needles {
+                assert!(err.contains(needle), "{text}: {err} lacks {needle}");
+            }
+        }
+    }
+
+    #[test]
+    fn consistent_edges_are_accepted() {
+        // avg == max, disjoint hour sets, a TIME policy without MACs.
+        let text = "vm = \"a\"\nkind = \"TIME\"\ncores = [0]\n[traffic]\navg_pps = 5\nmax_pps = 5\n\
+                    [hours]\nbusy = [1]\nquiet = [2]\ntraffic = [3]";
+        let p = PolicyFile::parse(text).unwrap().policy().unwrap();
+        assert_eq!(
+            p.hours.busy.len() + p.hours.quiet.len() + p.hours.traffic.len(),
+            3
+        );
     }
 }
