@@ -17,6 +17,8 @@
 //!   prefixes each with its syslog priority (`<4>` for a warning) when
 //!   stderr is the journal (`JOURNAL_STREAM` names stderr's device and
 //!   inode): the journal stamps lines itself and reads the priority.
+//!   Elsewhere lines are coloured only when stderr is a terminal (and
+//!   `NO_COLOR` is unset): a file or a pipe gets plain text.
 //!
 //! The datagram is written with std's `UnixDatagram` rather than a crate:
 //! the protocol is one datagram of `KEY=VALUE` lines to a path or an
@@ -31,6 +33,7 @@
 //!   either way, and systemd reports the start as timed out.
 
 use std::ffi::OsStr;
+use std::io::IsTerminal;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
@@ -245,13 +248,24 @@ pub fn stderr_is_journal() -> bool {
     dev.parse().ok() == Some(stat.st_dev) && ino.parse().ok() == Some(stat.st_ino)
 }
 
-/// Starts logging to stderr: tracing's usual lines on a terminal or file;
-/// in the journal, each line prefixed with its syslog priority, without
-/// timestamp or colours.
+/// Whether log lines are coloured: only on a terminal, and not when
+/// `NO_COLOR` is set (to anything but the empty string).
+fn colours(stderr_is_terminal: bool, no_color: Option<&OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(OsStr::is_empty)
+}
+
+/// Starts logging to stderr: tracing's usual lines on a terminal or file
+/// (coloured only on a terminal); in the journal, each line prefixed with
+/// its syslog priority, without timestamp or colours.
 pub fn init_logging(filter: EnvFilter) {
+    let ansi = colours(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     if stderr_is_journal() {
         let format = tracing_subscriber::fmt::format()
             .without_time()
@@ -339,6 +353,14 @@ mod tests {
         let n = Notifier::new(path.as_os_str()).unwrap();
         let err = n.send("READY=1").unwrap_err();
         assert!(err.to_string().contains("absent"), "{err}");
+    }
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        assert!(colours(true, None));
+        assert!(colours(true, Some(OsStr::new(""))));
+        assert!(!colours(true, Some(OsStr::new("1"))));
+        assert!(!colours(false, None));
     }
 
     #[test]
