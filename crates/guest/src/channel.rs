@@ -101,15 +101,27 @@ impl Channel {
         config: ChannelConfig,
     ) -> Result<Self, ChannelError> {
         let path = find_port(index, roots)?;
-        Channel::open_path(&path, index, config)
+        let port = Port::open(&path).map_err(|source| ChannelError::Open { path, source })?;
+        Channel::start(port, index, config)
     }
 
     /// Opens the port at `path` (a virtio port, a pty, or a unix socket to
-    /// connect to) as channel `index`.
+    /// connect to) as channel `index`. A `path` that does not exist is
+    /// [`ChannelError::NoSuchPort`] naming it; any other failure to open
+    /// it is [`ChannelError::Open`].
     pub fn open_path(path: &Path, index: u32, config: ChannelConfig) -> Result<Self, ChannelError> {
-        let port = Port::open(path).map_err(|source| ChannelError::Open {
-            path: path.to_owned(),
-            source,
+        let port = Port::open(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                ChannelError::NoSuchPort {
+                    index,
+                    looked_at: vec![path.to_owned()],
+                }
+            } else {
+                ChannelError::Open {
+                    path: path.to_owned(),
+                    source,
+                }
+            }
         })?;
         Channel::start(port, index, config)
     }
