@@ -249,18 +249,12 @@ impl Core {
 
     /// The log line, counters and history entry of one applied change.
     fn decided(&mut self, change: &FreqChange, old_khz: u32, new_khz: u32) {
-        let line = match guest_caused(&change.trigger) {
-            None => Line::Log { suppressed: None },
-            Some(vm) => match self.decision_log.allow(vm, self.started.elapsed()) {
-                Some(n) => Line::Log {
-                    suppressed: Some(n),
-                },
-                None => {
-                    self.stats.log_lines_suppressed += 1;
-                    Line::Skip
-                }
-            },
-        };
+        let line = Line::budgeted(
+            &mut self.decision_log,
+            &mut self.stats.log_lines_suppressed,
+            &change.trigger,
+            self.started.elapsed(),
+        );
         let (vm, reason, inputs) = log_change(change, old_khz, new_khz, line);
         self.stats.decided(vm.map(VmId::as_str), change, &reason);
         let vm = vm.cloned();
@@ -291,12 +285,28 @@ impl Core {
                                 format_args!("pCPU {} to {} kHz: {e}", change.cpu.0, change.to.0),
                             );
                             self.engine.write_failed(change);
-                            warn!(
-                                pcpu = change.cpu.0,
-                                new_khz = change.to.0,
-                                error = %format_args!("{:#}", anyhow::Error::from(e)),
-                                "frequency change failed"
+                            // A guest can cause failing writes as often as
+                            // it asks while the file stays broken.
+                            let now = self.now();
+                            let line = Line::budgeted(
+                                &mut self.guest_log,
+                                &mut self.stats.log_lines_suppressed,
+                                &change.trigger,
+                                now,
                             );
+                            if let Line::Log { suppressed } = line {
+                                let (vm, vcpu) = vm_and_vcpu(&change.trigger);
+                                let mut digits = [0u8; 10];
+                                warn!(
+                                    vm = vm.map_or("-", VmId::as_str),
+                                    vcpu = vcpu.map_or("-", |v| format_u32(v, &mut digits)),
+                                    pcpu = change.cpu.0,
+                                    new_khz = change.to.0,
+                                    error = %format_args!("{:#}", anyhow::Error::from(e)),
+                                    suppressed,
+                                    "frequency change failed"
+                                );
+                            }
                         }
                     }
                 }
@@ -439,6 +449,49 @@ enum Line {
     Log { suppressed: Option<u64> },
     /// Over its VM's budget.
     Skip,
+}
+
+impl Line {
+    /// Whether the line of a change caused by `trigger` is written: always
+    /// when no guest caused it, else within its VM's budget in `limiter`
+    /// (a skipped line is counted in `suppressed_total`).
+    fn budgeted(
+        limiter: &mut LogLimiter,
+        suppressed_total: &mut u64,
+        trigger: &Trigger,
+        now: std::time::Duration,
+    ) -> Line {
+        let Some(vm) = guest_caused(trigger) else {
+            return Line::Log { suppressed: None };
+        };
+        match limiter.allow(vm, now) {
+            Some(n) => Line::Log {
+                suppressed: Some(n),
+            },
+            None => {
+                *suppressed_total += 1;
+                Line::Skip
+            }
+        }
+    }
+}
+
+/// The VM and vCPU a change was for, as far as its trigger names them
+/// (a physical-core request or an operator's command names no vCPU).
+fn vm_and_vcpu(trigger: &Trigger) -> (Option<&VmId>, Option<u32>) {
+    match trigger {
+        Trigger::Request {
+            vm,
+            core: CoreKey::Vcpu(v),
+            ..
+        } => (Some(vm), Some(*v)),
+        Trigger::Request { vm, .. }
+        | Trigger::Placement(vm)
+        | Trigger::VmRemoved(vm)
+        | Trigger::Policy { vm, .. }
+        | Trigger::PolicyRemoved(vm) => (Some(vm), None),
+        Trigger::Operator(_) => (None, None),
+    }
 }
 
 /// The VM whose guest caused a change, when one did: its request, or its

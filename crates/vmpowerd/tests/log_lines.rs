@@ -1,0 +1,99 @@
+//! What the real binary writes to a stderr that is a plain file (neither
+//! a terminal nor the journal): lines without colour codes, and a failed
+//! frequency write named with the VM and vCPU it was for, within the
+//! guest's log budget.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+
+use tokio::net::UnixListener;
+use vmpower_api::{Client, CtlRequest, CtlResponse};
+use vmpower_proto::{ScalingUnit, Verdict};
+
+mod binary;
+mod common;
+
+use binary::{Setup, WAIT, sigterm, wait_exit, wait_until};
+use common::{call, power};
+
+/// vm1's budget of lines per 10 s (`ratelog::LogLimiter::LINES`).
+const BUDGET: usize = 10;
+
+/// Starts the daemon with stderr to a file (and `NO_COLOR` unset, so that
+/// only the file itself keeps colours out); returns it once it serves.
+fn start(s: &Setup) -> (Child, PathBuf) {
+    let log_path = s.dir.path().join("stderr.log");
+    let file = std::fs::File::create(&log_path).unwrap();
+    let daemon = s
+        .command(Stdio::from(file))
+        .env_remove("NO_COLOR")
+        .spawn()
+        .unwrap();
+    wait_until(|| std::os::unix::net::UnixStream::connect(s.control()).is_ok());
+    (daemon, log_path)
+}
+
+/// Stops the daemon and returns what it logged.
+fn stop(mut daemon: Child, log_path: &Path) -> String {
+    sigterm(&daemon);
+    assert!(wait_exit(&mut daemon).success());
+    std::fs::read_to_string(log_path).unwrap()
+}
+
+#[test]
+fn a_file_gets_no_colour_codes() {
+    let s = Setup::new();
+    let (daemon, log_path) = start(&s);
+    let log = stop(daemon, &log_path);
+    assert!(log.contains("vmpowerd ready"), "{log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in {log:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_names_the_vm_and_vcpu_within_the_budget() {
+    const FAILURES: usize = 15;
+    let s = Setup::new();
+    let (daemon, log_path) = start(&s);
+    let qemu = UnixListener::bind(s.dir.path().join("channels/vm1.0")).unwrap();
+    let (mut guest, _) = tokio::time::timeout(WAIT, qemu.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    // vm1's vCPU 0 runs on pCPU 1, whose setspeed file cannot be written.
+    let rel = s.fake.resolve(Path::new(
+        "devices/system/cpu/cpu1/cpufreq/scaling_setspeed",
+    ));
+    let setspeed = s.fake.path().join(rel);
+    std::fs::remove_file(&setspeed).unwrap();
+    std::fs::create_dir(&setspeed).unwrap();
+
+    // Each one asks for a change (min, max, min, ...), and each fails.
+    let units = [ScalingUnit::ScaleMin, ScalingUnit::ScaleMax];
+    for unit in units.into_iter().cycle().take(FAILURES) {
+        assert_eq!(call(&mut guest, &power(0, unit)).await, Verdict::Nack);
+    }
+    let mut client = Client::connect(&s.control()).unwrap();
+    let status = match client.call(&CtlRequest::Status).unwrap() {
+        CtlResponse::Ok(status) => status,
+        other => panic!("status refused: {other:?}"),
+    };
+    assert_eq!(
+        status["stats"]["log_lines_suppressed"].as_u64(),
+        Some((FAILURES - BUDGET) as u64),
+        "{status}"
+    );
+    let log = stop(daemon, &log_path);
+    let failed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("frequency change failed"))
+        .collect();
+    assert_eq!(failed.len(), BUDGET, "{log}");
+    for line in failed {
+        assert!(
+            line.contains(r#"vm="vm1""#) && line.contains(r#"vcpu="0""#) && line.contains("pcpu=1"),
+            "{line}"
+        );
+    }
+}
