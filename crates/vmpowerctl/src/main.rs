@@ -2,6 +2,12 @@
 //!
 //! Exit codes: 0 done; 1 the daemon could not be reached; 2 usage error;
 //! 3 no such VM, channel or CPU; 4 refused by the daemon.
+//!
+//! With `--json`, every failure also prints one object on stdout, the shape
+//! of the daemon's refusals: `{"error": {"kind": K, "message": M}}`, where K
+//! is `unreachable` (exit 1), `invalid` (2), `not-found` (3) or `refused`
+//! (4), whether the daemon or vmpowerctl itself found the problem. The
+//! message also goes to stderr.
 
 use vmpowerctl::cli;
 mod render;
@@ -11,12 +17,28 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use rustyline::error::ReadlineError;
+use serde_json::{Value, json};
 use vmpower_api::{Client, CtlResponse, ErrorKind};
 
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version are not failures; a bad command line is, and
+            // a script that asked for JSON gets it here too.
+            if e.use_stderr() && std::env::args().any(|a| a == "--json") {
+                let text = e.render().to_string();
+                let first = text.lines().next().unwrap_or_default();
+                print_error(
+                    json!(ErrorKind::Invalid),
+                    first.trim_start_matches("error: "),
+                );
+            }
+            e.exit();
+        }
+    };
     if matches!(cli.command, Command::Shell) {
         return shell(&cli);
     }
@@ -31,17 +53,11 @@ fn run(cli: &Cli, command: &Command) -> ExitCode {
     let request = match command.request() {
         Ok(Some(r)) => r,
         Ok(None) => return ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("vmpowerctl: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return fail(cli.json, json!(ErrorKind::Invalid), &e.to_string(), 2),
     };
     let answer = Client::connect(&cli.control_socket).and_then(|mut c| c.call(&request));
     match answer {
-        Err(e) => {
-            eprintln!("vmpowerctl: {:#}", anyhow::Error::from(e));
-            ExitCode::from(1)
-        }
+        Err(e) => unreachable_daemon(cli.json, e),
         Ok(CtlResponse::Ok(value)) => {
             if cli.json {
                 println!("{value}");
@@ -51,17 +67,38 @@ fn run(cli: &Cli, command: &Command) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(CtlResponse::Error(e)) => {
-            if cli.json {
-                println!("{}", serde_json::json!({ "error": e }));
-            }
-            eprintln!("vmpowerctl: {}", e.message);
-            ExitCode::from(match e.kind {
+            let code = match e.kind {
                 ErrorKind::Invalid => 2,
                 ErrorKind::NotFound => 3,
                 ErrorKind::Refused => 4,
-            })
+            };
+            fail(cli.json, json!(e.kind), &e.message, code)
         }
     }
+}
+
+/// Reports a failure: the message on stderr and, with `--json`, the error
+/// object on stdout (see the module doc); returns exit `code`.
+pub(crate) fn fail(json: bool, kind: Value, message: &str, code: u8) -> ExitCode {
+    if json {
+        print_error(kind, message);
+    }
+    eprintln!("vmpowerctl: {message}");
+    ExitCode::from(code)
+}
+
+/// Reports that the daemon could not be reached (exit 1).
+pub(crate) fn unreachable_daemon(json: bool, error: vmpower_api::ClientError) -> ExitCode {
+    let message = format!("{:#}", anyhow::Error::from(error));
+    fail(json, json!("unreachable"), &message, 1)
+}
+
+/// Prints `{"error": {"kind": kind, "message": message}}` on stdout.
+fn print_error(kind: Value, message: &str) {
+    println!(
+        "{}",
+        json!({ "error": { "kind": kind, "message": message } })
+    );
 }
 
 /// The interactive shell: DPDK's `vm_power>` prompt, with history.

@@ -31,10 +31,7 @@ const REDRAW: &str = "\x1b[H\x1b[2J";
 pub fn run(cli: &Cli, args: &TopArgs) -> ExitCode {
     let mut client = match Client::connect(&cli.control_socket) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("vmpowerctl: {:#}", anyhow::Error::from(e));
-            return ExitCode::from(1);
-        }
+        Err(e) => return crate::unreachable_daemon(cli.json, e),
     };
     let tty = std::io::stdout().is_terminal();
     let interval = Duration::from_secs_f64(args.interval);
@@ -44,13 +41,9 @@ pub fn run(cli: &Cli, args: &TopArgs) -> ExitCode {
         let value = match client.call(&CtlRequest::Top) {
             Ok(CtlResponse::Ok(v)) => v,
             Ok(CtlResponse::Error(e)) => {
-                eprintln!("vmpowerctl: {}", e.message);
-                return ExitCode::from(4);
+                return crate::fail(cli.json, serde_json::json!(e.kind), &e.message, 4);
             }
-            Err(e) => {
-                eprintln!("vmpowerctl: {:#}", anyhow::Error::from(e));
-                return ExitCode::from(1);
-            }
+            Err(e) => return crate::unreachable_daemon(cli.json, e),
         };
         let text = if cli.json {
             format!("{value}\n")
