@@ -306,7 +306,25 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
                 .ok_or_else(|| not_found(format!("VM {vm} has no policy")))?;
             Ok(crate::policy_ops::describe(daemon, &id, &st))
         }
-        CtlRequest::History { vm, since, limit } => daemon.history(vm, since, limit),
+        CtlRequest::History { vm, since, limit } => {
+            let entries = daemon.history(vm.clone(), since, limit)?;
+            // A VM the daemon does not know and that never had a decision
+            // recorded is a typo, not an empty history; a removed VM's
+            // rows are still listed.
+            let empty = entries.as_array().is_some_and(Vec::is_empty);
+            if let Some(vm) = vm.filter(|_| empty)
+                && known_vm(daemon, &vm).is_err()
+                && daemon
+                    .history(Some(vm.clone()), None, Some(1))?
+                    .as_array()
+                    .is_some_and(Vec::is_empty)
+            {
+                return Err(not_found(format!(
+                    "no VM named {vm}, and no history for it"
+                )));
+            }
+            Ok(entries)
+        }
         CtlRequest::ShowVfs { pf } => {
             use crate::traffic::VfControl;
             let mut vfs =
