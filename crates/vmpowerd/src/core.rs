@@ -13,7 +13,8 @@
 //!   pCPU was written, and the bookkeeping stays out of the round trip.
 //! - Lines a guest can cause go through per-VM [`LogLimiter`]s: one for
 //!   the decisions of its requests and policy, one for the rest of what
-//!   its records cause (refusals, name mismatches, CONNECT, policies).
+//!   its records cause (refusals, name mismatches, CONNECT, policies, and
+//!   failed writes, whose lines name the VM and vCPU as decisions do).
 //!   Suppressed lines are counted; history entries are never suppressed.
 
 use std::time::Instant;
