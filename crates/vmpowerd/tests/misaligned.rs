@@ -1,7 +1,7 @@
 //! A channel misaligned by a record of the wrong length refuses every
 //! later record, correct ones included, until it reconnects; `vmpowerctl
-//! add-channels` reconnects it (README, Troubleshooting, "A misaligned
-//! channel").
+//! add-channels` reconnects it, `set-channel-status` does not (README,
+//! Troubleshooting, "A misaligned channel").
 
 #![allow(clippy::unwrap_used)]
 
@@ -33,6 +33,19 @@ async fn add_channels_realigns_a_misaligned_channel() {
         );
     }
     assert_ne!(host.cpu_file(2, "scaling_setspeed"), "800000");
+    // Disabling and enabling the channel keeps its connection: no help.
+    for enabled in [false, true] {
+        let status = CtlRequest::SetChannelStatus {
+            vm: "vm1".into(),
+            channels: ChannelSel::List(vec![0]),
+            enabled,
+        };
+        assert!(matches!(host.ctl(&status), CtlResponse::Ok(_)));
+    }
+    assert_eq!(
+        call(&mut guest, &power(0, ScalingUnit::ScaleMin)).await,
+        Verdict::Nack
+    );
 
     let reconnect = CtlRequest::AddChannels {
         vm: "vm1".into(),
