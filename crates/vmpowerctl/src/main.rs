@@ -26,16 +26,7 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            // Help and version are not failures; a bad command line is, and
-            // a script that asked for JSON gets it here too.
-            if e.use_stderr() && std::env::args().any(|a| a == "--json") {
-                let text = e.render().to_string();
-                let first = text.lines().next().unwrap_or_default();
-                print_error(
-                    json!(ErrorKind::Invalid),
-                    first.trim_start_matches("error: "),
-                );
-            }
+            print_clap_error(&e, std::env::args().any(|a| a == "--json"));
             e.exit();
         }
     };
@@ -93,6 +84,19 @@ pub(crate) fn unreachable_daemon(json: bool, error: vmpower_api::ClientError) ->
     fail(json, json!("unreachable"), &message, 1)
 }
 
+/// With `json`, prints a bad command line's first line as an `invalid`
+/// error object (help and version are not failures: nothing is printed).
+fn print_clap_error(error: &clap::Error, json: bool) {
+    if json && error.use_stderr() {
+        let text = error.render().to_string();
+        let first = text.lines().next().unwrap_or_default();
+        print_error(
+            json!(ErrorKind::Invalid),
+            first.trim_start_matches("error: "),
+        );
+    }
+}
+
 /// Prints `{"error": {"kind": kind, "message": message}}` on stdout.
 fn print_error(kind: Value, message: &str) {
     println!(
@@ -131,6 +135,7 @@ fn shell(cli: &Cli) -> ExitCode {
             eprintln!("unbalanced quotes");
             continue;
         };
+        let json = cli.json || words.iter().any(|w| w == "--json");
         let argv = std::iter::once("vmpowerctl".to_owned()).chain(words);
         match Cli::try_parse_from(argv) {
             Ok(parsed) if matches!(parsed.command, Command::Shell) => {
@@ -145,6 +150,7 @@ fn shell(cli: &Cli) -> ExitCode {
                 let _ = run(&merged, &merged.command);
             }
             Err(e) => {
+                print_clap_error(&e, json);
                 let _ = e.print();
             }
         }

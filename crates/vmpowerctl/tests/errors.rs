@@ -6,7 +6,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Output};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
 
 mod common;
 
@@ -57,6 +58,33 @@ fn json_errors_found_by_vmpowerctl_look_like_the_daemons() {
     let o = d.ctl(&["history", "--since", "yesterday"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(o.stdout.is_empty(), "{}", stdout(&o));
+}
+
+#[test]
+fn the_json_shell_prints_each_failure_as_an_object() {
+    let d = Daemon::start();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vmpowerctl"))
+        .arg("--control-socket")
+        .arg(&d.socket)
+        .args(["--json", "shell"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"bogus-command\nshow-vm nope\nquit\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let kinds: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["error"]["kind"].clone())
+        .collect();
+    assert_eq!(kinds, ["invalid", "not-found"], "{}", stdout(&out));
 }
 
 #[test]
