@@ -3,8 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 mod common;
@@ -98,22 +97,10 @@ fn exit_codes_tell_usage_missing_and_unreachable_apart() {
 #[test]
 fn the_shell_reads_commands_until_quit() {
     let d = Daemon::start();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vmpowerctl"))
-        .arg("--control-socket")
-        .arg(&d.socket)
-        .arg("shell")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"add-vm shellvm\nbogus-command\nlist-vms\nquit\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = d.shell(
+        &["shell"],
+        b"add-vm shellvm\nbogus-command\nlist-vms\nquit\n",
+    );
     assert!(out.status.success());
     let text = stdout(&out);
     assert!(text.contains("shellvm"), "{text}");

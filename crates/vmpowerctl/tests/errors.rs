@@ -6,8 +6,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 mod common;
 
@@ -63,22 +62,7 @@ fn json_errors_found_by_vmpowerctl_look_like_the_daemons() {
 #[test]
 fn the_json_shell_prints_each_failure_as_an_object() {
     let d = Daemon::start();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vmpowerctl"))
-        .arg("--control-socket")
-        .arg(&d.socket)
-        .args(["--json", "shell"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"bogus-command\nshow-vm nope\nquit\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = d.shell(&["--json", "shell"], b"bogus-command\nshow-vm nope\nquit\n");
     assert!(out.status.success(), "{}", stderr(&out));
     let kinds: Vec<serde_json::Value> = stdout(&out)
         .lines()

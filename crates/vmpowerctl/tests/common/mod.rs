@@ -4,9 +4,10 @@
 
 #![allow(clippy::unwrap_used, dead_code)]
 
+use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,6 +82,22 @@ impl Daemon {
             .args(args)
             .output()
             .unwrap()
+    }
+
+    /// Runs vmpowerctl with `args` (ending in `shell`) against this daemon,
+    /// feeding it `input` on stdin.
+    pub fn shell(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vmpowerctl"))
+            .arg("--control-socket")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
     }
 
     /// Runs vmpowerctl, asserts success and returns its stdout.
