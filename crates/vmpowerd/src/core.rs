@@ -14,8 +14,9 @@
 //! - Lines a guest can cause go through per-VM [`LogLimiter`]s: one for
 //!   the decisions of its requests and policy, one for the rest of what
 //!   its records cause (refusals, name mismatches, CONNECT, policies, and
-//!   failed writes, whose lines name the VM and vCPU as decisions do).
-//!   Suppressed lines are counted; history entries are never suppressed.
+//!   failed writes, whose lines name the VM and vCPU as decisions do);
+//!   the lines of pCPUs given back have a budget per pCPU. Suppressed
+//!   lines are counted; history entries are never suppressed.
 
 use std::time::Instant;
 
@@ -64,6 +65,9 @@ pub struct Core {
     /// Budget of the decision lines a guest can cause: those of its
     /// requests and of its VM's policy (its history entries are all kept).
     decision_log: LogLimiter,
+    /// Budget of the "given back" lines per pCPU: a guest that sets and
+    /// removes its policy again and again takes and gives back its pCPUs.
+    release_log: LogLimiter<CpuId>,
     /// Bumped whenever a policy is set or removed: wakes the samplers.
     policies_changed: tokio::sync::watch::Sender<u64>,
     /// The state database (policies, settings, history), once opened.
@@ -91,6 +95,7 @@ impl Core {
             batch_now: std::time::Duration::ZERO,
             guest_log: LogLimiter::default(),
             decision_log: LogLimiter::default(),
+            release_log: LogLimiter::default(),
             policies_changed: tokio::sync::watch::Sender::new(0),
             store: None,
             history_buf: Vec::new(),
@@ -319,7 +324,12 @@ impl Core {
 
     fn release(&mut self, cpu: CpuId, domain: &[CpuId]) {
         match self.cpufreq.release(cpu) {
-            Ok(how) => info!(pcpu = cpu.0, ?domain, outcome = ?how, "pCPU given back"),
+            Ok(how) => match self.release_log.allow(&cpu, self.started.elapsed()) {
+                Some(suppressed) => {
+                    info!(pcpu = cpu.0, ?domain, outcome = ?how, suppressed, "pCPU given back");
+                }
+                None => self.stats.log_lines_suppressed += 1,
+            },
             Err(e) => {
                 self.stats
                     .sysfs_failed("release", format_args!("pCPU {}: {e}", cpu.0));
@@ -495,11 +505,16 @@ fn vm_and_vcpu(trigger: &Trigger) -> (Option<&VmId>, Option<u32>) {
     }
 }
 
-/// The VM whose guest caused a change, when one did: its request, or its
-/// policy's reading of its own traffic, time or counters.
+/// The VM whose guest caused a change, when one did: its request, its
+/// policy's reading of its own traffic, time or counters, or the removal
+/// of its policy.
 fn guest_caused(trigger: &Trigger) -> Option<&VmId> {
     match trigger {
-        Trigger::Request { vm, .. } | Trigger::Policy { vm, .. } => Some(vm),
+        // A removed policy may be the guest's doing (POLICY_REMOVE, again
+        // and again): budgeted like the rest (an operator's is rare).
+        Trigger::Request { vm, .. } | Trigger::Policy { vm, .. } | Trigger::PolicyRemoved(vm) => {
+            Some(vm)
+        }
         _ => None,
     }
 }

@@ -1,19 +1,34 @@
 //! Rate limiting of log lines a guest can trigger: a hostile guest must not
 //! be able to flood the host's journal.
 //!
-//! Each VM may cause [`LogLimiter::LINES`] lines per
-//! [`LogLimiter::WINDOW`]; past that, lines are suppressed and counted, and
-//! the next line allowed reports how many were suppressed.
+//! Each VM (or whatever the budget is kept by, e.g. a pCPU) may cause
+//! [`LOG_LINES`] lines per [`LOG_WINDOW`]; past that, lines are suppressed
+//! and counted, and the next line allowed reports how many were
+//! suppressed.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::time::Duration;
 
 use vmpower_engine::VmId;
 
-/// Per-VM log budget.
-#[derive(Debug, Default)]
-pub struct LogLimiter {
-    windows: HashMap<VmId, Window>,
+/// Lines allowed per key per window.
+pub const LOG_LINES: u32 = 10;
+/// The window.
+pub const LOG_WINDOW: Duration = Duration::from_secs(10);
+
+/// A log budget per key (per VM by default).
+#[derive(Debug)]
+pub struct LogLimiter<K = VmId> {
+    windows: HashMap<K, Window>,
+}
+
+impl<K> Default for LogLimiter<K> {
+    fn default() -> Self {
+        LogLimiter {
+            windows: HashMap::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -23,15 +38,10 @@ struct Window {
     suppressed: u64,
 }
 
-impl LogLimiter {
-    /// Lines allowed per VM per window.
-    pub const LINES: u32 = 10;
-    /// The window.
-    pub const WINDOW: Duration = Duration::from_secs(10);
-
-    /// Whether a line about `vm` may be logged at `now`; `Some(n)` with the
+impl<K: Hash + Eq + Clone> LogLimiter<K> {
+    /// Whether a line about `key` may be logged at `now`; `Some(n)` with the
     /// number of lines suppressed since the last one allowed.
-    pub fn allow(&mut self, vm: &VmId, now: Duration) -> Option<u64> {
+    pub fn allow(&mut self, key: &K, now: Duration) -> Option<u64> {
         let fresh = Window {
             start: now,
             lines: 0,
@@ -39,15 +49,15 @@ impl LogLimiter {
         };
         // Looked up first: the request path clones no name once the VM has
         // a window.
-        let w = match self.windows.get_mut(vm) {
+        let w = match self.windows.get_mut(key) {
             Some(w) => w,
-            None => self.windows.entry(vm.clone()).or_insert(fresh),
+            None => self.windows.entry(key.clone()).or_insert(fresh),
         };
-        if now.saturating_sub(w.start) >= Self::WINDOW {
+        if now.saturating_sub(w.start) >= LOG_WINDOW {
             w.start = now;
             w.lines = 0;
         }
-        if w.lines < Self::LINES {
+        if w.lines < LOG_LINES {
             w.lines += 1;
             Some(std::mem::take(&mut w.suppressed))
         } else {
@@ -63,15 +73,15 @@ mod tests {
 
     #[test]
     fn budget_per_vm_per_window_with_suppressed_count() {
-        let mut l = LogLimiter::default();
+        let mut l: LogLimiter = LogLimiter::default();
         let (a, b) = (VmId::new("a"), VmId::new("b"));
         let t = Duration::from_secs(100);
-        for _ in 0..LogLimiter::LINES {
+        for _ in 0..LOG_LINES {
             assert_eq!(l.allow(&a, t), Some(0));
         }
         assert_eq!(l.allow(&a, t), None);
         assert_eq!(l.allow(&a, t + Duration::from_secs(1)), None);
         assert_eq!(l.allow(&b, t), Some(0), "another VM has its own budget");
-        assert_eq!(l.allow(&a, t + LogLimiter::WINDOW), Some(2));
+        assert_eq!(l.allow(&a, t + LOG_WINDOW), Some(2));
     }
 }

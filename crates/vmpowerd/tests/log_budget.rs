@@ -1,15 +1,20 @@
 //! A guest cannot flood the host's log: the real binary, a guest that
-//! sends many frequency-changing requests and many refused ones. Each
-//! kind gets its VM's budget of lines; the rest are counted, and every
-//! change is still in the history.
+//! sends many frequency-changing requests and many refused ones, or sets
+//! and removes its policy again and again. Each kind gets its VM's (or its
+//! pCPU's) budget of lines; the rest are counted, and every change is
+//! still in the history.
 
 #![allow(clippy::unwrap_used)]
 
 use std::process::Stdio;
 
-use tokio::net::UnixListener;
+use tokio::net::{UnixListener, UnixStream};
 use vmpower_api::{Client, CtlRequest, CtlResponse};
-use vmpower_proto::{ScalingUnit, Verdict};
+use vmpower_proto::layout::encode_request_record;
+use vmpower_proto::{
+    Layout, Policy, PolicyKind, Request, RequestBody, ScalingUnit, VcpuList, Verdict, VmName,
+    WorkloadLevel,
+};
 
 mod binary;
 mod common;
@@ -17,7 +22,7 @@ mod common;
 use binary::{Setup, WAIT, sigterm, wait_exit, wait_until};
 use common::{call, power};
 
-/// vm1's budget per kind of line per 10 s (`ratelog::LogLimiter::LINES`).
+/// vm1's budget per kind of line per 10 s (`ratelog::LOG_LINES`).
 const BUDGET: usize = 10;
 const CHANGES: usize = 30;
 const REFUSALS: usize = 25;
@@ -25,15 +30,7 @@ const REFUSALS: usize = 25;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guests_lines_are_budgeted_and_its_history_is_whole() {
     let s = Setup::new();
-    let log_path = s.dir.path().join("stderr.log");
-    let file = std::fs::File::create(&log_path).unwrap();
-    let mut daemon = s.command(Stdio::from(file)).spawn().unwrap();
-    wait_until(|| std::os::unix::net::UnixStream::connect(s.control()).is_ok());
-    let qemu = UnixListener::bind(s.dir.path().join("channels/vm1.0")).unwrap();
-    let (mut guest, _) = tokio::time::timeout(WAIT, qemu.accept())
-        .await
-        .unwrap()
-        .unwrap();
+    let (mut daemon, mut guest, log_path) = start(&s).await;
 
     // Every one of these changes pCPU 1 (min, max, min, ...).
     for i in 0..CHANGES {
@@ -49,14 +46,7 @@ async fn a_guests_lines_are_budgeted_and_its_history_is_whole() {
         let got = call(&mut guest, &power(7, ScalingUnit::ScaleMin)).await;
         assert_eq!(got, Verdict::Nack);
     }
-    let CtlResponse::Ok(status) = Client::connect(&s.control())
-        .unwrap()
-        .call(&CtlRequest::Status)
-        .unwrap()
-    else {
-        panic!("status refused")
-    };
-    let suppressed = status["stats"]["log_lines_suppressed"].as_u64().unwrap();
+    let (suppressed, status) = suppressed(&s);
     assert_eq!(
         suppressed,
         (CHANGES - BUDGET + REFUSALS - BUDGET) as u64,
@@ -82,4 +72,76 @@ async fn a_guests_lines_are_budgeted_and_its_history_is_whole() {
     let vm1 = vmpower_engine::VmId::new("vm1");
     let history = store.history(Some(&vm1), None, 1000).unwrap();
     assert_eq!(history.len(), CHANGES);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setting_and_removing_a_policy_again_and_again_is_budgeted() {
+    const CYCLES: usize = 15;
+    let s = Setup::new();
+    let (mut daemon, mut guest, log_path) = start(&s).await;
+    // WORKLOAD LOW takes pCPU 1 to min; removing it gives the pCPU back.
+    let low = Policy {
+        workload: WorkloadLevel::Low,
+        ..Policy::new(PolicyKind::Workload, VcpuList::from_slice(&[0]).unwrap())
+    };
+    for _ in 0..CYCLES {
+        let set = record(RequestBody::SetPolicy(low));
+        assert_eq!(call(&mut guest, &set).await, Verdict::Ack);
+        assert_eq!(s.file(1, "scaling_setspeed"), "800000");
+        let remove = record(RequestBody::RemovePolicy);
+        assert_eq!(call(&mut guest, &remove).await, Verdict::Ack);
+        assert_eq!(s.file(1, "scaling_governor"), "ondemand");
+    }
+    // Per kind: decisions, notices (accepted + removed) and releases.
+    let over = (CYCLES - BUDGET) + (2 * CYCLES - BUDGET) + (CYCLES - BUDGET);
+    let (suppressed, status) = suppressed(&s);
+    assert_eq!(suppressed, over as u64, "{status}");
+    sigterm(&daemon);
+    assert!(wait_exit(&mut daemon).success());
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let given_back = log
+        .lines()
+        .filter(|l| l.contains("pCPU given back") && l.contains("pcpu=1"))
+        .count();
+    assert_eq!(given_back, BUDGET, "{log}");
+}
+
+/// Starts the daemon with its stderr in a file, plays QEMU for vm1.0 and
+/// returns the daemon, the guest's end and the log's path.
+async fn start(s: &Setup) -> (std::process::Child, UnixStream, std::path::PathBuf) {
+    let log_path = s.dir.path().join("stderr.log");
+    let file = std::fs::File::create(&log_path).unwrap();
+    let daemon = s.command(Stdio::from(file)).spawn().unwrap();
+    wait_until(|| std::os::unix::net::UnixStream::connect(s.control()).is_ok());
+    let qemu = UnixListener::bind(s.dir.path().join("channels/vm1.0")).unwrap();
+    let (guest, _) = tokio::time::timeout(WAIT, qemu.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    (daemon, guest, log_path)
+}
+
+/// The daemon's count of suppressed lines, and its whole status.
+fn suppressed(s: &Setup) -> (u64, serde_json::Value) {
+    let CtlResponse::Ok(status) = Client::connect(&s.control())
+        .unwrap()
+        .call(&CtlRequest::Status)
+        .unwrap()
+    else {
+        panic!("status refused")
+    };
+    let n = status["stats"]["log_lines_suppressed"].as_u64().unwrap();
+    (n, status)
+}
+
+/// vm1's record carrying `body`.
+fn record(body: RequestBody) -> Vec<u8> {
+    let req = Request {
+        vm_name: VmName::new("vm1").unwrap(),
+        body,
+    };
+    encode_request_record(&req, Layout::Current)
+        .unwrap()
+        .as_slice()
+        .to_vec()
 }

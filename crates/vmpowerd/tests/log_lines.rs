@@ -18,7 +18,7 @@ mod common;
 use binary::{Setup, WAIT, sigterm, wait_exit, wait_until};
 use common::{call, power};
 
-/// vm1's budget of lines per 10 s (`ratelog::LogLimiter::LINES`).
+/// vm1's budget of lines per 10 s (`ratelog::LOG_LINES`).
 const BUDGET: usize = 10;
 
 /// Starts the daemon with stderr to a file (and `NO_COLOR` unset, so that
