@@ -1,7 +1,8 @@
 //! Scenario 6, a hostile guest: VM `bad` (vCPU 0 on host CPU A) writes a
 //! spoofed vm_name naming its neighbour, a physical-core request for a host
 //! CPU, a policy over physical cores, garbage bytes and a flood of valid
-//! requests far beyond the rate limit; VM `good` (vCPU 0 on B) is served
+//! requests far beyond the rate limit (paused at the limit, not read
+//! past it); VM `good` (vCPU 0 on B) is served
 //! throughout, including while the flood runs. Checks: each attack is
 //! refused or contained as the rules say (`vmpowerctl status --json`
 //! counters), B moves only on `good`'s requests, and the daemon stays up.
@@ -109,12 +110,14 @@ pub fn run(work: &Work) -> anyhow::Result<()> {
         let out = gb.run("cat /tmp/flood 2>/dev/null")?;
         Ok(out.text.contains("flood-done").then_some(()))
     })?;
+    // The flood was not read past the channel's limit: the channel was
+    // paused for tokens (its requests wait in the guest), none refused.
     let after = daemon.stats()?;
-    let limited =
-        rejections(&after, "rate_limited").saturating_sub(rejections(&before, "rate_limited"));
-    if limited == 0 {
+    let throttled = "/channels/bad.0/throttled";
+    let paused = counter(&after, throttled).saturating_sub(counter(&before, throttled));
+    if paused == 0 || rejections(&after, "rate_limited") != 0 {
         bail!(
-            "a flood of {} requests was not rate-limited: {after}",
+            "a flood of {} requests was not paused at the rate limit: {after}",
             crate::payloads::FLOOD_RECORDS
         );
     }
