@@ -153,6 +153,42 @@ pub enum CtlRequest {
     },
 }
 
+/// Where a VM's policy came from: `source` in the answers to `policy show`,
+/// `policy list` and `policy create`, e.g. `{"kind":"policy-file","path":
+/// "/etc/vmpower/policies.d/vm4.toml"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum PolicyOrigin {
+    /// Sent by the guest over one of its channels.
+    GuestChannel {
+        /// The channel, `<vm>.<n>`.
+        channel: String,
+    },
+    /// Installed by the operator with `vmpowerctl policy create`.
+    Operator,
+    /// A file in the policy directory.
+    PolicyFile {
+        /// The file's path.
+        path: std::path::PathBuf,
+    },
+    /// DPDK's JSON FIFO.
+    Fifo {
+        /// The FIFO's path.
+        path: std::path::PathBuf,
+    },
+}
+
+impl std::fmt::Display for PolicyOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PolicyOrigin::GuestChannel { channel } => write!(f, "guest channel {channel}"),
+            PolicyOrigin::Operator => f.write_str("operator (vmpowerctl)"),
+            PolicyOrigin::PolicyFile { path } => write!(f, "policy file {}", path.display()),
+            PolicyOrigin::Fifo { path } => write!(f, "DPDK FIFO {}", path.display()),
+        }
+    }
+}
+
 /// Why the daemon refused a request; the kind decides vmpowerctl's exit
 /// code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,6 +235,42 @@ pub enum CtlResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policy_origins_are_tagged_and_named_for_people() {
+        for (origin, wire, shown) in [
+            (
+                PolicyOrigin::GuestChannel {
+                    channel: "vm3.0".into(),
+                },
+                r#"{"kind":"guest-channel","channel":"vm3.0"}"#,
+                "guest channel vm3.0",
+            ),
+            (
+                PolicyOrigin::Operator,
+                r#"{"kind":"operator"}"#,
+                "operator (vmpowerctl)",
+            ),
+            (
+                PolicyOrigin::PolicyFile {
+                    path: "/p/vm4.toml".into(),
+                },
+                r#"{"kind":"policy-file","path":"/p/vm4.toml"}"#,
+                "policy file /p/vm4.toml",
+            ),
+            (
+                PolicyOrigin::Fifo {
+                    path: "/c/fifo6".into(),
+                },
+                r#"{"kind":"fifo","path":"/c/fifo6"}"#,
+                "DPDK FIFO /c/fifo6",
+            ),
+        ] {
+            assert_eq!(serde_json::to_string(&origin).unwrap(), wire);
+            assert_eq!(serde_json::from_str::<PolicyOrigin>(wire).unwrap(), origin);
+            assert_eq!(origin.to_string(), shown);
+        }
+    }
 
     #[test]
     fn wire_form_is_tagged_and_strict() {

@@ -241,6 +241,9 @@ fn policy(v: &Value) -> String {
         let _ = write!(out, " ({why})");
     }
     out.push('\n');
+    let source = serde_json::from_value::<vmpower_api::PolicyOrigin>(v["source"].clone())
+        .map_or_else(|_| "unknown".to_owned(), |o| o.to_string());
+    let _ = writeln!(out, "  source  {source}");
     let _ = writeln!(out, "  cores   {}", text(&v["cores"]));
     for l in v["levels"].as_array().into_iter().flatten() {
         let _ = writeln!(out, "  {:<7} {}", text(&l["core"]), text(&l["level"]));
@@ -312,6 +315,21 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_policy_names_its_source() {
+        let shown = policy(&json!({
+            "vm": "vm4", "policy": {"kind": "WORKLOAD"}, "state": "active",
+            "cores": ["vcpu0"], "levels": [],
+            "source": {"kind": "policy-file", "path": "/etc/vmpower/policies.d/vm4.toml"},
+        }));
+        assert!(
+            shown.contains("  source  policy file /etc/vmpower/policies.d/vm4.toml\n"),
+            "{shown}"
+        );
+        let unknown = policy(&json!({"vm": "vm4", "policy": {"kind": "WORKLOAD"}}));
+        assert!(unknown.contains("  source  unknown\n"), "{unknown}");
+    }
 
     #[test]
     fn vfs_in_a_table_and_none_said_plainly() {

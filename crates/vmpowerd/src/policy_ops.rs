@@ -1,15 +1,17 @@
 //! Operator-side policy operations shared by the control API and the
 //! policy directory: turning a [`PolicyFile`] into the engine's
-//! [`PolicySpec`], applying it, and describing policies for display.
+//! [`PolicySpec`], applying it, and describing policies for display
+//! (with where each came from, as the state database records it).
 
 use serde_json::{Value, json};
-use vmpower_api::PolicyFile;
+use vmpower_api::{PolicyFile, PolicyOrigin};
 use vmpower_engine::{
     CoreKey, NamedLevel, PolicyExtensions, PolicySpec, PolicyState, PolicyStatus, Rejection, VmId,
     policy::traffic::Hysteresis,
 };
 
 use crate::run::Daemon;
+use crate::store::PolicySource;
 
 /// Why an operator's policy was not applied.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +103,30 @@ fn core_name(key: &CoreKey) -> String {
     }
 }
 
+/// Where `vm`'s policy came from, as the state database records it, with
+/// the paths of its file or FIFO; `None` when nothing is recorded.
+pub fn origin(daemon: &Daemon, vm: &VmId) -> Option<PolicyOrigin> {
+    let source = crate::lock(&daemon.core)
+        .store
+        .as_ref()?
+        .policy(vm)
+        .ok()
+        .flatten()?
+        .source;
+    Some(match source {
+        PolicySource::GuestChannel(channel) => PolicyOrigin::GuestChannel {
+            channel: channel.to_string(),
+        },
+        PolicySource::Operator => PolicyOrigin::Operator,
+        PolicySource::PolicyDir(file) => PolicyOrigin::PolicyFile {
+            path: daemon.config.policy_dir.join(file),
+        },
+        PolicySource::Fifo(n) => PolicyOrigin::Fifo {
+            path: daemon.config.channel_dir.join(format!("fifo{n}")),
+        },
+    })
+}
+
 /// A policy's status for `policy show` / `policy list`.
 pub fn describe(daemon: &Daemon, vm: &VmId, st: &PolicyStatus) -> Value {
     let sources = daemon
@@ -131,5 +157,6 @@ pub fn describe(daemon: &Daemon, vm: &VmId, st: &PolicyStatus) -> Value {
         "rate_pps": st.rate_pps,
         "hour": st.hour,
         "macs": macs,
+        "source": origin(daemon, vm),
     })
 }
