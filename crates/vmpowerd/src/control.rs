@@ -16,7 +16,8 @@ use vmpower_engine::{ChannelId, VmId};
 use vmpower_proto::ScalingUnit;
 
 use crate::channels::ChannelName;
-use crate::inventory::PlacementSourceError;
+use crate::inventory::{PlacementSourceError, StaticMapError};
+use crate::placement::SetPcpuError;
 use crate::run::Daemon;
 
 /// Longest request line accepted.
@@ -203,16 +204,7 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
                 .placer
                 .set_pcpu(&id, vcpu, CpuId(pcpu), &daemon.core)
                 .await
-                .map_err(|e| match e {
-                    // The whole chain: the top alone names only the source.
-                    PlacementSourceError::Operator { .. } => {
-                        not_found(format!("{:#}", anyhow::Error::from(e)))
-                    }
-                    other => refused(format!(
-                        "{:#} (the mapping is recorded)",
-                        anyhow::Error::from(other)
-                    )),
-                })?;
+                .map_err(set_pcpu_error)?;
             // A libvirt domain's vCPU is re-pinned through libvirt (which
             // keeps its cgroups and live XML right) when /proc or QMP did
             // not already move the thread.
@@ -453,6 +445,30 @@ fn show_vm(daemon: &Daemon, vm: &VmId) -> Value {
         "vcpus": vcpus,
         "channels": channels,
     })
+}
+
+/// How a refused `set-pcpu` is answered: a vCPU past the 4096 any VM can
+/// have is a usage error (`invalid`, exit 2); a vCPU the VM does not have,
+/// or a pCPU the host does not have, is `not-found` (exit 3); a mapping
+/// recorded but not applied to the live thread is `refused` (exit 4).
+fn set_pcpu_error(e: SetPcpuError) -> CtlError {
+    match e {
+        SetPcpuError::NoSuchVcpu { .. } => not_found(e.to_string()),
+        // The whole chain: the top alone names only the source.
+        SetPcpuError::Source(
+            e @ PlacementSourceError::Operator {
+                source: StaticMapError::VcpuTooLarge { .. },
+                ..
+            },
+        ) => CtlError::new(ErrorKind::Invalid, format!("{:#}", anyhow::Error::from(e))),
+        SetPcpuError::Source(e @ PlacementSourceError::Operator { .. }) => {
+            not_found(format!("{:#}", anyhow::Error::from(e)))
+        }
+        SetPcpuError::Source(other) => refused(format!(
+            "{:#} (the mapping is recorded)",
+            anyhow::Error::from(other)
+        )),
+    }
 }
 
 /// Health: channels, policies, last errors, counters (see [`crate::health`]).

@@ -287,6 +287,7 @@ impl Core {
                         Err(e) => {
                             ok = false;
                             self.stats.sysfs_failed(
+                                vm_and_vcpu(&change.trigger).0,
                                 "write",
                                 format_args!("pCPU {} to {} kHz: {e}", change.cpu.0, change.to.0),
                             );
@@ -332,7 +333,7 @@ impl Core {
             },
             Err(e) => {
                 self.stats
-                    .sysfs_failed("release", format_args!("pCPU {}: {e}", cpu.0));
+                    .sysfs_failed(None, "release", format_args!("pCPU {}: {e}", cpu.0));
                 warn!(pcpu = cpu.0, error = %format_args!("{:#}", anyhow::Error::from(e)), "release failed");
             }
         }

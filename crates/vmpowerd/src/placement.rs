@@ -9,6 +9,12 @@
 //!   `placement_refresh_ms`; the engine re-arbitrates only what changed.
 //! - Sources that fail are logged at debug level; the merge still uses the
 //!   others (see [`crate::inventory`] for the precedence).
+//! - `set-pcpu` never makes a VM wider than it is: a vCPU at or past the
+//!   VM's known size is refused ([`SetPcpuError::NoSuchVcpu`]). The size
+//!   is the one a live source (QMP, libvirt, /proc) reports, else the
+//!   length of the config's `pcpus` list. A VM neither knows (declared by
+//!   `add-vm`, QEMU not found) takes any vCPU up to
+//!   [`crate::inventory::static_map::MAX_VCPU`] (KVM's 4096 vCPUs per VM).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -26,6 +32,26 @@ use crate::inventory::{
     StaticPlacement, Tid, VcpuPlacement, VmPlacement, VmTarget,
 };
 
+/// Why `set-pcpu` was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SetPcpuError {
+    /// The vCPU is at or past the VM's known size.
+    #[error("VM {vm} has no vCPU {vcpu}: it has {vcpus} vCPU(s) ({known_from})")]
+    NoSuchVcpu {
+        /// The VM.
+        vm: VmId,
+        /// The vCPU asked for.
+        vcpu: Vcpu,
+        /// The VM's vCPU count.
+        vcpus: usize,
+        /// Where the count comes from.
+        known_from: &'static str,
+    },
+    /// The inventory refused or could not apply the entry.
+    #[error(transparent)]
+    Source(#[from] PlacementSourceError),
+}
+
 /// How long a QMP exchange may take.
 const QMP_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -33,6 +59,8 @@ const QMP_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Placer {
     inventory: Inventory,
     targets: Mutex<BTreeMap<VmId, VmTarget>>,
+    /// Each VM's vCPU count from the config's `pcpus` list (VMs with one).
+    config_vcpus: Mutex<BTreeMap<VmId, usize>>,
     /// Per VM: when its periodic refresh is next due, and how many periodic
     /// refreshes in a row found no live source.
     schedule: Mutex<BTreeMap<VmId, (Instant, u32)>>,
@@ -54,8 +82,12 @@ impl Placer {
     ) -> Result<Self, (String, StaticMapError)> {
         let mut operator = StaticPlacement::new(host_cpus);
         let mut targets = BTreeMap::new();
+        let mut config_vcpus = BTreeMap::new();
         for (name, vm) in &config.vm {
             let id = VmId::new(name);
+            if !vm.pcpus.is_empty() {
+                config_vcpus.insert(id.clone(), vm.pcpus.len());
+            }
             operator
                 .set_all(&id, (0..).zip(vm.pcpus.iter().map(|p| CpuId(*p))))
                 .map_err(|e| (name.clone(), e))?;
@@ -74,6 +106,7 @@ impl Placer {
         Ok(Placer {
             inventory: Inventory::new(operator, live),
             targets: Mutex::new(targets),
+            config_vcpus: Mutex::new(config_vcpus),
             schedule: Mutex::new(BTreeMap::new()),
         })
     }
@@ -110,6 +143,10 @@ impl Placer {
     /// Forgets a VM and the operator's entries for it.
     pub fn forget(&self, vm: &VmId) {
         self.targets().remove(vm);
+        self.config_vcpus
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(vm);
         self.schedule
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -169,18 +206,44 @@ impl Placer {
         }
     }
 
-    /// `set-pcpu`: records the mapping, re-pins the live vCPU thread if
-    /// one is known, and refreshes the VM.
+    /// `set-pcpu`: checks `vcpu` against the VM's known size, records the
+    /// mapping, re-pins the live vCPU thread if one is known, and
+    /// refreshes the VM. A refused vCPU changes nothing.
     pub async fn set_pcpu(
         &self,
         vm: &VmId,
         vcpu: Vcpu,
         pcpu: CpuId,
         core: &SharedCore,
-    ) -> Result<Option<Tid>, PlacementSourceError> {
+    ) -> Result<Option<Tid>, SetPcpuError> {
         let target = self.target(vm);
+        let now = self.inventory.refresh(&target).await;
+        if let Some((vcpus, known_from)) = self.known_size(vm, &now)
+            && usize::try_from(vcpu).is_ok_and(|v| v >= vcpus)
+        {
+            return Err(SetPcpuError::NoSuchVcpu {
+                vm: vm.clone(),
+                vcpu,
+                vcpus,
+                known_from,
+            });
+        }
         let result = self.inventory.set_pcpu(&target, vcpu, pcpu).await;
         self.refresh(vm, core).await;
-        result
+        result.map_err(SetPcpuError::from)
+    }
+
+    /// The VM's vCPU count and where it comes from, when anything but the
+    /// operator's own `set-pcpu` entries knows it.
+    fn known_size(&self, vm: &VmId, now: &VmPlacement) -> Option<(usize, &'static str)> {
+        // A QEMU found without named vCPU threads reports 0: not a size.
+        if let Some(live) = now.live_vcpus.filter(|n| *n > 0) {
+            return Some((live, "as QEMU reports it through QMP, libvirt or /proc"));
+        }
+        self.config_vcpus
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(vm)
+            .map(|n| (*n, "from the config's pcpus list"))
     }
 }

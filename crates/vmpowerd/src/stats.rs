@@ -7,7 +7,10 @@
 //! - Rejections and sysfs failures are also kept in a small ring of the
 //!   last ones ([`RecentErrors`]) with their time and message.
 //! - Channel states are kept per channel: up while the daemon holds a
-//!   connection to its socket, with the number of connections made.
+//!   connection to its socket, with the number of connections made. A
+//!   channel is listed from the daemon's first attempt to connect, so one
+//!   whose socket never accepted (bound but not listening, or refusing)
+//!   shows as down with 0 connects.
 //!
 //! ## Limitations
 //! Counters live in memory: a restart starts them at zero (as Prometheus
@@ -154,11 +157,17 @@ impl Stats {
         }
     }
 
-    /// Counts a failed sysfs operation (`what`: `write` or `release`).
-    pub fn sysfs_failed(&mut self, what: &'static str, detail: fmt::Arguments<'_>) {
+    /// Counts a failed sysfs operation (`what`: `write` or `release`),
+    /// for `vm` when the change was for one.
+    pub fn sysfs_failed(
+        &mut self,
+        vm: Option<&VmId>,
+        what: &'static str,
+        detail: fmt::Arguments<'_>,
+    ) {
         self.sysfs_failures += 1;
         self.last_errors
-            .push(unix_millis(), None, ErrorKind::Sysfs, what, detail);
+            .push(unix_millis(), vm, ErrorKind::Sysfs, what, detail);
     }
 
     /// Counts `n` policy inputs of kind `input` handed to the engine.
@@ -167,6 +176,18 @@ impl Stats {
             return;
         }
         *self.policy_evaluations.entry(input).or_default() += n as u64;
+    }
+
+    /// The daemon is about to try `channel`'s socket: lists it (down, no
+    /// connects) if it is not listed yet.
+    pub fn channel_known(&mut self, channel: &ChannelId) {
+        if !self.channels.contains_key(channel) {
+            let state = ChannelState {
+                since_ms: unix_millis(),
+                ..ChannelState::default()
+            };
+            self.channels.insert(channel.clone(), state);
+        }
     }
 
     /// The daemon connected to `channel`'s socket.
@@ -275,13 +296,41 @@ mod tests {
     }
 
     #[test]
+    fn a_channel_tried_but_never_connected_is_listed_down() {
+        let mut s = Stats::default();
+        let c = channel("vm1", 0);
+        s.channel_known(&c);
+        assert_eq!(
+            s.channels[&c],
+            ChannelState {
+                since_ms: s.channels[&c].since_ms,
+                ..ChannelState::default()
+            }
+        );
+        assert_eq!(s.connects, 0);
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["channels"]["vm1.0"]["up"], false);
+        assert_eq!(v["channels"]["vm1.0"]["connects"], 0);
+        // Known again after a connection: its state and count stay.
+        s.channel_up(&c);
+        s.channel_known(&c);
+        assert!(s.channels[&c].up);
+        assert_eq!(s.channels[&c].connects, 1);
+    }
+
+    #[test]
     fn sysfs_failures_are_counted_and_kept() {
         let mut s = Stats::default();
-        s.sysfs_failed("write", format_args!("pCPU {}: denied", 3));
+        s.sysfs_failed(None, "write", format_args!("pCPU {}: denied", 3));
         assert_eq!(s.sysfs_failures, 1);
         let e = s.last_errors.newest_first().next().unwrap();
         assert_eq!((e.label, e.detail.as_str()), ("write", "pCPU 3: denied"));
         assert_eq!(e.kind, ErrorKind::Sysfs);
+        let vm = VmId::new("vm1");
+        s.sysfs_failed(Some(&vm), "release", format_args!("pCPU 2: gone"));
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["last_errors"][0]["vm"], "vm1");
+        assert_eq!(v["last_errors"][1]["vm"], serde_json::Value::Null);
     }
 
     #[test]

@@ -52,6 +52,7 @@ const MAX_REFUSALS: u32 = 8;
 pub async fn serve_socket(path: PathBuf, channel: ChannelId, core: SharedCore) {
     let mut backoff = BACKOFF_MIN;
     let mut refusals = 0;
+    crate::lock(&core).stats.channel_known(&channel);
     loop {
         match UnixStream::connect(&path).await {
             Ok(stream) => {

@@ -270,6 +270,9 @@ pub struct VmPlacement {
     pub threads: BTreeMap<Vcpu, Tid>,
     /// The QEMU process, if a live source found it.
     pub pid: Option<Pid>,
+    /// The vCPU count a live source (QMP, libvirt, /proc) reported, if any
+    /// answered: the VM's size independent of the operator's map.
+    pub live_vcpus: Option<usize>,
     /// Operator entries dropped because a live source says the VM has no
     /// such vCPU.
     pub ignored: BTreeMap<Vcpu, CpuId>,
@@ -309,6 +312,7 @@ pub fn merge(
     let operator_count = operator.keys().next_back().map_or(0, |v| {
         usize::try_from(*v).map_or(usize::MAX, |v| v.saturating_add(1))
     });
+    out.live_vcpus = live_count;
     out.placement.vcpus = live_count.unwrap_or(operator_count);
     for (vcpu, pcpu) in operator {
         let exists = usize::try_from(*vcpu).is_ok_and(|v| v < out.placement.vcpus);
