@@ -36,8 +36,8 @@ fn text(v: &Value) -> String {
     }
 }
 
-/// `status`: a summary line, then channels, policies, the last errors
-/// and the counters, each as a table.
+/// `status`: a summary line, then channels, policies, the last errors,
+/// the refused policy-directory files and the counters, each as a table.
 fn status(v: &Value) -> String {
     let metrics = v["metrics_address"]
         .as_str()
@@ -112,10 +112,23 @@ fn status(v: &Value) -> String {
             text(&e["detail"])
         );
     }
+    out.push_str("\nPOLICY FILES REFUSED\n");
+    none_if_empty(&mut out, &stats["policy_files_refused"]);
+    for f in stats["policy_files_refused"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let _ = writeln!(out, "{}", text(&f["file"]));
+        // Parse errors run over several lines (a TOML excerpt): indented.
+        for line in text(&f["error"]).lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
     out.push_str("\nCOUNTERS\n");
     for (key, value) in stats.as_object().into_iter().flatten() {
         match (key.as_str(), value) {
-            ("channels" | "last_errors", _) => {}
+            ("channels" | "last_errors" | "policy_files_refused", _) => {}
             (_, Value::Object(map)) => {
                 for (k, n) in map {
                     let _ = writeln!(out, "{key:<22} {k:<40} {n}");
@@ -329,6 +342,31 @@ mod tests {
         );
         let unknown = policy(&json!({"vm": "vm4", "policy": {"kind": "WORKLOAD"}}));
         assert!(unknown.contains("  source  unknown\n"), "{unknown}");
+    }
+
+    #[test]
+    fn status_lists_refused_policy_files_apart_from_the_counters() {
+        let shown = status(&json!({
+            "stats": {
+                "sysfs_writes": 3,
+                "policy_files_refused": [
+                    {"file": "/p/bad.toml", "error": "TOML parse error at line 3\n  |\nunclosed array"},
+                ],
+            },
+        }));
+        let section = shown
+            .split("POLICY FILES REFUSED\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\nCOUNTERS\n").next())
+            .unwrap();
+        assert_eq!(
+            section,
+            "/p/bad.toml\n  TOML parse error at line 3\n    |\n  unclosed array\n"
+        );
+        let counters = shown.split("\nCOUNTERS\n").nth(1).unwrap();
+        assert!(!counters.contains("policy_files_refused"), "{counters}");
+        let none = status(&json!({"stats": {"policy_files_refused": []}}));
+        assert!(none.contains("POLICY FILES REFUSED\n(none)\n"), "{none}");
     }
 
     #[test]

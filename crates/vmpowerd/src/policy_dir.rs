@@ -8,8 +8,14 @@
 //!   is moved in); other names (editor backups, dotfiles) are ignored.
 //! - A file replaces the VM's earlier policy, whatever its source; removing
 //!   the file withdraws the policy only if that file is still what set it.
-//! - A bad file is logged with its name and the reason, and changes
-//!   nothing.
+//! - Two files naming one VM: a warning names both, and the one written
+//!   last is in force (at start, the last in name order). When the file in
+//!   force is removed (or rewritten to name another VM) and another file for that
+//!   VM remains, that one applies (the last in name order, as a restart
+//!   would apply it) instead of the policy being withdrawn.
+//! - A bad or refused file is logged with its name and the reason, changes
+//!   nothing, and is listed in `vmpowerctl status` (`policy_files_refused`)
+//!   until it is applied or removed.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +26,7 @@ use vmpower_api::PolicyFile;
 use vmpower_engine::VmId;
 
 use crate::channels::watch::{DirEvent, DirWatch, scan};
+use crate::policy_ops::PolicyOpError;
 use crate::run::Daemon;
 use crate::store::PolicySource;
 
@@ -33,6 +40,9 @@ fn is_policy_file(path: &Path) -> bool {
         )
 }
 
+/// The files whose policy was applied, and the VM each names.
+type Applied = BTreeMap<PathBuf, VmId>;
+
 /// Applies the directory's files, then follows it until aborted.
 pub async fn follow(daemon: Arc<Daemon>, dir: PathBuf) {
     let mut watch = match DirWatch::files(&dir) {
@@ -42,15 +52,15 @@ pub async fn follow(daemon: Arc<Daemon>, dir: PathBuf) {
             return;
         }
     };
-    let mut from_file: BTreeMap<PathBuf, VmId> = BTreeMap::new();
+    let mut applied = Applied::new();
     for path in scan(&dir).unwrap_or_default() {
-        apply_file(&daemon, &path, &mut from_file);
+        apply_file(&daemon, &path, &mut applied);
     }
-    info!(dir = %dir.display(), files = from_file.len(), "watching the policy directory");
+    info!(dir = %dir.display(), files = applied.len(), "watching the policy directory");
     while let Some(event) = watch.next().await {
         match event {
-            Ok(DirEvent::Appeared(path)) => apply_file(&daemon, &path, &mut from_file),
-            Ok(DirEvent::Gone(path)) => withdraw(&daemon, &path, &mut from_file),
+            Ok(DirEvent::Appeared(path)) => apply_file(&daemon, &path, &mut applied),
+            Ok(DirEvent::Gone(path)) => withdraw(&daemon, &path, &mut applied),
             Err(e) => warn!(error = %e, "policy directory watch failed"),
         }
     }
@@ -64,44 +74,119 @@ fn source_of(path: &Path) -> PolicySource {
     )
 }
 
-fn apply_file(daemon: &Daemon, path: &Path, from_file: &mut BTreeMap<PathBuf, VmId>) {
+/// Reads and parses a policy file.
+fn load(path: &Path) -> Result<PolicyFile, String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|text| PolicyFile::parse(&text).map_err(|e| e.to_string()))
+}
+
+/// Applies a parsed file and records it as the policy's source. A policy
+/// in force whose frequency write failed counts as applied (the failure
+/// is in `status`'s last errors).
+fn install(daemon: &Daemon, path: &Path, file: &PolicyFile) -> Result<VmId, String> {
+    let vm = match crate::policy_ops::apply(daemon, file) {
+        Ok(vm) => vm,
+        Err(PolicyOpError::WriteFailed) => {
+            warn!(file = %path.display(), "policy file applied, but a frequency write failed");
+            VmId::new(&file.vm)
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    daemon.persist_policy(&vm, source_of(path));
+    crate::lock(&daemon.core).stats.policy_file_settled(path);
+    Ok(vm)
+}
+
+/// Logs a refused file and lists it in `status`.
+fn refuse(daemon: &Daemon, path: &Path, error: String) {
+    warn!(file = %path.display(), error = %error, "policy file refused");
+    crate::lock(&daemon.core)
+        .stats
+        .policy_file_refused(path, error);
+}
+
+fn apply_file(daemon: &Daemon, path: &Path, applied: &mut Applied) {
     if !is_policy_file(path) {
         return;
     }
-    let file = match std::fs::read_to_string(path)
-        .map_err(|e| e.to_string())
-        .and_then(|text| PolicyFile::parse(&text).map_err(|e| e.to_string()))
-    {
+    let file = match load(path) {
         Ok(f) => f,
-        Err(e) => {
-            warn!(file = %path.display(), error = %e, "policy file refused");
-            return;
-        }
+        Err(e) => return refuse(daemon, path, e),
     };
-    match crate::policy_ops::apply(daemon, &file) {
-        Ok(vm) => {
-            daemon.persist_policy(&vm, source_of(path));
-            info!(file = %path.display(), %vm, "policy file applied");
-            from_file.insert(path.to_owned(), vm);
-        }
-        Err(e) => warn!(file = %path.display(), error = %e, "policy file refused"),
+    let vm = match install(daemon, path, &file) {
+        Ok(vm) => vm,
+        Err(e) => return refuse(daemon, path, e),
+    };
+    info!(file = %path.display(), %vm, "policy file applied");
+    for (other, _) in applied.iter().filter(|(p, v)| **v == vm && *p != path) {
+        warn!(
+            file = %path.display(),
+            other = %other.display(),
+            %vm,
+            "two policy files name the same VM: this file's policy replaces the other's"
+        );
+    }
+    // The file named another VM before: that VM's policy from it goes.
+    if let Some(before) = applied.insert(path.to_owned(), vm.clone())
+        && before != vm
+    {
+        release(daemon, path, &before, applied);
     }
 }
 
-fn withdraw(daemon: &Daemon, path: &Path, from_file: &mut BTreeMap<PathBuf, VmId>) {
-    let Some(vm) = from_file.remove(path) else {
-        return;
-    };
-    // Only if this file is still what set the VM's policy.
+fn withdraw(daemon: &Daemon, path: &Path, applied: &mut Applied) {
+    crate::lock(&daemon.core).stats.policy_file_settled(path);
+    if let Some(vm) = applied.remove(path) {
+        release(daemon, path, &vm, applied);
+    }
+}
+
+/// `path` no longer sets `vm`'s policy: if it is still what set it, the
+/// VM's other file (the last in name order) applies, or else the policy
+/// is withdrawn.
+fn release(daemon: &Daemon, path: &Path, vm: &VmId, applied: &mut Applied) {
     let still_ours = {
         let core = crate::lock(&daemon.core);
         core.store
             .as_ref()
-            .and_then(|s| s.policy(&vm).ok().flatten())
+            .and_then(|s| s.policy(vm).ok().flatten())
             .is_some_and(|p| p.source == source_of(path))
     };
-    if still_ours && crate::policy_ops::remove(daemon, &vm) {
-        daemon.forget_policy(&vm);
+    if !still_ours {
+        return;
+    }
+    let others: Vec<PathBuf> = applied
+        .iter()
+        .filter(|(p, v)| *v == vm && p.as_path() != path)
+        .map(|(p, _)| p.clone())
+        .rev()
+        .collect();
+    for other in others {
+        let result = match load(&other) {
+            // It names another VM now: its own event saw to that.
+            Ok(file) if file.vm != vm.as_str() => continue,
+            Ok(file) => install(daemon, &other, &file),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(_) => {
+                info!(
+                    file = %path.display(),
+                    now = %other.display(),
+                    %vm,
+                    "policy file removed: the VM's other policy file applies"
+                );
+                return;
+            }
+            Err(e) => {
+                applied.remove(&other);
+                refuse(daemon, &other, e);
+            }
+        }
+    }
+    if crate::policy_ops::remove(daemon, vm) {
+        daemon.forget_policy(vm);
         info!(file = %path.display(), %vm, "policy file removed: policy withdrawn");
     }
 }

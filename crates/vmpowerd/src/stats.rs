@@ -18,6 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use vmpower_engine::{ChannelId, Decision, FreqChange, Note, Reply, VmId};
@@ -56,6 +57,10 @@ pub struct Stats {
     pub channels: BTreeMap<ChannelId, ChannelState>,
     /// The last rejections and failures, newest first.
     pub last_errors: RecentErrors,
+    /// Files of the policy directory refused now, with why; a file leaves
+    /// the list when it is applied or removed.
+    #[serde(serialize_with = "refused_files")]
+    pub policy_files_refused: BTreeMap<PathBuf, String>,
     /// Each VM's last frequency decision (for `vmpowerctl top`).
     #[serde(skip)]
     pub last_decisions: HashMap<VmId, LastDecision>,
@@ -170,6 +175,17 @@ impl Stats {
             .push(unix_millis(), vm, ErrorKind::Sysfs, what, detail);
     }
 
+    /// A policy-directory file was refused for `error` (kept until the
+    /// file is applied or removed).
+    pub fn policy_file_refused(&mut self, file: &Path, error: String) {
+        self.policy_files_refused.insert(file.to_owned(), error);
+    }
+
+    /// A policy-directory file was applied or removed: no longer refused.
+    pub fn policy_file_settled(&mut self, file: &Path) {
+        self.policy_files_refused.remove(file);
+    }
+
     /// Counts `n` policy inputs of kind `input` handed to the engine.
     pub fn policy_evaluated(&mut self, input: &'static str, n: usize) {
         if n == 0 {
@@ -256,6 +272,18 @@ fn requests_by_name<S: serde::Serializer>(
     named.serialize(s)
 }
 
+fn refused_files<S: serde::Serializer>(
+    files: &BTreeMap<PathBuf, String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Refused<'a> {
+        file: &'a Path,
+        error: &'a str,
+    }
+    s.collect_seq(files.iter().map(|(file, error)| Refused { file, error }))
+}
+
 fn channels_by_name<S: serde::Serializer>(
     channels: &BTreeMap<ChannelId, ChannelState>,
     s: S,
@@ -331,6 +359,25 @@ mod tests {
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v["last_errors"][0]["vm"], "vm1");
         assert_eq!(v["last_errors"][1]["vm"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn refused_policy_files_are_listed_until_settled() {
+        let mut s = Stats::default();
+        s.policy_file_refused(Path::new("/p/b.toml"), "bad kind".into());
+        s.policy_file_refused(Path::new("/p/a.toml"), "old".into());
+        s.policy_file_refused(Path::new("/p/a.toml"), "new".into());
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            v["policy_files_refused"],
+            serde_json::json!([
+                {"file": "/p/a.toml", "error": "new"},
+                {"file": "/p/b.toml", "error": "bad kind"},
+            ])
+        );
+        s.policy_file_settled(Path::new("/p/a.toml"));
+        s.policy_file_settled(Path::new("/p/never.toml"));
+        assert_eq!(s.policy_files_refused.len(), 1);
     }
 
     #[test]

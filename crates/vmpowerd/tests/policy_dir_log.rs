@@ -1,0 +1,59 @@
+//! What the real binary logs about its policy directory: two files naming
+//! the same VM are a warning that names both.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::Stdio;
+
+use vmpower_api::{Client, CtlRequest, CtlResponse};
+
+mod binary;
+
+use binary::{Setup, sigterm, wait_exit, wait_until};
+
+fn workload(level: &str) -> String {
+    format!("vm = \"vm1\"\nkind = \"WORKLOAD\"\ncores = [0]\nworkload = \"{level}\"\n")
+}
+
+#[test]
+fn two_files_for_one_vm_are_a_warning_naming_both() {
+    let s = Setup::new();
+    let policies = s.dir.path().join("policies.d");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(policies.join("a.toml"), workload("LOW")).unwrap();
+    std::fs::write(policies.join("b.toml"), workload("MEDIUM")).unwrap();
+    std::fs::write(
+        s.dir.path().join("vmpowerd.toml"),
+        format!(
+            "policy_dir = {:?}\n[vm.vm1]\npcpus = [1]\n",
+            policies.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let log_path = s.dir.path().join("stderr.log");
+    let file = std::fs::File::create(&log_path).unwrap();
+    let mut daemon = s.command(Stdio::from(file)).spawn().unwrap();
+    wait_until(|| std::os::unix::net::UnixStream::connect(s.control()).is_ok());
+    // At start the last in name order is in force.
+    let b = serde_json::json!(policies.join("b.toml"));
+    wait_until(|| {
+        let shown = Client::connect(&s.control())
+            .unwrap()
+            .call(&CtlRequest::PolicyShow { vm: "vm1".into() })
+            .unwrap();
+        matches!(shown, CtlResponse::Ok(v) if v["source"]["path"] == b)
+    });
+    sigterm(&daemon);
+    assert!(wait_exit(&mut daemon).success());
+    let log = std::fs::read_to_string(log_path).unwrap();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("two policy files name the same VM"))
+        .unwrap_or_else(|| panic!("no warning in {log}"));
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(
+        warning.contains(policies.join("a.toml").to_str().unwrap())
+            && warning.contains(policies.join("b.toml").to_str().unwrap()),
+        "{warning}"
+    );
+}
