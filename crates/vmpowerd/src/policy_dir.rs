@@ -13,6 +13,8 @@
 //!   force is removed (or rewritten to name another VM) and another file for that
 //!   VM remains, that one applies (the last in name order, as a restart
 //!   would apply it) instead of the policy being withdrawn.
+//! - At start, a restored policy whose file was removed while the daemon
+//!   was stopped is released as that removal would have released it.
 //! - A bad or refused file is logged with its name and the reason, changes
 //!   nothing, and is listed in `vmpowerctl status` (`policy_files_refused`)
 //!   until it is applied or removed.
@@ -56,6 +58,7 @@ pub async fn follow(daemon: Arc<Daemon>, dir: PathBuf) {
     for path in scan(&dir).unwrap_or_default() {
         apply_file(&daemon, &path, &mut applied);
     }
+    forget_gone_files(&daemon, &dir, &mut applied);
     info!(dir = %dir.display(), files = applied.len(), "watching the policy directory");
     while let Some(event) = watch.next().await {
         match event {
@@ -139,6 +142,33 @@ fn withdraw(daemon: &Daemon, path: &Path, applied: &mut Applied) {
     crate::lock(&daemon.core).stats.policy_file_settled(path);
     if let Some(vm) = applied.remove(path) {
         release(daemon, path, &vm, applied);
+    }
+}
+
+/// Restored policies whose file went while the daemon was stopped (or now
+/// names another VM) are released as a removal would have released them.
+/// A file still there but refused keeps its policy.
+fn forget_gone_files(daemon: &Daemon, dir: &Path, applied: &mut Applied) {
+    let stored = {
+        let core = crate::lock(&daemon.core);
+        core.store
+            .as_ref()
+            .and_then(|s| s.policies().ok())
+            .unwrap_or_default()
+    };
+    for (vm, policy) in stored {
+        let PolicySource::PolicyDir(name) = policy.source else {
+            continue;
+        };
+        let path = dir.join(name);
+        let gone = match applied.get(&path) {
+            Some(named) => *named != vm,
+            None => !path.exists(),
+        };
+        if gone {
+            info!(file = %path.display(), %vm, "policy file gone while the daemon was stopped");
+            release(daemon, &path, &vm, applied);
+        }
     }
 }
 

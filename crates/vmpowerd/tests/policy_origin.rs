@@ -172,3 +172,19 @@ async fn refused_files_are_listed_in_status_until_fixed_or_removed() {
     std::fs::remove_file(&out_of_range).unwrap();
     wait_for(|| refused(&host) == json!([])).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_removed_while_the_daemon_was_stopped_withdraws_its_policy() {
+    let mut host = host(&[("vm1", vm(&[2])), ("vm2", vm(&[3]))]).await;
+    let dir = host.config.policy_dir.clone();
+    std::fs::write(dir.join("vm1.toml"), workload("vm1", "LOW")).unwrap();
+    std::fs::write(dir.join("vm2.toml"), workload("vm2", "LOW")).unwrap();
+    wait_for(|| show(&host, "vm1").is_some() && show(&host, "vm2").is_some()).await;
+    host.stop().await.unwrap();
+    std::fs::remove_file(dir.join("vm1.toml")).unwrap();
+    host.launch().await;
+    wait_for(|| show(&host, "vm1").is_none()).await;
+    // The file still there keeps its policy.
+    assert_eq!(source(&host, "vm2")["path"], json!(dir.join("vm2.toml")));
+    host.stop().await.unwrap();
+}
