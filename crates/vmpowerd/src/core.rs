@@ -255,11 +255,12 @@ impl Core {
 
     /// The log line, counters and history entry of one applied change.
     fn decided(&mut self, change: &FreqChange, old_khz: u32, new_khz: u32) {
+        let now = self.now();
         let line = Line::budgeted(
             &mut self.decision_log,
             &mut self.stats.log_lines_suppressed,
             &change.trigger,
-            self.started.elapsed(),
+            now,
         );
         let (vm, reason, inputs) = log_change(change, old_khz, new_khz, line);
         self.stats.decided(vm.map(VmId::as_str), change, &reason);
@@ -325,12 +326,13 @@ impl Core {
 
     fn release(&mut self, cpu: CpuId, domain: &[CpuId]) {
         match self.cpufreq.release(cpu) {
-            Ok(how) => match self.release_log.allow(&cpu, self.started.elapsed()) {
-                Some(suppressed) => {
+            Ok(how) => {
+                let now = self.now();
+                let budget = &mut self.stats.log_lines_suppressed;
+                if let Some(suppressed) = self.release_log.allow(&cpu, now, budget) {
                     info!(pcpu = cpu.0, ?domain, outcome = ?how, suppressed, "pCPU given back");
                 }
-                None => self.stats.log_lines_suppressed += 1,
-            },
+            }
             Err(e) => {
                 self.stats
                     .sysfs_failed(None, "release", format_args!("pCPU {}: {e}", cpu.0));
@@ -346,8 +348,8 @@ impl Core {
                 self.stats.name_mismatches += 1;
             }
             // Every line here is one a guest's record caused.
-            let Some(suppressed) = self.guest_log.allow(vm, now) else {
-                self.stats.log_lines_suppressed += 1;
+            let budget = &mut self.stats.log_lines_suppressed;
+            let Some(suppressed) = self.guest_log.allow(vm, now, budget) else {
                 if matches!(note, Note::PolicySet(..) | Note::PolicyRemoved(_)) {
                     self.policies_changed();
                 }
@@ -449,10 +451,6 @@ fn unix_seconds() -> u64 {
 /// Separates the reason from the arbitration's winner in a history reason.
 const DECIDED_BY: &str = "; decided by ";
 
-/// One info line per frequency decision; returns the VM, the reason (as
-/// the history keeps it: what happened, then who won the arbitration) and
-/// the inputs for the history. One allocation for the text: the log
-/// line's `reason` and `decided_by` are slices of it.
 /// Whether a decision's log line is written.
 #[derive(Debug, Clone, Copy)]
 enum Line {
@@ -476,14 +474,11 @@ impl Line {
         let Some(vm) = guest_caused(trigger) else {
             return Line::Log { suppressed: None };
         };
-        match limiter.allow(vm, now) {
+        match limiter.allow(vm, now, suppressed_total) {
             Some(n) => Line::Log {
                 suppressed: Some(n),
             },
-            None => {
-                *suppressed_total += 1;
-                Line::Skip
-            }
+            None => Line::Skip,
         }
     }
 }
@@ -520,8 +515,11 @@ fn guest_caused(trigger: &Trigger) -> Option<&VmId> {
     }
 }
 
-/// The reason and inputs of a change, and its log line unless `line`
-/// says to skip it.
+/// One info line per frequency decision, unless `line` says to skip it;
+/// returns the VM, the reason (as the history keeps it: what happened,
+/// then who won the arbitration) and the inputs for the history. One
+/// allocation for the text: the log line's `reason` and `decided_by` are
+/// slices of it.
 fn log_change(
     change: &FreqChange,
     old_khz: u32,
@@ -532,32 +530,17 @@ fn log_change(
     let mut inputs = serde_json::Value::Null;
     let mut reason = String::with_capacity(64);
     // Writing into a String cannot fail.
-    let (vm, vcpu) = match &change.trigger {
-        Trigger::Request { vm, core, unit } => {
+    match &change.trigger {
+        Trigger::Request { unit, .. } => {
             let _ = write!(reason, "request {unit:?}");
-            let vcpu = match core {
-                CoreKey::Vcpu(v) => Some(*v),
-                CoreKey::Pcpu(_) => None,
-            };
-            (Some(vm), vcpu)
         }
-        Trigger::Placement(vm) => {
-            reason.push_str("vCPUs re-pinned");
-            (Some(vm), None)
-        }
-        Trigger::VmRemoved(vm) => {
-            reason.push_str("VM removed");
-            (Some(vm), None)
-        }
+        Trigger::Placement(_) => reason.push_str("vCPUs re-pinned"),
+        Trigger::VmRemoved(_) => reason.push_str("VM removed"),
         Trigger::Operator(OperatorAction::Unit(u)) => {
             let _ = write!(reason, "operator {u:?}");
-            (None, None)
         }
-        Trigger::Operator(OperatorAction::Release) => {
-            reason.push_str("operator release");
-            (None, None)
-        }
-        Trigger::Policy { vm, input } => {
+        Trigger::Operator(OperatorAction::Release) => reason.push_str("operator release"),
+        Trigger::Policy { input, .. } => {
             inputs = serde_json::json!({
                 "rate_pps": input.rate_pps,
                 "hour": input.hour,
@@ -570,13 +553,10 @@ fn log_change(
             if let Some(hour) = input.hour {
                 let _ = write!(reason, " hour {hour}");
             }
-            (Some(vm), None)
         }
-        Trigger::PolicyRemoved(vm) => {
-            reason.push_str("policy removed");
-            (Some(vm), None)
-        }
-    };
+        Trigger::PolicyRemoved(_) => reason.push_str("policy removed"),
+    }
+    let (vm, vcpu) = vm_and_vcpu(&change.trigger);
     let split = reason.len();
     reason.push_str(DECIDED_BY);
     match &change.winner {

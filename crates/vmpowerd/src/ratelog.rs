@@ -40,8 +40,10 @@ struct Window {
 
 impl<K: Hash + Eq + Clone> LogLimiter<K> {
     /// Whether a line about `key` may be logged at `now`; `Some(n)` with the
-    /// number of lines suppressed since the last one allowed.
-    pub fn allow(&mut self, key: &K, now: Duration) -> Option<u64> {
+    /// number of lines suppressed since the last one allowed. A suppressed
+    /// line is also counted in `suppressed_total` (the daemon's count of
+    /// them all).
+    pub fn allow(&mut self, key: &K, now: Duration, suppressed_total: &mut u64) -> Option<u64> {
         let fresh = Window {
             start: now,
             lines: 0,
@@ -62,6 +64,7 @@ impl<K: Hash + Eq + Clone> LogLimiter<K> {
             Some(std::mem::take(&mut w.suppressed))
         } else {
             w.suppressed += 1;
+            *suppressed_total += 1;
             None
         }
     }
@@ -74,14 +77,20 @@ mod tests {
     #[test]
     fn budget_per_vm_per_window_with_suppressed_count() {
         let mut l: LogLimiter = LogLimiter::default();
+        let mut total = 0;
         let (a, b) = (VmId::new("a"), VmId::new("b"));
         let t = Duration::from_secs(100);
         for _ in 0..LOG_LINES {
-            assert_eq!(l.allow(&a, t), Some(0));
+            assert_eq!(l.allow(&a, t, &mut total), Some(0));
         }
-        assert_eq!(l.allow(&a, t), None);
-        assert_eq!(l.allow(&a, t + Duration::from_secs(1)), None);
-        assert_eq!(l.allow(&b, t), Some(0), "another VM has its own budget");
-        assert_eq!(l.allow(&a, t + LOG_WINDOW), Some(2));
+        assert_eq!(l.allow(&a, t, &mut total), None);
+        assert_eq!(l.allow(&a, t + Duration::from_secs(1), &mut total), None);
+        assert_eq!(
+            l.allow(&b, t, &mut total),
+            Some(0),
+            "another VM has its own budget"
+        );
+        assert_eq!(l.allow(&a, t + LOG_WINDOW, &mut total), Some(2));
+        assert_eq!(total, 2);
     }
 }
