@@ -199,10 +199,24 @@ impl Link<'_> {
     /// limit).
     fn pump(&mut self, scratch: &mut Scratch) -> Result<Option<Duration>, Closed> {
         let len = self.read_len(scratch.buf.len());
-        match self.stream.try_read(&mut scratch.buf[..len]) {
-            Ok(0) => Err(Closed::Eof),
-            Ok(n) => self.serve(scratch, n).map(Some),
+        let read = match self.stream.try_read(&mut scratch.buf[..len]) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            read => read.map(Some),
+        };
+        self.serve_read(scratch, read)
+    }
+
+    /// Serves what a read into `scratch.buf` got (`Ok(None)`: nothing
+    /// there; `Ok(Some(0))`: the peer closed).
+    fn serve_read(
+        &mut self,
+        scratch: &mut Scratch,
+        read: io::Result<Option<usize>>,
+    ) -> Result<Option<Duration>, Closed> {
+        match read {
+            Ok(Some(0)) => Err(Closed::Eof),
+            Ok(Some(n)) => self.serve(scratch, n).map(Some),
+            Ok(None) => Ok(None),
             Err(e) => Err(Closed::Error(e)),
         }
     }
@@ -221,16 +235,12 @@ impl Link<'_> {
     async fn spin(&mut self, window: Duration) -> Result<Option<Duration>, Closed> {
         let start = Instant::now();
         loop {
-            let got = SCRATCH.with_borrow_mut(|scratch| {
+            let served = SCRATCH.with_borrow_mut(|scratch| {
                 let len = self.read_len(scratch.buf.len());
-                match super::spin::recv_now(self.stream, &mut scratch.buf[..len]) {
-                    Ok(Some(0)) => Some(Err(Closed::Eof)),
-                    Ok(Some(n)) => Some(self.serve(scratch, n).map(Some)),
-                    Ok(None) => None,
-                    Err(e) => Some(Err(Closed::Error(e))),
-                }
+                let read = super::spin::recv_now(self.stream, &mut scratch.buf[..len]);
+                self.serve_read(scratch, read)
             });
-            if let Some(served) = got {
+            if !matches!(served, Ok(None)) {
                 return served;
             }
             if start.elapsed() >= window {
