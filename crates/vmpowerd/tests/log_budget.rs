@@ -6,8 +6,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::Stdio;
-
 use tokio::net::{UnixListener, UnixStream};
 use vmpower_api::{Client, CtlRequest, CtlResponse};
 use vmpower_proto::layout::encode_request_record;
@@ -19,7 +17,7 @@ use vmpower_proto::{
 mod binary;
 mod common;
 
-use binary::{Setup, WAIT, sigterm, wait_exit, wait_until};
+use binary::{Logging, Setup, WAIT};
 use common::{call, power};
 
 /// vm1's budget per kind of line per 10 s (`ratelog::LOG_LINES`).
@@ -30,7 +28,7 @@ const REFUSALS: usize = 25;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guests_lines_are_budgeted_and_its_history_is_whole() {
     let s = Setup::new();
-    let (mut daemon, mut guest, log_path) = start(&s).await;
+    let (daemon, mut guest) = start(&s).await;
 
     // Every one of these changes pCPU 1 (min, max, min, ...).
     for i in 0..CHANGES {
@@ -52,10 +50,7 @@ async fn a_guests_lines_are_budgeted_and_its_history_is_whole() {
         (CHANGES - BUDGET + REFUSALS - BUDGET) as u64,
         "{status}"
     );
-    sigterm(&daemon);
-    assert!(wait_exit(&mut daemon).success());
-
-    let log = std::fs::read_to_string(&log_path).unwrap();
+    let log = daemon.stop();
     let count = |what: &str| {
         log.lines()
             .filter(|l| l.contains(what) && l.contains("vm1"))
@@ -78,7 +73,7 @@ async fn a_guests_lines_are_budgeted_and_its_history_is_whole() {
 async fn setting_and_removing_a_policy_again_and_again_is_budgeted() {
     const CYCLES: usize = 15;
     let s = Setup::new();
-    let (mut daemon, mut guest, log_path) = start(&s).await;
+    let (daemon, mut guest) = start(&s).await;
     // WORKLOAD LOW takes pCPU 1 to min; removing it gives the pCPU back.
     let low = Policy {
         workload: WorkloadLevel::Low,
@@ -96,9 +91,7 @@ async fn setting_and_removing_a_policy_again_and_again_is_budgeted() {
     let over = (CYCLES - BUDGET) + (2 * CYCLES - BUDGET) + (CYCLES - BUDGET);
     let (suppressed, status) = suppressed(&s);
     assert_eq!(suppressed, over as u64, "{status}");
-    sigterm(&daemon);
-    assert!(wait_exit(&mut daemon).success());
-    let log = std::fs::read_to_string(&log_path).unwrap();
+    let log = daemon.stop();
     let given_back = log
         .lines()
         .filter(|l| l.contains("pCPU given back") && l.contains("pcpu=1"))
@@ -106,19 +99,15 @@ async fn setting_and_removing_a_policy_again_and_again_is_budgeted() {
     assert_eq!(given_back, BUDGET, "{log}");
 }
 
-/// Starts the daemon with its stderr in a file, plays QEMU for vm1.0 and
-/// returns the daemon, the guest's end and the log's path.
-async fn start(s: &Setup) -> (std::process::Child, UnixStream, std::path::PathBuf) {
-    let log_path = s.dir.path().join("stderr.log");
-    let file = std::fs::File::create(&log_path).unwrap();
-    let daemon = s.command(Stdio::from(file)).spawn().unwrap();
-    wait_until(|| std::os::unix::net::UnixStream::connect(s.control()).is_ok());
+/// Starts the daemon with its stderr in a file and plays QEMU for vm1.0.
+async fn start(s: &Setup) -> (Logging, UnixStream) {
+    let daemon = s.spawn_logging();
     let qemu = UnixListener::bind(s.dir.path().join("channels/vm1.0")).unwrap();
     let (guest, _) = tokio::time::timeout(WAIT, qemu.accept())
         .await
         .unwrap()
         .unwrap();
-    (daemon, guest, log_path)
+    (daemon, guest)
 }
 
 /// The daemon's count of suppressed lines, and its whole status.

@@ -5,8 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::Path;
 
 use tokio::net::UnixListener;
 use vmpower_api::{Client, CtlRequest, CtlResponse};
@@ -15,38 +14,16 @@ use vmpower_proto::{ScalingUnit, Verdict};
 mod binary;
 mod common;
 
-use binary::{Setup, WAIT, sigterm, wait_exit, wait_until};
+use binary::{Setup, WAIT};
 use common::{call, power};
 
 /// vm1's budget of lines per 10 s (`ratelog::LOG_LINES`).
 const BUDGET: usize = 10;
 
-/// Starts the daemon with stderr to a file (and `NO_COLOR` unset, so that
-/// only the file itself keeps colours out); returns it once it serves.
-fn start(s: &Setup) -> (Child, PathBuf) {
-    let log_path = s.dir.path().join("stderr.log");
-    let file = std::fs::File::create(&log_path).unwrap();
-    let daemon = s
-        .command(Stdio::from(file))
-        .env_remove("NO_COLOR")
-        .spawn()
-        .unwrap();
-    wait_until(|| std::os::unix::net::UnixStream::connect(s.control()).is_ok());
-    (daemon, log_path)
-}
-
-/// Stops the daemon and returns what it logged.
-fn stop(mut daemon: Child, log_path: &Path) -> String {
-    sigterm(&daemon);
-    assert!(wait_exit(&mut daemon).success());
-    std::fs::read_to_string(log_path).unwrap()
-}
-
 #[test]
 fn a_file_gets_no_colour_codes() {
     let s = Setup::new();
-    let (daemon, log_path) = start(&s);
-    let log = stop(daemon, &log_path);
+    let log = s.spawn_logging().stop();
     assert!(log.contains("vmpowerd ready"), "{log}");
     assert!(!log.contains('\u{1b}'), "colour codes in {log:?}");
 }
@@ -55,7 +32,7 @@ fn a_file_gets_no_colour_codes() {
 async fn a_failed_write_names_the_vm_and_vcpu_within_the_budget() {
     const FAILURES: usize = 15;
     let s = Setup::new();
-    let (daemon, log_path) = start(&s);
+    let daemon = s.spawn_logging();
     let qemu = UnixListener::bind(s.dir.path().join("channels/vm1.0")).unwrap();
     let (mut guest, _) = tokio::time::timeout(WAIT, qemu.accept())
         .await
@@ -84,7 +61,7 @@ async fn a_failed_write_names_the_vm_and_vcpu_within_the_budget() {
         Some((FAILURES - BUDGET) as u64),
         "{status}"
     );
-    let log = stop(daemon, &log_path);
+    let log = daemon.stop();
     let failed: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("frequency change failed"))

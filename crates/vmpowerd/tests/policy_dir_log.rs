@@ -3,13 +3,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::Stdio;
-
 use vmpower_api::{Client, CtlRequest, CtlResponse};
 
 mod binary;
 
-use binary::{Setup, sigterm, wait_exit, wait_until};
+use binary::{Setup, wait_until};
 
 fn workload(level: &str) -> String {
     format!("vm = \"vm1\"\nkind = \"WORKLOAD\"\ncores = [0]\nworkload = \"{level}\"\n")
@@ -30,10 +28,7 @@ fn two_files_for_one_vm_are_a_warning_naming_both() {
         ),
     )
     .unwrap();
-    let log_path = s.dir.path().join("stderr.log");
-    let file = std::fs::File::create(&log_path).unwrap();
-    let mut daemon = s.command(Stdio::from(file)).spawn().unwrap();
-    wait_until(|| std::os::unix::net::UnixStream::connect(s.control()).is_ok());
+    let daemon = s.spawn_logging();
     // At start the last in name order is in force.
     let b = serde_json::json!(policies.join("b.toml"));
     wait_until(|| {
@@ -43,9 +38,7 @@ fn two_files_for_one_vm_are_a_warning_naming_both() {
             .unwrap();
         matches!(shown, CtlResponse::Ok(v) if v["source"]["path"] == b)
     });
-    sigterm(&daemon);
-    assert!(wait_exit(&mut daemon).success());
-    let log = std::fs::read_to_string(log_path).unwrap();
+    let log = daemon.stop();
     let warning = log
         .lines()
         .find(|l| l.contains("two policy files name the same VM"))

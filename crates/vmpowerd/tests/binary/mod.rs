@@ -75,10 +75,44 @@ impl Setup {
 
     /// Starts the daemon and waits until its control socket accepts.
     pub fn spawn(&self) -> Child {
+        self.start(self.command(Stdio::null()))
+    }
+
+    /// [`Setup::spawn`] with stderr to `<dir>/stderr.log` (and `NO_COLOR`
+    /// unset: only the file itself keeps colours out), for tests that read
+    /// the log.
+    pub fn spawn_logging(&self) -> Logging {
+        let log = self.dir.path().join("stderr.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = self.command(Stdio::from(file));
+        cmd.env_remove("NO_COLOR");
+        Logging {
+            child: self.start(cmd),
+            log,
+        }
+    }
+
+    fn start(&self, mut cmd: Command) -> Child {
         let _ = std::fs::remove_file(self.control());
-        let child = self.command(Stdio::null()).spawn().unwrap();
+        let child = cmd.spawn().unwrap();
         wait_until(|| std::os::unix::net::UnixStream::connect(self.control()).is_ok());
         child
+    }
+}
+
+/// A daemon started by [`Setup::spawn_logging`].
+pub struct Logging {
+    pub child: Child,
+    log: PathBuf,
+}
+
+impl Logging {
+    /// Stops the daemon with SIGTERM, checks it exited cleanly, and
+    /// returns what it logged.
+    pub fn stop(mut self) -> String {
+        sigterm(&self.child);
+        assert!(wait_exit(&mut self.child).success());
+        std::fs::read_to_string(&self.log).unwrap()
     }
 }
 
