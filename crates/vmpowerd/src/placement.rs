@@ -228,7 +228,7 @@ impl Placer {
                 known_from,
             });
         }
-        let result = self.inventory.set_pcpu(&target, vcpu, pcpu).await;
+        let result = self.inventory.set_pcpu(&target, vcpu, pcpu, &now);
         self.refresh(vm, core).await;
         result.map_err(SetPcpuError::from)
     }

@@ -152,9 +152,9 @@ async fn set_pcpu_refuses_a_cpu_the_host_lacks_and_keeps_the_map() {
     let fake = fake_host();
     let inv = inventory(&fake, StaticPlacement::new(cpus(&[0, 1])));
     let target = VmTarget::new(VmId::new("vm0")).with_channel_socket(CHANNEL);
+    let now = inv.refresh(&target).await;
     let e = inv
-        .set_pcpu(&target, 0, CpuId(5))
-        .await
+        .set_pcpu(&target, 0, CpuId(5), &now)
         .expect_err("cpu5 does not exist");
     assert!(matches!(
         e,
@@ -194,7 +194,7 @@ async fn set_pcpu_repins_a_live_vcpu_thread_on_the_real_proc() {
     );
     let target = VmTarget::new(VmId::new("self")).with_pid(Pid(std::process::id()));
     let before = inv.refresh(&target).await;
-    let repinned = inv.set_pcpu(&target, 0, CpuId(0)).await;
+    let repinned = inv.set_pcpu(&target, 0, CpuId(0), &before);
     let kernel = thread_affinity(tid);
     let after = inv.refresh(&target).await;
     stop_tx.send(()).expect("stop");

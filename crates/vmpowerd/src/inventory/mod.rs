@@ -384,21 +384,23 @@ impl Inventory {
 
     /// `set-pcpu`: records that `vcpu` of `target` runs on `pcpu` and, when
     /// a live source knows the vCPU's thread, re-pins that thread there.
+    /// `now` is the VM's placement as the caller just read it
+    /// ([`Inventory::refresh`]): its threads name the one to re-pin.
     /// Returns the thread re-pinned, if any. If re-pinning fails the entry
     /// stays recorded (it is the operator's intent and wins in the merge)
     /// and the error says which thread could not be moved.
-    pub async fn set_pcpu(
+    pub fn set_pcpu(
         &self,
         target: &VmTarget,
         vcpu: Vcpu,
         pcpu: CpuId,
+        now: &VmPlacement,
     ) -> Result<Option<Tid>, PlacementSourceError> {
         self.with_operator_map(|m| m.set(&target.vm, vcpu, pcpu))
             .map_err(|source| PlacementSourceError::Operator {
                 vm: target.vm.clone(),
                 source,
             })?;
-        let now = self.refresh(target).await;
         let Some(tid) = now.threads.get(&vcpu).copied() else {
             return Ok(None);
         };
