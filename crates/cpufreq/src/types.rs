@@ -46,6 +46,14 @@ pub enum Driver {
 }
 
 impl Driver {
+    /// Whether DPDK's backend for this driver moves a core to max when it
+    /// enables turbo ("max may have changed": acpi-cpufreq, amd-pstate,
+    /// cppc) rather than only setting the flag (intel_pstate, in either
+    /// mode). Guests expect librte_power's behaviour of their host's driver.
+    pub fn enable_turbo_moves_to_max(&self) -> bool {
+        !matches!(self, Driver::IntelPstate | Driver::IntelCpufreq)
+    }
+
     /// The driver named by a `scaling_driver` file's content.
     pub fn from_sysfs(name: &str) -> Self {
         match name.trim() {

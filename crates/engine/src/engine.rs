@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use vmpower_cpufreq::levels::{LevelState, ScalingOp};
 use vmpower_cpufreq::{CpuId, Khz};
+use vmpower_proto::contract::Contract;
 use vmpower_proto::{
     CapsReply, CoreType, FreqListReply, QueryKind, Request, RequestBody, ScalingUnit, Verdict,
     VmName,
@@ -124,6 +125,8 @@ pub enum Reply {
     FreqList(FreqListReply),
     /// A CAPS_LIST reply.
     Caps(CapsReply),
+    /// The answer to a native HELLO: the contract version granted.
+    Hello(u32),
 }
 
 /// Things worth a log line and a metric that are not decisions.
@@ -144,6 +147,8 @@ pub enum Note {
     PolicySet(VmId, vmpower_proto::Policy),
     /// The VM's policy was removed (to be persisted before the ACK).
     PolicyRemoved(VmId),
+    /// The guest asked for a reply contract (native HELLO).
+    ContractChosen(ChannelId, Contract),
 }
 
 /// Everything one request leads to.
@@ -182,7 +187,7 @@ pub struct Engine {
     /// VM-name order (see [`Voter`]): kept up to date by every change of
     /// a VM's wants or placement or of a pCPU's table.
     pub(crate) users: CpuMap<Vec<Voter>>,
-    channels: HashMap<ChannelId, ChannelState>,
+    pub(crate) channels: HashMap<ChannelId, ChannelState>,
     /// The wall clock as last told ([`Engine::set_wall_clock`]).
     wall: jiff::Timestamp,
     /// The time zone of policies that name none (the host's).
@@ -200,9 +205,11 @@ impl Default for Engine {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct ChannelState {
+pub(crate) struct ChannelState {
     enabled: bool,
     bucket: TokenBucket,
+    /// The reply contract in force ([`crate::contract`]).
+    pub contract: Contract,
 }
 
 impl Engine {
@@ -428,11 +435,27 @@ impl Engine {
             });
         }
         let mut decision = match request.body {
-            RequestBody::Connect { .. } => Decision {
-                reply: Reply::None,
-                actions: Vec::new(),
-                notes: vec![Note::Connected(channel.clone())],
-            },
+            RequestBody::Connect { .. } => {
+                // A DPDK guest opened the port: DPDK's replies from now on.
+                self.channel(channel, now).contract = Contract::Dpdk;
+                Decision {
+                    reply: Reply::None,
+                    actions: Vec::new(),
+                    notes: vec![Note::Connected(channel.clone())],
+                }
+            }
+            RequestBody::Hello { version } => {
+                let contract = Contract::granted(version);
+                self.channel(channel, now).contract = contract;
+                Decision {
+                    reply: Reply::Hello(match contract {
+                        Contract::Dpdk => 0,
+                        Contract::Native(v) => v,
+                    }),
+                    actions: Vec::new(),
+                    notes: vec![Note::ContractChosen(channel.clone(), contract)],
+                }
+            }
             RequestBody::Power {
                 resource_id,
                 core_type,
@@ -472,13 +495,14 @@ impl Engine {
         }
     }
 
-    fn channel(&mut self, channel: &ChannelId, now: Now) -> &mut ChannelState {
+    pub(crate) fn channel(&mut self, channel: &ChannelId, now: Now) -> &mut ChannelState {
         let limit = self.config.rate_limit;
         self.channels
             .entry(channel.clone())
             .or_insert_with(|| ChannelState {
                 enabled: true,
                 bucket: TokenBucket::new(limit, now),
+                contract: Contract::Dpdk,
             })
     }
 
@@ -573,6 +597,12 @@ impl Engine {
         };
         if let Err(e) = state.apply_op(&domain.table, op_of(unit)) {
             return Decision::reject(Rejection::NotApplicable(e.to_string()));
+        }
+        if unit == ScalingUnit::EnableTurbo && domain.enable_turbo_moves_to_max {
+            // "Max may have changed": DPDK's backend moves the core there.
+            state
+                .apply_op(&domain.table, ScalingOp::Max)
+                .expect("Max applies to every table");
         }
         // The same want again (a guest repeating itself): nothing can
         // change unless a write of these domains failed since.

@@ -24,6 +24,11 @@ pub struct PcpuSpec {
     pub domain: Vec<CpuId>,
     /// A higher-priority core (e.g. Intel SST-BF), reported in CAPS replies.
     pub high_priority: bool,
+    /// ENABLE_TURBO also moves the core to max (the turbo frequency), as
+    /// DPDK's acpi-cpufreq, amd-pstate and cppc backends do; DPDK's
+    /// intel_pstate backend only sets the flag
+    /// ([`vmpower_cpufreq::Driver::enable_turbo_moves_to_max`]).
+    pub enable_turbo_moves_to_max: bool,
 }
 
 /// One frequency domain.
@@ -41,6 +46,8 @@ pub(crate) struct Domain {
     pub dirty: bool,
     /// The operator's level, which overrides every VM's until released.
     pub operator: Option<vmpower_cpufreq::levels::LevelState>,
+    /// See [`PcpuSpec::enable_turbo_moves_to_max`].
+    pub enable_turbo_moves_to_max: bool,
 }
 
 /// One controllable pCPU: what the hot path needs without reading its
@@ -98,7 +105,9 @@ impl Host {
             applied: None,
             dirty: false,
             operator: None,
+            enable_turbo_moves_to_max: spec.enable_turbo_moves_to_max,
         });
+        entry.enable_turbo_moves_to_max = spec.enable_turbo_moves_to_max;
         if entry.table != spec.table {
             // A new table (driver reloaded, CPU back online): indexes into
             // the old one mean nothing. The hardware is where `current`

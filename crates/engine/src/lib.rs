@@ -5,11 +5,13 @@
 //! The engine is a state machine. The daemon feeds it the inventory
 //! ([`Engine::set_placement`]), the controllable pCPUs
 //! ([`Engine::add_pcpu`]) and each decoded request with the time
-//! ([`Engine::handle`]); it returns a [`Decision`]: the reply, the
+//! ([`Engine::handle`], or [`Engine::handle_record`] for what goes back on
+//! the channel's reply contract); it returns a [`Decision`]: the reply, the
 //! frequency changes ([`Action`]) and notes to log and count. It never
 //! reads a clock, a socket or sysfs, so every rule is testable as a table.
 
 mod arbitrate;
+mod contract;
 mod cpumap;
 mod engine;
 mod host;

@@ -99,6 +99,29 @@ impl Rejection {
         }
     }
 
+    /// The reason code a native-contract NACK carries.
+    pub fn nack_reason(&self) -> vmpower_proto::contract::NackReason {
+        use vmpower_proto::contract::NackReason as N;
+        match self {
+            Rejection::Malformed(_) => N::Malformed,
+            Rejection::UnknownVm(_) => N::UnknownVm,
+            Rejection::ChannelDisabled | Rejection::RateLimited => N::Other,
+            Rejection::VcpuOutOfRange { .. } => N::VcpuOutOfRange,
+            Rejection::NoPlacement(_) => N::NoPlacement,
+            Rejection::AffinitySpansPcpus { .. } => N::AffinitySpansPcpus,
+            Rejection::PhysicalNotAllowed => N::PhysicalNotAllowed,
+            Rejection::PhysicalNotOwned(_) => N::PhysicalNotOwned,
+            Rejection::NotControllable(_) => N::NotControllable,
+            Rejection::OperatorPinned(_) => N::OperatorPinned,
+            Rejection::NotApplicable(_) => N::NotApplicable,
+            Rejection::QueriesNotAllowed => N::QueriesNotAllowed,
+            Rejection::PolicyOwnsCore(_) => N::PolicyOwnsCore,
+            Rejection::InvalidPolicy(_) => N::InvalidPolicy,
+            Rejection::NoBranchCounters => N::NoBranchCounters,
+            Rejection::Unsupported(_) => N::Unsupported,
+        }
+    }
+
     /// Whether the guest gets a NACK (false: silently ignored). A disabled
     /// channel is ignored as in DPDK; a flooding channel gets no answer
     /// either, so that a flood does not also cost a reply per request.

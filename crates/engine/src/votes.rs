@@ -210,6 +210,7 @@ mod tests {
             current: Khz(1_000_000),
             domain,
             high_priority: false,
+            enable_turbo_moves_to_max: true,
         }
     }
 

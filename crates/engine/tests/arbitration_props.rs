@@ -44,7 +44,8 @@ proptest! {
 
     #[test]
     fn pcpus_follow_the_highest_want(
-        steps in prop::collection::vec((0usize..3, 0u64..2, 0usize..6), 1..60)
+        steps in prop::collection::vec((0usize..3, 0u64..2, 0usize..6), 1..60),
+        turbo_moves in any::<bool>(),
     ) {
         let t = table();
         let limit = RateLimit { burst: 1000, per_second: 1000 };
@@ -56,6 +57,7 @@ proptest! {
                 current: Khz(2_300_000),
                 domain: vec![CpuId(cpu)],
                 high_priority: false,
+                enable_turbo_moves_to_max: turbo_moves,
             });
         }
         for (i, pcpus) in LAYOUT.iter().enumerate() {
@@ -79,6 +81,10 @@ proptest! {
             let mut state = wants.get(&(vm, vcpu)).copied()
                 .unwrap_or_else(|| LevelState::new(&t, level[&pcpu]));
             let ok = state.apply_op(&t, op(unit)).is_ok();
+            if ok && unit == ScalingUnit::EnableTurbo && turbo_moves {
+                // acpi-cpufreq, amd-pstate, cppc: enabling turbo moves to max.
+                state.apply_op(&t, ScalingOp::Max).unwrap();
+            }
             prop_assert_eq!(&d.reply, &Reply::Verdict(if ok { Verdict::Ack } else { Verdict::Nack }));
             if ok {
                 wants.insert((vm, vcpu), state);

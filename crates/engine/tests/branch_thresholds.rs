@@ -32,6 +32,7 @@ fn engine() -> Engine {
             current: Khz(1_600_000),
             domain: vec![CpuId(cpu)],
             high_priority: false,
+            enable_turbo_moves_to_max: true,
         });
     }
     e.add_vm(VmId::new("vm1"), VmSettings::default());

@@ -44,6 +44,7 @@ fn engine(branch_counters: bool) -> Engine {
             current: Khz(2_300_000),
             domain: vec![CpuId(cpu)],
             high_priority: false,
+            enable_turbo_moves_to_max: true,
         });
     }
     e.add_vm(vm(), VmSettings::default());

@@ -50,6 +50,7 @@ fn engine_with(config: EngineConfig) -> Engine {
             current: Khz(2_300_000),
             domain: vec![CpuId(cpu)],
             high_priority: cpu == 2,
+            enable_turbo_moves_to_max: true,
         });
     }
     for cpu in [6, 7] {
@@ -59,6 +60,7 @@ fn engine_with(config: EngineConfig) -> Engine {
             current: Khz(2_300_000),
             domain: vec![CpuId(6), CpuId(7)],
             high_priority: false,
+            enable_turbo_moves_to_max: true,
         });
     }
     e
@@ -145,8 +147,9 @@ fn every_unit_follows_librte_power_semantics() {
         (DisableTurbo, &[(3, 2_300_000)]),
         (ScaleUp, &[]),
         (ScaleMax, &[]),
-        (EnableTurbo, &[]),
-        (ScaleUp, &[(3, 2_301_000)]),
+        // acpi-cpufreq (as DPDK's backend): enabling turbo moves to max.
+        (EnableTurbo, &[(3, 2_301_000)]),
+        (ScaleUp, &[]),
     ];
     for (i, (unit, expected)) in steps.iter().enumerate() {
         let d = send(&mut e, "vm1", &power(0, *unit));
@@ -155,6 +158,55 @@ fn every_unit_follows_librte_power_semantics() {
     }
     assert_eq!(e.known_khz(CpuId(3)), Some(Khz(2_301_000)));
     assert!(e.is_managed(CpuId(3)));
+}
+
+#[test]
+fn turbo_follows_dpdk_backend_of_each_driver() {
+    use ScalingUnit::*;
+    // (moves to max on ENABLE_TURBO, steps): the core starts at 2.3 GHz.
+    type Steps = &'static [(ScalingUnit, &'static [(u32, u32)])];
+    let cases: [(bool, Steps); 2] = [
+        // intel_pstate: ENABLE_TURBO only sets the flag.
+        (
+            false,
+            &[
+                // The first request takes the core over, where it is.
+                (DisableTurbo, &[(3, 2_300_000)]),
+                (EnableTurbo, &[]),
+                (ScaleUp, &[(3, 2_301_000)]),
+                // Disabling at index 0 moves to max without turbo.
+                (DisableTurbo, &[(3, 2_300_000)]),
+            ],
+        ),
+        // acpi-cpufreq, amd-pstate, cppc: it moves to max, from anywhere;
+        // DISABLE_TURBO below index 1 leaves the core where it is.
+        (
+            true,
+            &[
+                (ScaleMin, &[(3, 1_200_000)]),
+                (DisableTurbo, &[]),
+                (EnableTurbo, &[(3, 2_301_000)]),
+                (DisableTurbo, &[(3, 2_300_000)]),
+            ],
+        ),
+    ];
+    for (moves, steps) in cases {
+        let mut e = engine();
+        e.add_pcpu(PcpuSpec {
+            cpu: CpuId(3),
+            table: turbo_table(),
+            current: Khz(2_300_000),
+            domain: vec![CpuId(3)],
+            high_priority: false,
+            enable_turbo_moves_to_max: moves,
+        });
+        add(&mut e, "vm1", VmSettings::default(), &[3]);
+        for (i, (unit, expected)) in steps.iter().enumerate() {
+            let d = send(&mut e, "vm1", &power(0, *unit));
+            assert_eq!(d.reply, Reply::Verdict(Verdict::Ack), "{moves} step {i}");
+            assert_eq!(sets(&d), expected.to_vec(), "{moves} step {i} {unit:?}");
+        }
+    }
 }
 
 #[test]
@@ -595,6 +647,7 @@ fn a_pcpu_declared_again_with_a_shorter_table_keeps_working() {
         current: Khz(1_800_000),
         domain: vec![CpuId(3)],
         high_priority: false,
+        enable_turbo_moves_to_max: true,
     });
     assert_eq!(e.known_khz(CpuId(3)), Some(Khz(1_800_000)));
     // The VM's min is the new table's last entry, and it is written

@@ -7,6 +7,12 @@
 //! - Replies are framed from the stream by their `command` (16 bytes, then
 //!   the rest of [`ReplyKind::record_len`](vmpower_proto::layout::ReplyKind::record_len)); partial records survive across
 //!   calls, so a timeout never misaligns the stream.
+//! - After CONNECT the channel asks for vmpower's native reply contract
+//!   (HELLO, [`vmpower_proto::contract`]): NACKs with a reason for every
+//!   refusal, an ACK for a removal. A host that does not answer within
+//!   [`ChannelConfig::native`] (DPDK's) is spoken to on DPDK's contract: a
+//!   removal is sent without waiting, and a refused query is only silence
+//!   ([`ChannelError::HostSilent`]).
 //! - Which reply answers which request is decided by the rule documented in
 //!   [`crate::matching`]: stale replies are skipped, verdicts must echo the
 //!   request, list replies must fit the query.
@@ -21,17 +27,18 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use vmpower_proto::contract::{Contract, NATIVE_VERSION};
 use vmpower_proto::layout::offsets::header;
-use vmpower_proto::layout::{RecordBytes, encode_request_record, peek_reply_kind};
+use vmpower_proto::layout::{RecordBytes, ReplyKind, encode_request_record, peek_reply_kind};
 use vmpower_proto::{
     CapsReply, CoreType, FreqListReply, Layout, Policy, QueryKind, Request, RequestBody,
-    ScalingUnit, VmName,
+    ScalingUnit, Verdict, VmName,
 };
 
 use crate::describe::request_name;
 use crate::error::ChannelError;
 use crate::locate::{PortRoots, find_port};
-use crate::matching::{Expect, Matcher, Received, wrong_answer};
+use crate::matching::{Expect, Matcher, Received, echoes, wrong_answer};
 use crate::port::{Port, Wait};
 
 /// How a channel talks.
@@ -46,6 +53,10 @@ pub struct ChannelConfig {
     pub vm_name: VmName,
     /// Send CPU_POWER_CONNECT on open, as DPDK's guest library does.
     pub connect: bool,
+    /// After CONNECT, ask for vmpower's native reply contract (HELLO) and
+    /// wait this long for the answer; `None` (or no answer: DPDK's host)
+    /// keeps DPDK's contract ([`vmpower_proto::contract`]).
+    pub native: Option<Duration>,
 }
 
 impl Default for ChannelConfig {
@@ -55,6 +66,7 @@ impl Default for ChannelConfig {
             timeout: Duration::from_secs(5),
             vm_name: VmName::default(),
             connect: true,
+            native: Some(Duration::from_millis(200)),
         }
     }
 }
@@ -90,6 +102,8 @@ pub struct Channel {
     /// How many leading bytes of `inbuf` arrived before the current request.
     stale: usize,
     matcher: Matcher,
+    /// The reply contract the host answers on.
+    contract: Contract,
 }
 
 impl Channel {
@@ -146,13 +160,66 @@ impl Channel {
             inbuf: Vec::new(),
             stale: 0,
             matcher: Matcher::default(),
+            contract: Contract::Dpdk,
         };
         if config.connect {
             channel.send_only(RequestBody::Connect {
                 resource_id: u64::from(index),
             })?;
         }
+        if let Some(wait) = config.native {
+            channel.contract = channel.hello(wait)?;
+        }
         Ok(channel)
+    }
+
+    /// Asks for the native contract; DPDK's when no ACK echoing the HELLO
+    /// comes within `wait` (DPDK's host ignores it; an older vmpowerd NACKs
+    /// it).
+    fn hello(&mut self, wait: Duration) -> Result<Contract, ChannelError> {
+        let body = RequestBody::Hello {
+            version: NATIVE_VERSION,
+        };
+        let deadline = Instant::now() + wait;
+        let record = self.encode(&body)?;
+        self.mark_stale(&body)?;
+        self.write(&record, &body, deadline)?;
+        loop {
+            let reply = match self.next_reply(&body, deadline) {
+                Ok(reply) => reply,
+                Err(ChannelError::HostSilent { .. }) => return Ok(Contract::Dpdk),
+                Err(e) => return Err(e),
+            };
+            if reply.stale {
+                self.matcher.skipped += 1;
+                continue;
+            }
+            let ReplyKind::Verdict(verdict) = reply.kind else {
+                self.matcher.skipped += 1;
+                continue;
+            };
+            // The ACK carries the version granted in `unit`.
+            let mut echo = reply.bytes.clone();
+            let unit = header::UNIT..header::UNIT + 4;
+            echo[unit.clone()].copy_from_slice(&record[unit.clone()]);
+            if !echoes(&echo, &record, verdict) {
+                self.matcher.skipped += 1;
+                continue;
+            }
+            return Ok(match verdict {
+                Verdict::Ack => {
+                    let mut granted = [0u8; 4];
+                    granted.copy_from_slice(&reply.bytes[unit]);
+                    Contract::granted(u32::from_le_bytes(granted))
+                }
+                Verdict::Nack => Contract::Dpdk,
+            });
+        }
+    }
+
+    /// The reply contract the host answers this channel on.
+    pub fn contract(&self) -> Contract {
+        self.contract
     }
 
     /// The channel index.
@@ -201,9 +268,13 @@ impl Channel {
         self.expect_ack(RequestBody::SetPolicy(*policy))
     }
 
-    /// Drops this VM's policy; waits for ACK.
+    /// Drops this VM's policy; waits for the ACK on the native contract
+    /// (DPDK's host sends none: the request is only sent).
     pub fn remove_policy(&mut self) -> Result<(), ChannelError> {
-        self.expect_ack(RequestBody::RemovePolicy)
+        match self.contract {
+            Contract::Native(_) => self.expect_ack(RequestBody::RemovePolicy),
+            Contract::Dpdk => self.send_only(RequestBody::RemovePolicy),
+        }
     }
 
     /// Asks the current frequency of one or all vCPUs.
@@ -370,6 +441,7 @@ mod tests {
             layout,
             timeout,
             connect: false,
+            native: None,
             ..ChannelConfig::default()
         };
         (Channel::from_stream(a, 0, config).unwrap(), host)
@@ -423,6 +495,47 @@ mod tests {
     }
 
     #[test]
+    fn hello_answered_switches_to_native_and_silence_keeps_dpdks() {
+        use vmpower_proto::layout::encode_hello_reply;
+        // A host that grants version 1: removal then waits for its ACK.
+        let (a, h) = UnixStream::pair().unwrap();
+        let config = ChannelConfig {
+            connect: false,
+            ..ChannelConfig::default()
+        };
+        let host_side = host(h, |h| {
+            let hello = read_record(h, Layout::Current);
+            let req = decode_request(&hello, Layout::Current).unwrap();
+            assert_eq!(req.body, RequestBody::Hello { version: 1 });
+            let reply = encode_hello_reply(&hello, Layout::Current, 1).unwrap();
+            h.write_all(&reply).unwrap();
+            let remove = read_record(h, Layout::Current);
+            h.write_all(&verdict(&remove, Layout::Current, Verdict::Ack))
+                .unwrap();
+        });
+        let mut ch = Channel::from_stream(a, 0, config).unwrap();
+        assert_eq!(ch.contract(), Contract::Native(1));
+        ch.remove_policy().unwrap();
+        host_side.join().unwrap();
+
+        // A host that says nothing (DPDK's): DPDK's contract after the wait,
+        // and a removal is only sent.
+        let (a, mut h) = UnixStream::pair().unwrap();
+        let config = ChannelConfig {
+            connect: false,
+            native: Some(Duration::from_millis(50)),
+            ..ChannelConfig::default()
+        };
+        let mut ch = Channel::from_stream(a, 0, config).unwrap();
+        assert_eq!(ch.contract(), Contract::Dpdk);
+        ch.remove_policy().unwrap();
+        let _hello = read_record(&mut h, Layout::Current);
+        let remove = read_record(&mut h, Layout::Current);
+        let req = decode_request(&remove, Layout::Current).unwrap();
+        assert_eq!(req.body, RequestBody::RemovePolicy);
+    }
+
+    #[test]
     fn stale_and_foreign_verdicts_are_skipped() {
         let layout = Layout::Current;
         let (mut ch, mut h) = channel(layout, WAIT);
@@ -469,9 +582,12 @@ mod tests {
             let rec = read_record(h, layout);
             h.write_all(&verdict(&rec, layout, Verdict::Nack)).unwrap();
         });
-        let err = ch.remove_policy().unwrap_err();
+        let err = ch.set_cpu_freq(1, ScalingUnit::ScaleUp).unwrap_err();
         assert!(matches!(err, ChannelError::HostRefused { .. }), "{err}");
-        assert_eq!(err.to_string(), "the host refused PKT_POLICY_REMOVE (NACK)");
+        assert_eq!(
+            err.to_string(),
+            "the host refused CPU_POWER SCALE_UP vCPU 1 (NACK)"
+        );
         drop(t.join().unwrap());
     }
 

@@ -61,6 +61,7 @@ pub fn request_name(body: &RequestBody) -> String {
             QueryKind::Caps => format!("QUERY_CAPS vCPU {resource_id}"),
             QueryKind::CapsList => "QUERY_CAPS_LIST".to_owned(),
         },
+        RequestBody::Hello { version } => format!("HELLO (native contract v{version})"),
     }
 }
 

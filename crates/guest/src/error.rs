@@ -54,10 +54,12 @@ pub enum ChannelError {
         host_connected: bool,
     },
     /// The host answered NACK.
-    #[error("the host refused {request} (NACK)")]
+    #[error("the host refused {request} (NACK{})", reason.map_or(String::new(), |r| format!(": {r}")))]
     HostRefused {
         /// The request that was refused.
         request: String,
+        /// Why, when the host said (native contract only).
+        reason: Option<&'static str>,
     },
     /// The host answered with a reply that does not fit the request.
     #[error("unexpected reply to {request}: expected {expected}, got {got}")]
@@ -148,6 +150,7 @@ mod tests {
         assert_eq!(e.class(), ErrorClass::Unreachable);
         let e = ChannelError::HostRefused {
             request: "PKT_POLICY".into(),
+            reason: None,
         };
         assert_eq!(e.class(), ErrorClass::Refused);
     }

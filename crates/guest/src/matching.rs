@@ -31,6 +31,7 @@
 //! rule 1 makes that matter only for a request sent within the host's
 //! reply latency of an identical earlier one that was not waited for.
 
+use vmpower_proto::contract::{NACK_REASON, NackReason};
 use vmpower_proto::layout::ReplyKind;
 use vmpower_proto::layout::offsets::header;
 use vmpower_proto::layout::{decode_caps_list, decode_freq_list};
@@ -135,11 +136,14 @@ impl Matcher {
         };
         let fits = match (kind, expect) {
             (ReplyKind::Verdict(verdict), _) => {
-                if !echoes(bytes, sent) {
+                if !echoes(bytes, sent, verdict) {
                     return Ok(None);
                 }
                 return match (verdict, expect) {
-                    (Verdict::Nack, _) => Err(ChannelError::HostRefused { request: request() }),
+                    (Verdict::Nack, _) => Err(ChannelError::HostRefused {
+                        request: request(),
+                        reason: NackReason::from_code(bytes[NACK_REASON]).map(NackReason::label),
+                    }),
                     (Verdict::Ack, Expect::Verdict) => Ok(Some(Answer::Ack)),
                     (Verdict::Ack, _) => Err(unexpected()),
                 };
@@ -193,12 +197,16 @@ pub(crate) fn wrong_answer(body: &RequestBody, answer: Answer) -> ChannelError {
     }
 }
 
-/// Whether a verdict record echoes `sent` (every byte but `command`).
-fn echoes(reply: &[u8], sent: &[u8]) -> bool {
+/// Whether a verdict record echoes `sent`: every byte but `command` (and,
+/// in a NACK, the native contract's reason byte, padding in the request).
+pub(crate) fn echoes(reply: &[u8], sent: &[u8], verdict: Verdict) -> bool {
     let cmd = header::COMMAND..header::COMMAND + 4;
-    reply.len() == sent.len()
-        && reply[..cmd.start] == sent[..cmd.start]
-        && reply[cmd.end..] == sent[cmd.end..]
+    let same = |range: std::ops::Range<usize>| {
+        range
+            .clone()
+            .all(|i| reply.get(i) == sent.get(i) || (i == NACK_REASON && verdict == Verdict::Nack))
+    };
+    reply.len() == sent.len() && same(0..cmd.start) && same(cmd.end..sent.len())
 }
 
 /// The `resource_id` a request carries.
@@ -207,7 +215,7 @@ fn resource_id_of(body: &RequestBody) -> u64 {
         RequestBody::Connect { resource_id }
         | RequestBody::Power { resource_id, .. }
         | RequestBody::Query { resource_id, .. } => *resource_id,
-        RequestBody::SetPolicy(_) | RequestBody::RemovePolicy => 0,
+        RequestBody::SetPolicy(_) | RequestBody::RemovePolicy | RequestBody::Hello { .. } => 0,
     }
 }
 
@@ -242,14 +250,26 @@ mod tests {
     }
 
     #[test]
-    fn echo_ignores_only_the_command() {
+    fn echo_ignores_only_the_command_and_a_nacks_reason() {
         let (_, sent) = query();
         let mut reply = sent.clone();
         reply[12] = 1;
-        assert!(echoes(&reply, &sent));
+        assert!(echoes(&reply, &sent, Verdict::Ack));
+        reply[NACK_REASON] = 11;
+        assert!(!echoes(&reply, &sent, Verdict::Ack), "an ACK has no reason");
+        assert!(echoes(&reply, &sent, Verdict::Nack));
         reply[0] ^= 1;
-        assert!(!echoes(&reply, &sent));
-        assert!(!echoes(&reply[..100], &sent));
+        assert!(!echoes(&reply, &sent, Verdict::Nack));
+        assert!(!echoes(&reply[..100], &sent, Verdict::Nack));
+    }
+
+    #[test]
+    fn a_native_nack_names_its_reason() {
+        let (body, sent) = query();
+        let mut nack = verdict(&sent, Verdict::Nack);
+        nack.bytes[NACK_REASON] = NackReason::QueriesNotAllowed.code();
+        let err = Matcher::default().judge(&body, &sent, nack).unwrap_err();
+        assert!(err.to_string().contains("queries_not_allowed"), "{err}");
     }
 
     #[test]

@@ -99,7 +99,7 @@ async fn frequency_commands_and_queries_round_trip() {
         ("max", "2301000"),
         ("disable-turbo", "2300000"),
         ("down", "2200000"),
-        ("enable-turbo", "2200000"),
+        ("enable-turbo", "2301000"),
     ] {
         let out = run(&port, &["set-cpu-freq", "1", action], "").await;
         assert_eq!(code(&out), 0, "{action}: {}", stderr(&out));
@@ -110,12 +110,12 @@ async fn frequency_commands_and_queries_round_trip() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let v = json(&out);
     assert_eq!(v["ok"], true);
-    assert_eq!(v["vcpus"][1]["khz"], 2_200_000);
+    assert_eq!(v["vcpus"][1]["khz"], 2_301_000);
     let cur0: u64 = host.cpu_file(2, "scaling_cur_freq").parse().unwrap();
     assert_eq!(v["vcpus"][0]["khz"], cur0);
 
     let out = run(&port, &["query-cpu-freq", "1"], "").await;
-    assert_eq!(stdout(&out), "vCPU 1: 2200000 kHz\n");
+    assert_eq!(stdout(&out), "vCPU 1: 2301000 kHz\n");
     let out = run(&port, &["query-cpu-caps", "all", "--json"], "").await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(json(&out)["vcpus"][0]["turbo"], true);

@@ -26,6 +26,7 @@ fn config(layout: Layout) -> ChannelConfig {
         timeout: WAIT,
         vm_name: VmName::new("vm1").unwrap(),
         connect: true,
+        native: ChannelConfig::default().native,
     }
 }
 
@@ -64,7 +65,9 @@ async fn every_unit_changes_the_pinned_pcpu_and_refusals_are_typed() {
         (ScalingUnit::ScaleMax, 1, 3, "2301000"),
         (ScalingUnit::DisableTurbo, 1, 3, "2300000"),
         (ScalingUnit::ScaleDown, 1, 3, "2200000"),
-        (ScalingUnit::EnableTurbo, 1, 3, "2200000"),
+        // acpi-cpufreq: enabling turbo moves to max, as DPDK's backend.
+        (ScalingUnit::EnableTurbo, 1, 3, "2301000"),
+        (ScalingUnit::ScaleDown, 1, 3, "2300000"),
         (ScalingUnit::ScaleMax, 1, 3, "2301000"),
     ];
     for (unit, vcpu, pcpu, khz) in steps {
@@ -88,10 +91,12 @@ async fn every_unit_changes_the_pinned_pcpu_and_refusals_are_typed() {
     })
     .await;
     assert!(matches!(err, ChannelError::HostRefused { .. }), "{err}");
-    // The first record on the wire was CONNECT for channel 0.
+    // On the wire: CONNECT for channel 0 (its name is never read, as
+    // DPDK's is garbage), then HELLO for the native contract.
     let reqs = middle.requests(Layout::Current);
     assert_eq!(reqs[0].body, RequestBody::Connect { resource_id: 0 });
-    assert_eq!(reqs[0].vm_name.as_str(), "vm1");
+    assert_eq!(reqs[1].body, RequestBody::Hello { version: 1 });
+    assert_eq!(reqs[1].vm_name.as_str(), "vm1");
     host.stop().await;
 }
 
@@ -166,10 +171,15 @@ async fn policies_are_encoded_exactly_and_the_nack_is_reported() {
             }
         }
         let reqs = middle.requests(layout);
-        assert_eq!(reqs.len(), 3, "CONNECT, PKT_POLICY, PKT_POLICY_REMOVE");
-        assert_eq!(reqs[1].body, RequestBody::SetPolicy(policy()), "{layout:?}");
-        assert_eq!(reqs[1].vm_name.as_str(), "vm1");
-        assert_eq!(reqs[2].body, RequestBody::RemovePolicy);
+        assert_eq!(
+            reqs.len(),
+            4,
+            "CONNECT, HELLO, PKT_POLICY, PKT_POLICY_REMOVE"
+        );
+        assert_eq!(reqs[1].body, RequestBody::Hello { version: 1 });
+        assert_eq!(reqs[2].body, RequestBody::SetPolicy(policy()), "{layout:?}");
+        assert_eq!(reqs[2].vm_name.as_str(), "vm1");
+        assert_eq!(reqs[3].body, RequestBody::RemovePolicy);
         host.stop().await;
     }
 }

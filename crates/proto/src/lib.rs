@@ -7,6 +7,7 @@
 //! This crate does no I/O and never panics on any input: every way bytes
 //! can be wrong is a typed error naming the field and the bad value.
 
+pub mod contract;
 mod error;
 pub mod json;
 pub mod layout;

@@ -589,6 +589,13 @@ pub enum RequestBody {
         /// The vCPU asked about (for the single-core queries).
         resource_id: u64,
     },
+    /// vmpower's native-contract handshake (not a DPDK command): the guest
+    /// asks for the native reply contract, up to `version`
+    /// ([`crate::contract`]).
+    Hello {
+        /// The highest native contract version the guest speaks.
+        version: u32,
+    },
 }
 
 /// One decoded guest request: the name the guest claims, and what it asks.

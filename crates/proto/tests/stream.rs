@@ -33,7 +33,7 @@ fn feed(layout: Layout, bytes: &[u8], chunks: &[usize]) -> (Owned, usize) {
 
 fn connect(id: u64) -> Request {
     Request {
-        vm_name: VmName::new("guest").expect("name"),
+        vm_name: VmName::default(),
         body: RequestBody::Connect { resource_id: id },
     }
 }

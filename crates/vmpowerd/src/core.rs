@@ -28,7 +28,11 @@ use vmpower_engine::{
     Action, ChannelId, CoreKey, Decision, Engine, FreqChange, Note, OperatorAction, Rejection,
     Reply, Trigger, VmId, Winner,
 };
-use vmpower_proto::layout::{encode_caps_list, encode_freq_list, encode_verdict};
+use vmpower_proto::contract::{Contract, NackReason};
+use vmpower_proto::layout::{
+    RecordHead, encode_caps_list, encode_freq_list, encode_hello_reply, encode_nack_with_reason,
+    encode_verdict,
+};
 use vmpower_proto::stream::Frame;
 use vmpower_proto::{Layout, ScalingUnit, Verdict};
 
@@ -143,6 +147,15 @@ impl Core {
         }
     }
 
+    /// Whether a line `vm`'s guest causes may be logged now (its VM's
+    /// budget): `Some(lines suppressed since the last one)`, or `None`
+    /// (counted as suppressed).
+    pub fn guest_line(&mut self, vm: &VmId) -> Option<u64> {
+        let now = self.now();
+        self.guest_log
+            .allow(vm, now, &mut self.stats.log_lines_suppressed)
+    }
+
     /// A receiver that sees every policy change.
     pub fn watch_policies(&self) -> tokio::sync::watch::Receiver<u64> {
         self.policies_changed.subscribe()
@@ -178,7 +191,10 @@ impl Core {
             .request
             .as_ref()
             .map_err(|e| Rejection::Malformed(e.to_string()));
-        let decision = self.engine.handle(self.batch_now, channel, request);
+        let head = RecordHead::of(frame.raw);
+        let (decision, contract) =
+            self.engine
+                .handle_record(self.batch_now, channel, head, request);
         self.stats.count_request(&channel.vm, frame, &decision);
         let ok = self.execute_deferring(&decision.actions, true);
         self.log_notes(&channel.vm, &decision);
@@ -195,11 +211,22 @@ impl Core {
             Reply::None => {}
             Reply::Verdict(v) => {
                 let v = if ok { v } else { Verdict::Nack };
-                match encode_verdict(frame.raw, layout, v) {
+                let encoded = match (v, contract) {
+                    (Verdict::Nack, Contract::Native(_)) => {
+                        let reason = decision.nack_reason().unwrap_or(NackReason::WriteFailed);
+                        encode_nack_with_reason(frame.raw, layout, reason)
+                    }
+                    _ => encode_verdict(frame.raw, layout, v),
+                };
+                match encoded {
                     Ok(bytes) => out.extend_from_slice(bytes.as_slice()),
                     Err(e) => warn!(%channel, error = %e, "cannot encode verdict"),
                 }
             }
+            Reply::Hello(version) => match encode_hello_reply(frame.raw, layout, version) {
+                Ok(bytes) => out.extend_from_slice(bytes.as_slice()),
+                Err(e) => warn!(%channel, error = %e, "cannot encode HELLO reply"),
+            },
             Reply::FreqList(r) => match encode_freq_list(&r) {
                 Ok(bytes) => out.extend_from_slice(&bytes),
                 Err(e) => warn!(%channel, error = %e, "cannot encode FREQ_LIST"),
@@ -372,6 +399,9 @@ impl Core {
                 }
                 Note::Rejected(r) => {
                     warn!(vm = %vm, reason = r.label(), detail = %r, suppressed, "request refused");
+                }
+                Note::ContractChosen(ch, contract) => {
+                    info!(channel = %ch, contract = contract.label(), suppressed, "guest chose its reply contract (HELLO)");
                 }
             }
         }

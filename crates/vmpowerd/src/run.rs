@@ -158,6 +158,7 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
             current,
             domain: m.domain,
             high_priority: config.high_priority_cpus.contains(&m.cpu.0),
+            enable_turbo_moves_to_max: m.driver.enable_turbo_moves_to_max(),
         });
     }
     let host_cpus = cpufreq

@@ -126,18 +126,18 @@ impl Stats {
                 RequestBody::SetPolicy(_) => "policy",
                 RequestBody::RemovePolicy => "policy_remove",
                 RequestBody::Query { .. } => "query",
+                RequestBody::Hello { .. } => "hello",
             },
         };
+        let refused = decision
+            .notes
+            .iter()
+            .any(|n| matches!(n, Note::Rejected(_)));
         let result = match decision.reply {
             Reply::Verdict(Verdict::Nack) => "nack",
-            Reply::None
-                if !decision
-                    .notes
-                    .iter()
-                    .any(|n| matches!(n, Note::Connected(_))) =>
-            {
-                "ignored"
-            }
+            // Refused without a reply (DPDK's contract answers no refused
+            // query, a disabled channel and a flood get none).
+            _ if refused => "ignored",
             _ => "ok",
         };
         // Counted by key, named only when shown: no allocation per request
@@ -204,6 +204,11 @@ impl Stats {
             };
             self.channels.insert(channel.clone(), state);
         }
+    }
+
+    /// Whether the daemon is connected to `channel`'s socket.
+    pub fn channel_is_up(&self, channel: &ChannelId) -> bool {
+        self.channels.get(channel).is_some_and(|c| c.up)
     }
 
     /// The daemon connected to `channel`'s socket.

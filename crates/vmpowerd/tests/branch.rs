@@ -60,6 +60,7 @@ fn core_on(fake: &Arc<FakeSysfs>, state: &Path, thresholds: BTreeMap<CpuId, f64>
             current,
             domain: m.domain,
             high_priority: false,
+            enable_turbo_moves_to_max: true,
         });
     }
     let vm = VmId::new("vm1");

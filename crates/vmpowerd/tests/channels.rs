@@ -1,5 +1,6 @@
 //! The real daemon over real unix sockets, the test playing QEMU: direct
-//! requests land in the fake sysfs, refusals are NACKed, the daemon
+//! requests land in the fake sysfs, each record gets exactly the reply of
+//! its channel's contract (DPDK's, or the native one after HELLO), the daemon
 //! reconnects when QEMU re-creates its socket, garbage does not stop it, a
 //! guest that never reads is contained, and every CPU is given back at
 //! shutdown.
@@ -9,10 +10,14 @@
 mod common;
 
 use common::*;
+use tokio::io::AsyncReadExt;
 use tokio::io::AsyncWriteExt;
 use vmpower_api::{CtlRequest, CtlResponse};
+use vmpower_proto::contract::NackReason;
 use vmpower_proto::layout::encode_request_record;
-use vmpower_proto::{CoreType, Layout, Request, RequestBody, ScalingUnit, Verdict, VmName};
+use vmpower_proto::{
+    CoreType, Layout, QueryKind, Request, RequestBody, ScalingUnit, Verdict, VmName,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_requests_change_the_mapped_pcpu_and_are_acked() {
@@ -29,7 +34,9 @@ async fn direct_requests_change_the_mapped_pcpu_and_are_acked() {
         (ScalingUnit::ScaleMax, 1, 3, "2301000"),
         (ScalingUnit::DisableTurbo, 1, 3, "2300000"),
         (ScalingUnit::ScaleDown, 1, 3, "2200000"),
-        (ScalingUnit::EnableTurbo, 1, 3, "2200000"),
+        // acpi-cpufreq: enabling turbo moves to max, as DPDK's backend.
+        (ScalingUnit::EnableTurbo, 1, 3, "2301000"),
+        (ScalingUnit::ScaleDown, 1, 3, "2300000"),
         (ScalingUnit::ScaleMax, 1, 3, "2301000"),
     ];
     for (unit, vcpu, pcpu, khz) in steps {
@@ -76,16 +83,29 @@ async fn dpdk_connect_then_garbage_then_valid_records() {
     let mut host = Host::start(&[("vm1", vm(&[1]))]).await;
     let qemu = host.qemu("vm1", 0);
     let mut guest = accept(&qemu).await;
-    // DPDK's CONNECT: no reply.
-    let connect = Request {
-        vm_name: VmName::default(),
-        body: RequestBody::Connect { resource_id: 0 },
-    };
-    let connect = encode_request_record(&connect, Layout::Current).unwrap();
-    guest.write_all(connect.as_slice()).await.unwrap();
-    // Garbage: one record's worth, NACKed echoing it; then a valid one.
+    // DPDK's CONNECT, from an uninitialised struct: no reply.
+    let mut connect = vec![0xA5u8; 464];
+    connect[12..16].copy_from_slice(&2u32.to_le_bytes());
+    guest.write_all(&connect).await.unwrap();
+    // Records DPDK's host answers nothing: an unknown command, CPU_POWER
+    // with an unknown unit, a removal, a query not granted.
     let garbage = vec![0xA5u8; 464];
-    assert_eq!(call(&mut guest, &garbage).await, Verdict::Nack);
+    let mut bad_unit = power(0, ScalingUnit::ScaleMin);
+    bad_unit[8] = 9;
+    let remove = record(RequestBody::RemovePolicy);
+    let query = record(RequestBody::Query {
+        kind: QueryKind::FreqList,
+        resource_id: 0,
+    });
+    for silent in [&garbage, &bad_unit, &remove, &query] {
+        guest.write_all(silent).await.unwrap();
+    }
+    // CPU_POWER with a valid unit is always answered, even undecodable.
+    let mut bad_core_type = power(0, ScalingUnit::ScaleMin);
+    bad_core_type[444] = 7;
+    assert_eq!(call(&mut guest, &bad_core_type).await, Verdict::Nack);
+    // Replies come in order: this ACK being the next reply proves none of
+    // the records above was answered.
     assert_eq!(
         call(&mut guest, &power(0, ScalingUnit::ScaleMin)).await,
         Verdict::Ack
@@ -98,6 +118,59 @@ async fn dpdk_connect_then_garbage_then_valid_records() {
     }
     assert_eq!(read_verdict(&mut guest, 464).await, Verdict::Ack);
     assert_eq!(host.cpu_file(1, "scaling_setspeed"), "900000");
+    // Unanswered refusals are still counted by reason.
+    let CtlResponse::Ok(status) = host.ctl(&CtlRequest::Status) else {
+        panic!("status refused")
+    };
+    let rejections = &status["stats"]["rejections"];
+    assert_eq!(rejections["queries_not_allowed"], 1, "{status}");
+    assert_eq!(rejections["malformed"], 3, "{status}");
+    host.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_that_says_hello_gets_the_native_contract() {
+    let mut host = Host::start(&[("vm1", vm(&[1]))]).await;
+    let qemu = host.qemu("vm1", 0);
+    let mut guest = accept(&qemu).await;
+    let hello = record(RequestBody::Hello { version: 1 });
+    guest.write_all(&hello).await.unwrap();
+    let mut reply = vec![0u8; 464];
+    tokio::time::timeout(WAIT, guest.read_exact(&mut reply))
+        .await
+        .expect("HELLO answered")
+        .unwrap();
+    assert_eq!(&reply[12..16], &1u32.to_le_bytes(), "ACK");
+    assert_eq!(&reply[8..12], &1u32.to_le_bytes(), "version 1 granted");
+    // A refused query: a NACK naming its reason.
+    let query = record(RequestBody::Query {
+        kind: QueryKind::FreqList,
+        resource_id: 0,
+    });
+    guest.write_all(&query).await.unwrap();
+    tokio::time::timeout(WAIT, guest.read_exact(&mut reply))
+        .await
+        .expect("NACK")
+        .unwrap();
+    assert_eq!(&reply[12..16], &2u32.to_le_bytes(), "NACK");
+    assert_eq!(reply[153], NackReason::QueriesNotAllowed.code());
+    assert_eq!(
+        call(&mut guest, &record(RequestBody::RemovePolicy)).await,
+        Verdict::Ack
+    );
+    // A CONNECT (a DPDK program opened the port) goes back to DPDK's.
+    guest
+        .write_all(&record(RequestBody::Connect { resource_id: 0 }))
+        .await
+        .unwrap();
+    guest
+        .write_all(&record(RequestBody::RemovePolicy))
+        .await
+        .unwrap();
+    assert_eq!(
+        call(&mut guest, &power(0, ScalingUnit::ScaleMin)).await,
+        Verdict::Ack
+    );
     host.stop().await.unwrap();
 }
 

@@ -108,6 +108,8 @@ async fn time_and_workload_policies_replace_each_other_and_are_removed() {
     let mut host = Host::start(&[("vm1", vm(&[1, 2]))]).await;
     let qemu = host.qemu("vm1", 0);
     let mut guest = accept(&qemu).await;
+    // The native contract: the removal is ACKed once it is done.
+    native(&mut guest).await;
     let before = host.cpu_file(1, "scaling_governor");
     // Every hour quiet: min whatever the clock says.
     let all: Vec<u8> = (0..24).collect();

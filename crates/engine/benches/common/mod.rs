@@ -57,6 +57,7 @@ pub fn engine(pcpus: u32, hysteresis: Option<Hysteresis>, start_pps: f64) -> (En
             current: Khz(2_300_000),
             domain: vec![CpuId(cpu)],
             high_priority: false,
+            enable_turbo_moves_to_max: true,
         });
     }
     let wall: Timestamp = "2026-11-24T12:00:00Z".parse().expect("a timestamp");

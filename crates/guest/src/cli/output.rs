@@ -109,6 +109,7 @@ mod tests {
     fn exit_codes_tell_refused_from_unreachable() {
         let refused = CmdError::from(ChannelError::HostRefused {
             request: "PKT_POLICY".into(),
+            reason: Some("invalid_policy"),
         });
         let silent = CmdError::from(ChannelError::HostSilent {
             request: "PKT_POLICY".into(),

@@ -38,6 +38,7 @@ impl Session {
                 timeout: cli.timeout,
                 vm_name,
                 connect: true,
+                native: ChannelConfig::default().native,
             },
             channel: None,
         })

@@ -8,13 +8,17 @@
 //! ## Request validation ([`decode_request`])
 //! Checked in this order; the first fault is reported:
 //! 1. The length equals `layout.record_len()` (464 current, 456 DPDK 17.11).
-//! 2. `command` is a guest command: 1, 2, 3, 4, 7, 8, 9 or 10.
+//! 2. `command` is a guest command: 1, 2, 3, 4, 7, 8, 9 or 10, or the
+//!    native HELLO ([`crate::contract`]). CONNECT stops here: DPDK's guest
+//!    library sends it from an uninitialised struct, so only `command`
+//!    and `resource_id` are read (its name decodes as empty).
 //! 3. `vm_name` has a NUL within its 32 bytes and the bytes before the first
 //!    NUL are UTF-8. Bytes after the first NUL are ignored.
 //! 4. The fields the command uses, and only those:
 //!    - CPU_POWER: `unit` in 1..=6; `core_type` 0 or 1 (current layout; the
 //!      17.11 layout has none and means a virtual core).
-//!    - CPU_POWER_CONNECT and QUERY_*: `resource_id` only (no check).
+//!    - QUERY_*: `resource_id` only (no check). HELLO: `unit` (the
+//!      version asked for, any value).
 //!    - PKT_POLICY_REMOVE: the name only.
 //!    - PKT_POLICY, in offset order: `nb_mac_to_monitor` in 0..=10 (only
 //!      that many `vfid` slots are used); `num_vcpu` at most 8 (only that
@@ -54,8 +58,10 @@ mod wire;
 pub use error::{EncodeError, ReplyDecodeError, RequestDecodeError};
 pub use reply::{
     Reply, ReplyKind, VerdictReply, decode_caps_list, decode_freq_list, decode_reply,
-    decode_verdict, encode_caps_list, encode_freq_list, encode_verdict, peek_reply_kind,
+    decode_verdict, encode_caps_list, encode_freq_list, encode_hello_reply,
+    encode_nack_with_reason, encode_verdict, peek_reply_kind,
 };
 pub use request::{
-    RecordBytes, decode_request, encode_request, encode_request_record, is_guest_command,
+    RecordBytes, RecordHead, decode_request, encode_request, encode_request_record,
+    is_guest_command,
 };

@@ -28,6 +28,11 @@ pub mod command {
     pub const QUERY_CAPS_LIST: u32 = 9;
     /// Guest → host: capabilities of one vCPU (`CPU_POWER_QUERY_CAPS`).
     pub const QUERY_CAPS: u32 = 10;
+    /// Guest → host: vmpower's native-contract handshake (`unit` carries
+    /// the highest contract version the guest speaks). Not a DPDK code:
+    /// DPDK's guests never send it and DPDK's host ignores it, so a
+    /// vmpower guest that gets no answer speaks DPDK's contract.
+    pub const NATIVE_HELLO: u32 = 0x564D_5057;
 
     /// Host → guest: the request took effect (`CPU_POWER_CMD_ACK`).
     pub const ACK: u32 = 1;
@@ -55,6 +60,10 @@ pub mod header {
     /// Bytes needed to read `command`, i.e. to tell which reply follows.
     pub const LEN: usize = 48;
 }
+
+/// Where a native-contract NACK carries its reason code: the padding
+/// byte after `num_vcpu`, present in both layouts and never read by DPDK.
+pub const NACK_REASON: usize = 153;
 
 /// Fields of the request/policy record up to offset 444, identical in the
 /// current and the DPDK 17.11 layouts.

@@ -136,6 +136,30 @@ pub fn encode_verdict(
     Ok(record)
 }
 
+/// A native-contract NACK: [`encode_verdict`]'s NACK with the reason's
+/// code in byte [`super::offsets::NACK_REASON`] (padding in both layouts).
+pub fn encode_nack_with_reason(
+    raw_request: &[u8],
+    layout: Layout,
+    reason: crate::contract::NackReason,
+) -> Result<RecordBytes, EncodeError> {
+    let mut record = encode_verdict(raw_request, layout, Verdict::Nack)?;
+    record.as_mut_slice()[super::offsets::NACK_REASON] = reason.code();
+    Ok(record)
+}
+
+/// The answer to a native HELLO: an ACK echoing it with `unit` set to the
+/// contract version granted.
+pub fn encode_hello_reply(
+    raw_request: &[u8],
+    layout: Layout,
+    version: u32,
+) -> Result<RecordBytes, EncodeError> {
+    let mut record = encode_verdict(raw_request, layout, Verdict::Ack)?;
+    put_u32(record.as_mut_slice(), header::UNIT, version);
+    Ok(record)
+}
+
 /// Reads an ACK/NACK of `layout` (guest side).
 pub fn decode_verdict(bytes: &[u8], layout: Layout) -> Result<VerdictReply, ReplyDecodeError> {
     let cmd = check_frame(bytes, layout.record_len(), "1 (ACK) or 2 (NACK)", |c| {

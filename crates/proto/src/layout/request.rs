@@ -76,7 +76,33 @@ impl fmt::Debug for RecordBytes {
 
 /// Whether `code` is a command a guest may send.
 pub const fn is_guest_command(code: u32) -> bool {
-    matches!(code, 1..=4 | 7..=10)
+    matches!(code, 1..=4 | 7..=10 | command::NATIVE_HELLO)
+}
+
+/// The two header fields that say which reply a record is due under
+/// DPDK's contract, read from raw bytes whether or not the record
+/// decodes: `command` and `unit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordHead {
+    /// `command`, as sent.
+    pub command: u32,
+    /// `unit`, as sent.
+    pub unit: u32,
+}
+
+impl RecordHead {
+    /// The head of a raw record (zeros where the bytes are too short).
+    pub fn of(bytes: &[u8]) -> Self {
+        let at = |offset: usize| {
+            bytes
+                .get(offset..offset + 4)
+                .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        RecordHead {
+            command: at(off::COMMAND),
+            unit: at(off::UNIT),
+        }
+    }
 }
 
 /// Decodes one request/policy record of `layout`.
@@ -94,6 +120,16 @@ pub fn decode_request(bytes: &[u8], layout: Layout) -> Result<Request, RequestDe
     let cmd = u32_at(bytes, off::COMMAND);
     if !is_guest_command(cmd) {
         return Err(RequestDecodeError::UnknownCommand(cmd));
+    }
+    // DPDK's guest library sends CONNECT from a struct it never
+    // initialised: only `command` means anything.
+    if cmd == command::CONNECT {
+        return Ok(Request {
+            vm_name: crate::VmName::default(),
+            body: RequestBody::Connect {
+                resource_id: u64_at(bytes, off::RESOURCE_ID),
+            },
+        });
     }
     let vm_name = read_name(bytes).map_err(|fault| match fault {
         NameFault::NotTerminated => RequestDecodeError::NameNotTerminated,
@@ -113,6 +149,9 @@ pub fn decode_request(bytes: &[u8], layout: Layout) -> Result<Request, RequestDe
             }
         }
         command::CONNECT => RequestBody::Connect { resource_id },
+        command::NATIVE_HELLO => RequestBody::Hello {
+            version: u32_at(bytes, off::UNIT),
+        },
         command::PKT_POLICY => RequestBody::SetPolicy(decode_policy(bytes, layout)?),
         command::PKT_POLICY_REMOVE => RequestBody::RemovePolicy,
         command::QUERY_FREQ_LIST => query(QueryKind::FreqList),
@@ -330,6 +369,10 @@ pub fn encode_request(
             (command::PKT_POLICY, 0)
         }
         RequestBody::RemovePolicy => (command::PKT_POLICY_REMOVE, 0),
+        RequestBody::Hello { version } => {
+            put_u32(out, off::UNIT, *version);
+            (command::NATIVE_HELLO, 0)
+        }
         RequestBody::Query { kind, resource_id } => {
             let cmd = match kind {
                 QueryKind::FreqList => command::QUERY_FREQ_LIST,

@@ -186,20 +186,32 @@ pub async fn wait_for(mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// A CPU_POWER record in the current layout.
-pub fn power(vcpu: u64, unit: ScalingUnit) -> Vec<u8> {
+/// A record of `body` in the current layout, with no name.
+pub fn record(body: RequestBody) -> Vec<u8> {
     let req = Request {
         vm_name: VmName::default(),
-        body: RequestBody::Power {
-            resource_id: vcpu,
-            core_type: CoreType::Virtual,
-            unit,
-        },
+        body,
     };
     encode_request_record(&req, Layout::Current)
         .unwrap()
         .as_slice()
         .to_vec()
+}
+
+/// A CPU_POWER record in the current layout.
+pub fn power(vcpu: u64, unit: ScalingUnit) -> Vec<u8> {
+    record(RequestBody::Power {
+        resource_id: vcpu,
+        core_type: CoreType::Virtual,
+        unit,
+    })
+}
+
+/// Asks for the native reply contract (HELLO) and waits for its ACK: the
+/// daemon then answers every record, removal included.
+pub async fn native(guest: &mut UnixStream) {
+    let hello = record(RequestBody::Hello { version: 1 });
+    assert_eq!(call(guest, &hello).await, Verdict::Ack);
 }
 
 /// Sends a record and reads the ACK/NACK.
