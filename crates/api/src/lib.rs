@@ -67,8 +67,17 @@ pub enum CtlRequest {
         /// The VM.
         vm: String,
     },
-    /// Enables (connects) channels of a VM.
+    /// Connects channels of a VM that are not connected; a connected
+    /// channel is left alone (as DPDK's `add_channels`).
     AddChannels {
+        /// The VM.
+        vm: String,
+        /// Which channels.
+        channels: ChannelSel,
+    },
+    /// Closes and re-makes the connection of channels of a VM (bytes in
+    /// flight are lost; realigns a misaligned channel at once).
+    ReconnectChannels {
         /// The VM.
         vm: String,
         /// Which channels.

@@ -47,8 +47,17 @@ pub enum Command {
         /// The VM.
         vm: String,
     },
-    /// Connect channels of a VM: a list like 0,2-3, or "all".
+    /// Connect channels of a VM: a list like 0,2-3, or "all". A channel
+    /// already connected is left alone, as DPDK's add_channels does.
     AddChannels {
+        /// The VM.
+        vm: String,
+        /// Channel numbers or "all".
+        channels: String,
+    },
+    /// Close and re-make the connection of channels of a VM (bytes in
+    /// flight are lost): realigns a misaligned channel at once.
+    ReconnectChannels {
         /// The VM.
         vm: String,
         /// Channel numbers or "all".
@@ -329,6 +338,10 @@ impl Command {
             Command::AddVm { vm } => CtlRequest::AddVm { vm: vm.clone() },
             Command::RmVm { vm } => CtlRequest::RmVm { vm: vm.clone() },
             Command::AddChannels { vm, channels: c } => CtlRequest::AddChannels {
+                vm: vm.clone(),
+                channels: channels(c)?,
+            },
+            Command::ReconnectChannels { vm, channels: c } => CtlRequest::ReconnectChannels {
                 vm: vm.clone(),
                 channels: channels(c)?,
             },

@@ -24,8 +24,28 @@ pub fn render(command: &Command, value: &Value) -> String {
         Command::Policy(PolicyCommand::Show { .. } | PolicyCommand::Create { .. }) => policy(value),
         Command::History { .. } => history(value),
         Command::ShowVfs { pf } => vf_table(pf, value),
+        Command::AddChannels { .. } | Command::ReconnectChannels { .. } => channel_paths(value),
         _ => "ok\n".to_owned(),
     }
+}
+
+/// `add-channels` / `reconnect-channels`: one line per channel and what
+/// was done with it.
+fn channel_paths(v: &Value) -> String {
+    let mut out = String::new();
+    for (key, what) in [
+        ("connected", "connecting"),
+        ("already_connected", "already connected, left alone"),
+        ("reconnected", "reconnecting"),
+    ] {
+        for path in v[key].as_array().into_iter().flatten() {
+            out.push_str(&format!("{}: {what}\n", text(path)));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("no channel\n");
+    }
+    out
 }
 
 fn text(v: &Value) -> String {

@@ -172,10 +172,37 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
         CtlRequest::AddChannels { vm, channels } => {
             let id = known_vm(daemon, &vm)?;
             let paths = select_sockets(daemon, &id, &channels)?;
+            // DPDK's add_channels skips a channel that exists: a connected
+            // channel keeps its connection and the bytes in flight.
+            let (up, down): (Vec<_>, Vec<_>) = {
+                let core = crate::lock(&daemon.core);
+                paths.into_iter().partition(|p| {
+                    crate::channels::ChannelName::of_path(p).is_some_and(|n| match n {
+                        crate::channels::ChannelName::Guest { index, .. } => {
+                            core.stats.channel_is_up(&ChannelId {
+                                vm: id.clone(),
+                                index,
+                            })
+                        }
+                        crate::channels::ChannelName::Fifo(_) => false,
+                    })
+                })
+            };
+            for path in &down {
+                daemon.appeared(path);
+            }
+            for path in &up {
+                info!(path = %path.display(), "add-channels: channel already connected, left alone (reconnect-channels makes a new connection)");
+            }
+            Ok(json!({ "connected": down, "already_connected": up }))
+        }
+        CtlRequest::ReconnectChannels { vm, channels } => {
+            let id = known_vm(daemon, &vm)?;
+            let paths = select_sockets(daemon, &id, &channels)?;
             for path in &paths {
                 daemon.appeared(path);
             }
-            Ok(json!({ "connected": paths }))
+            Ok(json!({ "reconnected": paths }))
         }
         CtlRequest::SetChannelStatus {
             vm,

@@ -1,7 +1,9 @@
-//! A channel misaligned by a record of the wrong length refuses every
-//! later record, correct ones included, until it reconnects; `vmpowerctl
-//! add-channels` reconnects it, `set-channel-status` does not (README,
-//! Troubleshooting, "A misaligned channel").
+//! A channel misaligned by a record of the wrong length (a DPDK 17.11
+//! guest on a channel of the current layout, a torn write): the daemon
+//! drops the partial record once the guest has been silent for 1 s and is
+//! aligned again; `vmpowerctl reconnect-channels` realigns it at once;
+//! `add-channels` leaves a connected channel alone, as DPDK's does
+//! (README, Troubleshooting, "A misaligned channel").
 
 #![allow(clippy::unwrap_used)]
 
@@ -12,19 +14,47 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vmpower_api::{ChannelSel, CtlRequest, CtlResponse};
 use vmpower_proto::{ScalingUnit, Verdict};
 
+fn status(host: &Host) -> serde_json::Value {
+    let CtlResponse::Ok(v) = host.ctl(&CtlRequest::Status) else {
+        panic!("status refused")
+    };
+    v
+}
+
+/// Writes a record 8 bytes short, then a whole one right after: the
+/// second completes the first, and its own last 456 bytes stay partial.
+async fn misalign(guest: &mut tokio::net::UnixStream) {
+    let short = power(0, ScalingUnit::ScaleMax);
+    guest.write_all(&short[..456]).await.unwrap();
+    let _ = call(guest, &power(0, ScalingUnit::ScaleMin)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn add_channels_realigns_a_misaligned_channel() {
+async fn a_misaligned_channel_realigns_once_the_guest_is_silent() {
     let mut host = Host::start(&[("vm1", vm(&[2]))]).await;
     let qemu = host.qemu("vm1", 0);
     let mut guest = accept(&qemu).await;
+    misalign(&mut guest).await;
+    // The event that proves the daemon looked: the partial record dropped.
+    wait_for(|| status(&host)["stats"]["partial_bytes_dropped"] == 456).await;
+    assert_eq!(
+        call(&mut guest, &power(0, ScalingUnit::ScaleMin)).await,
+        Verdict::Ack
+    );
+    assert_eq!(host.cpu_file(2, "scaling_setspeed"), "800000");
+    assert_eq!(status(&host)["stats"]["channels"]["vm1.0"]["connects"], 1);
+    host.stop().await.unwrap();
+}
 
-    // A record 8 bytes short: as a DPDK 17.11 guest (456 bytes) writes
-    // on a channel of the current layout (464), or a torn write.
-    let short = power(0, ScalingUnit::ScaleMax);
-    guest.write_all(&short[..456]).await.unwrap();
-    // The next record's first 8 bytes complete it: what is answered then
-    // is the short record's MAX.
-    let _ = call(&mut guest, &power(0, ScalingUnit::ScaleMin)).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_channels_realigns_at_once_and_add_channels_leaves_it_alone() {
+    let mut host = Host::start(&[("vm1", vm(&[2]))]).await;
+    let qemu = host.qemu("vm1", 0);
+    let mut guest = accept(&qemu).await;
+    // The native contract: a misaligned record is NACKed (malformed)
+    // rather than unanswered.
+    native(&mut guest).await;
+    misalign(&mut guest).await;
     // Later records are read 8 bytes late: refused, again and again.
     for _ in 0..3 {
         assert_eq!(
@@ -33,6 +63,21 @@ async fn add_channels_realigns_a_misaligned_channel() {
         );
     }
     assert_ne!(host.cpu_file(2, "scaling_setspeed"), "800000");
+    // add-channels on a connected channel: left alone, and said so.
+    let add = CtlRequest::AddChannels {
+        vm: "vm1".into(),
+        channels: ChannelSel::All,
+    };
+    let CtlResponse::Ok(added) = host.ctl(&add) else {
+        panic!("add-channels refused")
+    };
+    assert_eq!(added["connected"], serde_json::json!([]), "{added}");
+    assert_eq!(added["already_connected"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        call(&mut guest, &power(0, ScalingUnit::ScaleMin)).await,
+        Verdict::Nack,
+        "same connection, still misaligned"
+    );
     // Disabling and enabling the channel keeps its connection: no help.
     for enabled in [false, true] {
         let status = CtlRequest::SetChannelStatus {
@@ -47,7 +92,7 @@ async fn add_channels_realigns_a_misaligned_channel() {
         Verdict::Nack
     );
 
-    let reconnect = CtlRequest::AddChannels {
+    let reconnect = CtlRequest::ReconnectChannels {
         vm: "vm1".into(),
         channels: ChannelSel::List(vec![0]),
     };

@@ -8,9 +8,14 @@
 //!   doubling to 2 s). A vanished file, or a socket that keeps refusing
 //!   connections (a stale one), ends the task; the directory watcher starts
 //!   a new one when QEMU creates the socket again.
-//! - A partial record left at disconnect is dropped and counted.
+//! - A partial record left at disconnect is dropped and counted, and so
+//!   is one that nothing completes for 1 s while the guest is silent (a
+//!   torn write, or a record of the wrong length): the stream realigns by
+//!   itself at the guest's next record, so a guest that reads its replies
+//!   is out of step for at most the records it sent back to back.
 //! - The layout (464 or 456 bytes) is the VM's setting when the
-//!   connection is made.
+//!   connection is made; the reply contract starts as DPDK's on every
+//!   connection (the guest may ask for the native one).
 //! - One read's replies are sent before the log lines and history entries
 //!   of the decisions they report ([`crate::core::Core::flush_decisions`]):
 //!   the guest's round trip holds the sysfs write, not the bookkeeping.
@@ -44,6 +49,9 @@ use crate::SharedCore;
 const READ_BUF: usize = 64 * 1024;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// How long a partial record may wait for its rest while nothing arrives
+/// before it is dropped as torn (the guest writes whole records at once).
+const STALE_PARTIAL: Duration = Duration::from_secs(1);
 /// Consecutive refused connects (about 7 s with the backoff) before a
 /// socket is taken for stale.
 const MAX_REFUSALS: u32 = 8;
@@ -104,6 +112,8 @@ impl std::fmt::Display for Closed {
 async fn serve_stream(stream: &UnixStream, channel: &ChannelId, core: &SharedCore) -> Closed {
     let (layout, busy_poll, allowance) = {
         let mut core = crate::lock(core);
+        // A new connection may be a new guest program: DPDK's contract.
+        core.engine.channel_connected(channel);
         let layout = core
             .engine
             .settings(&channel.vm)
@@ -124,7 +134,20 @@ async fn serve_stream(stream: &UnixStream, channel: &ChannelId, core: &SharedCor
     };
     let mut pacing = BusyPoll::new(busy_poll);
     let closed = loop {
-        if let Err(e) = stream.readable().await {
+        // A partial record that stays partial while the guest is silent was
+        // torn or of the wrong length: dropping it realigns the stream.
+        let readable = if link.records.pending() > 0 {
+            match tokio::time::timeout(STALE_PARTIAL, stream.readable()).await {
+                Ok(readable) => readable,
+                Err(_) => {
+                    link.drop_stale_partial();
+                    continue;
+                }
+            }
+        } else {
+            stream.readable().await
+        };
+        if let Err(e) = readable {
             break Closed::Error(e);
         }
         let woke = Instant::now();
@@ -193,6 +216,17 @@ thread_local! {
 }
 
 impl Link<'_> {
+    /// Drops a partial record nothing has completed for [`STALE_PARTIAL`]:
+    /// the next record the guest writes is read from its first byte.
+    fn drop_stale_partial(&mut self) {
+        let bytes = self.records.discard_partial();
+        let mut core = crate::lock(self.core);
+        core.stats.partial_bytes_dropped += bytes as u64;
+        if let Some(suppressed) = core.guest_line(&self.channel.vm) {
+            info!(channel = %self.channel, bytes, suppressed, "partial record dropped after {} s of silence: the stream is realigned", STALE_PARTIAL.as_secs());
+        }
+    }
+
     /// Reads what is there (through tokio's readiness), decides, replies;
     /// never awaits. `None` when there was nothing to read; otherwise how
     /// long the channel must wait before it may be read again (its rate
