@@ -43,7 +43,8 @@
  *
  * Output: one line per step,
  *   step=N op=OP lcore=L sent=WHAT expect=E got=WHAT cmd=C size=S us=T result=ok|FAIL [why="..."]
- * where us is the time from the send to the end of the read, then
+ * where us is the time from the send to the end of the read (for a late
+ * reply, to its first byte), then
  *   summary steps=N failures=F
  * Exit status: 0 every step as expected, 1 some step failed, 2 usage or
  * set-up error (the line says which).
@@ -268,9 +269,13 @@ static void read_reply(unsigned int lcore, uint64_t t0, const struct rte_power_c
 
 		if (e == EXP_NONE)
 			return;
-		n = drain(port_fd[lcore], late_ms, first, sizeof(first));
-
+		if (wait_readable(port_fd[lcore], late_ms) <= 0) {
+			fail(o, "no reply (waited %d ms)", DPDK_WINDOW_MS + late_ms);
+			return;
+		}
+		/* The time of the first byte, then the rest of what came. */
 		o->us = (long long)(now_us() - t0);
+		n = drain(port_fd[lcore], quiet_ms, first, sizeof(first));
 		if (n > 0) {
 			o->cmd = command_of(first, n);
 			o->size = n;
