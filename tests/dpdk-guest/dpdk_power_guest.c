@@ -45,7 +45,8 @@
  *   step=N op=OP lcore=L sent=WHAT expect=E got=WHAT cmd=C size=S us=T result=ok|FAIL [why="..."]
  * where us is the time from the send to the end of the read (for a late
  * reply, to its first byte), then
- *   summary steps=N failures=F
+ *   summary steps=N failures=F replies=R p50_us=T max_us=T
+ * (the median and the largest send-to-reply time of every reply read).
  * Exit status: 0 every step as expected, 1 some step failed, 2 usage or
  * set-up error (the line says which).
  *
@@ -88,6 +89,9 @@ static int drain_ms = 500;  /* final check for leftover bytes */
 static int port_fd[MAX_LCORES] = { -1, -1, -1, -1, -1, -1, -1, -1 };
 static unsigned int step_no;
 static unsigned int failures;
+/* Send-to-reply times of every reply read, for the summary. */
+static long long reply_us[4096];
+static size_t replies;
 
 static uint64_t now_us(void)
 {
@@ -215,6 +219,8 @@ static void report(const char *op, unsigned int lcore, const char *sent, enum ex
 		printf(" why=\"%s\"", o->why);
 		failures++;
 	}
+	if (o->got[0] && o->us > 0 && replies < sizeof(reply_us) / sizeof(reply_us[0]))
+		reply_us[replies++] = o->us;
 	printf("\n");
 	fflush(stdout);
 }
@@ -708,6 +714,13 @@ static void run_line(char *line)
 	}
 }
 
+static int cmp_us(const void *a, const void *b)
+{
+	long long x = *(const long long *)a, y = *(const long long *)b;
+
+	return (x > y) - (x < y);
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: dpdk_power_guest [-n VM_NAME] [-q QUIET_MS] [-l LATE_MS] "
@@ -748,7 +761,10 @@ int main(int argc, char **argv)
 	while (fgets(line, sizeof(line), stdin) != NULL)
 		run_line(line);
 	final_drain();
-	printf("summary steps=%u failures=%u\n", step_no, failures);
+	qsort(reply_us, replies, sizeof(reply_us[0]), cmp_us);
+	printf("summary steps=%u failures=%u replies=%zu p50_us=%lld max_us=%lld\n", step_no,
+	       failures, replies, replies ? reply_us[replies / 2] : 0,
+	       replies ? reply_us[replies - 1] : 0);
 	fflush(stdout);
 	return failures == 0 ? 0 : 1;
 }
