@@ -33,7 +33,6 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, channel};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
@@ -100,7 +99,6 @@ struct Bridge {
     _slave: File,
     connected: Receiver<()>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl Bridge {
@@ -123,7 +121,7 @@ impl Bridge {
         let (tx, connected) = channel();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
+        std::thread::spawn(move || {
             let Some(sock) = accept(&listener, &flag) else {
                 return;
             };
@@ -135,7 +133,6 @@ impl Bridge {
             _slave: slave,
             connected,
             stop,
-            thread: Some(thread),
         }
     }
 
@@ -147,11 +144,11 @@ impl Bridge {
 }
 
 impl Drop for Bridge {
+    /// Stops the bridge within one poll tick. Not joined: a write the
+    /// other side never drains must not hang the test (the thread ends
+    /// with the process).
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -189,18 +186,21 @@ fn pump(mut master: File, mut sock: std::os::unix::net::UnixStream, stop: &Atomi
             }
             (!fds[0].revents().is_empty(), !fds[1].revents().is_empty())
         };
-        if from_master {
-            match master.read(&mut buf) {
-                Ok(n) if n > 0 => sock.write_all(&buf[..n]).unwrap(),
-                _ => return,
-            }
+        if from_master && !copy(&mut master, &mut sock, &mut buf) {
+            return;
         }
-        if from_sock {
-            match sock.read(&mut buf) {
-                Ok(n) if n > 0 => master.write_all(&buf[..n]).unwrap(),
-                _ => return,
-            }
+        if from_sock && !copy(&mut sock, &mut master, &mut buf) {
+            return;
         }
+    }
+}
+
+/// One read from `from`, all of it written to `to`; false when either
+/// side is closed or failed.
+fn copy(from: &mut impl Read, to: &mut impl Write, buf: &mut [u8]) -> bool {
+    match from.read(buf) {
+        Ok(n) if n > 0 => to.write_all(&buf[..n]).is_ok(),
+        _ => false,
     }
 }
 
