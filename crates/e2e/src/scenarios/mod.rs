@@ -1,5 +1,6 @@
-//! The scenarios of issue #6, one file each, and what they share: booting
-//! a guest with its vCPUs pinned and waiting until the daemon has found it.
+//! The scenarios of issue #6 (and scenario 7 of issue #13), one file each,
+//! and what they share: booting a guest with its vCPUs pinned and waiting
+//! until the daemon has found it.
 //!
 //! Each scenario gets its own directory, daemon and guests, so any one can
 //! run alone (`tests/e2e/run 2`). A scenario returns an error naming what
@@ -11,6 +12,7 @@ pub mod s3_restart;
 pub mod s4_libvirt;
 pub mod s5_traffic;
 pub mod s6_hostile;
+pub mod s7_dpdk;
 
 use std::path::Path;
 
@@ -24,7 +26,7 @@ use crate::work::{Work, host_cpus};
 /// One scenario.
 #[derive(Debug, Clone, Copy)]
 pub struct Scenario {
-    /// Its number in issue #6.
+    /// Its number (issue #6; 7 is issue #13's).
     pub number: u32,
     /// A short name for the report.
     pub name: &'static str,
@@ -58,6 +60,11 @@ pub const ALL: &[Scenario] = &[
         number: 5,
         name: "TRAFFIC policy with real packets",
         run: s5_traffic::run,
+    },
+    Scenario {
+        number: 7,
+        name: "DPDK's own guest library (librte_power)",
+        run: s7_dpdk::run,
     },
     Scenario {
         number: 4,
