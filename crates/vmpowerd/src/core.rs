@@ -128,10 +128,18 @@ impl Core {
         }
     }
 
-    /// Forgets `vm`'s persisted policy.
+    /// Forgets `vm`'s persisted policy (durably: an operator's doing).
     pub fn forget_policy(&mut self, vm: &VmId) {
+        self.forget_with(vm, Store::remove_policy);
+    }
+
+    fn forget_with(
+        &mut self,
+        vm: &VmId,
+        remove: fn(&mut Store, &VmId) -> Result<bool, crate::store::StoreError>,
+    ) {
         if let Some(store) = self.store.as_mut()
-            && let Err(e) = store.remove_policy(vm)
+            && let Err(e) = remove(store, vm)
         {
             warn!(%vm, error = %format_args!("{:#}", anyhow::Error::from(e)), "cannot forget policy");
         }
@@ -203,7 +211,7 @@ impl Core {
                 Note::PolicySet(vm, _) => {
                     self.persist_policy(vm, PolicySource::GuestChannel(channel.clone()));
                 }
-                Note::PolicyRemoved(vm) => self.forget_policy(vm),
+                Note::PolicyRemoved(vm) => self.forget_with(vm, Store::remove_guest_policy),
                 _ => {}
             }
         }

@@ -7,19 +7,25 @@
 //! [`history`]; [`schema`] creates and migrates the tables.
 //!
 //! ## Durability
-//! The file is opened in WAL mode with `synchronous=FULL` for everything
-//! that is a promise: a policy, a setting, a pCPU map entry and the takeover
-//! record are fsynced (the WAL file) before the call returns, so the daemon
-//! may ACK a guest's policy as soon as [`Store::put_policy`] returns `Ok`,
-//! and the policy is back after a kill -9, an OS crash or a power loss.
-//! (In WAL mode `NORMAL` would already survive a kill -9 — the committed
-//! frames are in the kernel's page cache — but not an OS crash or power
-//! loss, and an ACK must not depend on which of those happens.)
-//! History is not a promise: its transactions run with `synchronous=NORMAL`
-//! (no fsync; never lost to a kill -9, at most the last entries lost to a
-//! power loss; the database stays consistent either way). The next
-//! `FULL` commit fsyncs those frames too.
+//! The file is in WAL mode. Every write is committed before its call
+//! returns: the committed frames are in the kernel's page cache, so
+//! nothing acknowledged is lost to a kill -9 or any crash of the daemon.
+//! Whether a commit is also fsynced (`synchronous=FULL`) depends on what
+//! must survive a power loss or an OS crash:
+//! - the operator's settings, vCPU→pCPU map and policies (control API,
+//!   policy files, FIFOs): fsynced, since after a reboot only the database
+//!   brings them back;
+//! - a guest's policy and its removal: not fsynced. A power loss or OS
+//!   crash also ends every guest, whose application sends its policy
+//!   again when it starts; the fsync (1–20 ms on a loaded disk) would sit
+//!   between the guest's request and its ACK, which DPDK's `guest_cli`
+//!   waits 10 ms for;
+//! - the takeover record: not fsynced, since what it restores (sysfs) does
+//!   not survive a power loss or an OS crash either;
+//! - history: not fsynced (`synchronous=NORMAL`), not a promise.
 //!
+//! The next `FULL` commit fsyncs the frames before it too.
+
 //! ## Behavior
 //! - Every write is one `BEGIN IMMEDIATE` transaction: it takes the write
 //!   lock at once, so two processes never deadlock upgrading read locks;
@@ -32,9 +38,10 @@
 //!   the table and the row (its VM, or its id).
 //!
 //! ## Limitations
-//! - [`Store`] is one connection: `Send`, not `Sync`. Writes block for an
-//!   fsync (milliseconds on a disk): async callers should hold it behind a
-//!   mutex and call it from `spawn_blocking` or a dedicated thread.
+//! - [`Store`] is one connection: `Send`, not `Sync`. An operator's
+//!   writes block for an fsync (milliseconds on a disk): async callers
+//!   should hold it behind a mutex and call it from `spawn_blocking` or a
+//!   dedicated thread.
 //! - This module must not read the clock, sysfs or the environment.
 
 pub mod history;

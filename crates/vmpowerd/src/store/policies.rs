@@ -3,8 +3,10 @@
 //!
 //! ## Invariants
 //! - At most one policy per VM: [`Store::put_policy`] replaces.
-//! - A policy is on disk, fsynced, when `put_policy` returns `Ok`: the
-//!   daemon ACKs only then.
+//! - A policy is in the database when `put_policy` returns `Ok`: the
+//!   daemon ACKs only then. An operator's policy (control API, policy
+//!   file, FIFO) is fsynced too; a guest's is not (see "Durability" in
+//!   [`super`]: a guest's policy needs to survive the daemon, not the host).
 //!
 //! ## Behavior
 //! The policy is stored as the JSON of [`vmpower_proto::Policy`] (explicit
@@ -134,14 +136,18 @@ fn raw(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawPolicy> {
 }
 
 impl Store {
-    /// Stores `policy` as `vm`'s, replacing any earlier one, durably
-    /// (fsynced before returning).
+    /// Stores `policy` as `vm`'s, replacing any earlier one: committed
+    /// before returning, and fsynced unless it came from the guest.
     pub fn put_policy(&mut self, vm: &VmId, policy: &StoredPolicy) -> Result<(), StoreError> {
+        let sync = match policy.source {
+            PolicySource::GuestChannel(_) => Synchronous::Normal,
+            _ => Synchronous::Full,
+        };
         let json = self.encode("policy", &policy.policy)?;
         let extensions = self.encode("policy extensions", &policy.extensions)?;
         let accepted_at = self.to_sql_int("accepted_at", policy.accepted_at)?;
         let source = policy.source.to_string();
-        self.write(Synchronous::Full, "put policy", |tx| {
+        self.write(sync, "put policy", |tx| {
             tx.execute(
                 "INSERT INTO policies (vm, format, policy, source, accepted_at, extensions)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -163,7 +169,17 @@ impl Store {
 
     /// Withdraws `vm`'s policy, durably; whether there was one.
     pub fn remove_policy(&mut self, vm: &VmId) -> Result<bool, StoreError> {
-        let n = self.write(Synchronous::Full, "remove policy", |tx| {
+        self.delete_policy(vm, Synchronous::Full)
+    }
+
+    /// Withdraws `vm`'s policy at its guest's request: committed, not
+    /// fsynced (as a guest's policy is stored).
+    pub fn remove_guest_policy(&mut self, vm: &VmId) -> Result<bool, StoreError> {
+        self.delete_policy(vm, Synchronous::Normal)
+    }
+
+    fn delete_policy(&mut self, vm: &VmId, sync: Synchronous) -> Result<bool, StoreError> {
+        let n = self.write(sync, "remove policy", |tx| {
             tx.execute("DELETE FROM policies WHERE vm = ?1", [vm.as_str()])
         })?;
         Ok(n > 0)

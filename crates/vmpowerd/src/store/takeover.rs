@@ -3,8 +3,13 @@
 //! in the state database.
 //!
 //! ## Invariants
-//! - "Never leave a machine worse than we found it": a save is fsynced
-//!   before it returns, so the daemon may write sysfs right after.
+//! - "Never leave a machine worse than we found it": a save is committed
+//!   (in the kernel's page cache) before it returns, so the daemon may
+//!   write sysfs right after and a kill -9 or a crash of the daemon
+//!   leaves the record for the next start. It is not fsynced: what it
+//!   restores, sysfs, does not survive a power loss or an OS crash either
+//!   (the CPUs come back with their boot defaults), so an fsync would buy
+//!   nothing and cost the first request to each pCPU milliseconds.
 //! - One row holding the whole record as the same serde JSON the file
 //!   format uses: the record is small (a few hundred bytes per CPU), always
 //!   saved whole, and one row makes a save atomic without a diff.
@@ -25,14 +30,14 @@ const TABLE: &str = "takeover";
 const ROW: &str = "row 1";
 
 impl Store {
-    /// Saves `record` in place of the previous one, durably; an empty
-    /// record clears it.
+    /// Saves `record` in place of the previous one (committed, not
+    /// fsynced: see the module's invariants); an empty record clears it.
     pub fn save_takeover(&mut self, record: &TakeoverRecord) -> Result<(), StoreError> {
         if record.is_empty() {
             return self.clear_takeover();
         }
         let json = self.encode("takeover record", record)?;
-        self.write(Synchronous::Full, "save takeover record", |tx| {
+        self.write(Synchronous::Normal, "save takeover record", |tx| {
             tx.execute(
                 "INSERT INTO takeover (id, record) VALUES (1, ?1)
                  ON CONFLICT (id) DO UPDATE SET record = excluded.record",
@@ -67,7 +72,7 @@ impl Store {
 
     /// Deletes the record (everything was restored), durably.
     pub fn clear_takeover(&mut self) -> Result<(), StoreError> {
-        self.write(Synchronous::Full, "clear takeover record", |tx| {
+        self.write(Synchronous::Normal, "clear takeover record", |tx| {
             tx.execute("DELETE FROM takeover", [])
         })?;
         Ok(())
