@@ -47,7 +47,7 @@ impl DpdkGuest {
         };
         g.ctl.run_ok(&format!(
             "mkfifo {FIFO} && {{ sleep 100000 >{FIFO} & echo $! >/tmp/dpdk.holder; }} && \
-             {{ dpdk_power_guest -n vm7 <{FIFO} >{OUT} 2>/tmp/dpdk.err; echo \"exit $?\" >>{OUT}; }} &"
+             {{ dpdk_power_guest -n vm7 -L <{FIFO} >{OUT} 2>/tmp/dpdk.err; echo \"exit $?\" >>{OUT}; }} &"
         ))?;
         let first = g.next_line()?;
         if !first.starts_with("start ") {
