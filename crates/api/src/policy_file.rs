@@ -8,7 +8,7 @@
 //! kind = "TIME"                 # TRAFFIC | TIME | WORKLOAD | BRANCH_RATIO
 //! cores = [0, 1]                # vCPUs (core_type = "physical" for host CPUs)
 //! time_zone = "Europe/Paris"    # default: the host's
-//! other_hours = "medium"        # min | medium | max (default medium)
+//! other_hours = "medium"        # unchanged | min | medium | max (default: the daemon's time_other_hours, unchanged)
 //! [hours]
 //! busy = [17, 18, 19, 20, 21, 22, 23]
 //! quiet = [2, 3, 4, 5, 6]
@@ -121,12 +121,12 @@ impl PolicyFile {
             reason: e.to_string(),
         })?;
         if let Some(level) = &self.other_hours
-            && !matches!(level.as_str(), "min" | "medium" | "max")
+            && !matches!(level.as_str(), "unchanged" | "min" | "medium" | "max")
         {
             {
                 return Err(PolicyFileError::Invalid {
                     key: "other_hours",
-                    reason: format!("{level:?} is not min, medium or max"),
+                    reason: format!("{level:?} is not unchanged, min, medium or max"),
                 });
             }
         }

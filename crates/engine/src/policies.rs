@@ -81,7 +81,7 @@ impl Engine {
     fn install_policy(
         &mut self,
         vm_id: &VmId,
-        spec: PolicySpec,
+        mut spec: PolicySpec,
         now: Now,
         wall: Timestamp,
         operator: bool,
@@ -90,6 +90,9 @@ impl Engine {
             .vms
             .get(vm_id)
             .ok_or_else(|| Rejection::UnknownVm(vm_id.to_string()))?;
+        spec.ext
+            .other_hours
+            .get_or_insert(self.config.time_other_hours);
         let p = &spec.policy;
         if p.kind == PolicyKind::BranchRatio && !self.config.branch_counters {
             return Err(Rejection::NoBranchCounters);
@@ -533,6 +536,7 @@ fn write_traffic_wants(
 ) -> Option<PolicyInput> {
     let p = vm.policy.as_ref()?;
     let uniform = p.spec.policy.kind != PolicyKind::BranchRatio
+        && !p.holds()
         && p.keys.iter().all(|k| matches!(k, CoreKey::Vcpu(_)));
     if !uniform {
         let mut touched = Vec::new();
@@ -599,9 +603,24 @@ fn write_policy_wants(
     let p = policy.as_ref()?;
     touched.clear();
     let per_pcpu = p.spec.policy.kind == PolicyKind::BranchRatio;
+    let holds = p.holds();
     let common = if per_pcpu { None } else { p.level().ok() };
     for key in &p.keys {
-        let level = if per_pcpu {
+        let level = if holds {
+            // Where the core is, as DPDK's host leaves it: its policy
+            // want, else the level we set it at; a core we do not drive
+            // stays untouched.
+            match wants.get(key) {
+                Some(Want::Policy(l)) => Some(*l),
+                _ => {
+                    let mut at = None;
+                    index.for_each_target(*key, |c| {
+                        at = at.or_else(|| host.domain_of(c).and_then(|d| d.applied));
+                    });
+                    at.map(Level::Index)
+                }
+            }
+        } else if per_pcpu {
             // Per pCPU: the highest level any of the key's pCPUs wants.
             let mut best: Option<Level> = None;
             index.for_each_target(*key, |c| {

@@ -55,6 +55,9 @@ pub struct EngineConfig {
     pub branch_counters: bool,
     /// Default BRANCH_RATIO threshold.
     pub branch_threshold: f64,
+    /// What a TIME policy that says nothing does in hours of none of its
+    /// sets (a guest's never says: DPDK's layout cannot).
+    pub time_other_hours: crate::policy::OtherHours,
 }
 
 impl Default for EngineConfig {
@@ -63,6 +66,7 @@ impl Default for EngineConfig {
             rate_limit: RateLimit::default(),
             branch_counters: false,
             branch_threshold: crate::policy::branch::DEFAULT_THRESHOLD,
+            time_other_hours: crate::policy::OtherHours::Unchanged,
         }
     }
 }

@@ -11,8 +11,8 @@ use jiff::tz::TimeZone;
 use vmpower_cpufreq::levels::FreqTable;
 use vmpower_cpufreq::{CpuId, Khz};
 use vmpower_engine::{
-    Action, ChannelId, Engine, EngineConfig, Note, PcpuSpec, Placement, PolicyExtensions,
-    PolicySpec, PolicyState, Rejection, Reply, Trigger, VmId, VmSettings,
+    Action, ChannelId, Engine, EngineConfig, Note, OtherHours, PcpuSpec, Placement,
+    PolicyExtensions, PolicySpec, PolicyState, Rejection, Reply, Trigger, VmId, VmSettings,
 };
 use vmpower_proto::{
     CoreType, HourSchedule, HourSet, MacAddr, MacList, Policy, PolicyKind, Request, RequestBody,
@@ -33,10 +33,14 @@ fn table() -> FreqTable {
 }
 
 fn engine(branch_counters: bool) -> Engine {
-    let mut e = Engine::new(EngineConfig {
+    engine_with(EngineConfig {
         branch_counters,
         ..EngineConfig::default()
-    });
+    })
+}
+
+fn engine_with(config: EngineConfig) -> Engine {
+    let mut e = Engine::new(config);
     for cpu in 0..4 {
         e.add_pcpu(PcpuSpec {
             cpu: CpuId(cpu),
@@ -239,10 +243,8 @@ fn traffic_with_hysteresis_and_a_waiting_state() {
     assert_eq!(st.rate_pps, Some(1_850_000.0));
 }
 
-#[test]
-fn time_across_an_hour_boundary() {
-    let mut e = engine(false);
-    let p = Policy {
+fn busy_17_18_quiet_2_3() -> Policy {
+    Policy {
         hours: HourSchedule {
             // DPDK's zero-filled arrays decode to sets: hour 0 is not busy.
             busy: HourSet::from_hours([17, 18]).unwrap(),
@@ -250,13 +252,26 @@ fn time_across_an_hour_boundary() {
             traffic: HourSet::EMPTY,
         },
         ..policy(PolicyKind::Time)
-    };
+    }
+}
+
+#[test]
+fn time_across_an_hour_boundary_leaves_other_hours_alone() {
+    let mut e = engine(false);
     let at = ts("2026-06-01T16:59:59Z");
-    let actions = e.set_policy(&vm(), spec(p), ms(0), at).unwrap();
+    let actions = e
+        .set_policy(&vm(), spec(busy_17_18_quiet_2_3()), ms(0), at)
+        .unwrap();
     assert_eq!(
         sets(&actions),
-        vec![(1, MEDIUM), (2, MEDIUM)],
-        "other hours: medium"
+        vec![],
+        "other hours: the cores stay where they are"
+    );
+    let status = e.policy_status(&vm()).unwrap();
+    assert!(
+        matches!(&status.state, PolicyState::Waiting(why) if why.contains("stay where they are")),
+        "{:?}",
+        status.state
     );
     assert_eq!(e.next_time_event(at), Some(ts("2026-06-01T17:00:00Z")));
     assert!(e.time_tick(ts("2026-06-01T16:59:59.9Z"), ms(1)).is_empty());
@@ -267,11 +282,64 @@ fn time_across_an_hour_boundary() {
         "still busy"
     );
     let actions = e.time_tick(ts("2026-06-01T19:00:00Z"), ms(4));
-    assert_eq!(sets(&actions), vec![(1, MEDIUM), (2, MEDIUM)]);
+    assert!(actions.is_empty(), "19:00 is in no set: max stays");
+    assert_eq!(e.known_khz(CpuId(1)), Some(Khz(MAX)));
     let actions = e.time_tick(ts("2026-06-02T00:30:00Z"), ms(5));
     assert!(actions.is_empty(), "midnight is not busy");
     let actions = e.time_tick(ts("2026-06-02T02:00:00Z"), ms(6));
     assert_eq!(sets(&actions), vec![(1, MIN), (2, MIN)]);
+    let actions = e.time_tick(ts("2026-06-02T04:00:00Z"), ms(7));
+    assert!(actions.is_empty(), "04:00 is in no set: min stays");
+}
+
+#[test]
+fn a_time_policy_replacing_another_in_other_hours_keeps_its_cores_where_they_are() {
+    let mut e = engine(false);
+    let at = ts("2026-06-01T19:30:00Z");
+    let low = Policy {
+        workload: WorkloadLevel::Low,
+        ..policy(PolicyKind::Workload)
+    };
+    let actions = e.set_policy(&vm(), spec(low), ms(0), at).unwrap();
+    assert_eq!(sets(&actions), vec![(1, MIN), (2, MIN)]);
+    let actions = e
+        .set_policy(&vm(), spec(busy_17_18_quiet_2_3()), ms(1), at)
+        .unwrap();
+    assert!(
+        actions.is_empty(),
+        "neither moved nor given back: {actions:?}"
+    );
+    assert!(e.is_managed(CpuId(1)));
+    assert_eq!(e.known_khz(CpuId(1)), Some(Khz(MIN)));
+}
+
+#[test]
+fn time_other_hours_at_a_level_when_configured() {
+    // The policy's own setting, then the engine's default for policies
+    // that say nothing.
+    let medium = PolicySpec {
+        ext: PolicyExtensions {
+            other_hours: Some(OtherHours::Medium),
+            ..PolicyExtensions::default()
+        },
+        ..spec(busy_17_18_quiet_2_3())
+    };
+    let config = EngineConfig {
+        time_other_hours: OtherHours::Medium,
+        ..EngineConfig::default()
+    };
+    for (mut e, spec) in [
+        (engine(false), medium),
+        (engine_with(config), spec(busy_17_18_quiet_2_3())),
+    ] {
+        let at = ts("2026-06-01T16:59:59Z");
+        let actions = e.set_policy(&vm(), spec, ms(0), at).unwrap();
+        assert_eq!(sets(&actions), vec![(1, MEDIUM), (2, MEDIUM)]);
+        let actions = e.time_tick(ts("2026-06-01T17:00:00Z"), ms(2));
+        assert_eq!(sets(&actions), vec![(1, MAX), (2, MAX)]);
+        let actions = e.time_tick(ts("2026-06-01T19:00:00Z"), ms(4));
+        assert_eq!(sets(&actions), vec![(1, MEDIUM), (2, MEDIUM)]);
+    }
 }
 
 #[test]

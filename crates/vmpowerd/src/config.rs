@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde::{Deserialize, Serialize};
+use vmpower_engine::OtherHours;
 use vmpower_engine::{RateLimit, VmSettings};
 use vmpower_proto::Layout;
 
@@ -182,6 +183,10 @@ pub struct Config {
     /// 0: off). Saves a wakeup when the guest's next request follows at
     /// once, at the cost of up to this much CPU per request.
     pub channel_busy_poll_us: u64,
+    /// What a TIME policy does in hours of none of its sets, unless it
+    /// says (a guest's never does): `unchanged` (as DPDK's host: the cores
+    /// stay where they are), `min`, `medium` or `max`.
+    pub time_other_hours: OtherHours,
     /// Declared VMs, by name.
     pub vm: BTreeMap<String, VmConfig>,
 }
@@ -208,6 +213,7 @@ impl Default for Config {
             core_branch_ratio: Vec::new(),
             metrics_address: None,
             channel_busy_poll_us: DEFAULT_BUSY_POLL_US,
+            time_other_hours: OtherHours::Unchanged,
             vm: BTreeMap::new(),
         }
     }

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 use vmpower_api::{PolicyFile, PolicyOrigin};
 use vmpower_engine::{
-    CoreKey, NamedLevel, PolicyExtensions, PolicySpec, PolicyState, PolicyStatus, Rejection, VmId,
+    CoreKey, OtherHours, PolicyExtensions, PolicySpec, PolicyState, PolicyStatus, Rejection, VmId,
     policy::traffic::Hysteresis,
 };
 
@@ -46,9 +46,12 @@ pub fn spec_of(
         None => default_tz.clone(),
     };
     let other_hours = match file.other_hours.as_deref() {
-        Some("min") => NamedLevel::Min,
-        Some("max") => NamedLevel::Max,
-        _ => NamedLevel::Medium,
+        Some("min") => Some(OtherHours::Min),
+        Some("medium") => Some(OtherHours::Medium),
+        Some("max") => Some(OtherHours::Max),
+        Some("unchanged") => Some(OtherHours::Unchanged),
+        // The daemon's `time_other_hours` (checked by the file's parser).
+        _ => None,
     };
     let ext = PolicyExtensions {
         time_zone: file.time_zone.clone(),

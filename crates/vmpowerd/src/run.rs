@@ -137,6 +137,7 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
     let mut engine = Engine::new(EngineConfig {
         rate_limit: config.rate_limit,
         branch_counters: crate::branch::host_has_branch_counters(),
+        time_other_hours: config.time_other_hours,
         ..EngineConfig::default()
     });
     engine.set_default_time_zone(jiff::tz::TimeZone::system());

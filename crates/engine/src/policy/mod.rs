@@ -16,7 +16,8 @@
 //!   source, BRANCH_RATIO before its first samples) is *waiting*, with
 //!   the reason visible; a waiting policy does not touch its cores.
 //! - Hours outside busy/quiet/traffic take [`PolicyExtensions::other_hours`]
-//!   (medium by default); traffic hours of a waiting TRAFFIC source do too.
+//!   (the engine's default, [`OtherHours::Unchanged`] as DPDK: the cores
+//!   stay where they are); traffic hours of a waiting TRAFFIC source do too.
 
 pub mod branch;
 pub mod time;
@@ -57,6 +58,33 @@ impl From<NamedLevel> for Level {
     }
 }
 
+/// What a TIME policy does in an hour none of its sets lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OtherHours {
+    /// Leave the cores where they are, as DPDK's host does.
+    #[default]
+    Unchanged,
+    /// The lowest frequency.
+    Min,
+    /// The middle of the table.
+    Medium,
+    /// The highest allowed frequency.
+    Max,
+}
+
+impl OtherHours {
+    /// The level it sets, `None` for [`OtherHours::Unchanged`].
+    pub fn level(self) -> Option<Level> {
+        match self {
+            OtherHours::Unchanged => None,
+            OtherHours::Min => Some(Level::Min),
+            OtherHours::Medium => Some(Level::Medium),
+            OtherHours::Max => Some(Level::Max),
+        }
+    }
+}
+
 /// What a policy may say beyond DPDK's binary layout (policy files, the
 /// control API). Every field has a documented default.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -64,8 +92,10 @@ impl From<NamedLevel> for Level {
 pub struct PolicyExtensions {
     /// IANA time zone of a TIME policy's hours (default: the host's).
     pub time_zone: Option<String>,
-    /// Level of hours in none of the TIME sets (default medium).
-    pub other_hours: NamedLevel,
+    /// What hours in none of the TIME sets do; `None`: the engine's
+    /// [`crate::EngineConfig::time_other_hours`], filled in when the policy
+    /// is accepted.
+    pub other_hours: Option<OtherHours>,
     /// TRAFFIC hysteresis (default: 5 % band, 500 ms dwell).
     pub hysteresis: Option<Hysteresis>,
     /// BRANCH_RATIO threshold (default: the daemon's per-core setting,
@@ -138,17 +168,41 @@ impl ActivePolicy {
             PolicyKind::Traffic => self.traffic_level(),
             PolicyKind::Time => {
                 let hour = self.hour.ok_or("local hour not evaluated yet")?;
-                Ok(match time::classify(&p.hours, hour) {
-                    HourClass::Busy => Level::Max,
-                    HourClass::Quiet => Level::Min,
-                    HourClass::Traffic => self
-                        .traffic_level()
-                        .unwrap_or(self.spec.ext.other_hours.into()),
-                    HourClass::Other => self.spec.ext.other_hours.into(),
-                })
+                let other = || {
+                    self.other_hours().level().ok_or_else(|| {
+                        format!("hour {hour} is in none of its sets: its cores stay where they are")
+                    })
+                };
+                match time::classify(&p.hours, hour) {
+                    HourClass::Busy => Ok(Level::Max),
+                    HourClass::Quiet => Ok(Level::Min),
+                    HourClass::Traffic => self.traffic_level().or_else(|_| other()),
+                    HourClass::Other => other(),
+                }
             }
             PolicyKind::BranchRatio => Err("decided per pCPU".to_owned()),
         }
+    }
+
+    fn other_hours(&self) -> OtherHours {
+        self.spec.ext.other_hours.unwrap_or_default()
+    }
+
+    /// Whether the policy leaves its cores where they are now: a TIME
+    /// policy in an hour of none of its sets (or a traffic hour without a
+    /// rate) with [`OtherHours::Unchanged`]. Its cores then keep the
+    /// VM's wants, or are held at the level they run at.
+    pub fn holds(&self) -> bool {
+        let p = &self.spec.policy;
+        if p.kind != PolicyKind::Time || self.other_hours() != OtherHours::Unchanged {
+            return false;
+        }
+        self.hour
+            .is_some_and(|hour| match time::classify(&p.hours, hour) {
+                HourClass::Other => true,
+                HourClass::Traffic => self.traffic_level().is_err(),
+                HourClass::Busy | HourClass::Quiet => false,
+            })
     }
 
     fn traffic_level(&self) -> Result<Level, String> {

@@ -19,8 +19,10 @@
 //! [`StoredPolicy::extensions`] is a JSON object the store keeps verbatim;
 //! the engine owns its meaning. The daemon stores the serde form of
 //! `vmpower_engine::PolicyExtensions` there: `time_zone` (IANA name),
-//! `other_hours` (`"min"|"medium"|"max"`), `hysteresis` (`{"band", "dwell"}`,
-//! dwell in ms) and `branch_threshold`; absent keys take their defaults.
+//! `other_hours` (`"unchanged"|"min"|"medium"|"max"`, filled in with the
+//! daemon's default when the policy was accepted), `hysteresis`
+//! (`{"band", "dwell"}`, dwell in ms) and `branch_threshold`; absent keys
+//! take their defaults.
 
 use std::fmt;
 
