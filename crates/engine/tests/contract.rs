@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
+mod contract_invariants;
+
 use std::time::Duration;
 
 use vmpower_cpufreq::levels::FreqTable;
@@ -211,4 +213,60 @@ fn hello_switches_to_native_until_connect_or_reconnect() {
         Reply::Hello(0)
     );
     assert_eq!(e.channel_contract(&chan()), Contract::Dpdk);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+
+    /// Any stream of records keeps the contract's invariants (the fuzz
+    /// target `reply_contract` runs the same check for longer).
+    #[test]
+    fn any_stream_keeps_the_contract(
+        flags in 0u8..4,
+        records in proptest::collection::vec(record(), 0..12),
+    ) {
+        let mut data = vec![flags];
+        for r in records {
+            data.extend_from_slice(&r);
+        }
+        contract_invariants::check_stream(&data);
+    }
+}
+
+/// A record: mostly valid requests (HELLO and CONNECT included), some
+/// with their head or fields scrambled.
+fn record() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    let body = prop_oneof![
+        Just(RequestBody::Connect { resource_id: 0 }),
+        (0u32..3).prop_map(|version| RequestBody::Hello { version }),
+        Just(RequestBody::RemovePolicy),
+        (0u64..3, 0usize..6).prop_map(|(v, u)| power(ScalingUnit::ALL[u], v)),
+        prop_oneof![
+            Just(QueryKind::Freq),
+            Just(QueryKind::FreqList),
+            Just(QueryKind::Caps),
+            Just(QueryKind::CapsList)
+        ]
+        .prop_map(query),
+    ];
+    (
+        body,
+        proptest::collection::vec((0usize..464, any::<u8>()), 0..3),
+    )
+        .prop_map(|(body, noise)| {
+            let mut raw = encode_request_record(
+                &Request {
+                    vm_name: Default::default(),
+                    body,
+                },
+                Layout::Current,
+            )
+            .unwrap()
+            .to_vec();
+            for (at, byte) in noise {
+                raw[at] = byte;
+            }
+            raw
+        })
 }
