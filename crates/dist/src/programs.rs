@@ -12,6 +12,8 @@ pub struct Program {
     pub section: u8,
     /// Files it uses, for the man page's FILES section: (path, what).
     pub files: &'static [(&'static str, &'static str)],
+    /// Further sections of its page (SIGNALS, EXIT STATUS): (title, text).
+    pub sections: &'static [(&'static str, &'static str)],
     command: fn() -> clap::Command,
 }
 
@@ -21,6 +23,17 @@ impl Program {
         (self.command)().name(self.name).bin_name(self.name)
     }
 }
+
+/// The daemon's SIGNALS and EXIT STATUS.
+const VMPOWERD_SECTIONS: &[(&str, &str)] = &[(
+    "SIGNALS",
+    "SIGTERM, SIGINT and SIGQUIT stop the daemon: every CPU it took over is given back \
+     (governor and bounds) before the process ends. SIGHUP (systemctl reload) reads the \
+     configuration file again and rescans the policy directory: VM settings ([vm.NAME]), \
+     pcpus, core_branch_ratio and channel_busy_poll_us change live, and a policy file \
+     whose content changed applies; every other setting changed in the file is logged \
+     and takes effect at the next restart. A file that does not load changes nothing.",
+)];
 
 /// vmpowerd, vmpowerctl and vmpower-guest.
 pub fn all() -> [Program; 3] {
@@ -47,6 +60,7 @@ pub fn all() -> [Program; 3] {
                     "the guests' channel sockets <vm>.<n> and DPDK's FIFOs",
                 ),
             ],
+            sections: VMPOWERD_SECTIONS,
             command: vmpowerd::config::Args::command,
         },
         Program {
@@ -56,6 +70,7 @@ pub fn all() -> [Program; 3] {
                 "/run/vmpower/control.sock",
                 "the daemon's control socket (--control-socket)",
             )],
+            sections: &[],
             command: vmpowerctl::cli::Cli::command,
         },
         Program {
@@ -65,6 +80,7 @@ pub fn all() -> [Program; 3] {
                 "/dev/virtio-ports/virtio.serial.port.poweragent.N",
                 "power channel N inside the guest",
             )],
+            sections: &[],
             command: vmpower_guest::cli::Cli::command,
         },
     ]

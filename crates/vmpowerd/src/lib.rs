@@ -24,6 +24,7 @@ pub mod policy_dir;
 pub mod policy_ops;
 pub mod ratelog;
 pub mod recent;
+pub mod reload;
 pub mod run;
 pub mod samplers;
 pub mod stats;

@@ -1,5 +1,6 @@
 //! `vmpowerd`: parse flags, start logging, build the real sysfs, run until
-//! SIGTERM or SIGINT, then give every CPU back.
+//! SIGTERM, SIGINT or SIGQUIT (or SIGHUP, which reloads instead), then give
+//! every CPU back.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -42,7 +43,9 @@ fn main() -> ExitCode {
     let io = Arc::new(Sysfs::new(&config.sysfs_root));
     let result = runtime.block_on(async {
         let shutdown = shutdown_signal()?;
-        vmpowerd::run::run(config, io, shutdown).await
+        let reloads = Some(reload_on_hangup(args)?);
+        let counters = vmpowerd::run::host_traffic_counters(&config);
+        vmpowerd::run::run_reloading(config, io, counters, shutdown, reloads).await
     });
     match result {
         Ok(()) => {
@@ -57,16 +60,45 @@ fn main() -> ExitCode {
     }
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
+/// Resolves on the first SIGTERM, SIGINT or SIGQUIT: each gives the CPUs
+/// back before the process ends (SIGQUIT's default, a core dump, would
+/// leave them behind).
 fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut quit = signal(SignalKind::quit())?;
     Ok(async move {
         tokio::select! {
             _ = term.recv() => info!("SIGTERM: stopping"),
             _ = int.recv() => info!("SIGINT: stopping"),
+            _ = quit.recv() => info!("SIGQUIT: stopping"),
         }
     })
+}
+
+/// On each SIGHUP, reads the configuration again (file and flags) and
+/// sends it to the daemon; a file that does not load is logged and
+/// changes nothing.
+fn reload_on_hangup(args: Args) -> anyhow::Result<tokio::sync::mpsc::UnboundedReceiver<Config>> {
+    let mut hup = signal(SignalKind::hangup())?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            info!("SIGHUP: reloading the configuration");
+            match Config::load(&args) {
+                Ok(config) => {
+                    if tx.send(config).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => error!(
+                    error = %format_args!("{:#}", anyhow::Error::from(e)),
+                    "reload refused: the running configuration stays"
+                ),
+            }
+        }
+    });
+    Ok(rx)
 }
 
 /// Every channel is a socket: raise the soft limit on open files to the

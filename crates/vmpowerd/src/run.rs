@@ -8,6 +8,9 @@
 //!   engine; declared VMs are added with their settings and placements.
 //! - The channel directory is scanned, then watched with inotify; each
 //!   socket and FIFO gets its own task (see [`crate::channels`]).
+//! - Each configuration sent on `reloads` (SIGHUP) is applied as far as
+//!   it can be live, and the policy directory is rescanned
+//!   ([`crate::reload`]).
 //! - When `shutdown` resolves, every task stops, every CPU taken over is
 //!   restored, and the control socket is removed.
 
@@ -59,6 +62,8 @@ pub struct Daemon {
     fifos_made: Mutex<Vec<PathBuf>>,
     /// Where the guest channels are served.
     channel_thread: crate::channels::thread::ChannelThread,
+    /// Wakes the policy directory's task to rescan it (SIGHUP).
+    pub policy_rescan: Arc<tokio::sync::Notify>,
 }
 
 /// Runs the daemon until `shutdown` resolves, with the host's traffic
@@ -68,9 +73,14 @@ pub async fn run(
     io: Arc<dyn SysfsIo>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let counters: Option<Box<dyn TrafficCounters>> = match NetlinkTrafficCounters::new(
-        config.mac_map(),
-    ) {
+    let counters = host_traffic_counters(&config);
+    run_reloading(config, io, counters, shutdown, None).await
+}
+
+/// The host's traffic counters (rtnetlink), or none (logged) when they
+/// cannot be opened.
+pub fn host_traffic_counters(config: &Config) -> Option<Box<dyn TrafficCounters>> {
+    match NetlinkTrafficCounters::new(config.mac_map()) {
         // The link list (which device has which MAC) is re-read when the
         // kernel notifies a link change, when links come or go, and every
         // 5 s while a MAC is missing (60 s otherwise, or 5 s always without
@@ -82,8 +92,7 @@ pub async fn run(
             warn!(error = %format_args!("{:#}", anyhow::Error::from(e)), "no traffic counters: TRAFFIC policies will wait");
             None
         }
-    };
-    run_with(config, io, counters, shutdown).await
+    }
 }
 
 /// Runs the daemon with the given traffic counters (tests pass fakes).
@@ -93,10 +102,38 @@ pub async fn run_with(
     counters: Option<Box<dyn TrafficCounters>>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    run_reloading(config, io, counters, shutdown, None).await
+}
+
+/// As [`run_with`], applying each configuration received on `reloads`
+/// (read again on SIGHUP) while it runs.
+pub async fn run_reloading(
+    config: Config,
+    io: Arc<dyn SysfsIo>,
+    counters: Option<Box<dyn TrafficCounters>>,
+    shutdown: impl Future<Output = ()>,
+    reloads: Option<tokio::sync::mpsc::UnboundedReceiver<Config>>,
+) -> anyhow::Result<()> {
     let daemon = Arc::new(start(config, io)?);
-    let result = serve(&daemon, counters, shutdown).await;
+    let result = serve(&daemon, counters, shutdown, reloads).await;
     stop(&daemon);
     result
+}
+
+/// The next configuration to reload; never resolves once there is none
+/// to come.
+async fn next_reload(reloads: &mut Option<tokio::sync::mpsc::UnboundedReceiver<Config>>) -> Config {
+    let next = match reloads.as_mut() {
+        Some(rx) => rx.recv().await,
+        None => None,
+    };
+    match next {
+        Some(config) => config,
+        None => {
+            *reloads = None;
+            std::future::pending().await
+        }
+    }
 }
 
 /// Restores leftovers, discovers the host, builds the engine.
@@ -194,6 +231,7 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
         fifos_made: Mutex::new(Vec::new()),
         channel_thread: crate::channels::thread::ChannelThread::start()
             .context("cannot start the channel thread")?,
+        policy_rescan: Arc::new(tokio::sync::Notify::new()),
     })
 }
 
@@ -201,7 +239,9 @@ async fn serve(
     daemon: &Arc<Daemon>,
     counters: Option<Box<dyn TrafficCounters>>,
     shutdown: impl Future<Output = ()>,
+    mut reloads: Option<tokio::sync::mpsc::UnboundedReceiver<Config>>,
 ) -> anyhow::Result<()> {
+    let mut running = daemon.config.clone();
     let dir = &daemon.config.channel_dir;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create channel dir {}", dir.display()))?;
@@ -257,6 +297,12 @@ async fn serve(
     loop {
         tokio::select! {
             () = &mut shutdown => break,
+            new = next_reload(&mut reloads) => {
+                for vm in crate::reload::apply(daemon, &mut running, &new) {
+                    daemon.placer.refresh(&vm, &daemon.core).await;
+                }
+                daemon.policy_rescan.notify_one();
+            }
             event = watch.next() => match event {
                 Some(Ok(DirEvent::Appeared(p))) => daemon.appeared(&p),
                 Some(Ok(DirEvent::Gone(p))) => daemon.gone(&p),

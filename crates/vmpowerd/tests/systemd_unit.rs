@@ -158,3 +158,11 @@ fn the_granted_directories_are_the_defaults() {
     );
     assert_eq!(values(&unit, "Type"), vec!["notify"]);
 }
+
+#[test]
+fn reload_is_sighup() {
+    assert_eq!(
+        values(&unit(), "ExecReload"),
+        vec!["/bin/kill -HUP $MAINPID"]
+    );
+}
