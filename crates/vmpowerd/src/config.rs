@@ -21,15 +21,9 @@ const MAX_BUSY_POLL_US: u64 = 1000;
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The file could not be read (the error names it).
+    #[error("cannot read the config file")]
+    Read(#[source] crate::files::ReadFileError),
     /// The file is not valid TOML of the expected shape.
     #[error("invalid config file {path}: {message}")]
     Parse {
@@ -228,10 +222,8 @@ impl Config {
     pub fn load(args: &Args) -> Result<Self, ConfigError> {
         let mut config = match &args.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
+                let text = crate::files::read_text(path, crate::files::MAX_FILE_LEN)
+                    .map_err(ConfigError::Read)?;
                 Config::from_toml(&text, path)?
             }
             None => Config::default(),

@@ -12,6 +12,7 @@ pub mod channels;
 pub mod config;
 pub mod control;
 pub mod core;
+pub mod files;
 pub mod health;
 pub mod instance;
 pub mod inventory;

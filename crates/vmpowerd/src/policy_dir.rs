@@ -19,6 +19,10 @@
 //!   since it was last read applies (inotify does not see a change behind
 //!   a symlink, nor one made while the watch queue overflowed), a file gone
 //!   is withdrawn, and the counts are logged.
+//! - A FIFO, device, socket or directory named like a policy file (or a
+//!   symlink to one, e.g. to `/dev/zero`) is refused by type without being
+//!   opened for reading, and a file over 1 MiB is refused before it is
+//!   read whole ([`crate::files`]): the runtime never blocks on one.
 //! - A bad or refused file is logged with its name and the reason, changes
 //!   nothing, and is listed in `vmpowerctl status` (`policy_files_refused`)
 //!   until it is applied or removed.
@@ -123,9 +127,11 @@ fn source_of(path: &Path) -> PolicySource {
     )
 }
 
-/// Reads a policy file's text.
+/// Reads a policy file's text: a regular file only, never blocking, at
+/// most [`crate::files::MAX_FILE_LEN`] bytes (see [`crate::files`]).
 fn read(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| e.to_string())
+    crate::files::read_text(path, crate::files::MAX_FILE_LEN)
+        .map_err(|e| format!("{:#}", anyhow::Error::from(e)))
 }
 
 /// Reads and parses a policy file.

@@ -40,15 +40,13 @@ fn sighup_reloads_the_config_and_the_policy_directory_and_keeps_serving() {
     // The policy file is a symlink to a file elsewhere (as configuration
     // management often lays it out): inotify on the directory does not see
     // its target change, a SIGHUP rescan does.
-    let policies = s.dir.path().join("policies.d");
+    let policies = s.with_policy_dir();
     let store = s.dir.path().join("store");
-    std::fs::create_dir_all(&policies).unwrap();
     std::fs::create_dir_all(&store).unwrap();
     std::fs::write(store.join("vm1.toml"), workload("LOW")).unwrap();
     std::os::unix::fs::symlink(store.join("vm1.toml"), policies.join("vm1.toml")).unwrap();
     let config = s.dir.path().join("vmpowerd.toml");
     let head = format!("policy_dir = {:?}\n", policies.to_str().unwrap());
-    std::fs::write(&config, format!("{head}[vm.vm1]\npcpus = [1]\n")).unwrap();
     let mut daemon = s.spawn_logging();
     wait_until(|| vm1_workload(&s).as_deref() == Some("LOW"));
 

@@ -36,6 +36,22 @@ impl Setup {
         Setup { fake, dir }
     }
 
+    /// Makes `<dir>/policies.d` and points the config's `policy_dir` at
+    /// it (vm1 declared as in [`Setup::new`]); returns the directory.
+    pub fn with_policy_dir(&self) -> PathBuf {
+        let policies = self.dir.path().join("policies.d");
+        std::fs::create_dir_all(&policies).unwrap();
+        std::fs::write(
+            self.dir.path().join("vmpowerd.toml"),
+            format!(
+                "policy_dir = {:?}\n[vm.vm1]\npcpus = [1]\n",
+                policies.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+        policies
+    }
+
     /// The control socket's path.
     pub fn control(&self) -> PathBuf {
         self.dir.path().join("control.sock")
