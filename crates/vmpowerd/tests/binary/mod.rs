@@ -132,6 +132,16 @@ impl Logging {
     }
 }
 
+/// A test that fails midway leaves no daemon behind.
+impl Drop for Logging {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Polls `cond` until it holds, for at most [`WAIT`].
 pub fn wait_until(mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + WAIT;
