@@ -11,14 +11,7 @@ use vmpower_api::{Client, CtlRequest, CtlResponse};
 
 mod binary;
 
-use binary::{Setup, WAIT};
-
-/// The daemon's resident memory in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
+use binary::{Setup, WAIT, rss_kib};
 
 #[test]
 fn a_line_without_end_is_cut_at_64_kib_answered_and_disconnected() {

@@ -7,27 +7,15 @@
 
 use std::path::Path;
 
-use serde_json::Value;
 use vmpower_api::{Client, CtlRequest, CtlResponse};
 
 mod binary;
 
 use binary::{Setup, wait_until};
 
-fn status(s: &Setup) -> Value {
-    match Client::connect(&s.control())
-        .unwrap()
-        .call(&CtlRequest::Status)
-        .unwrap()
-    {
-        CtlResponse::Ok(v) => v,
-        CtlResponse::Error(e) => panic!("{e:?}"),
-    }
-}
-
 /// The refusal listed in `status` for `path`, if any.
 fn refusal(s: &Setup, path: &Path) -> Option<String> {
-    let refused = status(s)["stats"]["policy_files_refused"].clone();
+    let refused = s.status()["stats"]["policy_files_refused"].clone();
     refused.as_array()?.iter().find_map(|r| {
         (r["file"] == path.to_str().unwrap()).then(|| r["error"].as_str().unwrap().to_owned())
     })
@@ -99,7 +87,7 @@ fn special_and_oversized_policy_files_are_refused_naming_each_and_nothing_blocks
     wait_until(|| refusal(&s, &late).is_some());
     assert!(refusal(&s, &late).unwrap().contains("is a FIFO"));
     // Still serving, and a clean stop (Logging::stop asserts the exit).
-    status(&s);
+    s.status();
     let log = daemon.stop();
     assert!(log.contains("CPUs given back"), "{log}");
 }

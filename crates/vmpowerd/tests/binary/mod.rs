@@ -52,6 +52,15 @@ impl Setup {
         policies
     }
 
+    /// `vmpowerctl status`, as JSON.
+    pub fn status(&self) -> serde_json::Value {
+        let mut client = vmpower_api::Client::connect(&self.control()).unwrap();
+        match client.call(&vmpower_api::CtlRequest::Status).unwrap() {
+            vmpower_api::CtlResponse::Ok(v) => v,
+            vmpower_api::CtlResponse::Error(e) => panic!("{e:?}"),
+        }
+    }
+
     /// The control socket's path.
     pub fn control(&self) -> PathBuf {
         self.dir.path().join("control.sock")
@@ -161,6 +170,13 @@ pub fn wait_exit(child: &mut Child) -> ExitStatus {
         assert!(Instant::now() < deadline, "vmpowerd did not exit");
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The resident memory of a process, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 /// Sends SIGTERM, as systemd's stop does.
