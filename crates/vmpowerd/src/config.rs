@@ -306,11 +306,8 @@ impl Config {
             );
         }
         for (name, vm) in &self.vm {
-            if name.is_empty() || name.contains('/') {
-                return invalid(
-                    &format!("vm.{name}"),
-                    "a VM name must be non-empty without '/'",
-                );
+            if crate::vm_name::check(name).is_err() {
+                return invalid(&format!("vm.{name}"), crate::vm_name::RULE);
             }
             if vm.pcpus.len() > 256 {
                 return invalid(&format!("vm.{name}.pcpus"), "more than 256 vCPUs");

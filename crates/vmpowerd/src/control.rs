@@ -145,12 +145,8 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
             Ok(show_vm(daemon, &id))
         }
         CtlRequest::AddVm { vm } => {
-            if vm.is_empty() || vm.contains('/') {
-                return Err(CtlError::new(
-                    ErrorKind::Invalid,
-                    format!("invalid VM name {vm:?}"),
-                ));
-            }
+            crate::vm_name::check(&vm)
+                .map_err(|e| CtlError::new(ErrorKind::Invalid, e.to_string()))?;
             let id = VmId::new(&vm);
             let mut core = crate::lock(&daemon.core);
             if core.engine.settings(&id).is_some() {

@@ -31,6 +31,7 @@ pub mod samplers;
 pub mod stats;
 pub mod store;
 pub mod traffic;
+pub mod vm_name;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 

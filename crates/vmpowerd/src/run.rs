@@ -506,6 +506,10 @@ impl Daemon {
         };
         match name {
             ChannelName::Guest { vm, index } if meta.file_type().is_socket() => {
+                if let Err(e) = crate::vm_name::check(&vm) {
+                    warn!(path = %path.display(), error = %e, "channel socket ignored");
+                    return;
+                }
                 let id = VmId::new(&vm);
                 if !self.ensure_vm(&id) {
                     info!(path = %path.display(), "socket of an undeclared VM ignored (auto_add_vms = false)");

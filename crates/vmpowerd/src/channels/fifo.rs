@@ -152,8 +152,10 @@ fn apply(path: &Path, request: &Request, core: &SharedCore, log: &mut FifoLog) {
             }
         }
         RequestBody::SetPolicy(policy) => {
-            let vm = VmId::new(request.vm_name.as_str());
             let mut core = crate::lock(core);
+            let Some(vm) = named_vm(path, request, &mut core.stats, log) else {
+                return;
+            };
             if core.engine.settings(&vm).is_none() {
                 if let Some(suppressed) = log.refused(&mut core.stats, "fifo_refused") {
                     warn!(path = %path.display(), %vm, suppressed, "policy for an unknown VM ignored");
@@ -185,8 +187,10 @@ fn apply(path: &Path, request: &Request, core: &SharedCore, log: &mut FifoLog) {
             }
         }
         RequestBody::RemovePolicy => {
-            let vm = VmId::new(request.vm_name.as_str());
             let mut core = crate::lock(core);
+            let Some(vm) = named_vm(path, request, &mut core.stats, log) else {
+                return;
+            };
             let actions = core.engine.remove_policy(&vm);
             core.forget_policy(&vm);
             core.policies_changed();
@@ -200,6 +204,21 @@ fn apply(path: &Path, request: &Request, core: &SharedCore, log: &mut FifoLog) {
             if let Some(suppressed) = log.refused(&mut core.stats, "fifo_refused") {
                 warn!(path = %path.display(), suppressed, "message ignored: not a power instruction or policy");
             }
+        }
+    }
+}
+
+/// The VM a policy message names, if the name is one `add-vm` accepts
+/// (refused, counted and logged otherwise).
+fn named_vm(path: &Path, request: &Request, stats: &mut Stats, log: &mut FifoLog) -> Option<VmId> {
+    let name = request.vm_name.as_str();
+    match crate::vm_name::check(name) {
+        Ok(()) => Some(VmId::new(name)),
+        Err(e) => {
+            if let Some(suppressed) = log.refused(stats, "fifo_refused") {
+                warn!(path = %path.display(), error = %e, suppressed, "policy message refused");
+            }
+            None
         }
     }
 }
