@@ -224,6 +224,15 @@ impl Stats {
         }
     }
 
+    /// Requests counted for `vm`, whatever their kind and result.
+    pub fn vm_requests(&self, vm: &VmId) -> u64 {
+        self.requests
+            .iter()
+            .filter(|((v, _, _), _)| v == vm)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
     /// The connection to `channel`'s socket ended.
     pub fn channel_down(&mut self, channel: &ChannelId) {
         let now = unix_millis();

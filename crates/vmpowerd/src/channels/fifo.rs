@@ -25,7 +25,6 @@
 
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
@@ -36,7 +35,7 @@ use vmpower_proto::json::JsonStreamDecoder;
 use vmpower_proto::{Request, RequestBody};
 
 use crate::SharedCore;
-use crate::ratelog::LogLimiter;
+use crate::ratelog::Budget;
 use crate::stats::Stats;
 use crate::store::PolicySource;
 
@@ -44,24 +43,13 @@ use crate::store::PolicySource;
 const READ_BUF: usize = 16 * 1024;
 
 /// One FIFO's log budget.
-struct FifoLog {
-    limiter: LogLimiter<()>,
-    start: Instant,
-}
+#[derive(Default)]
+struct FifoLog(Budget);
 
 impl FifoLog {
-    fn new() -> Self {
-        FifoLog {
-            limiter: LogLimiter::default(),
-            start: Instant::now(),
-        }
-    }
-
     /// Whether a line may be logged; the count suppressed before it.
     fn allow(&mut self, stats: &mut Stats) -> Option<u64> {
-        let now = self.start.elapsed();
-        self.limiter
-            .allow(&(), now, &mut stats.log_lines_suppressed)
+        self.0.allow(&mut stats.log_lines_suppressed)
     }
 
     /// Counts a message refused for `reason`; whether its line may be
@@ -107,7 +95,7 @@ pub async fn serve_fifo(path: PathBuf, core: SharedCore) {
     };
     info!(path = %path.display(), "reading JSON FIFO");
     let mut decoder = JsonStreamDecoder::new();
-    let mut log = FifoLog::new();
+    let mut log = FifoLog::default();
     let mut buf = vec![0u8; READ_BUF];
     loop {
         let n = match rx.read(&mut buf).await {
