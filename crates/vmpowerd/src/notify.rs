@@ -196,7 +196,15 @@ fn status_line(daemon: &Daemon) -> String {
         let core = crate::lock(&daemon.core);
         (core.engine.pcpus().len(), core.engine.vm_ids().len())
     };
-    let channels = daemon.channel_paths().len();
+    // Guest channels only: the JSON FIFOs are the operator's, and are
+    // served whether or not any guest runs.
+    let fifo = |p: &std::path::Path| {
+        matches!(
+            crate::channels::ChannelName::of_path(p),
+            Some(crate::channels::ChannelName::Fifo(_))
+        )
+    };
+    let channels = daemon.channel_paths().iter().filter(|p| !fifo(p)).count();
     format!(
         "Serving {vms} VM(s) on {channels} channel(s), {cpus} CPU(s) under control; \
          channels in {}, control socket {}",
