@@ -25,15 +25,28 @@ impl Program {
 }
 
 /// The daemon's SIGNALS and EXIT STATUS.
-const VMPOWERD_SECTIONS: &[(&str, &str)] = &[(
-    "SIGNALS",
-    "SIGTERM, SIGINT and SIGQUIT stop the daemon: every CPU it took over is given back \
+const VMPOWERD_SECTIONS: &[(&str, &str)] = &[
+    (
+        "SIGNALS",
+        "SIGTERM, SIGINT and SIGQUIT stop the daemon: every CPU it took over is given back \
      (governor and bounds) before the process ends. SIGHUP (systemctl reload) reads the \
      configuration file again and rescans the policy directory: VM settings ([vm.NAME]), \
      pcpus, core_branch_ratio and channel_busy_poll_us change live, and a policy file \
      whose content changed applies; every other setting changed in the file is logged \
      and takes effect at the next restart. A file that does not load changes nothing.",
-)];
+    ),
+    (
+        "EXIT STATUS",
+        "0: stopped by a signal after giving every CPU back, or --check-config found no \
+         problem. 1: failed at start or while running (another daemon holds the state \
+         directory, the state database cannot be opened, ...). 2: the configuration is \
+         invalid, or a path the daemon must write (the cpufreq files under sysfs_root, \
+         state_dir, the control socket's directory, channel_dir) is not writable: the start \
+         is refused before READY=1, each path named with the ReadWritePaths= to add to the \
+         unit; with --check-config, at least one problem was printed (policy files \
+         included). The unit does not restart on 2 (RestartPreventExitStatus=2).",
+    ),
+];
 
 /// vmpowerd, vmpowerctl and vmpower-guest.
 pub fn all() -> [Program; 3] {

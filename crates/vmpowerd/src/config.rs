@@ -82,6 +82,11 @@ pub struct Args {
     /// (off when unset).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// Check the configuration and exit: parse it, check that every path
+    /// the daemon writes is writable and that every policy file parses,
+    /// print every problem; exit status 0 when there is none, 2 otherwise.
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 /// One VM the operator declares in the config file.

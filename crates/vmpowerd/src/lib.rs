@@ -23,6 +23,7 @@ pub mod notify;
 pub mod placement;
 pub mod policy_dir;
 pub mod policy_ops;
+pub mod preflight;
 pub mod ratelog;
 pub mod recent;
 pub mod reload;

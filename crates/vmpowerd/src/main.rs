@@ -11,6 +11,7 @@ use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 use vmpower_cpufreq::Sysfs;
 use vmpowerd::config::{Args, Config};
+use vmpowerd::preflight::PreflightError;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -21,6 +22,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.check_config {
+        return check_config(&config);
+    }
     let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|e| {
         eprintln!(
             "vmpowerd: invalid log filter {:?} ({e}); using info",
@@ -55,8 +59,46 @@ fn main() -> ExitCode {
         Err(e) => {
             error!("{e:#}");
             eprintln!("vmpowerd: {e:#}");
-            ExitCode::FAILURE
+            // A start refused by the checks is the configuration's fault,
+            // like an invalid file: exit status 2, which the unit does not
+            // restart on.
+            if e.downcast_ref::<PreflightError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
+    }
+}
+
+/// `--check-config`: the configuration parsed (else `main` already
+/// exited with 2); prints every problem of the paths it must write and of
+/// the policy files, and exits 0 when there is none, 2 otherwise.
+fn check_config(config: &Config) -> ExitCode {
+    let mut problems: Vec<String> = match vmpowerd::preflight::check(config) {
+        Ok(()) => Vec::new(),
+        Err(e) => {
+            let mut lines: Vec<String> = e.problems.iter().map(ToString::to_string).collect();
+            if e.more > 0 {
+                lines.push(format!("and {} more cpufreq files alike", e.more));
+            }
+            lines
+        }
+    };
+    if config.policy_dir.is_dir() {
+        for (file, error) in vmpowerd::policy_dir::check_files(&config.policy_dir) {
+            problems.push(format!("policy file {}: {error}", file.display()));
+        }
+    }
+    for problem in &problems {
+        eprintln!("vmpowerd: {problem}");
+    }
+    if problems.is_empty() {
+        println!("vmpowerd: configuration OK");
+        ExitCode::SUCCESS
+    } else {
+        println!("vmpowerd: {} problem(s)", problems.len());
+        ExitCode::from(2)
     }
 }
 

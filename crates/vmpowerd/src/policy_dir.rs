@@ -119,6 +119,21 @@ fn rescan_dir(daemon: &Daemon, dir: &Path, applied: &mut Applied, seen: &mut See
     info!(dir = %dir.display(), changed, gone = gone.len(), "policy directory rescanned");
 }
 
+/// `vmpowerd --check-config`: why each policy file in `dir` would be
+/// refused, by file.
+pub fn check_files(dir: &Path) -> Vec<(PathBuf, String)> {
+    scan(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| is_policy_file(p))
+        .filter_map(|path| {
+            let checked = load(&path)
+                .and_then(|file| crate::vm_name::check(&file.vm).map_err(|e| e.to_string()));
+            checked.err().map(|e| (path, e))
+        })
+        .collect()
+}
+
 fn source_of(path: &Path) -> PolicySource {
     PolicySource::PolicyDir(
         path.file_name()

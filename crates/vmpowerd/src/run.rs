@@ -1,6 +1,8 @@
 //! Start-up, the main loop and shutdown of the daemon.
 //!
 //! ## Behavior
+//! - First, the paths the daemon must write are checked
+//!   ([`crate::preflight`]): a start that could not do its job is refused.
 //! - Before anything else, a takeover record left by a crashed run (in
 //!   the state database, or an older version's record file) is restored
 //!   (every CPU back to its original governor and bounds).
@@ -114,6 +116,9 @@ pub async fn run_reloading(
     shutdown: impl Future<Output = ()>,
     reloads: Option<tokio::sync::mpsc::UnboundedReceiver<Config>>,
 ) -> anyhow::Result<()> {
+    // Before anything is touched, and so before READY=1: can it do its
+    // job here (a sandbox leaving its paths read-only)?
+    crate::preflight::check(&config)?;
     let daemon = Arc::new(start(config, io)?);
     let result = serve(&daemon, counters, shutdown, reloads).await;
     stop(&daemon);

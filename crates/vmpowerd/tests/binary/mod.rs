@@ -75,6 +75,11 @@ impl Setup {
     /// The daemon's command on this host, with no systemd environment;
     /// stderr to `stderr`.
     pub fn command(&self, stderr: Stdio) -> Command {
+        self.command_in(stderr, &self.dir.path().join("state"))
+    }
+
+    /// [`Setup::command`] with another state directory.
+    pub fn command_in(&self, stderr: Stdio, state_dir: &Path) -> Command {
         let d = self.dir.path();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vmpowerd"));
         cmd.arg("--config")
@@ -86,7 +91,7 @@ impl Setup {
             .arg("--channel-dir")
             .arg(d.join("channels"))
             .arg("--state-dir")
-            .arg(d.join("state"))
+            .arg(state_dir)
             .arg("--control-socket")
             .arg(self.control())
             .env_remove("NOTIFY_SOCKET")
