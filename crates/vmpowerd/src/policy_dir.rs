@@ -149,9 +149,15 @@ fn read(path: &Path) -> Result<String, String> {
         .map_err(|e| format!("{:#}", anyhow::Error::from(e)))
 }
 
+/// Parses a policy file's text in the format its name says (a `.json`
+/// file's error is JSON's).
+fn parse(path: &Path, text: &str) -> Result<PolicyFile, String> {
+    PolicyFile::parse_named(path, text).map_err(|e| e.to_string())
+}
+
 /// Reads and parses a policy file.
 fn load(path: &Path) -> Result<PolicyFile, String> {
-    read(path).and_then(|text| PolicyFile::parse(&text).map_err(|e| e.to_string()))
+    read(path).and_then(|text| parse(path, &text))
 }
 
 fn hash(text: &str) -> u64 {
@@ -211,10 +217,10 @@ fn apply_file(
         return false;
     }
     seen.insert(path.to_owned(), digest);
-    let file = match PolicyFile::parse(&text) {
+    let file = match parse(path, &text) {
         Ok(f) => f,
         Err(e) => {
-            refuse(daemon, path, e.to_string());
+            refuse(daemon, path, e);
             return true;
         }
     };
