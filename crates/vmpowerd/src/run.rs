@@ -60,7 +60,8 @@ pub struct Daemon {
     libvirt: Option<crate::inventory::libvirt::LibvirtPlacement>,
     /// This daemon's hold on its state directory, released at stop.
     instance: Mutex<Option<crate::instance::InstanceLock>>,
-    /// The FIFOs this daemon made, removed at stop.
+    /// The FIFOs this daemon made or adopted (a crashed run's), removed
+    /// at stop.
     fifos_made: Mutex<Vec<PathBuf>>,
     /// Where the guest channels are served.
     channel_thread: crate::channels::thread::ChannelThread,

@@ -20,8 +20,9 @@
 //!   (`fifo_invalid`), refused ones as `fifo_refused`. The stream buffer
 //!   holds at most one object's cap (64 KiB) plus one read (16 KiB).
 //! - At start the daemon makes `fifo<N>` for each controllable CPU N that
-//!   has none (as vm_power_manager does), and removes those it made when it
-//!   stops; a file of that name that is not a FIFO is left alone (warned).
+//!   has none (as vm_power_manager does), and removes them when it stops,
+//!   with those a crashed run left (a FIFO already there is adopted); a
+//!   file of that name that is not a FIFO is left alone (warned).
 
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -61,7 +62,8 @@ impl FifoLog {
 }
 
 /// Makes `<dir>/fifo<N>` (mode 0600: the host's operator writes them) for
-/// each of `cpus` that has none; returns the paths made.
+/// each of `cpus` that has none; returns the FIFOs to remove at stop: those
+/// made, and those found (a crashed run's).
 pub fn create_fifos(dir: &Path, cpus: &[CpuId]) -> Vec<PathBuf> {
     let mut made = Vec::new();
     for cpu in cpus {
@@ -71,7 +73,9 @@ pub fn create_fifos(dir: &Path, cpus: &[CpuId]) -> Vec<PathBuf> {
             Ok(()) => made.push(path),
             Err(rustix::io::Errno::EXIST) => {
                 let fifo = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_fifo());
-                if !fifo {
+                if fifo {
+                    made.push(path);
+                } else {
                     warn!(path = %path.display(), "exists and is not a FIFO: not read (remove it and restart to get DPDK's FIFO)");
                 }
             }
