@@ -30,7 +30,7 @@ const VMPOWERD_SECTIONS: &[(&str, &str)] = &[
         "SIGNALS",
         "SIGTERM, SIGINT and SIGQUIT stop the daemon: every CPU it took over is given back \
      (governor and bounds) before the process ends. SIGHUP (systemctl reload) reads the \
-     configuration file again and rescans the policy directory: VM settings ([vm.NAME]), \
+     configuration file again and rescans the policy directory: log, VM settings ([vm.NAME]), \
      pcpus, core_branch_ratio and channel_busy_poll_us change live, and a policy file \
      whose content changed applies; every other setting changed in the file is logged \
      and takes effect at the next restart. A file that does not load changes nothing.",

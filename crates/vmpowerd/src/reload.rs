@@ -2,7 +2,9 @@
 //! rescanned, without stopping anything.
 //!
 //! ## Behavior
-//! - Live: `[vm.NAME]` grants and layout (a VM new in the file is added;
+//! - Live: the `log` filter (when logging was started by
+//!   [`crate::notify::init_logging`], as the binary does), `[vm.NAME]`
+//!   grants and layout (a VM new in the file is added;
 //!   its settings are persisted as `set-query` persists them), `pcpus`
 //!   entries, `core_branch_ratio`, `channel_busy_poll_us` (for connections
 //!   made after the reload), and the policy directory's files (a file
@@ -21,7 +23,7 @@
 
 use std::collections::BTreeMap;
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use vmpower_cpufreq::CpuId;
 use vmpower_engine::VmId;
 
@@ -38,7 +40,21 @@ pub const LIVE_SETTINGS: [&str; 3] = ["vm", "core_branch_ratio", "channel_busy_p
 pub fn apply(daemon: &Daemon, running: &mut Config, new: &Config) -> Vec<VmId> {
     let mut changed = Vec::new();
     for key in changed_keys(running, new) {
-        if LIVE_SETTINGS.contains(&key.as_str()) {
+        if key == "log" {
+            match crate::notify::set_log_filter(&new.log) {
+                Ok(true) => {
+                    running.log.clone_from(&new.log);
+                    debug!(filter = %new.log, "log filter reloaded");
+                    changed.push(key);
+                }
+                Ok(false) => {
+                    warn!(setting = %key, "setting changed in the config file: takes effect at the next restart")
+                }
+                Err(e) => {
+                    warn!(filter = %new.log, error = %e, "invalid log filter: the running one stays")
+                }
+            }
+        } else if LIVE_SETTINGS.contains(&key.as_str()) {
             changed.push(key);
         } else {
             warn!(setting = %key, "setting changed in the config file: takes effect at the next restart");

@@ -53,7 +53,10 @@ fn sighup_reloads_the_config_and_the_policy_directory_and_keeps_serving() {
     std::fs::write(store.join("vm1.toml"), workload("HIGH")).unwrap();
     std::fs::write(
         &config,
-        format!("{head}log = \"debug\"\n[vm.vm1]\npcpus = [1]\n[vm.vm2]\nqueries = true\n"),
+        format!(
+            "{head}log = \"debug\"\nplacement_refresh_ms = 200\n\
+             [vm.vm1]\npcpus = [1]\n[vm.vm2]\nqueries = true\n"
+        ),
     )
     .unwrap();
     signal(&daemon.child, rustix::process::Signal::HUP);
@@ -69,11 +72,16 @@ fn sighup_reloads_the_config_and_the_policy_directory_and_keeps_serving() {
     let log = daemon.stop();
     assert!(log.contains("configuration reloaded"), "{log}");
     assert!(log.contains("policy directory rescanned"), "{log}");
+    // The log filter is live: the reload's own debug line shows it.
+    assert!(log.contains("log filter reloaded"), "{log}");
     let restart = log
         .lines()
         .find(|l| l.contains("takes effect at the next restart"))
-        .unwrap_or_else(|| panic!("no warning about `log` in {log}"));
-    assert!(restart.contains("setting=log"), "{restart}");
+        .unwrap_or_else(|| panic!("no warning about placement_refresh_ms in {log}"));
+    assert!(
+        restart.contains("setting=placement_refresh_ms"),
+        "{restart}"
+    );
 }
 
 #[test]
