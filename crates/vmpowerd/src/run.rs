@@ -26,7 +26,7 @@ use anyhow::Context;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 use vmpower_cpufreq::takeover::{restore_from, restore_from_file};
-use vmpower_cpufreq::{CpuFreq, SysfsIo};
+use vmpower_cpufreq::{CpuFreq, CpuId, SysfsIo};
 use vmpower_engine::{
     ChannelId, Engine, EngineConfig, PcpuSpec, PolicyExtensions, PolicySpec, VmId,
 };
@@ -153,9 +153,12 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
     // first a record file an earlier version may have left, then the
     // record in the state database.
     let legacy = config.takeover_path();
+    // The CPUs given back here, for the history once it is open.
+    let mut left = Vec::new();
     if legacy.exists() {
         let report = restore_from_file(&legacy, &*io)
             .with_context(|| format!("restoring {} left by a previous run", legacy.display()))?;
+        left.extend(restored_cpus(&report));
         info!(
             restored = report.restored.len(),
             failed = report.failed.len(),
@@ -168,6 +171,7 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
     };
     let report = restore_from(Box::new(DbTakeoverSink::new(open_store()?)), &*io)
         .context("restoring the takeover record left by a previous run")?;
+    left.extend(restored_cpus(&report));
     if !report.restored.is_empty() || !report.failed.is_empty() {
         info!(
             restored = report.restored.len(),
@@ -220,6 +224,9 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
     let restored = restore_state(&store, &mut engine, &placer)?;
     let mut core = Core::new(engine, cpufreq);
     core.store = Some(store);
+    for cpu in left {
+        core.record_given_back(cpu, None, RESTORED_AT_START);
+    }
     // What restored policies decide for cores they can already name (a
     // FIFO's host CPUs): applied now, before anything is served.
     core.execute(&restored);
@@ -463,17 +470,32 @@ fn stop(daemon: &Daemon) {
     // No channel is served past this point: the restore below is the
     // last word on every CPU.
     daemon.channel_thread.stop();
-    crate::lock(&daemon.core).flush_history();
-    match crate::lock(&daemon.core).cpufreq.restore_all() {
-        Ok(report) => info!(
-            restored = report.restored.len(),
-            failed = report.failed.len(),
-            "CPUs given back"
-        ),
+    let mut core = crate::lock(&daemon.core);
+    core.flush_history();
+    let known: Vec<_> = core
+        .engine
+        .pcpus()
+        .into_iter()
+        .map(|cpu| (cpu, core.engine.known_khz(cpu)))
+        .collect();
+    match core.cpufreq.restore_all() {
+        Ok(report) => {
+            for cpu in restored_cpus(&report) {
+                let old = known.iter().find(|(c, _)| *c == cpu).and_then(|(_, k)| *k);
+                core.record_given_back(cpu, old, RESTORED_AT_STOP);
+            }
+            info!(
+                restored = report.restored.len(),
+                failed = report.failed.len(),
+                "CPUs given back"
+            );
+        }
         Err(e) => {
             warn!(error = %format_args!("{:#}", anyhow::Error::from(e)), "restore at shutdown failed")
         }
     }
+    core.flush_history();
+    drop(core);
     let _ = std::fs::remove_file(&daemon.config.control_socket);
     let made = std::mem::take(
         &mut *daemon
@@ -491,6 +513,21 @@ fn stop(daemon: &Daemon) {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .take();
+}
+
+/// The history's reason for a CPU restored at a clean stop.
+pub const RESTORED_AT_STOP: &str = "restored at stop: original governor and bounds";
+/// The history's reason for a CPU a crashed run left, restored at start.
+pub const RESTORED_AT_START: &str = "restored at start: left by a previous run";
+
+/// The CPUs a restore put back.
+fn restored_cpus(
+    report: &vmpower_cpufreq::takeover::RestoreReport,
+) -> impl Iterator<Item = CpuId> + '_ {
+    report.restored.iter().filter_map(|item| match item {
+        vmpower_cpufreq::takeover::TakeoverItem::Cpu(cpu) => Some(*cpu),
+        _ => None,
+    })
 }
 
 fn lock_tasks(
