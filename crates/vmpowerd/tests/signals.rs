@@ -55,7 +55,7 @@ fn sighup_reloads_the_config_and_the_policy_directory_and_keeps_serving() {
         &config,
         format!(
             "{head}log = \"debug\"\nplacement_refresh_ms = 200\n\
-             [vm.vm1]\npcpus = [1]\n[vm.vm2]\nqueries = true\n"
+             [vm.vm1]\npcpus = [1]\n[vm.vm2]\nqueries = true\npcpus = [2]\n"
         ),
     )
     .unwrap();
@@ -63,7 +63,8 @@ fn sighup_reloads_the_config_and_the_policy_directory_and_keeps_serving() {
     wait_until(|| vm1_workload(&s).as_deref() == Some("HIGH"));
     wait_until(|| {
         matches!(ctl(&s, &CtlRequest::ShowVm { vm: "vm2".into() }),
-            CtlResponse::Ok(v) if v["settings"]["queries_allowed"] == true)
+            CtlResponse::Ok(v) if v["settings"]["queries_allowed"] == true
+                && v["vcpus"][0]["pcpus"] == serde_json::json!([2]))
     });
     assert!(
         daemon.child.try_wait().unwrap().is_none(),
