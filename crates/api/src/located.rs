@@ -5,7 +5,11 @@
 /// `"{format} parse error at line L, column C, key `K`: {message}"`
 /// (without the key when none is found).
 pub(crate) fn describe(format: &str, text: &str, at: usize, message: &str) -> String {
-    let at = at.min(text.len());
+    // A parser's position may fall inside a multi-byte character.
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
     let before = &text[..at];
     let line = before.matches('\n').count() + 1;
     let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
@@ -123,6 +127,25 @@ mod tests {
         assert_eq!(toml_key(text, at).as_deref(), Some("cores"));
         let at = text.find("\"x\"").unwrap();
         assert_eq!(toml_key(text, at).as_deref(), Some("traffic.avg_pps"));
+    }
+
+    #[test]
+    fn any_position_in_any_text_is_described_without_panicking() {
+        let texts = [
+            "vm = \"é\u{1F600}ü\"\ncores = [\"😀\"]\n[t]\nx = 1",
+            "{\"é\": {\"ü\": [\"😀\", \"\\\"\"]}}",
+            "",
+            "[[[",
+            "\"\\",
+        ];
+        for text in texts {
+            for at in 0..=text.len() + 2 {
+                for format in ["TOML", "JSON"] {
+                    let d = describe(format, text, at, "m");
+                    assert!(d.starts_with(format), "{d}");
+                }
+            }
+        }
     }
 
     #[test]
