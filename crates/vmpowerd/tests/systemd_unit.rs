@@ -166,3 +166,10 @@ fn reload_is_sighup() {
         vec!["/bin/kill -HUP $MAINPID"]
     );
 }
+
+#[test]
+fn a_start_refused_for_the_configuration_is_not_restarted() {
+    // vmpowerd exits 2 for an invalid configuration or a path it cannot
+    // write (man vmpowerd, EXIT STATUS): restarting cannot help.
+    assert_eq!(values(&unit(), "RestartPreventExitStatus"), vec!["2"]);
+}
