@@ -19,7 +19,8 @@
 //! ## Limitations
 //! - A VM removed from the file stays served (with its last settings)
 //!   until `vmpowerctl rm-vm` or a restart; a vCPU removed from a `pcpus`
-//!   list keeps its mapping until a restart.
+//!   list keeps its mapping until a restart; a `policy_dir` that did not
+//!   exist at start is not followed until a restart.
 
 use std::collections::BTreeMap;
 
