@@ -4,12 +4,13 @@
 //! depends on nothing but this.
 
 mod client;
+mod located;
 mod policy_file;
 
 use serde::{Deserialize, Serialize};
 
 pub use client::{Client, ClientError};
-pub use policy_file::{HysteresisFile, PolicyFile, PolicyFileError};
+pub use policy_file::{HysteresisFile, PolicyFile, PolicyFileError, PolicyFormat};
 
 /// Which channels of a VM a command applies to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -97,13 +97,61 @@ pub enum PolicyFileError {
     },
 }
 
+/// The two spellings of a policy file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyFormat {
+    /// TOML (`*.toml`).
+    Toml,
+    /// JSON (`*.json`).
+    Json,
+}
+
+impl PolicyFormat {
+    /// The format a file name's extension says (`.toml`, `.json`).
+    pub fn of_path(path: &std::path::Path) -> Option<Self> {
+        match path.extension()?.to_str()? {
+            "toml" => Some(PolicyFormat::Toml),
+            "json" => Some(PolicyFormat::Json),
+            _ => None,
+        }
+    }
+}
+
 impl PolicyFile {
     /// Parses a file's text: JSON when it starts with `{`, else TOML.
     pub fn parse(text: &str) -> Result<Self, PolicyFileError> {
-        let file: PolicyFile = if text.trim_start().starts_with('{') {
-            serde_json::from_str(text).map_err(|e| PolicyFileError::Parse(e.to_string()))?
+        let format = if text.trim_start().starts_with('{') {
+            PolicyFormat::Json
         } else {
-            toml::from_str(text).map_err(|e| PolicyFileError::Parse(e.to_string()))?
+            PolicyFormat::Toml
+        };
+        Self::parse_as(text, format)
+    }
+
+    /// Parses the text of the file at `path` in the format its extension
+    /// says (`.toml`, `.json`), or as [`PolicyFile::parse`] guesses.
+    pub fn parse_named(path: &std::path::Path, text: &str) -> Result<Self, PolicyFileError> {
+        match PolicyFormat::of_path(path) {
+            Some(format) => Self::parse_as(text, format),
+            None => Self::parse(text),
+        }
+    }
+
+    /// Parses a file's text in the given format (a `.json` file's error is
+    /// JSON's, whatever its text looks like). A parse error names the line,
+    /// the column and the key, without quoting the (possibly long) line.
+    pub fn parse_as(text: &str, format: PolicyFormat) -> Result<Self, PolicyFileError> {
+        let file: PolicyFile = match format {
+            PolicyFormat::Json => serde_json::from_str(text).map_err(|e| {
+                let at = crate::located::offset_of(text, e.line(), e.column());
+                let message = crate::located::without_position(&e.to_string());
+                PolicyFileError::Parse(crate::located::describe("JSON", text, at, &message))
+            })?,
+            PolicyFormat::Toml => toml::from_str(text).map_err(|e| {
+                let at = e.span().map_or(0, |s| s.start);
+                let message = e.message().trim_end().to_owned();
+                PolicyFileError::Parse(crate::located::describe("TOML", text, at, &message))
+            })?,
         };
         file.policy()?;
         Ok(file)
@@ -263,6 +311,38 @@ mod tests {
             let err = PolicyFile::parse(text).unwrap_err().to_string();
             assert!(err.contains(needle), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn parse_errors_name_line_column_and_key_without_quoting_the_line() {
+        let cores: Vec<String> = (0..300).map(|i| i.to_string()).collect();
+        let cores = cores.join(",");
+        let toml = format!("vm = \"a\"\nkind = \"TIME\"\ncores = [{cores}]\n");
+        let json = format!("{{\"vm\": \"a\", \"kind\": \"TIME\", \"cores\": [{cores}]}}");
+        for (text, format) in [(toml, "TOML"), (json, "JSON")] {
+            let err = PolicyFile::parse(&text).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("{format} parse error at line ")),
+                "{err}"
+            );
+            assert!(err.contains("key `cores`") && err.contains("256"), "{err}");
+            assert!(err.len() < 200, "{err}");
+        }
+    }
+
+    #[test]
+    fn a_json_file_gets_a_json_error() {
+        let err = PolicyFile::parse_named(std::path::Path::new("p/vm1.json"), "vm = \"a\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("JSON parse error at line 1, column 1"),
+            "{err}"
+        );
+        let err = PolicyFile::parse_named(std::path::Path::new("vm1.toml"), "{\"vm\": 1}")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("TOML parse error"), "{err}");
     }
 
     #[test]

@@ -62,6 +62,12 @@ fn render(program: &Program, cmd: &clap::Command, version: &str, is_root: bool) 
             extra.text([roman(*what)]);
         }
     }
+    if is_root {
+        for (title, text) in program.sections {
+            extra.control("SH", [*title]);
+            extra.text([roman(*text)]);
+        }
+    }
     extra.control("SH", ["SEE ALSO"]);
     extra.text([roman(see_also(program, is_root))]);
     contents.extend_from_slice(extra.render().as_bytes());

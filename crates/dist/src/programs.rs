@@ -12,6 +12,8 @@ pub struct Program {
     pub section: u8,
     /// Files it uses, for the man page's FILES section: (path, what).
     pub files: &'static [(&'static str, &'static str)],
+    /// Further sections of its page (SIGNALS, EXIT STATUS): (title, text).
+    pub sections: &'static [(&'static str, &'static str)],
     command: fn() -> clap::Command,
 }
 
@@ -21,6 +23,30 @@ impl Program {
         (self.command)().name(self.name).bin_name(self.name)
     }
 }
+
+/// The daemon's SIGNALS and EXIT STATUS.
+const VMPOWERD_SECTIONS: &[(&str, &str)] = &[
+    (
+        "SIGNALS",
+        "SIGTERM, SIGINT and SIGQUIT stop the daemon: every CPU it took over is given back \
+     (governor and bounds) before the process ends. SIGHUP (systemctl reload) reads the \
+     configuration file again and rescans the policy directory: log, VM settings ([vm.NAME]), \
+     pcpus, core_branch_ratio and channel_busy_poll_us change live, and a policy file \
+     whose content changed applies; every other setting changed in the file is logged \
+     and takes effect at the next restart. A file that does not load changes nothing.",
+    ),
+    (
+        "EXIT STATUS",
+        "0: stopped by a signal after giving every CPU back, or --check-config found no \
+         problem. 1: failed at start or while running (another daemon holds the state \
+         directory, the state database cannot be opened, ...). 2: the configuration is \
+         invalid, or a path the daemon must write (the cpufreq files under sysfs_root, \
+         state_dir, the control socket's directory, channel_dir) is not writable: the start \
+         is refused before READY=1, each path named with the ReadWritePaths= to add to the \
+         unit; with --check-config, at least one problem was printed (policy files \
+         included). The unit does not restart on 2 (RestartPreventExitStatus=2).",
+    ),
+];
 
 /// vmpowerd, vmpowerctl and vmpower-guest.
 pub fn all() -> [Program; 3] {
@@ -47,6 +73,7 @@ pub fn all() -> [Program; 3] {
                     "the guests' channel sockets <vm>.<n> and DPDK's FIFOs",
                 ),
             ],
+            sections: VMPOWERD_SECTIONS,
             command: vmpowerd::config::Args::command,
         },
         Program {
@@ -56,6 +83,7 @@ pub fn all() -> [Program; 3] {
                 "/run/vmpower/control.sock",
                 "the daemon's control socket (--control-socket)",
             )],
+            sections: &[],
             command: vmpowerctl::cli::Cli::command,
         },
         Program {
@@ -65,6 +93,7 @@ pub fn all() -> [Program; 3] {
                 "/dev/virtio-ports/virtio.serial.port.poweragent.N",
                 "power channel N inside the guest",
             )],
+            sections: &[],
             command: vmpower_guest::cli::Cli::command,
         },
     ]

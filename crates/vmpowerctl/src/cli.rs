@@ -382,7 +382,7 @@ impl Command {
             Command::Policy(PolicyCommand::Create { file }) => {
                 let text = std::fs::read_to_string(file)
                     .map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?;
-                let policy = vmpower_api::PolicyFile::parse(&text)
+                let policy = vmpower_api::PolicyFile::parse_named(file, &text)
                     .map_err(|e| UsageError(format!("{}: {e}", file.display())))?;
                 CtlRequest::PolicyCreate {
                     policy: Box::new(policy),

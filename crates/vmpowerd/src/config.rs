@@ -22,15 +22,9 @@ const MAX_BUSY_POLL_US: u64 = 1000;
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The file could not be read (the error names it).
+    #[error("cannot read the config file")]
+    Read(#[source] crate::files::ReadFileError),
     /// The file is not valid TOML of the expected shape.
     #[error("invalid config file {path}: {message}")]
     Parse {
@@ -89,6 +83,11 @@ pub struct Args {
     /// (off when unset).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// Check the configuration and exit: parse it, check that every path
+    /// the daemon writes is writable and that every policy file parses,
+    /// print every problem; exit status 0 when there is none, 2 otherwise.
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 /// One VM the operator declares in the config file.
@@ -234,10 +233,8 @@ impl Config {
     pub fn load(args: &Args) -> Result<Self, ConfigError> {
         let mut config = match &args.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
+                let text = crate::files::read_text(path, crate::files::MAX_FILE_LEN)
+                    .map_err(ConfigError::Read)?;
                 Config::from_toml(&text, path)?
             }
             None => Config::default(),
@@ -320,11 +317,8 @@ impl Config {
             );
         }
         for (name, vm) in &self.vm {
-            if name.is_empty() || name.contains('/') {
-                return invalid(
-                    &format!("vm.{name}"),
-                    "a VM name must be non-empty without '/'",
-                );
+            if crate::vm_name::check(name).is_err() {
+                return invalid(&format!("vm.{name}"), crate::vm_name::RULE);
             }
             if vm.pcpus.len() > 256 {
                 return invalid(&format!("vm.{name}.pcpus"), "more than 256 vCPUs");

@@ -1,12 +1,15 @@
 //! The control API: a unix socket (mode from the config, 0600 by default,
 //! so only root or the daemon's user may use it) speaking the JSON-lines
-//! protocol of `vmpower-api`, one task per client.
+//! protocol of `vmpower-api`, one task per client. A request line is read
+//! up to 64 KiB and no further: a longer one is answered with an error and
+//! the client disconnected, so a client cannot make the daemon allocate
+//! more.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -60,13 +63,14 @@ pub fn listen(daemon: Arc<Daemon>) -> anyhow::Result<JoinHandle<()>> {
 async fn serve_client(stream: UnixStream, daemon: Arc<Daemon>) {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
-    let mut line = String::new();
+    let mut line = Vec::new();
     loop {
         line.clear();
-        match lines.read_line(&mut line).await {
+        match read_request_line(&mut lines, &mut line).await {
             Ok(0) => return,
             Ok(_) if line.len() > MAX_LINE => {
-                let _ = reply(&mut write, &invalid("request line too long")).await;
+                let message = format!("request line longer than {MAX_LINE} bytes: disconnected");
+                let _ = reply(&mut write, &invalid(&message)).await;
                 return;
             }
             Ok(_) => {}
@@ -75,7 +79,7 @@ async fn serve_client(stream: UnixStream, daemon: Arc<Daemon>) {
                 return;
             }
         }
-        let response = match serde_json::from_str::<CtlRequest>(&line) {
+        let response = match serde_json::from_slice::<CtlRequest>(&line) {
             Ok(request) => {
                 info!(?request, "control request");
                 match handle(&daemon, request).await {
@@ -89,6 +93,17 @@ async fn serve_client(stream: UnixStream, daemon: Arc<Daemon>) {
             return;
         }
     }
+}
+
+/// Reads one request line into `line`, but never more than
+/// [`MAX_LINE`] + 1 bytes: a longer line (or bytes without a newline) is
+/// cut there, before it is allocated whole.
+async fn read_request_line(
+    lines: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
+    line: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    let cap = u64::try_from(MAX_LINE + 1).expect("the cap fits u64");
+    (&mut *lines).take(cap).read_until(b'\n', line).await
 }
 
 async fn reply(
@@ -130,12 +145,8 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
             Ok(show_vm(daemon, &id))
         }
         CtlRequest::AddVm { vm } => {
-            if vm.is_empty() || vm.contains('/') {
-                return Err(CtlError::new(
-                    ErrorKind::Invalid,
-                    format!("invalid VM name {vm:?}"),
-                ));
-            }
+            crate::vm_name::check(&vm)
+                .map_err(|e| CtlError::new(ErrorKind::Invalid, e.to_string()))?;
             let id = VmId::new(&vm);
             let mut core = crate::lock(&daemon.core);
             if core.engine.settings(&id).is_some() {

@@ -23,7 +23,7 @@ use std::time::Instant;
 use tracing::{info, warn};
 use vmpower_cpufreq::levels::Level;
 use vmpower_cpufreq::sysfs::format_u32;
-use vmpower_cpufreq::{CpuFreq, CpuId};
+use vmpower_cpufreq::{CpuFreq, CpuId, Khz};
 use vmpower_engine::{
     Action, ChannelId, CoreKey, Decision, Engine, FreqChange, Note, OperatorAction, Rejection,
     Reply, Trigger, VmId, Winner,
@@ -40,6 +40,8 @@ use crate::ratelog::LogLimiter;
 use crate::stats::Stats;
 use crate::store::{HistoryEntry, PolicySource, Store, StoredPolicy};
 
+/// The history's reason for a CPU no VM wants any more.
+pub const RELEASED: &str = "released: no VM wants it; original governor and bounds restored";
 /// Why an operator command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OperatorError {
@@ -362,6 +364,10 @@ impl Core {
     fn release(&mut self, cpu: CpuId, domain: &[CpuId]) {
         match self.cpufreq.release(cpu) {
             Ok(how) => {
+                if matches!(how, vmpower_cpufreq::control::Released::Restored) {
+                    let old = self.engine.known_khz(cpu);
+                    self.record_given_back(cpu, old, RELEASED);
+                }
                 let now = self.now();
                 let budget = &mut self.stats.log_lines_suppressed;
                 if let Some(suppressed) = self.release_log.allow(&cpu, now, budget) {
@@ -425,13 +431,7 @@ impl Core {
         reason: String,
         inputs: serde_json::Value,
     ) {
-        if self.store.is_none() {
-            return;
-        }
-        if self.history_buf.is_empty() {
-            self.history_pending.notify_one();
-        }
-        self.history_buf.push(HistoryEntry {
+        self.push_history(HistoryEntry {
             at_ms: unix_millis(),
             vm,
             pcpu: change.cpu,
@@ -440,9 +440,40 @@ impl Core {
             reason,
             inputs,
         });
+    }
+
+    /// Buffers a history entry for the writer (nothing without a store).
+    fn push_history(&mut self, entry: HistoryEntry) {
+        if self.store.is_none() {
+            return;
+        }
+        if self.history_buf.is_empty() {
+            self.history_pending.notify_one();
+        }
+        self.history_buf.push(entry);
         if self.history_buf.len() >= HISTORY_BATCH {
             self.flush_history();
         }
+    }
+
+    /// The history entry of a CPU given back to its original governor
+    /// (released, restored at stop or at start): from `old` (the last
+    /// frequency set, when known) to what it reads now (when unreadable,
+    /// `old`, else the frequency the engine knows).
+    pub fn record_given_back(&mut self, cpu: CpuId, old: Option<Khz>, reason: &str) {
+        let now = self.cpufreq.current(cpu).ok().flatten();
+        let Some(new) = now.or(old).or_else(|| self.engine.known_khz(cpu)) else {
+            return;
+        };
+        self.push_history(HistoryEntry {
+            at_ms: unix_millis(),
+            vm: None,
+            pcpu: cpu,
+            old,
+            new,
+            reason: reason.to_owned(),
+            inputs: serde_json::json!({}),
+        });
     }
 
     /// What the history writer waits on (see `run`).

@@ -12,6 +12,7 @@ pub mod channels;
 pub mod config;
 pub mod control;
 pub mod core;
+pub mod files;
 pub mod health;
 pub mod instance;
 pub mod inventory;
@@ -22,13 +23,16 @@ pub mod notify;
 pub mod placement;
 pub mod policy_dir;
 pub mod policy_ops;
+pub mod preflight;
 pub mod ratelog;
 pub mod recent;
+pub mod reload;
 pub mod run;
 pub mod samplers;
 pub mod stats;
 pub mod store;
 pub mod traffic;
+pub mod vm_name;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 

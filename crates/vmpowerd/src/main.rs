@@ -1,5 +1,6 @@
 //! `vmpowerd`: parse flags, start logging, build the real sysfs, run until
-//! SIGTERM or SIGINT, then give every CPU back.
+//! SIGTERM, SIGINT or SIGQUIT (or SIGHUP, which reloads instead), then give
+//! every CPU back.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 use vmpower_cpufreq::Sysfs;
 use vmpowerd::config::{Args, Config};
+use vmpowerd::preflight::PreflightError;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -20,6 +22,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.check_config {
+        return check_config(&config);
+    }
     let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|e| {
         eprintln!(
             "vmpowerd: invalid log filter {:?} ({e}); using info",
@@ -42,7 +47,9 @@ fn main() -> ExitCode {
     let io = Arc::new(Sysfs::new(&config.sysfs_root));
     let result = runtime.block_on(async {
         let shutdown = shutdown_signal()?;
-        vmpowerd::run::run(config, io, shutdown).await
+        let reloads = Some(reload_on_hangup(args)?);
+        let counters = vmpowerd::run::host_traffic_counters(&config);
+        vmpowerd::run::run_reloading(config, io, counters, shutdown, reloads).await
     });
     match result {
         Ok(()) => {
@@ -52,21 +59,88 @@ fn main() -> ExitCode {
         Err(e) => {
             error!("{e:#}");
             eprintln!("vmpowerd: {e:#}");
-            ExitCode::FAILURE
+            // A start refused by the checks is the configuration's fault,
+            // like an invalid file: exit status 2, which the unit does not
+            // restart on.
+            if e.downcast_ref::<PreflightError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
+/// `--check-config`: the configuration parsed (else `main` already
+/// exited with 2); prints every problem of the paths it must write and of
+/// the policy files, and exits 0 when there is none, 2 otherwise.
+fn check_config(config: &Config) -> ExitCode {
+    let mut problems: Vec<String> = match vmpowerd::preflight::check(config) {
+        Ok(()) => Vec::new(),
+        Err(e) => {
+            let mut lines: Vec<String> = e.problems.iter().map(ToString::to_string).collect();
+            if e.more > 0 {
+                lines.push(format!("and {} more cpufreq files alike", e.more));
+            }
+            lines
+        }
+    };
+    if config.policy_dir.is_dir() {
+        for (file, error) in vmpowerd::policy_dir::check_files(&config.policy_dir) {
+            problems.push(format!("policy file {}: {error}", file.display()));
+        }
+    }
+    for problem in &problems {
+        eprintln!("vmpowerd: {problem}");
+    }
+    if problems.is_empty() {
+        println!("vmpowerd: configuration OK");
+        ExitCode::SUCCESS
+    } else {
+        println!("vmpowerd: {} problem(s)", problems.len());
+        ExitCode::from(2)
+    }
+}
+
+/// Resolves on the first SIGTERM, SIGINT or SIGQUIT: each gives the CPUs
+/// back before the process ends (SIGQUIT's default, a core dump, would
+/// leave them behind).
 fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut quit = signal(SignalKind::quit())?;
     Ok(async move {
         tokio::select! {
             _ = term.recv() => info!("SIGTERM: stopping"),
             _ = int.recv() => info!("SIGINT: stopping"),
+            _ = quit.recv() => info!("SIGQUIT: stopping"),
         }
     })
+}
+
+/// On each SIGHUP, reads the configuration again (file and flags) and
+/// sends it to the daemon; a file that does not load is logged and
+/// changes nothing.
+fn reload_on_hangup(args: Args) -> anyhow::Result<tokio::sync::mpsc::UnboundedReceiver<Config>> {
+    let mut hup = signal(SignalKind::hangup())?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            info!("SIGHUP: reloading the configuration");
+            match Config::load(&args) {
+                Ok(config) => {
+                    if tx.send(config).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => error!(
+                    error = %format_args!("{:#}", anyhow::Error::from(e)),
+                    "reload refused: the running configuration stays"
+                ),
+            }
+        }
+    });
+    Ok(rx)
 }
 
 /// Every channel is a socket: raise the soft limit on open files to the

@@ -196,7 +196,15 @@ fn status_line(daemon: &Daemon) -> String {
         let core = crate::lock(&daemon.core);
         (core.engine.pcpus().len(), core.engine.vm_ids().len())
     };
-    let channels = daemon.channel_paths().len();
+    // Guest channels only: the JSON FIFOs are the operator's, and are
+    // served whether or not any guest runs.
+    let fifo = |p: &std::path::Path| {
+        matches!(
+            crate::channels::ChannelName::of_path(p),
+            Some(crate::channels::ChannelName::Fifo(_))
+        )
+    };
+    let channels = daemon.channel_paths().iter().filter(|p| !fifo(p)).count();
     format!(
         "Serving {vms} VM(s) on {channels} channel(s), {cpus} CPU(s) under control; \
          channels in {}, control socket {}",
@@ -254,29 +262,48 @@ fn colours(stderr_is_terminal: bool, no_color: Option<&OsStr>) -> bool {
     stderr_is_terminal && no_color.is_none_or(OsStr::is_empty)
 }
 
+/// The running daemon's log filter, replaceable on SIGHUP.
+static LOG_FILTER: std::sync::OnceLock<
+    tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>,
+> = std::sync::OnceLock::new();
+
 /// Starts logging to stderr: tracing's usual lines on a terminal or file
 /// (coloured only on a terminal); in the journal, each line prefixed with
-/// its syslog priority, without timestamp or colours.
+/// its syslog priority, without timestamp or colours. The filter can be
+/// replaced later ([`set_log_filter`]).
 pub fn init_logging(filter: EnvFilter) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let ansi = colours(
         std::io::stderr().is_terminal(),
         std::env::var_os("NO_COLOR").as_deref(),
     );
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let _ = LOG_FILTER.set(handle);
+    let logs = tracing_subscriber::registry().with(filter);
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     if stderr_is_journal() {
         let format = tracing_subscriber::fmt::format()
             .without_time()
             .with_ansi(false);
-        builder
-            .with_ansi(false)
-            .event_format(SyslogPriority(format))
+        logs.with(lines.with_ansi(false).event_format(SyslogPriority(format)))
             .init();
     } else {
-        builder.init();
+        logs.with(lines.with_ansi(ansi)).init();
     }
+}
+
+/// Replaces the log filter (`log`, tracing's EnvFilter syntax) of the
+/// logging [`init_logging`] started: `Ok(false)` when it did not (a
+/// daemon run in a test's process); an invalid filter is an error and
+/// changes nothing.
+pub fn set_log_filter(spec: &str) -> Result<bool, String> {
+    let Some(handle) = LOG_FILTER.get() else {
+        return Ok(false);
+    };
+    let filter = EnvFilter::try_new(spec).map_err(|e| e.to_string())?;
+    handle.reload(filter).map_err(|e| e.to_string())?;
+    Ok(true)
 }
 
 /// The syslog priority journald reads from a `<N>` line prefix.

@@ -15,6 +15,14 @@
 //!   would apply it) instead of the policy being withdrawn.
 //! - At start, a restored policy whose file was removed while the daemon
 //!   was stopped is released as that removal would have released it.
+//! - On SIGHUP the directory is rescanned: a file whose content changed
+//!   since it was last read applies (inotify does not see a change behind
+//!   a symlink, nor one made while the watch queue overflowed), a file gone
+//!   is withdrawn, and the counts are logged.
+//! - A FIFO, device, socket or directory named like a policy file (or a
+//!   symlink to one, e.g. to `/dev/zero`) is refused by type without being
+//!   opened for reading, and a file over 1 MiB is refused before it is
+//!   read whole ([`crate::files`]): the runtime never blocks on one.
 //! - A bad or refused file is logged with its name and the reason, changes
 //!   nothing, and is listed in `vmpowerctl status` (`policy_files_refused`)
 //!   until it is applied or removed.
@@ -45,6 +53,10 @@ fn is_policy_file(path: &Path) -> bool {
 /// The files whose policy was applied, and the VM each names.
 type Applied = BTreeMap<PathBuf, VmId>;
 
+/// A hash of each file's content when it was last read, so that a rescan
+/// applies only the files that changed.
+type Seen = BTreeMap<PathBuf, u64>;
+
 /// Applies the directory's files, then follows it until aborted.
 pub async fn follow(daemon: Arc<Daemon>, dir: PathBuf) {
     let mut watch = match DirWatch::files(&dir) {
@@ -55,18 +67,71 @@ pub async fn follow(daemon: Arc<Daemon>, dir: PathBuf) {
         }
     };
     let mut applied = Applied::new();
+    let mut seen = Seen::new();
     for path in scan(&dir).unwrap_or_default() {
-        apply_file(&daemon, &path, &mut applied);
+        apply_file(&daemon, &path, &mut applied, &mut seen, false);
     }
     forget_gone_files(&daemon, &dir, &mut applied);
     info!(dir = %dir.display(), files = applied.len(), "watching the policy directory");
-    while let Some(event) = watch.next().await {
+    let rescan = daemon.policy_rescan.clone();
+    loop {
+        let event = tokio::select! {
+            event = watch.next() => event,
+            () = rescan.notified() => {
+                rescan_dir(&daemon, &dir, &mut applied, &mut seen);
+                continue;
+            }
+        };
+        let Some(event) = event else { return };
         match event {
-            Ok(DirEvent::Appeared(path)) => apply_file(&daemon, &path, &mut applied),
-            Ok(DirEvent::Gone(path)) => withdraw(&daemon, &path, &mut applied),
+            Ok(DirEvent::Appeared(path)) => {
+                apply_file(&daemon, &path, &mut applied, &mut seen, false);
+            }
+            Ok(DirEvent::Gone(path)) => {
+                seen.remove(&path);
+                withdraw(&daemon, &path, &mut applied);
+            }
             Err(e) => warn!(error = %e, "policy directory watch failed"),
         }
     }
+}
+
+/// SIGHUP: applies the files whose content changed since they were read,
+/// withdraws the policies of files gone.
+fn rescan_dir(daemon: &Daemon, dir: &Path, applied: &mut Applied, seen: &mut Seen) {
+    let present = scan(dir).unwrap_or_default();
+    let mut changed = 0;
+    for path in &present {
+        if apply_file(daemon, path, applied, seen, true) {
+            changed += 1;
+        }
+    }
+    let gone: std::collections::BTreeSet<PathBuf> = seen
+        .keys()
+        .chain(applied.keys())
+        .filter(|p| !present.contains(p))
+        .cloned()
+        .collect();
+    for path in &gone {
+        seen.remove(path);
+        withdraw(daemon, path, applied);
+    }
+    info!(dir = %dir.display(), changed, gone = gone.len(), "policy directory rescanned");
+}
+
+/// `vmpowerd --check-config`: why each policy file in `dir` would be
+/// refused, by file.
+pub fn check_files(dir: &Path) -> Vec<(PathBuf, String)> {
+    scan(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| is_policy_file(p))
+        .filter_map(|path| {
+            let checked = load(&path)
+                .and_then(|file| crate::vm_name::check(&file.vm).map_err(|e| e.to_string()));
+            checked.err().map(|e| (path, e))
+        })
+        .collect()
 }
 
 fn source_of(path: &Path) -> PolicySource {
@@ -77,11 +142,29 @@ fn source_of(path: &Path) -> PolicySource {
     )
 }
 
+/// Reads a policy file's text: a regular file only, never blocking, at
+/// most [`crate::files::MAX_FILE_LEN`] bytes (see [`crate::files`]).
+fn read(path: &Path) -> Result<String, String> {
+    crate::files::read_text(path, crate::files::MAX_FILE_LEN)
+        .map_err(|e| format!("{:#}", anyhow::Error::from(e)))
+}
+
+/// Parses a policy file's text in the format its name says (a `.json`
+/// file's error is JSON's).
+fn parse(path: &Path, text: &str) -> Result<PolicyFile, String> {
+    PolicyFile::parse_named(path, text).map_err(|e| e.to_string())
+}
+
 /// Reads and parses a policy file.
 fn load(path: &Path) -> Result<PolicyFile, String> {
-    std::fs::read_to_string(path)
-        .map_err(|e| e.to_string())
-        .and_then(|text| PolicyFile::parse(&text).map_err(|e| e.to_string()))
+    read(path).and_then(|text| parse(path, &text))
+}
+
+fn hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
 }
 
 /// Applies a parsed file and records it as the policy's source. A policy
@@ -109,17 +192,44 @@ fn refuse(daemon: &Daemon, path: &Path, error: String) {
         .policy_file_refused(path, error);
 }
 
-fn apply_file(daemon: &Daemon, path: &Path, applied: &mut Applied) {
+/// Reads, parses and applies a policy file (with `only_changed`, only if
+/// its content changed since it was last read); whether it was read anew.
+fn apply_file(
+    daemon: &Daemon,
+    path: &Path,
+    applied: &mut Applied,
+    seen: &mut Seen,
+    only_changed: bool,
+) -> bool {
     if !is_policy_file(path) {
-        return;
+        return false;
     }
-    let file = match load(path) {
+    let text = match read(path) {
+        Ok(text) => text,
+        Err(e) => {
+            seen.remove(path);
+            refuse(daemon, path, e);
+            return true;
+        }
+    };
+    let digest = hash(&text);
+    if only_changed && seen.get(path) == Some(&digest) {
+        return false;
+    }
+    seen.insert(path.to_owned(), digest);
+    let file = match parse(path, &text) {
         Ok(f) => f,
-        Err(e) => return refuse(daemon, path, e),
+        Err(e) => {
+            refuse(daemon, path, e);
+            return true;
+        }
     };
     let vm = match install(daemon, path, &file) {
         Ok(vm) => vm,
-        Err(e) => return refuse(daemon, path, e),
+        Err(e) => {
+            refuse(daemon, path, e);
+            return true;
+        }
     };
     info!(file = %path.display(), %vm, "policy file applied");
     for (other, _) in applied.iter().filter(|(p, v)| **v == vm && *p != path) {
@@ -136,6 +246,7 @@ fn apply_file(daemon: &Daemon, path: &Path, applied: &mut Applied) {
     {
         release(daemon, path, &before, applied);
     }
+    true
 }
 
 fn withdraw(daemon: &Daemon, path: &Path, applied: &mut Applied) {

@@ -67,6 +67,7 @@ pub fn spec_of(
 
 /// Applies an operator's policy file.
 pub fn apply(daemon: &Daemon, file: &PolicyFile) -> Result<VmId, PolicyOpError> {
+    crate::vm_name::check(&file.vm).map_err(|e| PolicyOpError::Invalid(e.to_string()))?;
     let vm = VmId::new(&file.vm);
     // A VM not known yet is added as its channel socket would add it (the
     // policy waits for its placement): a policy file may come first.

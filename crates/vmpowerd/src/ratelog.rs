@@ -70,6 +70,31 @@ impl<K: Hash + Eq + Clone> LogLimiter<K> {
     }
 }
 
+/// One budget of its own (a FIFO's, a channel's connection lines), with
+/// its own clock.
+#[derive(Debug)]
+pub struct Budget {
+    limiter: LogLimiter<()>,
+    start: std::time::Instant,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            limiter: LogLimiter::default(),
+            start: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Budget {
+    /// [`LogLimiter::allow`] now.
+    pub fn allow(&mut self, suppressed_total: &mut u64) -> Option<u64> {
+        let now = self.start.elapsed();
+        self.limiter.allow(&(), now, suppressed_total)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,8 @@
 //! Start-up, the main loop and shutdown of the daemon.
 //!
 //! ## Behavior
+//! - First, the paths the daemon must write are checked
+//!   ([`crate::preflight`]): a start that could not do its job is refused.
 //! - Before anything else, a takeover record left by a crashed run (in
 //!   the state database, or an older version's record file) is restored
 //!   (every CPU back to its original governor and bounds).
@@ -8,6 +10,9 @@
 //!   engine; declared VMs are added with their settings and placements.
 //! - The channel directory is scanned, then watched with inotify; each
 //!   socket and FIFO gets its own task (see [`crate::channels`]).
+//! - Each configuration sent on `reloads` (SIGHUP) is applied as far as
+//!   it can be live, and the policy directory is rescanned
+//!   ([`crate::reload`]).
 //! - When `shutdown` resolves, every task stops, every CPU taken over is
 //!   restored, and the control socket is removed.
 
@@ -21,7 +26,7 @@ use anyhow::Context;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 use vmpower_cpufreq::takeover::{restore_from, restore_from_file};
-use vmpower_cpufreq::{CpuFreq, SysfsIo};
+use vmpower_cpufreq::{CpuFreq, CpuId, SysfsIo};
 use vmpower_engine::{
     ChannelId, Engine, EngineConfig, PcpuSpec, PolicyExtensions, PolicySpec, VmId,
 };
@@ -55,10 +60,13 @@ pub struct Daemon {
     libvirt: Option<crate::inventory::libvirt::LibvirtPlacement>,
     /// This daemon's hold on its state directory, released at stop.
     instance: Mutex<Option<crate::instance::InstanceLock>>,
-    /// The FIFOs this daemon made, removed at stop.
+    /// The FIFOs this daemon made or adopted (a crashed run's), removed
+    /// at stop.
     fifos_made: Mutex<Vec<PathBuf>>,
     /// Where the guest channels are served.
     channel_thread: crate::channels::thread::ChannelThread,
+    /// Wakes the policy directory's task to rescan it (SIGHUP).
+    pub policy_rescan: Arc<tokio::sync::Notify>,
 }
 
 /// Runs the daemon until `shutdown` resolves, with the host's traffic
@@ -68,9 +76,14 @@ pub async fn run(
     io: Arc<dyn SysfsIo>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let counters: Option<Box<dyn TrafficCounters>> = match NetlinkTrafficCounters::new(
-        config.mac_map(),
-    ) {
+    let counters = host_traffic_counters(&config);
+    run_reloading(config, io, counters, shutdown, None).await
+}
+
+/// The host's traffic counters (rtnetlink), or none (logged) when they
+/// cannot be opened.
+pub fn host_traffic_counters(config: &Config) -> Option<Box<dyn TrafficCounters>> {
+    match NetlinkTrafficCounters::new(config.mac_map()) {
         // The link list (which device has which MAC) is re-read when the
         // kernel notifies a link change, when links come or go, and every
         // 5 s while a MAC is missing (60 s otherwise, or 5 s always without
@@ -82,8 +95,7 @@ pub async fn run(
             warn!(error = %format_args!("{:#}", anyhow::Error::from(e)), "no traffic counters: TRAFFIC policies will wait");
             None
         }
-    };
-    run_with(config, io, counters, shutdown).await
+    }
 }
 
 /// Runs the daemon with the given traffic counters (tests pass fakes).
@@ -93,10 +105,41 @@ pub async fn run_with(
     counters: Option<Box<dyn TrafficCounters>>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    run_reloading(config, io, counters, shutdown, None).await
+}
+
+/// As [`run_with`], applying each configuration received on `reloads`
+/// (read again on SIGHUP) while it runs.
+pub async fn run_reloading(
+    config: Config,
+    io: Arc<dyn SysfsIo>,
+    counters: Option<Box<dyn TrafficCounters>>,
+    shutdown: impl Future<Output = ()>,
+    reloads: Option<tokio::sync::mpsc::UnboundedReceiver<Config>>,
+) -> anyhow::Result<()> {
+    // Before anything is touched, and so before READY=1: can it do its
+    // job here (a sandbox leaving its paths read-only)?
+    crate::preflight::check(&config)?;
     let daemon = Arc::new(start(config, io)?);
-    let result = serve(&daemon, counters, shutdown).await;
+    let result = serve(&daemon, counters, shutdown, reloads).await;
     stop(&daemon);
     result
+}
+
+/// The next configuration to reload; never resolves once there is none
+/// to come.
+async fn next_reload(reloads: &mut Option<tokio::sync::mpsc::UnboundedReceiver<Config>>) -> Config {
+    let next = match reloads.as_mut() {
+        Some(rx) => rx.recv().await,
+        None => None,
+    };
+    match next {
+        Some(config) => config,
+        None => {
+            *reloads = None;
+            std::future::pending().await
+        }
+    }
 }
 
 /// Restores leftovers, discovers the host, builds the engine.
@@ -110,9 +153,12 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
     // first a record file an earlier version may have left, then the
     // record in the state database.
     let legacy = config.takeover_path();
+    // The CPUs given back here, for the history once it is open.
+    let mut left = Vec::new();
     if legacy.exists() {
         let report = restore_from_file(&legacy, &*io)
             .with_context(|| format!("restoring {} left by a previous run", legacy.display()))?;
+        left.extend(restored_cpus(&report));
         info!(
             restored = report.restored.len(),
             failed = report.failed.len(),
@@ -125,6 +171,7 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
     };
     let report = restore_from(Box::new(DbTakeoverSink::new(open_store()?)), &*io)
         .context("restoring the takeover record left by a previous run")?;
+    left.extend(restored_cpus(&report));
     if !report.restored.is_empty() || !report.failed.is_empty() {
         info!(
             restored = report.restored.len(),
@@ -179,6 +226,9 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
     let restored = restore_state(&store, &mut engine, &placer)?;
     let mut core = Core::new(engine, cpufreq);
     core.store = Some(store);
+    for cpu in left {
+        core.record_given_back(cpu, None, RESTORED_AT_START);
+    }
     // What restored policies decide for cores they can already name (a
     // FIFO's host CPUs): applied now, before anything is served.
     core.execute(&restored);
@@ -196,6 +246,7 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
         fifos_made: Mutex::new(Vec::new()),
         channel_thread: crate::channels::thread::ChannelThread::start()
             .context("cannot start the channel thread")?,
+        policy_rescan: Arc::new(tokio::sync::Notify::new()),
     })
 }
 
@@ -203,7 +254,9 @@ async fn serve(
     daemon: &Arc<Daemon>,
     counters: Option<Box<dyn TrafficCounters>>,
     shutdown: impl Future<Output = ()>,
+    mut reloads: Option<tokio::sync::mpsc::UnboundedReceiver<Config>>,
 ) -> anyhow::Result<()> {
+    let mut running = daemon.config.clone();
     let dir = &daemon.config.channel_dir;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create channel dir {}", dir.display()))?;
@@ -259,6 +312,12 @@ async fn serve(
     loop {
         tokio::select! {
             () = &mut shutdown => break,
+            new = next_reload(&mut reloads) => {
+                for vm in crate::reload::apply(daemon, &mut running, &new) {
+                    daemon.placer.refresh(&vm, &daemon.core).await;
+                }
+                daemon.policy_rescan.notify_one();
+            }
             event = watch.next() => match event {
                 Some(Ok(DirEvent::Appeared(p))) => daemon.appeared(&p),
                 Some(Ok(DirEvent::Gone(p))) => daemon.gone(&p),
@@ -413,17 +472,32 @@ fn stop(daemon: &Daemon) {
     // No channel is served past this point: the restore below is the
     // last word on every CPU.
     daemon.channel_thread.stop();
-    crate::lock(&daemon.core).flush_history();
-    match crate::lock(&daemon.core).cpufreq.restore_all() {
-        Ok(report) => info!(
-            restored = report.restored.len(),
-            failed = report.failed.len(),
-            "CPUs given back"
-        ),
+    let mut core = crate::lock(&daemon.core);
+    core.flush_history();
+    let known: Vec<_> = core
+        .engine
+        .pcpus()
+        .into_iter()
+        .map(|cpu| (cpu, core.engine.known_khz(cpu)))
+        .collect();
+    match core.cpufreq.restore_all() {
+        Ok(report) => {
+            for cpu in restored_cpus(&report) {
+                let old = known.iter().find(|(c, _)| *c == cpu).and_then(|(_, k)| *k);
+                core.record_given_back(cpu, old, RESTORED_AT_STOP);
+            }
+            info!(
+                restored = report.restored.len(),
+                failed = report.failed.len(),
+                "CPUs given back"
+            );
+        }
         Err(e) => {
             warn!(error = %format_args!("{:#}", anyhow::Error::from(e)), "restore at shutdown failed")
         }
     }
+    core.flush_history();
+    drop(core);
     let _ = std::fs::remove_file(&daemon.config.control_socket);
     let made = std::mem::take(
         &mut *daemon
@@ -441,6 +515,21 @@ fn stop(daemon: &Daemon) {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .take();
+}
+
+/// The history's reason for a CPU restored at a clean stop.
+pub const RESTORED_AT_STOP: &str = "restored at stop: original governor and bounds";
+/// The history's reason for a CPU a crashed run left, restored at start.
+pub const RESTORED_AT_START: &str = "restored at start: left by a previous run";
+
+/// The CPUs a restore put back.
+fn restored_cpus(
+    report: &vmpower_cpufreq::takeover::RestoreReport,
+) -> impl Iterator<Item = CpuId> + '_ {
+    report.restored.iter().filter_map(|item| match item {
+        vmpower_cpufreq::takeover::TakeoverItem::Cpu(cpu) => Some(*cpu),
+        _ => None,
+    })
 }
 
 fn lock_tasks(
@@ -462,6 +551,10 @@ impl Daemon {
         };
         match name {
             ChannelName::Guest { vm, index } if meta.file_type().is_socket() => {
+                if let Err(e) = crate::vm_name::check(&vm) {
+                    warn!(path = %path.display(), error = %e, "channel socket ignored");
+                    return;
+                }
                 let id = VmId::new(&vm);
                 if !self.ensure_vm(&id) {
                     info!(path = %path.display(), "socket of an undeclared VM ignored (auto_add_vms = false)");

@@ -194,6 +194,8 @@ struct TrafficState {
     slots: Vec<Vec<usize>>,
     /// Each batch sample's latest rate.
     fed: Vec<Option<f64>>,
+    /// The packets each batch sample counted this tick.
+    packets: Vec<u64>,
     /// The engine's input, one entry per policy: the VMs are set with the
     /// policies, each tick rewrites only the rates.
     input: Vec<(VmId, Result<f64, String>)>,
@@ -256,7 +258,8 @@ impl TrafficState {
             }
         };
         let samples = self.batch.samples();
-        self.rates.update_into(samples, at, &mut self.fed);
+        self.rates
+            .update_counting(samples, at, &mut self.fed, &mut self.packets);
         if sources_changed {
             // Only when a MAC's source or reason changed (most ticks: none).
             self.missing = samples
@@ -273,6 +276,10 @@ impl TrafficState {
             *rate = policy_rate(&self.fed, at, &self.missing, list.as_slice());
         }
         let mut core = crate::lock(core);
+        for ((vm, _), slots) in self.policies.iter().zip(&self.slots) {
+            let counted: u64 = slots.iter().filter_map(|&i| self.packets.get(i)).sum();
+            core.stats.vm_packets_counted(vm, counted);
+        }
         let now = core.now();
         core.stats.policy_evaluated("traffic", self.input.len());
         self.actions.clear();

@@ -64,6 +64,10 @@ pub struct Stats {
     /// Each VM's last frequency decision (for `vmpowerctl top`).
     #[serde(skip)]
     pub last_decisions: HashMap<VmId, LastDecision>,
+    /// Packets received by the MACs of each VM's traffic-driven policy,
+    /// counted at each sample (the metric `rate()` reads).
+    #[serde(skip)]
+    pub vm_packets: BTreeMap<VmId, u64>,
 }
 
 /// A VM's last frequency decision.
@@ -229,6 +233,25 @@ impl Stats {
         }
     }
 
+    /// Adds `n` packets to `vm`'s traffic counter (its policy's MACs).
+    pub fn vm_packets_counted(&mut self, vm: &VmId, n: u64) {
+        match self.vm_packets.get_mut(vm) {
+            Some(total) => *total += n,
+            None => {
+                self.vm_packets.insert(vm.clone(), n);
+            }
+        }
+    }
+
+    /// Requests counted for `vm`, whatever their kind and result.
+    pub fn vm_requests(&self, vm: &VmId) -> u64 {
+        self.requests
+            .iter()
+            .filter(|((v, _, _), _)| v == vm)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
     /// The connection to `channel`'s socket ended.
     pub fn channel_down(&mut self, channel: &ChannelId) {
         let now = unix_millis();
@@ -242,6 +265,7 @@ impl Stats {
     pub fn forget_vm(&mut self, vm: &VmId) {
         self.channels.retain(|c, _| &c.vm != vm);
         self.last_decisions.remove(vm);
+        self.vm_packets.remove(vm);
     }
 
     /// Records a frequency change decided for `vm` (the operator's and

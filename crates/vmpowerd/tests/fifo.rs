@@ -120,3 +120,29 @@ async fn the_daemon_makes_a_fifo_per_cpu_and_removes_them_at_stop() {
         "not a fifo"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifos_a_crashed_run_left_are_removed_at_the_next_clean_stop() {
+    let mut host = Host::start(&[("ubuntu", vm(&[]))]).await;
+    let dir = host.config.channel_dir.clone();
+    host.stop().await.unwrap();
+    // What a run killed with SIGKILL leaves: its FIFOs.
+    for n in 0..4 {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            dir.join(format!("fifo{n}")),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+    }
+    host.launch().await;
+    host.stop().await.unwrap();
+    for n in 0..4 {
+        assert!(
+            !dir.join(format!("fifo{n}")).exists(),
+            "fifo{n} left at a clean stop"
+        );
+    }
+}

@@ -333,3 +333,48 @@ fn families_at_default(m: &Exposition) -> Vec<String> {
     }
     missing
 }
+
+/// `vmpower_vm_traffic_packets_total{vm}`, if exported.
+async fn vm_packets(addr: SocketAddr, vm: &str) -> Option<f64> {
+    scrape(addr)
+        .await
+        .value("vmpower_vm_traffic_packets_total", &[("vm", vm)])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_traffic_counter_counts_each_packet_once() {
+    let (mut host, addr) = start(&[("vm1", vm(&[1]))]).await;
+    let qemu = host.qemu("vm1", 0);
+    let mut guest = accept(&qemu).await;
+    let mac: MacAddr = "52:54:00:00:00:07".parse().unwrap();
+    let traffic = host.traffic.clone();
+    // Packets before the first sample are the baseline, not counted.
+    traffic.advance(mac, 1_000);
+    assert_eq!(
+        call(&mut guest, &record("vm1", traffic_policy(mac))).await,
+        Verdict::Ack
+    );
+    let after = |n: u64| {
+        let traffic = traffic.clone();
+        let target = traffic.samples_taken() + n;
+        wait_for(move || traffic.samples_taken() >= target)
+    };
+    after(2).await;
+    for _ in 0..3 {
+        traffic.advance(mac, 700);
+        after(2).await;
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while vm_packets(addr, "vm1").await != Some(2100.0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "counter at {:?}",
+            vm_packets(addr, "vm1").await
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Two more samples with no new packet: nothing more counted.
+    after(2).await;
+    assert_eq!(vm_packets(addr, "vm1").await, Some(2100.0));
+    host.stop().await.unwrap();
+}

@@ -16,18 +16,9 @@ fn workload(level: &str) -> String {
 #[test]
 fn two_files_for_one_vm_are_a_warning_naming_both() {
     let s = Setup::new();
-    let policies = s.dir.path().join("policies.d");
-    std::fs::create_dir_all(&policies).unwrap();
+    let policies = s.with_policy_dir();
     std::fs::write(policies.join("a.toml"), workload("LOW")).unwrap();
     std::fs::write(policies.join("b.toml"), workload("MEDIUM")).unwrap();
-    std::fs::write(
-        s.dir.path().join("vmpowerd.toml"),
-        format!(
-            "policy_dir = {:?}\n[vm.vm1]\npcpus = [1]\n",
-            policies.to_str().unwrap()
-        ),
-    )
-    .unwrap();
     let daemon = s.spawn_logging();
     // At start the last in name order is in force.
     let b = serde_json::json!(policies.join("b.toml"));

@@ -43,6 +43,27 @@ fn next(socket: &UnixDatagram) -> String {
     String::from_utf8(buf[..n].to_vec()).unwrap()
 }
 
+/// Starts the daemon with a notify socket; the daemon, the socket and
+/// the first notification.
+fn spawn_notified(s: &Setup) -> (std::process::Child, UnixDatagram, String) {
+    let (notify, notify_path) = notify_socket(s);
+    let daemon = s
+        .command(Stdio::null())
+        .env("NOTIFY_SOCKET", &notify_path)
+        .spawn()
+        .unwrap();
+    let first = next(&notify);
+    (daemon, notify, first)
+}
+
+/// The `STATUS=` value of a notification.
+fn status_of(notification: &str) -> &str {
+    notification
+        .lines()
+        .find_map(|l| l.strip_prefix("STATUS="))
+        .unwrap_or_else(|| panic!("no STATUS= line in {notification:?}"))
+}
+
 /// Leaves a takeover record as a crashed earlier version would have: CPU 2
 /// recorded as `ondemand`, then left at `performance`.
 fn crash_leftover(s: &Setup) {
@@ -83,18 +104,9 @@ fn ready_once_serving_and_stopping_on_sigterm() {
     crash_leftover(&s);
     assert_eq!(s.file(2, "scaling_governor"), "performance");
 
-    let (notify, notify_path) = notify_socket(&s);
-    let mut daemon = s
-        .command(Stdio::null())
-        .env("NOTIFY_SOCKET", &notify_path)
-        .spawn()
-        .unwrap();
-    let ready = next(&notify);
+    let (mut daemon, notify, ready) = spawn_notified(&s);
     assert!(ready.lines().any(|l| l == "READY=1"), "{ready:?}");
-    let status = ready
-        .lines()
-        .find_map(|l| l.strip_prefix("STATUS="))
-        .unwrap_or_else(|| panic!("no STATUS= line in {ready:?}"));
+    let status = status_of(&ready);
     assert!(status.contains("CPU(s) under control"), "{status}");
     // At READY=1, without any retry: the leftover is restored, the control
     // socket answers, and the persisted policy is back.
@@ -111,6 +123,21 @@ fn ready_once_serving_and_stopping_on_sigterm() {
     sigterm(&daemon);
     let stopping = next(&notify);
     assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping:?}");
+    assert!(wait_exit(&mut daemon).success());
+}
+
+#[test]
+fn status_counts_guest_channels_not_the_fifos() {
+    let s = Setup::new();
+    // One guest channel (a listener playing QEMU), and the four FIFOs the
+    // daemon makes for its four CPUs.
+    let _qemu =
+        std::os::unix::net::UnixListener::bind(s.dir.path().join("channels/vm1.0")).unwrap();
+    let (mut daemon, _notify, ready) = spawn_notified(&s);
+    assert!(s.dir.path().join("channels/fifo3").exists());
+    let status = status_of(&ready);
+    assert!(status.contains("on 1 channel(s)"), "{status}");
+    sigterm(&daemon);
     assert!(wait_exit(&mut daemon).success());
 }
 

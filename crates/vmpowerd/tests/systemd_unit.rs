@@ -158,3 +158,18 @@ fn the_granted_directories_are_the_defaults() {
     );
     assert_eq!(values(&unit, "Type"), vec!["notify"]);
 }
+
+#[test]
+fn reload_is_sighup() {
+    assert_eq!(
+        values(&unit(), "ExecReload"),
+        vec!["/bin/kill -HUP $MAINPID"]
+    );
+}
+
+#[test]
+fn a_start_refused_for_the_configuration_is_not_restarted() {
+    // vmpowerd exits 2 for an invalid configuration or a path it cannot
+    // write (man vmpowerd, EXIT STATUS): restarting cannot help.
+    assert_eq!(values(&unit(), "RestartPreventExitStatus"), vec!["2"]);
+}

@@ -5,9 +5,13 @@
 //! ## Behavior
 //! - A remote close or an error ends this connection only. If the socket
 //!   file is still there, the task reconnects with a backoff (50 ms
-//!   doubling to 2 s). A vanished file, or a socket that keeps refusing
-//!   connections (a stale one), ends the task; the directory watcher starts
-//!   a new one when QEMU creates the socket again.
+//!   doubling to 5 s), reset only after a connection that lived at least
+//!   a second and carried a record: a peer that accepts and closes at once
+//!   is tried less and less often, not 20 times a second. Its "channel
+//!   connected" / "channel closed" lines have a budget (10 per 10 s per
+//!   channel, [`crate::ratelog`]). A vanished file, or a socket that keeps
+//!   refusing connections (a stale one), ends the task; the directory
+//!   watcher starts a new one when QEMU creates the socket again.
 //! - A partial record left at disconnect is dropped and counted, and so
 //!   is one that nothing completes for 1 s while the guest is silent (a
 //!   torn write, or a record of the wrong length): the stream realigns by
@@ -48,7 +52,10 @@ use crate::SharedCore;
 /// Bytes read at once: a few hundred records.
 const READ_BUF: usize = 64 * 1024;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(2);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How long a connection that carried a record must have lived for the
+/// backoff to start again from [`BACKOFF_MIN`].
+const LIVED: Duration = Duration::from_secs(1);
 /// How long a partial record may wait for its rest while nothing arrives
 /// before it is dropped as torn (the guest writes whole records at once).
 const STALE_PARTIAL: Duration = Duration::from_secs(1);
@@ -60,17 +67,31 @@ const MAX_REFUSALS: u32 = 8;
 pub async fn serve_socket(path: PathBuf, channel: ChannelId, core: SharedCore) {
     let mut backoff = BACKOFF_MIN;
     let mut refusals = 0;
+    let mut log = crate::ratelog::Budget::default();
     crate::lock(&core).stats.channel_known(&channel);
     loop {
         match UnixStream::connect(&path).await {
             Ok(stream) => {
-                backoff = BACKOFF_MIN;
                 refusals = 0;
-                crate::lock(&core).stats.channel_up(&channel);
-                info!(%channel, path = %path.display(), "channel connected");
+                let (since, requests) = {
+                    let mut core = crate::lock(&core);
+                    core.stats.channel_up(&channel);
+                    if let Some(suppressed) = log.allow(&mut core.stats.log_lines_suppressed) {
+                        info!(%channel, path = %path.display(), suppressed, "channel connected");
+                    }
+                    (Instant::now(), core.stats.vm_requests(&channel.vm))
+                };
                 let why = serve_stream(&stream, &channel, &core).await;
-                crate::lock(&core).stats.channel_down(&channel);
-                info!(%channel, reason = %why, "channel closed");
+                let mut core = crate::lock(&core);
+                core.stats.channel_down(&channel);
+                if let Some(suppressed) = log.allow(&mut core.stats.log_lines_suppressed) {
+                    info!(%channel, reason = %why, suppressed, "channel closed");
+                }
+                // Its VM's request count stands for the channel's records.
+                let carried = core.stats.vm_requests(&channel.vm) > requests;
+                if carried && since.elapsed() >= LIVED {
+                    backoff = BACKOFF_MIN;
+                }
             }
             // QEMU binds before it listens: a refusal right after the
             // socket appears is normal. Persistent refusal means a stale

@@ -11,9 +11,18 @@
 //! - `{"policy": {"command": "create", ...}}` installs (or replaces) the
 //!   named VM's policy as the operator's (its `core_list` are host CPUs);
 //!   `"destroy"` removes it. Both are persisted like any policy.
+//! - A FIFO's writers (containers, in DPDK's design) are less trusted than
+//!   the operator: every line a FIFO's messages cause (junk, refusals,
+//!   policies) shares one budget per FIFO ([`crate::ratelog`], 10 per
+//!   10 s); past it lines are counted in
+//!   `vmpower_log_lines_suppressed_total` and the next line says
+//!   `suppressed=N`. Undecodable messages are counted as rejections
+//!   (`fifo_invalid`), refused ones as `fifo_refused`. The stream buffer
+//!   holds at most one object's cap (64 KiB) plus one read (16 KiB).
 //! - At start the daemon makes `fifo<N>` for each controllable CPU N that
-//!   has none (as vm_power_manager does), and removes those it made when it
-//!   stops; a file of that name that is not a FIFO is left alone (warned).
+//!   has none (as vm_power_manager does), and removes them when it stops,
+//!   with those a crashed run left (a FIFO already there is adopted); a
+//!   file of that name that is not a FIFO is left alone (warned).
 
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -26,12 +35,35 @@ use vmpower_engine::{PolicyExtensions, PolicySpec, VmId};
 use vmpower_proto::json::JsonStreamDecoder;
 use vmpower_proto::{Request, RequestBody};
 
+use crate::SharedCore;
+use crate::ratelog::Budget;
+use crate::stats::Stats;
 use crate::store::PolicySource;
 
-use crate::SharedCore;
+/// Bytes read from the FIFO at once.
+const READ_BUF: usize = 16 * 1024;
+
+/// One FIFO's log budget.
+#[derive(Default)]
+struct FifoLog(Budget);
+
+impl FifoLog {
+    /// Whether a line may be logged; the count suppressed before it.
+    fn allow(&mut self, stats: &mut Stats) -> Option<u64> {
+        self.0.allow(&mut stats.log_lines_suppressed)
+    }
+
+    /// Counts a message refused for `reason`; whether its line may be
+    /// logged (and the count suppressed before it).
+    fn refused(&mut self, stats: &mut Stats, reason: &'static str) -> Option<u64> {
+        *stats.rejections.entry(reason).or_default() += 1;
+        self.allow(stats)
+    }
+}
 
 /// Makes `<dir>/fifo<N>` (mode 0600: the host's operator writes them) for
-/// each of `cpus` that has none; returns the paths made.
+/// each of `cpus` that has none; returns the FIFOs to remove at stop: those
+/// made, and those found (a crashed run's).
 pub fn create_fifos(dir: &Path, cpus: &[CpuId]) -> Vec<PathBuf> {
     let mut made = Vec::new();
     for cpu in cpus {
@@ -41,7 +73,9 @@ pub fn create_fifos(dir: &Path, cpus: &[CpuId]) -> Vec<PathBuf> {
             Ok(()) => made.push(path),
             Err(rustix::io::Errno::EXIST) => {
                 let fifo = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_fifo());
-                if !fifo {
+                if fifo {
+                    made.push(path);
+                } else {
                     warn!(path = %path.display(), "exists and is not a FIFO: not read (remove it and restart to get DPDK's FIFO)");
                 }
             }
@@ -65,7 +99,8 @@ pub async fn serve_fifo(path: PathBuf, core: SharedCore) {
     };
     info!(path = %path.display(), "reading JSON FIFO");
     let mut decoder = JsonStreamDecoder::new();
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut log = FifoLog::default();
+    let mut buf = vec![0u8; READ_BUF];
     loop {
         let n = match rx.read(&mut buf).await {
             Ok(0) => return,
@@ -78,31 +113,45 @@ pub async fn serve_fifo(path: PathBuf, core: SharedCore) {
         decoder.push(&buf[..n]);
         while let Some(message) = decoder.next_message() {
             match message {
-                Ok(request) => apply(&path, &request, &core),
-                Err(e) => warn!(path = %path.display(), error = %e, "invalid JSON message"),
+                Ok(request) => apply(&path, &request, &core, &mut log),
+                Err(e) => {
+                    let mut core = crate::lock(&core);
+                    if let Some(suppressed) = log.refused(&mut core.stats, "fifo_invalid") {
+                        warn!(path = %path.display(), error = %e, suppressed, "invalid JSON message");
+                    }
+                }
             }
         }
     }
 }
 
-fn apply(path: &std::path::Path, request: &Request, core: &SharedCore) {
+fn apply(path: &Path, request: &Request, core: &SharedCore, log: &mut FifoLog) {
     match request.body {
         RequestBody::Power {
             resource_id, unit, ..
         } => {
+            let mut core = crate::lock(core);
             let Ok(cpu) = u32::try_from(resource_id).map(CpuId) else {
-                warn!(path = %path.display(), resource_id, "no such host CPU");
+                if let Some(suppressed) = log.refused(&mut core.stats, "fifo_refused") {
+                    warn!(path = %path.display(), resource_id, suppressed, "no such host CPU");
+                }
                 return;
             };
-            if let Err(e) = crate::lock(core).operator(cpu, unit) {
-                warn!(path = %path.display(), pcpu = cpu.0, error = %e, "instruction refused");
+            if let Err(e) = core.operator(cpu, unit)
+                && let Some(suppressed) = log.refused(&mut core.stats, "fifo_refused")
+            {
+                warn!(path = %path.display(), pcpu = cpu.0, error = %e, suppressed, "instruction refused");
             }
         }
         RequestBody::SetPolicy(policy) => {
-            let vm = VmId::new(request.vm_name.as_str());
             let mut core = crate::lock(core);
+            let Some(vm) = named_vm(path, request, &mut core.stats, log) else {
+                return;
+            };
             if core.engine.settings(&vm).is_none() {
-                warn!(path = %path.display(), %vm, "policy for an unknown VM ignored");
+                if let Some(suppressed) = log.refused(&mut core.stats, "fifo_refused") {
+                    warn!(path = %path.display(), %vm, suppressed, "policy for an unknown VM ignored");
+                }
                 return;
             }
             let spec = PolicySpec {
@@ -118,21 +167,51 @@ fn apply(path: &std::path::Path, request: &Request, core: &SharedCore) {
                     core.persist_policy(&vm, PolicySource::Fifo(fifo_number(path)));
                     core.policies_changed();
                     core.execute(&actions);
-                    info!(path = %path.display(), %vm, kind = ?policy.kind, "policy from the FIFO");
+                    if let Some(suppressed) = log.allow(&mut core.stats) {
+                        info!(path = %path.display(), %vm, kind = ?policy.kind, suppressed, "policy from the FIFO");
+                    }
                 }
-                Err(e) => warn!(path = %path.display(), %vm, error = %e, "policy refused"),
+                Err(e) => {
+                    if let Some(suppressed) = log.refused(&mut core.stats, "fifo_refused") {
+                        warn!(path = %path.display(), %vm, error = %e, suppressed, "policy refused");
+                    }
+                }
             }
         }
         RequestBody::RemovePolicy => {
-            let vm = VmId::new(request.vm_name.as_str());
             let mut core = crate::lock(core);
+            let Some(vm) = named_vm(path, request, &mut core.stats, log) else {
+                return;
+            };
             let actions = core.engine.remove_policy(&vm);
             core.forget_policy(&vm);
             core.policies_changed();
             core.execute(&actions);
-            info!(path = %path.display(), %vm, "policy destroyed from the FIFO");
+            if let Some(suppressed) = log.allow(&mut core.stats) {
+                info!(path = %path.display(), %vm, suppressed, "policy destroyed from the FIFO");
+            }
         }
-        _ => warn!(path = %path.display(), "message ignored: not a power instruction or policy"),
+        _ => {
+            let mut core = crate::lock(core);
+            if let Some(suppressed) = log.refused(&mut core.stats, "fifo_refused") {
+                warn!(path = %path.display(), suppressed, "message ignored: not a power instruction or policy");
+            }
+        }
+    }
+}
+
+/// The VM a policy message names, if the name is one `add-vm` accepts
+/// (refused, counted and logged otherwise).
+fn named_vm(path: &Path, request: &Request, stats: &mut Stats, log: &mut FifoLog) -> Option<VmId> {
+    let name = request.vm_name.as_str();
+    match crate::vm_name::check(name) {
+        Ok(()) => Some(VmId::new(name)),
+        Err(e) => {
+            if let Some(suppressed) = log.refused(stats, "fifo_refused") {
+                warn!(path = %path.display(), error = %e, suppressed, "policy message refused");
+            }
+            None
+        }
     }
 }
 

@@ -80,6 +80,7 @@ struct Snapshot {
     replies_dropped: u64,
     log_lines_suppressed: u64,
     partial_bytes_dropped: u64,
+    vm_packets: Vec<(VmId, u64)>,
 }
 
 /// The label of a policy kind.
@@ -157,6 +158,11 @@ impl Snapshot {
             replies_dropped: stats.replies_dropped,
             log_lines_suppressed: stats.log_lines_suppressed,
             partial_bytes_dropped: stats.partial_bytes_dropped,
+            vm_packets: stats
+                .vm_packets
+                .iter()
+                .map(|(vm, n)| (vm.clone(), *n))
+                .collect(),
         }
     }
 
@@ -186,6 +192,10 @@ impl Snapshot {
                 m.encode_family(&[("vm", p.vm.as_str())])?
                     .encode_gauge(&rate)?;
             }
+        }
+        let mut m = family(enc, &fam::VM_TRAFFIC_PACKETS)?;
+        for (vm, n) in &self.vm_packets {
+            counter(m.encode_family(&[("vm", vm.as_str())])?, *n)?;
         }
         counter(family(enc, &fam::NAME_MISMATCHES)?, self.name_mismatches)?;
         counter(family(enc, &fam::REPLIES_DROPPED)?, self.replies_dropped)?;
@@ -347,6 +357,7 @@ mod tests {
             replies_dropped: 0,
             log_lines_suppressed: 0,
             partial_bytes_dropped: 0,
+            vm_packets: vec![(VmId::new("vm \"1\""), 1234)],
         }
     }
 
@@ -405,6 +416,10 @@ mod tests {
         assert_eq!(
             m.value("vmpower_vm_traffic_packets_per_second", &[("vm", vm)]),
             Some(1.5e6)
+        );
+        assert_eq!(
+            m.value("vmpower_vm_traffic_packets_total", &[("vm", vm)]),
+            Some(1234.0)
         );
         assert_eq!(
             m.value("vmpower_build_info", &[("version", VERSION)]),

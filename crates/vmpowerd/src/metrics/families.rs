@@ -159,6 +159,13 @@ pub const VM_TRAFFIC_RATE: Family = Family {
     labels: &["vm"],
     help: "Received packet rate of the MACs of the VM's traffic-driven policy, last measured",
 };
+/// Per-VM traffic, counted.
+pub const VM_TRAFFIC_PACKETS: Family = Family {
+    name: "vmpower_vm_traffic_packets",
+    kind: Kind::Counter,
+    labels: &["vm"],
+    help: "Packets received by the MACs of the VM's traffic-driven policy, counted at each sample (use rate())",
+};
 /// Name mismatches.
 pub const NAME_MISMATCHES: Family = Family {
     name: "vmpower_name_mismatches",
@@ -205,6 +212,7 @@ pub const FAMILIES: &[Family] = &[
     CHANNEL_RECONNECTS,
     CHANNEL_THROTTLED,
     VM_TRAFFIC_RATE,
+    VM_TRAFFIC_PACKETS,
     NAME_MISMATCHES,
     REPLIES_DROPPED,
     LOG_LINES_SUPPRESSED,

@@ -170,17 +170,40 @@ impl MacRates {
 
     /// Feeds one tick's batch, read at `now`.
     pub fn update(&mut self, samples: &[MacSample], now: Instant) {
-        self.feed(samples, now, |_| {});
+        self.feed(samples, now, |_, _| {});
     }
 
     /// [`MacRates::update`], then `out` holds each sample's latest rate, in
     /// the batch's order (what [`MacRates::rate_pps`] would say for it).
     pub fn update_into(&mut self, samples: &[MacSample], now: Instant, out: &mut Vec<Option<f64>>) {
         out.clear();
-        self.feed(samples, now, |r| out.push(r));
+        self.feed(samples, now, |r, _| out.push(r));
     }
 
-    fn feed(&mut self, samples: &[MacSample], now: Instant, mut each: impl FnMut(Option<f64>)) {
+    /// [`MacRates::update_into`], and `packets` holds the packets each
+    /// sample counted since the previous reading of its MAC (0 for a
+    /// baseline, a reset or a missing MAC).
+    pub fn update_counting(
+        &mut self,
+        samples: &[MacSample],
+        now: Instant,
+        out: &mut Vec<Option<f64>>,
+        packets: &mut Vec<u64>,
+    ) {
+        out.clear();
+        packets.clear();
+        self.feed(samples, now, |r, n| {
+            out.push(r);
+            packets.push(n);
+        });
+    }
+
+    fn feed(
+        &mut self,
+        samples: &[MacSample],
+        now: Instant,
+        mut each: impl FnMut(Option<f64>, u64),
+    ) {
         // Where the previous sample's MAC is: in a sorted batch the next
         // MAC is found right after it, without a search.
         let mut hint = 0;
@@ -202,8 +225,8 @@ impl MacRates {
                 }
             };
             let state = &mut self.macs[hint].2;
-            state.observe(&sample.reading, now);
-            each(state.rate_pps);
+            let packets = state.observe(&sample.reading, now);
+            each(state.rate_pps, packets);
         }
     }
 
@@ -238,16 +261,25 @@ impl MacState {
         }
     }
 
-    fn observe(&mut self, reading: &MacReading, now: Instant) {
+    /// Feeds a reading; the packets counted since the previous one (0
+    /// when it gave no rate: a baseline, a reset, a missing MAC).
+    fn observe(&mut self, reading: &MacReading, now: Instant) -> u64 {
         match reading {
             MacReading::Found { source, rx_packets } => {
-                if let RateOutcome::Rate(r) = self.meter.observe(source, *rx_packets, now) {
-                    self.rate_pps = Some(r);
+                let prev = self.meter.last.as_ref().map(|(_, c, _)| *c);
+                match self.meter.observe(source, *rx_packets, now) {
+                    RateOutcome::Rate(r) => {
+                        self.rate_pps = Some(r);
+                        // A 32-bit counter that wrapped counts from 0.
+                        prev.map_or(0, |p| rx_packets.checked_sub(p).unwrap_or(*rx_packets))
+                    }
+                    _ => 0,
                 }
             }
             MacReading::Missing(_) => {
                 self.meter.forget();
                 self.rate_pps = None;
+                0
             }
         }
     }

@@ -36,6 +36,31 @@ impl Setup {
         Setup { fake, dir }
     }
 
+    /// Makes `<dir>/policies.d` and points the config's `policy_dir` at
+    /// it (vm1 declared as in [`Setup::new`]); returns the directory.
+    pub fn with_policy_dir(&self) -> PathBuf {
+        let policies = self.dir.path().join("policies.d");
+        std::fs::create_dir_all(&policies).unwrap();
+        std::fs::write(
+            self.dir.path().join("vmpowerd.toml"),
+            format!(
+                "policy_dir = {:?}\n[vm.vm1]\npcpus = [1]\n",
+                policies.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+        policies
+    }
+
+    /// `vmpowerctl status`, as JSON.
+    pub fn status(&self) -> serde_json::Value {
+        let mut client = vmpower_api::Client::connect(&self.control()).unwrap();
+        match client.call(&vmpower_api::CtlRequest::Status).unwrap() {
+            vmpower_api::CtlResponse::Ok(v) => v,
+            vmpower_api::CtlResponse::Error(e) => panic!("{e:?}"),
+        }
+    }
+
     /// The control socket's path.
     pub fn control(&self) -> PathBuf {
         self.dir.path().join("control.sock")
@@ -50,6 +75,11 @@ impl Setup {
     /// The daemon's command on this host, with no systemd environment;
     /// stderr to `stderr`.
     pub fn command(&self, stderr: Stdio) -> Command {
+        self.command_in(stderr, &self.dir.path().join("state"))
+    }
+
+    /// [`Setup::command`] with another state directory.
+    pub fn command_in(&self, stderr: Stdio, state_dir: &Path) -> Command {
         let d = self.dir.path();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vmpowerd"));
         cmd.arg("--config")
@@ -61,7 +91,7 @@ impl Setup {
             .arg("--channel-dir")
             .arg(d.join("channels"))
             .arg("--state-dir")
-            .arg(d.join("state"))
+            .arg(state_dir)
             .arg("--control-socket")
             .arg(self.control())
             .env_remove("NOTIFY_SOCKET")
@@ -116,6 +146,16 @@ impl Logging {
     }
 }
 
+/// A test that fails midway leaves no daemon behind.
+impl Drop for Logging {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Polls `cond` until it holds, for at most [`WAIT`].
 pub fn wait_until(mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + WAIT;
@@ -135,6 +175,13 @@ pub fn wait_exit(child: &mut Child) -> ExitStatus {
         assert!(Instant::now() < deadline, "vmpowerd did not exit");
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The resident memory of a process, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 /// Sends SIGTERM, as systemd's stop does.

@@ -45,6 +45,18 @@ impl Host {
         Host::start_on(Arc::new(fake), vms).await
     }
 
+    /// As [`Host::start`], with a chance to adjust the config.
+    pub async fn start_adjusted(
+        vms: &[(&str, VmConfig)],
+        adjust: impl FnOnce(&mut Config),
+    ) -> Host {
+        let fake = FakeSysfs::builder(4)
+            .driver(Driver::AcpiCpufreq)
+            .build()
+            .unwrap();
+        Host::start_with(Arc::new(fake), vms, adjust).await
+    }
+
     pub async fn start_on(fake: Arc<FakeSysfs>, vms: &[(&str, VmConfig)]) -> Host {
         Host::start_with(fake, vms, |_| {}).await
     }
@@ -153,6 +165,14 @@ impl Host {
 
     pub fn socket(&self, vm: &str, index: u32) -> PathBuf {
         self.config.channel_dir.join(format!("{vm}.{index}"))
+    }
+
+    /// Asks the control API; panics on an error answer.
+    pub fn ok(&self, request: &CtlRequest) -> serde_json::Value {
+        match self.ctl(request) {
+            CtlResponse::Ok(v) => v,
+            CtlResponse::Error(e) => panic!("{request:?}: {e:?}"),
+        }
     }
 
     /// Asks the control API.
