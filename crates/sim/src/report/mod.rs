@@ -1,0 +1,4 @@
+//! Results an operator can read: a terminal table, JSON, plots and a
+//! Markdown report.
+
+pub mod table;

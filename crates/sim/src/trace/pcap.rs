@@ -1,0 +1,2 @@
+//! Rates from a packet capture: packets per step, from their timestamps.
+//! (Implemented in a later step.)

@@ -1,0 +1,1 @@
+//! Tuning TRAFFIC thresholds on a trace (a later step).
