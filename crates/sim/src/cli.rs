@@ -44,6 +44,53 @@ enum Command {
         /// Write the results as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Write plots (PNG and SVG) into this directory.
+        #[arg(long)]
+        plots: Option<PathBuf>,
+        /// TTF font for the plots' text.
+        #[arg(long, default_value = vmpower_sim::report::plots::DEFAULT_FONT)]
+        font: PathBuf,
+    },
+    /// TRAFFIC thresholds and hysteresis of least energy with zero drops on
+    /// the first part of a VM's trace, checked on the rest; prints the
+    /// policy file.
+    Tune {
+        #[command(flatten)]
+        trace: TraceArgs,
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The VM to tune (default: the trace's first).
+        #[arg(long)]
+        vm: Option<String>,
+        /// The fraction of the trace to tune on; the rest validates.
+        #[arg(long, default_value_t = 0.7)]
+        train: f64,
+        /// The daemon's traffic sampling interval, ms.
+        #[arg(long, default_value_t = 100)]
+        interval_ms: u64,
+        /// Also write the operator's policy file here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print the guest's policy file (vmpower-guest send-policy --file)
+        /// instead of the operator's.
+        #[arg(long)]
+        guest: bool,
+    },
+    /// Speed: a streamed diurnal trace through vmpower TRAFFIC (the real
+    /// engine), reporting VM-steps per second (median of the runs).
+    Bench {
+        /// VMs.
+        #[arg(long, default_value_t = 64)]
+        vms: usize,
+        /// Simulated hours.
+        #[arg(long, default_value_t = 24.0)]
+        hours: f64,
+        /// Step, ms.
+        #[arg(long, default_value_t = 10)]
+        step_ms: u64,
+        /// Runs (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
     },
     /// Write a generated trace as CSV (time_ms,vm,pps) to stdout.
     Gen {
@@ -173,6 +220,96 @@ impl ModelArgs {
 /// Runs the command.
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
+        Command::Tune {
+            trace,
+            model,
+            vm,
+            train,
+            interval_ms,
+            out,
+            guest,
+        } => {
+            let trace = trace.load()?;
+            let index = match &vm {
+                Some(name) => trace
+                    .vms
+                    .iter()
+                    .position(|v| v == name)
+                    .ok_or_else(|| anyhow::anyhow!("no VM {name:?} in the trace"))?,
+                None => 0,
+            };
+            let one = Trace::new(
+                trace.step,
+                vec![trace.vms[index].clone()],
+                vec![trace.rates[index].clone()],
+            )?;
+            let host = model.host(one.vms.clone())?;
+            let (fit, check) = one.split(train);
+            let interval = Duration::from_millis(interval_ms.max(1));
+            let (best, tried) = vmpower_sim::tune::search(&host, &fit, interval)?;
+            let cmp = Comparison {
+                thresholds: None,
+                tuned: Some((best.thresholds(), best.hysteresis())),
+                interval: Some(interval),
+                no_oracle: false,
+            };
+            let opts = RunOptions::default();
+            let mut list = scenario::controllers(&host, &check, opts.start_wall, &cmp);
+            let report = simulate(&host, &mut check.source(), Some(&check), &mut list, opts)?;
+            eprintln!(
+                "tuned on {:.0} s ({} candidates): avg {} max {} band {} dwell {} ms, {:.1} J, {:.0} dropped",
+                fit.duration().as_secs_f64(),
+                tried,
+                best.avg_pps,
+                best.max_pps,
+                best.band,
+                best.dwell_ms,
+                best.energy_j,
+                best.dropped
+            );
+            eprintln!("held-out {:.0} s:", check.duration().as_secs_f64());
+            eprint!("{}", vmpower_sim::report::table::render(&report));
+            let tuned = report
+                .results
+                .iter()
+                .find(|r| r.controller.ends_with("tuned"));
+            let note = format!(
+                "tuned by vmpower-sim on {:.0} s of {}'s trace: zero drops there{}; held-out {:.0} s: {}",
+                fit.duration().as_secs_f64(),
+                one.vms[0],
+                if best.dropped > 0.0 {
+                    " NOT reached"
+                } else {
+                    ""
+                },
+                check.duration().as_secs_f64(),
+                tuned.map_or(String::new(), |r| format!(
+                    "{:.1} % of static max, {:.0} packets dropped",
+                    r.energy_pct_of_static_max, r.dropped
+                ))
+            );
+            let file =
+                vmpower_sim::tune::operator_policy_file(&one.vms[0], host.vcpus, &best, &note);
+            if let Some(path) = out {
+                std::fs::write(&path, &file)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if guest {
+                print!(
+                    "{}",
+                    vmpower_sim::tune::guest_policy_file(host.vcpus, &best)
+                );
+            } else {
+                print!("{file}");
+            }
+            Ok(())
+        }
+        Command::Bench {
+            vms,
+            hours,
+            step_ms,
+            runs,
+        } => bench(vms, hours, step_ms, runs),
         Command::Gen { trace } => {
             let t = Trace::collect(&mut Generated::new(trace.spec()))?;
             print!("{}", csv::write(&t));
@@ -185,6 +322,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             interval_ms,
             no_oracle,
             json,
+            plots,
+            font,
         } => {
             let trace = trace.load()?;
             let host = model.host(trace.vms.clone())?;
@@ -202,7 +341,64 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 std::fs::write(&path, serde_json::to_string_pretty(&report)?)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
+            if let Some(dir) = plots {
+                vmpower_sim::report::plots::load_font(&font)?;
+                let written = vmpower_sim::report::plots::write_all(
+                    &dir,
+                    "run",
+                    &report,
+                    "offered rate, VM 0",
+                )?;
+                for p in written {
+                    eprintln!("wrote {}", p.display());
+                }
+            }
             Ok(())
         }
     }
+}
+
+fn bench(vms: usize, hours: f64, step_ms: u64, runs: usize) -> anyhow::Result<()> {
+    use vmpower_sim::controller::Controller;
+    use vmpower_sim::controller::engine::{DEFAULT_INTERVAL, EnginePolicies, VmPolicy};
+
+    let duration = Duration::from_secs_f64(hours * 3600.0);
+    let mut spec = GenSpec::new(Shape::Diurnal, vms, duration, 7e6, 1);
+    spec.step = Duration::from_millis(step_ms);
+    spec.period = duration;
+    let names: Vec<String> = (0..vms).map(|i| format!("vm{i}")).collect();
+    let host = SimHost::new(
+        CpuModel::load("xeon-gold-6230")?,
+        PacketParams::default(),
+        names,
+        1,
+    );
+    let t = scenario::default_thresholds(&host);
+    let mut rates = Vec::new();
+    for run in 0..runs.max(1) {
+        let mut source = Generated::new(spec.clone());
+        let mut list: Vec<Box<dyn Controller>> = vec![Box::new(EnginePolicies::new(
+            "vmpower TRAFFIC",
+            vec![VmPolicy::Traffic(t, None); vms],
+            DEFAULT_INTERVAL,
+        ))];
+        let report = simulate(&host, &mut source, None, &mut list, RunOptions::default())?;
+        #[allow(clippy::cast_precision_loss)]
+        let vm_steps = (report.steps * vms) as f64;
+        let rate = vm_steps / report.elapsed_s;
+        eprintln!(
+            "run {}: {} VMs x {} steps in {:.2} s: {:.3e} VM-steps/s (transitions {})",
+            run + 1,
+            vms,
+            report.steps,
+            report.elapsed_s,
+            rate,
+            report.results[0].transitions
+        );
+        rates.push((report.elapsed_s, rate));
+    }
+    rates.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (secs, rate) = rates[rates.len() / 2];
+    println!("median: {secs:.2} s, {rate:.3e} VM-steps/s");
+    Ok(())
 }
