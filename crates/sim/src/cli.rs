@@ -76,6 +76,34 @@ enum Command {
         #[arg(long)]
         guest: bool,
     },
+    /// The standard trace set: every controller on every generator shape,
+    /// TRAFFIC tuned per trace, plots, and docs/energy.md from its template.
+    Standard {
+        /// Directory for the plots and results.json.
+        #[arg(long, default_value = "docs/energy")]
+        out_dir: PathBuf,
+        /// The Markdown report to write.
+        #[arg(long, default_value = "docs/energy.md")]
+        doc: PathBuf,
+        /// Its template ({{RESULTS}}, {{SENSITIVITY}}, {{SETTINGS}} replaced).
+        #[arg(long, default_value = "crates/sim/energy.template.md")]
+        template: PathBuf,
+        /// VMs per trace.
+        #[arg(long, default_value_t = 4)]
+        vms: usize,
+        /// Seconds per trace.
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Skip the sensitivity reruns.
+        #[arg(long)]
+        no_sensitivity: bool,
+        /// TTF font for the plots' text.
+        #[arg(long, default_value = vmpower_sim::report::plots::DEFAULT_FONT)]
+        font: PathBuf,
+    },
     /// Speed: a streamed diurnal trace through vmpower TRAFFIC (the real
     /// engine), reporting VM-steps per second (median of the runs).
     Bench {
@@ -102,8 +130,12 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct TraceArgs {
     /// A CSV trace (time_ms,vm,pps); else a generated one.
-    #[arg(long, conflicts_with = "shape")]
+    #[arg(long, conflicts_with = "pcap")]
     trace: Option<PathBuf>,
+    /// Packet captures (pcap or pcapng), one VM each, counted per
+    /// --step-ms from their timestamps.
+    #[arg(long, num_args = 1..)]
+    pcap: Vec<PathBuf>,
     #[command(flatten)]
     generate: GenArgs,
 }
@@ -187,6 +219,10 @@ impl GenArgs {
 
 impl TraceArgs {
     fn load(&self) -> anyhow::Result<Trace> {
+        if !self.pcap.is_empty() {
+            let step = Duration::from_millis(self.generate.step_ms);
+            return Ok(vmpower_sim::trace::pcap::read(&self.pcap, step)?);
+        }
         match &self.trace {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -246,7 +282,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let host = model.host(one.vms.clone())?;
             let (fit, check) = one.split(train);
             let interval = Duration::from_millis(interval_ms.max(1));
-            let (best, tried) = vmpower_sim::tune::search(&host, &fit, interval)?;
+            let (best, tried, unavoidable) = vmpower_sim::tune::search(&host, &fit, interval)?;
             let cmp = Comparison {
                 thresholds: None,
                 tuned: Some((best.thresholds(), best.hysteresis())),
@@ -274,10 +310,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .iter()
                 .find(|r| r.controller.ends_with("tuned"));
             let note = format!(
-                "tuned by vmpower-sim on {:.0} s of {}'s trace: zero drops there{}; held-out {:.0} s: {}",
+                "tuned by vmpower-sim on {:.0} s of {}'s trace: no drop beyond static max's there{}; held-out {:.0} s: {}",
                 fit.duration().as_secs_f64(),
                 one.vms[0],
-                if best.dropped > 0.0 {
+                if best.dropped > unavoidable + 0.5 {
                     " NOT reached"
                 } else {
                     ""
@@ -304,6 +340,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Standard {
+            out_dir,
+            doc,
+            template,
+            vms,
+            seconds,
+            seed,
+            no_sensitivity,
+            font,
+        } => standard(
+            &out_dir,
+            &doc,
+            &template,
+            vms,
+            seconds,
+            seed,
+            no_sensitivity,
+            &font,
+        ),
         Command::Bench {
             vms,
             hours,
@@ -400,5 +455,63 @@ fn bench(vms: usize, hours: f64, step_ms: u64, runs: usize) -> anyhow::Result<()
     rates.sort_by(|a, b| a.0.total_cmp(&b.0));
     let (secs, rate) = rates[rates.len() / 2];
     println!("median: {secs:.2} s, {rate:.3e} VM-steps/s");
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn standard(
+    out_dir: &std::path::Path,
+    doc: &std::path::Path,
+    template: &std::path::Path,
+    vms: usize,
+    seconds: u64,
+    seed: u64,
+    no_sensitivity: bool,
+    font: &std::path::Path,
+) -> anyhow::Result<()> {
+    use vmpower_sim::standard::{self, StandardSpec};
+
+    let template = std::fs::read_to_string(template)
+        .with_context(|| format!("reading {}", template.display()))?;
+    let spec = StandardSpec {
+        vms,
+        seconds,
+        seed,
+        ..StandardSpec::default()
+    };
+    let model = CpuModel::load(&spec.cpu)?;
+    let main = standard::run_set(&spec, &model)?;
+    vmpower_sim::report::plots::load_font(font)?;
+    let prefix = format!(
+        "{}/",
+        out_dir
+            .file_name()
+            .map_or("energy".into(), |n| n.to_string_lossy())
+    );
+    let results = standard::markdown(&main, out_dir, &prefix, true)?;
+    std::fs::write(
+        out_dir.join("results.json"),
+        serde_json::to_string_pretty(&main)?,
+    )?;
+    let sens = if no_sensitivity {
+        String::new()
+    } else {
+        standard::sensitivity(&spec, &model, &main, &[CpuModel::load("epyc-7502")?])?
+    };
+    let settings = format!(
+        "{} VMs x 1 vCPU per trace, {} s at 10 ms, peak {:.0} Mpps per VM, seed {}, CPU model {}; TRAFFIC tuned on vm0 of a training trace of the same shape drawn with seed {}",
+        spec.vms,
+        spec.seconds,
+        spec.peak_pps / 1e6,
+        spec.seed,
+        model.name,
+        spec.seed + 1000
+    );
+    let text = template
+        .replace("{{SETTINGS}}", &settings)
+        .replace("{{RESULTS}}", &results)
+        .replace("{{SENSITIVITY}}", &sens);
+    std::fs::write(doc, text).with_context(|| format!("writing {}", doc.display()))?;
+    eprintln!("wrote {} and {}", doc.display(), out_dir.display());
     Ok(())
 }

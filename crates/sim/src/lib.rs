@@ -21,5 +21,6 @@ pub mod power;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod standard;
 pub mod trace;
 pub mod tune;

@@ -8,9 +8,10 @@
 //! what the VM's cores serve at min, `max_pps` at the same fractions of
 //! what they serve at medium (`avg_pps ≤ max_pps`; 0 means "always at
 //! least that level"), hysteresis band {0, 5, 10, 20} % and dwell {0, 0.5, 2} s.
-//! Among the points with zero drops the least energy wins (ties: the
-//! lower thresholds' headroom, i.e. the grid order). When none has zero
-//! drops, the fewest drops win, and the result says so.
+//! Among the points that drop no more than static max does on the same
+//! part (zero, unless the trace offers more than the cores can serve at
+//! max) the least energy wins (ties: the grid order). When none does, the
+//! fewest drops win, and the result says so.
 //!
 //! ## Limitations
 //! Zero drops on the training part is no promise for the future: the
@@ -73,14 +74,27 @@ const FRACTIONS: [f64; 12] = [
 const BANDS: [f64; 4] = [0.0, 0.05, 0.1, 0.2];
 const DWELLS_MS: [u64; 3] = [0, 500, 2000];
 
-/// The best candidate on `train` (one VM), and how many were tried.
+/// The best candidate on `train` (one VM), how many were tried, and
+/// what static max drops on the same part (the unavoidable drops).
 pub fn search(
     host: &SimHost,
     train: &Trace,
     interval: Duration,
-) -> anyhow::Result<(Candidate, usize)> {
+) -> anyhow::Result<(Candidate, usize, f64)> {
     anyhow::ensure!(train.vms.len() == 1, "tuning takes one VM's trace");
     let cap = |i: usize| host.vm_capacity(i);
+    let mut baseline: Vec<Box<dyn Controller>> =
+        vec![Box::new(crate::controller::static_max::StaticMax)];
+    let unavoidable = simulate(
+        host,
+        &mut train.source(),
+        None,
+        &mut baseline,
+        RunOptions::default(),
+    )?
+    .results[0]
+        .dropped;
+    let ok = |dropped: f64| dropped <= unavoidable + 0.5;
     let mut best: Option<Candidate> = None;
     let mut tried = 0;
     for fa in FRACTIONS {
@@ -120,8 +134,8 @@ pub fn search(
                     tried += 1;
                     let better = match &best {
                         None => true,
-                        Some(b) if (c.dropped == 0.0) != (b.dropped == 0.0) => c.dropped == 0.0,
-                        Some(b) if c.dropped > 0.0 && c.dropped != b.dropped => {
+                        Some(b) if ok(c.dropped) != ok(b.dropped) => ok(c.dropped),
+                        Some(b) if !ok(c.dropped) && c.dropped != b.dropped => {
                             c.dropped < b.dropped
                         }
                         Some(b) => c.energy_j < b.energy_j - 1e-9,
@@ -134,7 +148,7 @@ pub fn search(
         }
     }
     let best = best.ok_or_else(|| anyhow::anyhow!("no candidate"))?;
-    Ok((best, tried))
+    Ok((best, tried, unavoidable))
 }
 
 fn to_pps(x: f64) -> u32 {

@@ -29,15 +29,17 @@ pub fn load_font(path: &Path) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("no font for the plots: {e}"))
 }
 
-const COLORS: [RGBColor; 8] = [
-    RGBColor(0, 0, 0),
-    RGBColor(230, 97, 0),
+/// One color per controller (Okabe–Ito, then two more), black for rates.
+const COLORS: [RGBColor; 9] = [
+    RGBColor(230, 159, 0),
     RGBColor(0, 114, 178),
     RGBColor(0, 158, 115),
     RGBColor(204, 121, 167),
     RGBColor(86, 180, 233),
     RGBColor(213, 94, 0),
     RGBColor(120, 120, 120),
+    RGBColor(240, 228, 66),
+    RGBColor(110, 60, 160),
 ];
 
 fn color(i: usize) -> RGBColor {
@@ -94,10 +96,7 @@ where
             .draw()
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         chart
-            .draw_series(LineSeries::new(
-                c.freq_series.iter().copied(),
-                &color(i + 1),
-            ))
+            .draw_series(LineSeries::new(c.freq_series.iter().copied(), &color(i)))
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     }
     root.present().map_err(|e| anyhow::anyhow!("{e:?}"))?;
@@ -115,7 +114,7 @@ where
         .margin(8)
         .x_label_area_size(36)
         .y_label_area_size(50)
-        .build_cartesian_2d(0.0..(max_drop * 1.1).max(1.0), 0.0..110.0)
+        .build_cartesian_2d(0.0..(max_drop * 1.5).max(1.0), 0.0..110.0)
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     chart
         .configure_mesh()
@@ -127,10 +126,10 @@ where
     for (i, c) in r.results.iter().enumerate() {
         let p = (drop_ppm(c), c.energy_pct_of_static_max);
         chart
-            .draw_series(std::iter::once(Circle::new(p, 5, color(i + 1).filled())))
+            .draw_series(std::iter::once(Circle::new(p, 5, color(i).filled())))
             .map_err(|e| anyhow::anyhow!("{e:?}"))?
             .label(c.controller.clone())
-            .legend(move |(x, y)| Circle::new((x, y), 4, color(i + 1).filled()));
+            .legend(move |(x, y)| Circle::new((x, y), 4, color(i).filled()));
     }
     chart
         .configure_series_labels()
@@ -159,30 +158,30 @@ where
     let mut chart = ChartBuilder::on(root)
         .caption("energy above the oracle's", ("sans-serif", 16))
         .margin(8)
-        .x_label_area_size(60)
-        .y_label_area_size(50)
-        .build_cartesian_2d((0..n).into_segmented(), 0.0..top * 1.1)
+        .x_label_area_size(36)
+        .y_label_area_size(160)
+        .build_cartesian_2d(0.0..top * 1.1, (0..n).into_segmented())
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let names: Vec<String> = r.results.iter().map(|c| c.controller.clone()).collect();
     chart
         .configure_mesh()
-        .disable_x_mesh()
-        .y_desc("% above oracle")
-        .x_label_formatter(&|x| match x {
+        .disable_y_mesh()
+        .x_desc("% above the oracle's energy")
+        .y_label_formatter(&|y| match y {
             SegmentValue::CenterOf(i) => names.get(*i).cloned().unwrap_or_default(),
             _ => String::new(),
         })
-        .label_style(("sans-serif", 10))
+        .label_style(("sans-serif", 11))
         .draw()
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     chart
         .draw_series(bars.iter().map(|(i, gap)| {
             Rectangle::new(
                 [
-                    (SegmentValue::Exact(*i), 0.0),
-                    (SegmentValue::Exact(*i + 1), *gap),
+                    (0.0, SegmentValue::Exact(*i)),
+                    (*gap, SegmentValue::Exact(*i + 1)),
                 ],
-                color(*i + 1).filled(),
+                color(*i).filled(),
             )
         }))
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;

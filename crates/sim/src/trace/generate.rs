@@ -4,10 +4,10 @@
 //!
 //! ## Shapes (rates relative to `peak_pps`)
 //! - **diurnal**: `low + (1 − low)·(1 − cos 2π(t/period + φ))/2`, one
-//!   trough and one peak per `period` (default 24 h: the single-peaked
-//!   daily curve of access links), a random phase φ of up to ±1/24 per VM,
-//!   and slow multiplicative noise `exp(σ·x)` with `x` an AR(1) process
-//!   (σ = 0.1, correlation 0.999 per step).
+//!   trough and one peak per `period` (default 24 h: a single-peaked
+//!   daily curve), a random phase φ of up to ±1/24 per VM, and slow
+//!   multiplicative noise `exp(σ·x)` with `x` an AR(1) process (σ = 0.05,
+//!   correlation 0.999 per step).
 //! - **onoff**: alternating ON (exponential, mean 2 s, at 0.7–1.0 of peak)
 //!   and OFF periods (exponential, mean 3 s, at `low`).
 //! - **step**: a level held for an exponential time (mean 30 s), then a
@@ -190,7 +190,7 @@ impl Generated {
                 let period = spec.period.as_secs_f64().max(dt);
                 let x = (1.0 - (2.0 * PI * (t / period + s.param)).cos()) / 2.0;
                 s.ar = 0.999 * s.ar + (1.0 - 0.999f64 * 0.999).sqrt() * normal(&mut s.rng);
-                (spec.low + (1.0 - spec.low) * x) * (0.1 * s.ar).exp()
+                (spec.low + (1.0 - spec.low) * x) * (0.05 * s.ar).exp()
             }
             Shape::OnOff => {
                 if s.left_s <= 0.0 {

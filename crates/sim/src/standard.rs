@@ -1,0 +1,243 @@
+//! The standard trace set and the report `docs/energy.md` is made of.
+//!
+//! For each generator shape: a seeded trace of `vms` VMs; TRAFFIC tuned
+//! ([`crate::tune`]) on a *training* trace of the same shape drawn with
+//! another seed (`seed + 1000`, VM 0); then every controller (the tuned
+//! one included) on the whole standard trace, all VMs. A separate draw
+//! rather than a split keeps each shape's event (a flash crowd, say) in the
+//! trace compared on. The same set is
+//! then rerun under other power models for the sensitivity section.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::host::SimHost;
+use crate::packet::PacketParams;
+use crate::power::CpuModel;
+use crate::run::{RunOptions, RunReport, simulate};
+use crate::scenario::{self, Comparison};
+use crate::trace::Trace;
+use crate::trace::generate::{GenSpec, Generated, Shape};
+use crate::tune::{self, Candidate};
+
+/// The standard set's settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct StandardSpec {
+    /// VMs per trace.
+    pub vms: usize,
+    /// Each trace's length, s.
+    pub seconds: u64,
+    /// Peak per VM, packets/s.
+    pub peak_pps: f64,
+    /// Seed.
+    pub seed: u64,
+    /// The CPU model.
+    pub cpu: String,
+}
+
+impl Default for StandardSpec {
+    fn default() -> Self {
+        StandardSpec {
+            vms: 4,
+            seconds: 600,
+            peak_pps: 7e6,
+            seed: 1,
+            cpu: "xeon-gold-6230".to_owned(),
+        }
+    }
+}
+
+/// One trace's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct TraceOutcome {
+    /// The shape.
+    pub shape: Shape,
+    /// The tuned candidate (on the training trace).
+    pub tuned: Candidate,
+    /// What static max drops on the training trace.
+    pub unavoidable: f64,
+    /// The held-out comparison.
+    pub report: RunReport,
+}
+
+/// Generates one standard trace.
+pub fn trace(spec: &StandardSpec, shape: Shape, seed: u64) -> anyhow::Result<Trace> {
+    let duration = Duration::from_secs(spec.seconds);
+    let mut g = GenSpec::new(shape, spec.vms, duration, spec.peak_pps, seed);
+    g.period = duration;
+    Ok(Trace::collect(&mut Generated::new(g))?)
+}
+
+/// Runs the set under `model`.
+pub fn run_set(spec: &StandardSpec, model: &CpuModel) -> anyhow::Result<Vec<TraceOutcome>> {
+    let mut out = Vec::new();
+    for shape in Shape::ALL {
+        let t = trace(spec, shape, spec.seed)?;
+        let training = trace(spec, shape, spec.seed + 1000)?;
+        let params = PacketParams {
+            transition_latency: Duration::from_micros(model.transition_latency_us),
+            ..PacketParams::default()
+        };
+        let host = SimHost::new(model.clone(), params, t.vms.clone(), 1);
+        let vm0 = Trace::new(
+            training.step,
+            vec![training.vms[0].clone()],
+            vec![training.rates[0].clone()],
+        )?;
+        let host0 = SimHost::new(model.clone(), params, vm0.vms.clone(), 1);
+        let (tuned, _, unavoidable) =
+            tune::search(&host0, &vm0, crate::controller::engine::DEFAULT_INTERVAL)?;
+        let cmp = Comparison {
+            tuned: Some((tuned.thresholds(), tuned.hysteresis())),
+            ..Comparison::default()
+        };
+        let opts = RunOptions::default();
+        let mut list = scenario::controllers(&host, &t, opts.start_wall, &cmp);
+        let report = simulate(&host, &mut t.source(), Some(&t), &mut list, opts)?;
+        out.push(TraceOutcome {
+            shape,
+            tuned,
+            unavoidable,
+            report,
+        });
+    }
+    Ok(out)
+}
+
+/// Writes the plots of `outcomes` into `dir` and returns the Markdown
+/// sections (tables and images, linked relative to `link_prefix`).
+pub fn markdown(
+    outcomes: &[TraceOutcome],
+    dir: &Path,
+    link_prefix: &str,
+    plots: bool,
+) -> anyhow::Result<String> {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "### Summary: energy as a ratio to the oracle's (packets dropped)\n"
+    );
+    let names = controller_names(outcomes);
+    let _ = writeln!(md, "| trace | {} |", names.join(" | "));
+    let _ = writeln!(md, "|---|{}", "---:|".repeat(names.len()));
+    for o in outcomes {
+        let cells: Vec<String> = o
+            .report
+            .results
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} ({:.0})",
+                    r.energy_ratio_to_oracle
+                        .map_or("-".to_owned(), |x| format!("{x:.3}")),
+                    r.dropped
+                )
+            })
+            .collect();
+        let _ = writeln!(md, "| {} | {} |", o.shape.name(), cells.join(" | "));
+    }
+    for o in outcomes {
+        let r = &o.report;
+        let _ = writeln!(
+            md,
+            "\n### {} ({:.0} s, {} VMs)\n",
+            o.shape.name(),
+            r.duration_s,
+            r.vms
+        );
+        let t = &o.tuned;
+        let _ = writeln!(
+            md,
+            "Tuned on vm0 of a training trace (seed + 1000): avg_pps {}, max_pps {}, band {}, dwell {} ms ({:.0} packets dropped there; static max drops {:.0}).\n",
+            t.avg_pps, t.max_pps, t.band, t.dwell_ms, t.dropped, o.unavoidable
+        );
+        let _ = writeln!(
+            md,
+            "| controller | energy J | % of static max | × oracle | dropped | p50 µs | p99 µs | p99.9 µs | under-provisioned s | transitions |"
+        );
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for c in &r.results {
+            let _ = writeln!(
+                md,
+                "| {} | {:.1} | {:.1} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+                c.controller,
+                c.energy_j,
+                c.energy_pct_of_static_max,
+                c.energy_ratio_to_oracle
+                    .map_or("-".to_owned(), |x| format!("{x:.3}")),
+                c.dropped,
+                c.latency_p50_us,
+                c.latency_p99_us,
+                c.latency_p999_us,
+                c.under_provisioned_s,
+                c.transitions
+            );
+        }
+        if plots {
+            let stem = o.shape.name();
+            crate::report::plots::write_all(dir, stem, r, &format!("{stem}: offered rate, vm0"))?;
+            for kind in ["timeline", "energy-drops", "oracle-gap"] {
+                let _ = writeln!(md, "\n![{stem} {kind}]({link_prefix}{stem}-{kind}.png)");
+            }
+        }
+    }
+    Ok(md)
+}
+
+/// One line per controller: its energy (% of static max) on each trace,
+/// for the sensitivity section.
+pub fn sensitivity_rows(label: &str, outcomes: &[TraceOutcome]) -> String {
+    let mut md = String::new();
+    for o in outcomes {
+        let cells: Vec<String> = o
+            .report
+            .results
+            .iter()
+            .map(|r| format!("{:.1}", r.energy_pct_of_static_max))
+            .collect();
+        let _ = writeln!(
+            md,
+            "| {label} | {} | {} |",
+            o.shape.name(),
+            cells.join(" | ")
+        );
+    }
+    md
+}
+
+/// The controllers' names, in table order.
+pub fn controller_names(outcomes: &[TraceOutcome]) -> Vec<String> {
+    outcomes
+        .first()
+        .map(|o| {
+            o.report
+                .results
+                .iter()
+                .map(|r| r.controller.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The sensitivity table: `main` (run under `model`), then the same set
+/// under `model`'s cube-law fallback and under each of `others`.
+pub fn sensitivity(
+    spec: &StandardSpec,
+    model: &CpuModel,
+    main: &[TraceOutcome],
+    others: &[CpuModel],
+) -> anyhow::Result<String> {
+    let names = controller_names(main);
+    let mut md = format!("| power model | trace | {} |\n", names.join(" | "));
+    let _ = writeln!(md, "|---|---|{}", "---:|".repeat(names.len()));
+    md.push_str(&sensitivity_rows(&model.name, main));
+    let cube = model.cube_law();
+    md.push_str(&sensitivity_rows(&cube.name, &run_set(spec, &cube)?));
+    for other in others {
+        md.push_str(&sensitivity_rows(&other.name, &run_set(spec, other)?));
+    }
+    Ok(md)
+}
