@@ -4,36 +4,55 @@
 
 use serde::Serialize;
 
-/// A latency histogram: log-spaced buckets from 10 ns to 100 s, 50 per
-/// decade (≈ 4.7 % wide), each weighted by packets.
+/// A latency histogram: log-spaced buckets, 16 per octave (≈ 4.4 % wide),
+/// from 2^-30 s (≈ 1 ns) to 2^10 s, each weighted by packets. The bucket
+/// comes from the float's exponent and top mantissa bits: no logarithm
+/// on the per-step path.
 #[derive(Debug, Clone)]
 pub struct LatencyHist {
     counts: Vec<f64>,
     total: f64,
 }
 
-const LOW_S: f64 = 1e-8;
-const PER_DECADE: f64 = 50.0;
-const DECADES: usize = 10;
+const SUB_BITS: u32 = 4;
+const LOW_EXP: i64 = -30;
+const OCTAVES: i64 = 40;
 
 impl Default for LatencyHist {
     fn default() -> Self {
         LatencyHist {
-            counts: vec![0.0; DECADES * 50 + 1],
+            counts: vec![0.0; usize::try_from(OCTAVES << SUB_BITS).expect("small")],
             total: 0.0,
         }
     }
 }
 
+/// The bucket of a positive finite `x`.
+fn bucket(x: f64) -> i64 {
+    let bits = x.to_bits();
+    let exp = i64::try_from((bits >> 52) & 0x7ff).expect("11 bits") - 1023;
+    let sub = i64::try_from((bits >> (52 - SUB_BITS)) & ((1 << SUB_BITS) - 1)).expect("4 bits");
+    ((exp - LOW_EXP) << SUB_BITS) + sub
+}
+
+/// The upper edge of bucket `i`, seconds.
+fn upper_edge(i: usize) -> f64 {
+    let i = i64::try_from(i).unwrap_or(i64::MAX);
+    let exp = (i >> SUB_BITS) + LOW_EXP;
+    let sub = i & ((1 << SUB_BITS) - 1);
+    #[allow(clippy::cast_precision_loss)]
+    let mantissa = 1.0 + (sub + 1) as f64 / f64::from(1u32 << SUB_BITS);
+    mantissa * 2f64.powi(i32::try_from(exp).unwrap_or(0))
+}
+
 impl LatencyHist {
     /// Adds `weight` packets that waited `delay_s`.
     pub fn add(&mut self, delay_s: f64, weight: f64) {
-        if weight <= 0.0 || !delay_s.is_finite() {
+        if weight <= 0.0 || !delay_s.is_finite() || delay_s <= 0.0 {
             return;
         }
-        let pos = ((delay_s.max(LOW_S) / LOW_S).log10() * PER_DECADE).floor();
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let i = (pos.max(0.0) as usize).min(self.counts.len() - 1);
+        let last = self.counts.len() - 1;
+        let i = usize::try_from(bucket(delay_s).max(0)).map_or(last, |i| i.min(last));
         self.counts[i] += weight;
         self.total += weight;
     }
@@ -48,13 +67,10 @@ impl LatencyHist {
         for (i, c) in self.counts.iter().enumerate() {
             seen += c;
             if seen >= target && *c > 0.0 {
-                #[allow(clippy::cast_precision_loss)]
-                return LOW_S * 10f64.powf((i + 1) as f64 / PER_DECADE);
+                return upper_edge(i);
             }
         }
-        #[allow(clippy::cast_precision_loss)]
-        let top = self.counts.len() as f64;
-        LOW_S * 10f64.powf(top / PER_DECADE)
+        upper_edge(self.counts.len() - 1)
     }
 }
 

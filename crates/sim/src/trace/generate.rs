@@ -144,6 +144,11 @@ struct VmState {
     ar: f64,
     /// Phase (diurnal) or flash start in seconds.
     param: f64,
+    /// cos and sin of the diurnal angle at the next step (advanced by a
+    /// rotation each step instead of a cosine per step).
+    angle: Option<(f64, f64)>,
+    /// cos and sin of the diurnal angle's step.
+    rotation: (f64, f64),
 }
 
 impl Generated {
@@ -153,6 +158,9 @@ impl Generated {
             .unwrap_or(usize::MAX)
             .max(1);
         let total_s = spec.duration.as_secs_f64();
+        let step_angle = 2.0 * PI * spec.step.as_secs_f64()
+            / spec.period.as_secs_f64().max(spec.step.as_secs_f64());
+        let rotation = (step_angle.cos(), step_angle.sin());
         let states = (0..spec.vms)
             .map(|i| {
                 let stream = spec
@@ -172,6 +180,8 @@ impl Generated {
                     state: 0,
                     ar: 0.0,
                     param,
+                    angle: None,
+                    rotation,
                 }
             })
             .collect();
@@ -188,8 +198,24 @@ impl Generated {
         match spec.shape {
             Shape::Diurnal => {
                 let period = spec.period.as_secs_f64().max(dt);
-                let x = (1.0 - (2.0 * PI * (t / period + s.param)).cos()) / 2.0;
-                s.ar = 0.999 * s.ar + (1.0 - 0.999f64 * 0.999).sqrt() * normal(&mut s.rng);
+                // Steps come in order: the angle advances by a rotation of
+                // 2π·dt/period, recomputed exactly every 4096 steps.
+                let index = (t / dt).round();
+                let (cos, sin) = match s.angle {
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                    Some(a) if !(index as u64).is_multiple_of(4096) => a,
+                    _ => {
+                        let (sin, cos) = (2.0 * PI * (t / period + s.param)).sin_cos();
+                        (cos, sin)
+                    }
+                };
+                let (step_cos, step_sin) = s.rotation;
+                s.angle = Some((
+                    cos * step_cos - sin * step_sin,
+                    sin * step_cos + cos * step_sin,
+                ));
+                let x = (1.0 - cos) / 2.0;
+                s.ar = 0.999 * s.ar + (1.0 - 0.999f64 * 0.999).sqrt() * s.normal();
                 (spec.low + (1.0 - spec.low) * x) * (0.05 * s.ar).exp()
             }
             Shape::OnOff => {
@@ -263,17 +289,17 @@ impl RateSource for Generated {
         for (o, s) in out.iter_mut().zip(&mut self.states) {
             let lambda = (self.spec.peak_pps * Self::relative(&self.spec, s, t, dt)).max(0.0);
             let mean = lambda * dt;
-            let count = (mean + mean.sqrt() * normal(&mut s.rng)).max(0.0);
+            let count = (mean + mean.sqrt() * s.normal()).max(0.0);
             *o = count / dt;
         }
     }
 }
 
-/// A standard normal draw (Box–Muller).
-fn normal(rng: &mut Xoshiro256PlusPlus) -> f64 {
-    let u1: f64 = rng.random_range(f64::MIN_POSITIVE..1.0);
-    let u2: f64 = rng.random();
-    (-2.0 * u1.ln()).sqrt() * (2.0 * PI * u2).cos()
+impl VmState {
+    /// A standard normal draw (ziggurat).
+    fn normal(&mut self) -> f64 {
+        self.rng.sample(rand_distr::StandardNormal)
+    }
 }
 
 /// An exponential draw with this mean.
