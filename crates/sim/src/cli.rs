@@ -380,6 +380,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             plots,
             font,
         } => {
+            let trace_name = trace
+                .trace
+                .as_ref()
+                .or(trace.pcap.first())
+                .map(|p| p.display().to_string());
             let trace = trace.load()?;
             let host = model.host(trace.vms.clone())?;
             let cmp = Comparison {
@@ -407,6 +412,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 for p in written {
                     eprintln!("wrote {}", p.display());
                 }
+                let source = trace_name.as_deref().unwrap_or("generated trace");
+                let page = vmpower_sim::report::markdown::one_page(&report, "run", source);
+                let path = dir.join("report.md");
+                std::fs::write(&path, page)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                eprintln!("wrote {}", path.display());
             }
             Ok(())
         }

@@ -139,6 +139,28 @@ pub fn markdown(
             .collect();
         let _ = writeln!(md, "| {} | {} |", o.shape.name(), cells.join(" | "));
     }
+    let goal: Vec<String> = outcomes
+        .iter()
+        .filter(|o| {
+            o.report.results.iter().any(|r| {
+                r.controller.ends_with("tuned")
+                    && r.dropped == 0.0
+                    && r.energy_ratio_to_oracle.is_some_and(|x| x <= 1.15)
+            })
+        })
+        .map(|o| o.shape.name().to_owned())
+        .collect();
+    let _ = writeln!(
+        md,
+        "\nThe goal for vmpower TRAFFIC with tuned thresholds, within 15 % of the oracle's energy with zero drops, is met on {} of {} traces ({}).",
+        goal.len(),
+        outcomes.len(),
+        if goal.is_empty() {
+            "none".to_owned()
+        } else {
+            goal.join(", ")
+        }
+    );
     for o in outcomes {
         let r = &o.report;
         let _ = writeln!(
@@ -154,28 +176,7 @@ pub fn markdown(
             "Tuned on vm0 of a training trace (seed + 1000): avg_pps {}, max_pps {}, band {}, dwell {} ms ({:.0} packets dropped there; static max drops {:.0}).\n",
             t.avg_pps, t.max_pps, t.band, t.dwell_ms, t.dropped, o.unavoidable
         );
-        let _ = writeln!(
-            md,
-            "| controller | energy J | % of static max | × oracle | dropped | p50 µs | p99 µs | p99.9 µs | under-provisioned s | transitions |"
-        );
-        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-        for c in &r.results {
-            let _ = writeln!(
-                md,
-                "| {} | {:.1} | {:.1} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
-                c.controller,
-                c.energy_j,
-                c.energy_pct_of_static_max,
-                c.energy_ratio_to_oracle
-                    .map_or("-".to_owned(), |x| format!("{x:.3}")),
-                c.dropped,
-                c.latency_p50_us,
-                c.latency_p99_us,
-                c.latency_p999_us,
-                c.under_provisioned_s,
-                c.transitions
-            );
-        }
+        md.push_str(&crate::report::markdown::results_table(r));
         if plots {
             let stem = o.shape.name();
             crate::report::plots::write_all(dir, stem, r, &format!("{stem}: offered rate, vm0"))?;

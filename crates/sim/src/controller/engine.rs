@@ -250,3 +250,126 @@ impl Controller for EnginePolicies {
         self.apply(wanted);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::SimHost;
+    use crate::packet::PacketParams;
+    use crate::power::CpuModel;
+
+    fn host(vms: usize) -> SimHost {
+        let names = (0..vms).map(|i| format!("vm{i}")).collect();
+        SimHost::new(
+            CpuModel::load("xeon-gold-6230").unwrap(),
+            PacketParams::default(),
+            names,
+            1,
+        )
+    }
+
+    const T: TrafficThresholds = TrafficThresholds {
+        min_pps: 0,
+        avg_pps: 1_000,
+        max_pps: 2_000,
+    };
+
+    /// Feeds `rates` (pps, one per 10 ms step) and returns the index wanted
+    /// after each step.
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    fn drive(c: &mut EnginePolicies, host: &SimHost, rates: &[f64]) -> Vec<usize> {
+        let setup = Setup {
+            host,
+            step: Duration::from_millis(10),
+            steps: rates.len(),
+            start_wall: jiff::Timestamp::UNIX_EPOCH,
+            future: None,
+        };
+        c.start(&setup).unwrap();
+        let mut wanted = vec![0];
+        let mut counter = 0.0;
+        let mut out = Vec::new();
+        for (k, r) in rates.iter().enumerate() {
+            let now = Duration::from_millis(10 * k as u64);
+            let obs = Observation {
+                step: k,
+                now,
+                wall: jiff::Timestamp::UNIX_EPOCH,
+                counters: &[counter as u64],
+                queued: &[0.0],
+            };
+            c.decide(&obs, &mut wanted);
+            out.push(wanted[0]);
+            counter += r * 0.01;
+        }
+        out
+    }
+
+    #[test]
+    fn traffic_follows_the_daemon_sampling_and_hysteresis() {
+        let host = host(1);
+        let mut c = EnginePolicies::new(
+            "t",
+            vec![VmPolicy::Traffic(T, None)],
+            Duration::from_millis(100),
+        );
+        // 1 s at 500 pps, then 1 s at 3000, then 2 s at 500.
+        let mut rates = vec![500.0; 100];
+        rates.extend(vec![3000.0; 100]);
+        rates.extend(vec![500.0; 200]);
+        let w = drive(&mut c, &host, &rates);
+        let min = host.min();
+        // The first sample only sets a baseline (no rate yet): max holds.
+        assert_eq!(w[5], 0);
+        // From the second sample (100 ms) on: min.
+        assert_eq!(w[15], min);
+        // The rise at 1.0 s is seen at the next sample (1.1 s): max.
+        assert_eq!(w[105], min, "not before a sample");
+        assert_eq!(w[110], 0);
+        // The fall at 2.0 s is seen at 2.1 s; down only after 500 ms below.
+        assert_eq!(w[250], 0, "dwell holds max");
+        assert_eq!(w[300], min);
+    }
+
+    #[test]
+    fn workload_and_time_decide_at_once() {
+        let host = host(2);
+        let mut c = EnginePolicies::new(
+            "t",
+            vec![
+                VmPolicy::Workload(WorkloadLevel::Medium),
+                VmPolicy::Time(HourSchedule {
+                    quiet: vmpower_proto::HourSet::from_hours([0]).unwrap(),
+                    ..HourSchedule::default()
+                }),
+            ],
+            DEFAULT_INTERVAL,
+        );
+        let setup = Setup {
+            host: &host,
+            step: Duration::from_millis(10),
+            steps: 1,
+            start_wall: jiff::Timestamp::UNIX_EPOCH,
+            future: None,
+        };
+        c.start(&setup).unwrap();
+        let mut wanted = vec![0, 0];
+        let obs = Observation {
+            step: 0,
+            now: Duration::ZERO,
+            wall: jiff::Timestamp::UNIX_EPOCH,
+            counters: &[0, 0],
+            queued: &[0.0, 0.0],
+        };
+        c.decide(&obs, &mut wanted);
+        assert_eq!(
+            wanted,
+            vec![host.medium(), host.min()],
+            "hour 0 UTC is quiet"
+        );
+    }
+}
