@@ -1,20 +1,21 @@
 //! The simulator decides as the daemon does: one trace driven through the
-//! real `vmpowerd` (its `run_with`, on a fake sysfs tree, with synthetic
-//! traffic counters advanced in real time and a TRAFFIC policy from its
-//! policy directory) and through the simulator's engine controller gives
-//! the same sequence of frequencies on the VM's pCPU, each change within a
-//! bound of the other's time.
+//! real `vmpowerd` (its `run_with`, on a fake sysfs tree, with a TRAFFIC
+//! policy from its policy directory and traffic counters that read the
+//! trace at the time the daemon samples them) and through the simulator's
+//! engine controller gives the same sequence of frequencies on the VM's
+//! pCPU, each change within a bound of the other's time.
 //!
 //! The bound is sampling jitter: the daemon's 100 ms sampler runs at its
 //! own phase against the trace, the simulator's at the trace's start; a
 //! change is seen up to one interval apart, plus the scheduling slack of
 //! a shared machine. The trace only moves between neighbouring levels
 //! (min ↔ medium ↔ max), so a sample straddling a step cannot call for a
-//! third level; and each rate is far enough from the thresholds around it
-//! that a sample holding twice its packets (a late pump) or half of them
-//! can at most delay a change (a fall needs 500 ms below): the sequences
-//! must match exactly. Bounded: about 7 s.
+//! third level: the sequences must match exactly. The counters are a
+//! function of the time they are read (the trace's packets so far), so a
+//! stalled test thread cannot bunch packets into one sample. Bounded:
+//! about 7 s.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vmpower_cpufreq::fake::FakeSysfs;
@@ -26,7 +27,7 @@ use vmpower_sim::host::SimHost;
 use vmpower_sim::packet::PacketParams;
 use vmpower_sim::power::CpuModel;
 use vmpowerd::config::{Config, VmConfig};
-use vmpowerd::traffic::{FakeTrafficCounters, SourceKind};
+use vmpowerd::traffic::{MacReading, MacSample, SourceKind, TrafficCounters, TrafficError};
 
 const STEP: Duration = Duration::from_millis(10);
 const INTERVAL: Duration = Duration::from_millis(100);
@@ -53,6 +54,51 @@ fn trace() -> Vec<f64> {
         r.extend(std::iter::repeat_n(pps, steps));
     }
     r
+}
+
+/// A MAC's receive counter: the trace's packets up to the moment it is
+/// read (0 before `start`).
+struct TraceCounters {
+    start: Instant,
+    rates: Arc<Vec<f64>>,
+}
+
+impl TraceCounters {
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    fn packets_now(&self) -> u64 {
+        let Some(t) = Instant::now().checked_duration_since(self.start) else {
+            return 0;
+        };
+        let dt = STEP.as_secs_f64();
+        let full = ((t.as_secs_f64() / dt) as usize).min(self.rates.len());
+        let mut sum: f64 = self.rates[..full].iter().sum::<f64>() * dt;
+        if let Some(r) = self.rates.get(full) {
+            sum += r * (t.as_secs_f64() - full as f64 * dt);
+        }
+        sum as u64
+    }
+}
+
+impl TrafficCounters for TraceCounters {
+    fn sample(&mut self, macs: &[MacAddr]) -> Result<Vec<MacSample>, TrafficError> {
+        let rx_packets = self.packets_now();
+        Ok(macs
+            .iter()
+            .map(|&mac| MacSample {
+                mac,
+                reading: MacReading::Found {
+                    source: SourceKind::Netdev {
+                        ifname: "sim0".to_owned(),
+                    },
+                    rx_packets,
+                },
+            })
+            .collect())
+    }
 }
 
 /// (seconds from the trace's start, kHz) of each change the simulator's
@@ -144,21 +190,20 @@ async fn the_daemon_and_the_simulator_decide_alike() {
         ),
     )
     .unwrap();
-    let counters = FakeTrafficCounters::new();
-    counters.set(
-        mac,
-        SourceKind::Netdev {
-            ifname: "sim0".to_owned(),
-        },
-        0,
-    );
+    let rates = Arc::new(trace());
+    // The trace starts once the daemon is up (well within 2 s).
+    let start = Instant::now() + Duration::from_secs(2);
+    let counters = TraceCounters {
+        start,
+        rates: Arc::clone(&rates),
+    };
     let fake = std::sync::Arc::new(fake);
     let io: std::sync::Arc<dyn SysfsIo> = fake.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let daemon = tokio::spawn(vmpowerd::run::run_with(
         config.clone(),
         io,
-        Some(Box::new(counters.clone())),
+        Some(Box::new(counters)),
         async {
             let _ = stopped.await;
         },
@@ -169,24 +214,19 @@ async fn the_daemon_and_the_simulator_decide_alike() {
         assert!(Instant::now() < deadline, "no control socket in 10 s");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // The trace in real time; the daemon's writes noted as they appear.
+    assert!(Instant::now() < start, "the daemon took over 2 s to start");
+    // The daemon's writes noted as they appear, until the trace's end.
     let setspeed = "devices/system/cpu/cpu1/cpufreq/scaling_setspeed";
-    let rates = trace();
-    let start = Instant::now();
+    let end = start + STEP * u32::try_from(rates.len()).unwrap();
     let mut seen = 0;
     let mut daemon_changes: Vec<(f64, u32)> = Vec::new();
-    let mut carry = 0.0;
-    for (k, r) in rates.iter().enumerate() {
-        let due = start + STEP * u32::try_from(k + 1).unwrap();
-        tokio::time::sleep_until(due.into()).await;
-        carry += r * STEP.as_secs_f64();
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let whole = carry as u64;
-        counters.advance(mac, whole);
-        carry -= whole as f64;
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(5)).await;
         let writes = fake.writes_to(setspeed);
+        let t = Instant::now()
+            .saturating_duration_since(start)
+            .as_secs_f64();
         for w in &writes[seen..] {
-            let t = start.elapsed().as_secs_f64();
             daemon_changes.push((t, w.trim().parse().unwrap()));
         }
         seen = writes.len();
@@ -210,6 +250,12 @@ async fn the_daemon_and_the_simulator_decide_alike() {
         levels(&sim),
         vec![1_000_000, 1_500_000, 2_100_000, 1_500_000, 1_000_000]
     );
+    let worst = daemon_changes
+        .iter()
+        .zip(&sim)
+        .map(|(d, s)| (d.0 - s.0).abs())
+        .fold(0.0f64, f64::max);
+    eprintln!("largest gap between the daemon's and the simulator's changes: {worst:.3} s");
     for (d, s) in daemon_changes.iter().zip(&sim) {
         let gap = (d.0 - s.0).abs();
         assert!(
