@@ -62,7 +62,9 @@ pub struct RunReport {
     /// (seconds, packets/s) offered to the plotted VM, downsampled.
     #[serde(skip)]
     pub rate_series: Vec<(f64, f64)>,
-    /// Wall-clock seconds the run took.
+    /// Wall-clock seconds the run took (not in the JSON, which is then a
+    /// function of the trace and settings only).
+    #[serde(skip)]
     pub elapsed_s: f64,
 }
 
