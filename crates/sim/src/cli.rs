@@ -510,7 +510,7 @@ fn standard(
         standard::sensitivity(&spec, &model, &main, &[CpuModel::load("epyc-7502")?])?
     };
     let settings = format!(
-        "{} VMs x 1 vCPU per trace, {} s at 10 ms, peak {:.0} Mpps per VM, seed {}, CPU model {}; TRAFFIC tuned on vm0 of a training trace of the same shape drawn with seed {}",
+        "{} VMs x 1 vCPU per trace; each shape {} s at 10 ms, and diurnal-day 24 h at 1 s; peak {:.0} Mpps per VM, seed {}, CPU model {}; TRAFFIC tuned on vm0 of a training trace of the same case drawn with seed {}",
         spec.vms,
         spec.seconds,
         spec.peak_pps / 1e6,

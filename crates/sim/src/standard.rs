@@ -1,6 +1,8 @@
 //! The standard trace set and the report `docs/energy.md` is made of.
 //!
-//! For each generator shape: a seeded trace of `vms` VMs; TRAFFIC tuned
+//! For each generator shape (and a whole day of the diurnal one, at 1 s
+//! steps, where TIME policies have hours to work with): a seeded trace of
+//! `vms` VMs; TRAFFIC tuned
 //! ([`crate::tune`]) on a *training* trace of the same shape drawn with
 //! another seed (`seed + 1000`, VM 0); then every controller (the tuned
 //! one included) on the whole standard trace, all VMs. A separate draw
@@ -50,11 +52,45 @@ impl Default for StandardSpec {
     }
 }
 
+/// One trace of the set: a generator shape over a length at a step.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Case {
+    /// Its name in tables and plot files.
+    pub name: &'static str,
+    /// The generator.
+    pub shape: Shape,
+    /// Its length (`None`: the spec's `seconds`).
+    pub seconds: Option<u64>,
+    /// Its step, ms.
+    pub step_ms: u64,
+}
+
+/// The standard cases: every shape over `seconds` at 10 ms, and a diurnal
+/// day at 1 s.
+pub fn cases() -> Vec<Case> {
+    let mut all: Vec<Case> = Shape::ALL
+        .iter()
+        .map(|s| Case {
+            name: s.name(),
+            shape: *s,
+            seconds: None,
+            step_ms: 10,
+        })
+        .collect();
+    all.push(Case {
+        name: "diurnal-day",
+        shape: Shape::Diurnal,
+        seconds: Some(24 * 3600),
+        step_ms: 1000,
+    });
+    all
+}
+
 /// One trace's outcome.
 #[derive(Debug, Clone, Serialize)]
 pub struct TraceOutcome {
-    /// The shape.
-    pub shape: Shape,
+    /// The case.
+    pub case: Case,
     /// The tuned candidate (on the training trace).
     pub tuned: Candidate,
     /// What static max drops on the training trace.
@@ -64,19 +100,20 @@ pub struct TraceOutcome {
 }
 
 /// Generates one standard trace.
-pub fn trace(spec: &StandardSpec, shape: Shape, seed: u64) -> anyhow::Result<Trace> {
-    let duration = Duration::from_secs(spec.seconds);
-    let mut g = GenSpec::new(shape, spec.vms, duration, spec.peak_pps, seed);
+pub fn trace(spec: &StandardSpec, case: &Case, seed: u64) -> anyhow::Result<Trace> {
+    let duration = Duration::from_secs(case.seconds.unwrap_or(spec.seconds));
+    let mut g = GenSpec::new(case.shape, spec.vms, duration, spec.peak_pps, seed);
     g.period = duration;
+    g.step = Duration::from_millis(case.step_ms);
     Ok(Trace::collect(&mut Generated::new(g))?)
 }
 
 /// Runs the set under `model`.
 pub fn run_set(spec: &StandardSpec, model: &CpuModel) -> anyhow::Result<Vec<TraceOutcome>> {
     let mut out = Vec::new();
-    for shape in Shape::ALL {
-        let t = trace(spec, shape, spec.seed)?;
-        let training = trace(spec, shape, spec.seed + 1000)?;
+    for case in cases() {
+        let t = trace(spec, &case, spec.seed)?;
+        let training = trace(spec, &case, spec.seed + 1000)?;
         let params = PacketParams {
             transition_latency: Duration::from_micros(model.transition_latency_us),
             ..PacketParams::default()
@@ -98,7 +135,7 @@ pub fn run_set(spec: &StandardSpec, model: &CpuModel) -> anyhow::Result<Vec<Trac
         let mut list = scenario::controllers(&host, &t, opts.start_wall, &cmp);
         let report = simulate(&host, &mut t.source(), Some(&t), &mut list, opts)?;
         out.push(TraceOutcome {
-            shape,
+            case,
             tuned,
             unavoidable,
             report,
@@ -137,7 +174,7 @@ pub fn markdown(
                 )
             })
             .collect();
-        let _ = writeln!(md, "| {} | {} |", o.shape.name(), cells.join(" | "));
+        let _ = writeln!(md, "| {} | {} |", o.case.name, cells.join(" | "));
     }
     let goal: Vec<String> = outcomes
         .iter()
@@ -148,7 +185,7 @@ pub fn markdown(
                     && r.energy_ratio_to_oracle.is_some_and(|x| x <= 1.15)
             })
         })
-        .map(|o| o.shape.name().to_owned())
+        .map(|o| o.case.name.to_owned())
         .collect();
     let _ = writeln!(
         md,
@@ -165,10 +202,8 @@ pub fn markdown(
         let r = &o.report;
         let _ = writeln!(
             md,
-            "\n### {} ({:.0} s, {} VMs)\n",
-            o.shape.name(),
-            r.duration_s,
-            r.vms
+            "\n### {} ({:.0} s at {} ms, {} VMs)\n",
+            o.case.name, r.duration_s, r.step_ms, r.vms
         );
         let t = &o.tuned;
         let _ = writeln!(
@@ -178,7 +213,7 @@ pub fn markdown(
         );
         md.push_str(&crate::report::markdown::results_table(r));
         if plots {
-            let stem = o.shape.name();
+            let stem = o.case.name;
             crate::report::plots::write_all(dir, stem, r, &format!("{stem}: offered rate, vm0"))?;
             for kind in ["timeline", "energy-drops", "oracle-gap"] {
                 let _ = writeln!(md, "\n![{stem} {kind}]({link_prefix}{stem}-{kind}.png)");
@@ -199,12 +234,7 @@ pub fn sensitivity_rows(label: &str, outcomes: &[TraceOutcome]) -> String {
             .iter()
             .map(|r| format!("{:.1}", r.energy_pct_of_static_max))
             .collect();
-        let _ = writeln!(
-            md,
-            "| {label} | {} | {} |",
-            o.shape.name(),
-            cells.join(" | ")
-        );
+        let _ = writeln!(md, "| {label} | {} | {} |", o.case.name, cells.join(" | "));
     }
     md
 }
