@@ -264,82 +264,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             interval_ms,
             out,
             guest,
-        } => {
-            let trace = trace.load()?;
-            let index = match &vm {
-                Some(name) => trace
-                    .vms
-                    .iter()
-                    .position(|v| v == name)
-                    .ok_or_else(|| anyhow::anyhow!("no VM {name:?} in the trace"))?,
-                None => 0,
-            };
-            let one = Trace::new(
-                trace.step,
-                vec![trace.vms[index].clone()],
-                vec![trace.rates[index].clone()],
-            )?;
-            let host = model.host(one.vms.clone())?;
-            let (fit, check) = one.split(train);
-            let interval = Duration::from_millis(interval_ms.max(1));
-            let (best, tried, unavoidable) = vmpower_sim::tune::search(&host, &fit, interval)?;
-            let cmp = Comparison {
-                thresholds: None,
-                tuned: Some((best.thresholds(), best.hysteresis())),
-                interval: Some(interval),
-                no_oracle: false,
-            };
-            let opts = RunOptions::default();
-            let mut list = scenario::controllers(&host, &check, opts.start_wall, &cmp);
-            let report = simulate(&host, &mut check.source(), Some(&check), &mut list, opts)?;
-            eprintln!(
-                "tuned on {:.0} s ({} candidates): avg {} max {} band {} dwell {} ms, {:.1} J, {:.0} dropped",
-                fit.duration().as_secs_f64(),
-                tried,
-                best.avg_pps,
-                best.max_pps,
-                best.band,
-                best.dwell_ms,
-                best.energy_j,
-                best.dropped
-            );
-            eprintln!("held-out {:.0} s:", check.duration().as_secs_f64());
-            eprint!("{}", vmpower_sim::report::table::render(&report));
-            let tuned = report
-                .results
-                .iter()
-                .find(|r| r.controller.ends_with("tuned"));
-            let note = format!(
-                "tuned by vmpower-sim on {:.0} s of {}'s trace: no drop beyond static max's there{}; held-out {:.0} s: {}",
-                fit.duration().as_secs_f64(),
-                one.vms[0],
-                if best.dropped > unavoidable + 0.5 {
-                    " NOT reached"
-                } else {
-                    ""
-                },
-                check.duration().as_secs_f64(),
-                tuned.map_or(String::new(), |r| format!(
-                    "{:.1} % of static max, {:.0} packets dropped",
-                    r.energy_pct_of_static_max, r.dropped
-                ))
-            );
-            let file =
-                vmpower_sim::tune::operator_policy_file(&one.vms[0], host.vcpus, &best, &note);
-            if let Some(path) = out {
-                std::fs::write(&path, &file)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
-            if guest {
-                print!(
-                    "{}",
-                    vmpower_sim::tune::guest_policy_file(host.vcpus, &best)
-                );
-            } else {
-                print!("{file}");
-            }
-            Ok(())
-        }
+        } => tune(
+            &trace,
+            &model,
+            vm.as_deref(),
+            train,
+            interval_ms,
+            out.as_deref(),
+            guest,
+        ),
         Command::Standard {
             out_dir,
             doc,
@@ -524,5 +457,90 @@ fn standard(
         .replace("{{SENSITIVITY}}", &sens);
     std::fs::write(doc, text).with_context(|| format!("writing {}", doc.display()))?;
     eprintln!("wrote {} and {}", doc.display(), out_dir.display());
+    Ok(())
+}
+
+/// `tune`: the search on the first part of one VM's trace, the comparison
+/// on the rest (on stderr), the policy file (on stdout and in `out`).
+fn tune(
+    trace: &TraceArgs,
+    model: &ModelArgs,
+    vm: Option<&str>,
+    train: f64,
+    interval_ms: u64,
+    out: Option<&std::path::Path>,
+    guest: bool,
+) -> anyhow::Result<()> {
+    let trace = trace.load()?;
+    let index = match &vm {
+        Some(name) => trace
+            .vms
+            .iter()
+            .position(|v| v == name)
+            .ok_or_else(|| anyhow::anyhow!("no VM {name:?} in the trace"))?,
+        None => 0,
+    };
+    let one = Trace::new(
+        trace.step,
+        vec![trace.vms[index].clone()],
+        vec![trace.rates[index].clone()],
+    )?;
+    let host = model.host(one.vms.clone())?;
+    let (fit, check) = one.split(train);
+    let interval = Duration::from_millis(interval_ms.max(1));
+    let (best, tried, unavoidable) = vmpower_sim::tune::search(&host, &fit, interval)?;
+    let cmp = Comparison {
+        thresholds: None,
+        tuned: Some((best.thresholds(), best.hysteresis())),
+        interval: Some(interval),
+        no_oracle: false,
+    };
+    let opts = RunOptions::default();
+    let mut list = scenario::controllers(&host, &check, opts.start_wall, &cmp);
+    let report = simulate(&host, &mut check.source(), Some(&check), &mut list, opts)?;
+    eprintln!(
+        "tuned on {:.0} s ({} candidates): avg {} max {} band {} dwell {} ms, {:.1} J, {:.0} dropped",
+        fit.duration().as_secs_f64(),
+        tried,
+        best.avg_pps,
+        best.max_pps,
+        best.band,
+        best.dwell_ms,
+        best.energy_j,
+        best.dropped
+    );
+    eprintln!("held-out {:.0} s:", check.duration().as_secs_f64());
+    eprint!("{}", vmpower_sim::report::table::render(&report));
+    let tuned = report
+        .results
+        .iter()
+        .find(|r| r.controller.ends_with("tuned"));
+    let note = format!(
+        "tuned by vmpower-sim on {:.0} s of {}'s trace: no drop beyond static max's there{}; held-out {:.0} s: {}",
+        fit.duration().as_secs_f64(),
+        one.vms[0],
+        if best.dropped > unavoidable + 0.5 {
+            " NOT reached"
+        } else {
+            ""
+        },
+        check.duration().as_secs_f64(),
+        tuned.map_or(String::new(), |r| format!(
+            "{:.1} % of static max, {:.0} packets dropped",
+            r.energy_pct_of_static_max, r.dropped
+        ))
+    );
+    let file = vmpower_sim::tune::operator_policy_file(&one.vms[0], host.vcpus, &best, &note);
+    if let Some(path) = out {
+        std::fs::write(path, &file).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if guest {
+        print!(
+            "{}",
+            vmpower_sim::tune::guest_policy_file(host.vcpus, &best)
+        );
+    } else {
+        print!("{file}");
+    }
     Ok(())
 }
