@@ -424,7 +424,7 @@ fn standard(
         ..StandardSpec::default()
     };
     let model = CpuModel::load(&spec.cpu)?;
-    let main = standard::run_set(&spec, &model)?;
+    let main = standard::run_set(&spec, &model, standard::default_params(&model))?;
     vmpower_sim::report::plots::load_font(font)?;
     let prefix = format!(
         "{}/",

@@ -108,16 +108,24 @@ pub fn trace(spec: &StandardSpec, case: &Case, seed: u64) -> anyhow::Result<Trac
     Ok(Trace::collect(&mut Generated::new(g))?)
 }
 
-/// Runs the set under `model`.
-pub fn run_set(spec: &StandardSpec, model: &CpuModel) -> anyhow::Result<Vec<TraceOutcome>> {
+/// The packet model's defaults with `model`'s transition latency.
+pub fn default_params(model: &CpuModel) -> PacketParams {
+    PacketParams {
+        transition_latency: Duration::from_micros(model.transition_latency_us),
+        ..PacketParams::default()
+    }
+}
+
+/// Runs the set under `model` and `params`.
+pub fn run_set(
+    spec: &StandardSpec,
+    model: &CpuModel,
+    params: PacketParams,
+) -> anyhow::Result<Vec<TraceOutcome>> {
     let mut out = Vec::new();
     for case in cases() {
         let t = trace(spec, &case, spec.seed)?;
         let training = trace(spec, &case, spec.seed + 1000)?;
-        let params = PacketParams {
-            transition_latency: Duration::from_micros(model.transition_latency_us),
-            ..PacketParams::default()
-        };
         let host = SimHost::new(model.clone(), params, t.vms.clone(), 1);
         let vm0 = Trace::new(
             training.step,
@@ -232,7 +240,7 @@ pub fn sensitivity_rows(label: &str, outcomes: &[TraceOutcome]) -> String {
             .report
             .results
             .iter()
-            .map(|r| format!("{:.1}", r.energy_pct_of_static_max))
+            .map(|r| format!("{:.1} ({:.0})", r.energy_pct_of_static_max, r.dropped))
             .collect();
         let _ = writeln!(md, "| {label} | {} | {} |", o.case.name, cells.join(" | "));
     }
@@ -253,8 +261,11 @@ pub fn controller_names(outcomes: &[TraceOutcome]) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The sensitivity table: `main` (run under `model`), then the same set
-/// under `model`'s cube-law fallback and under each of `others`.
+/// The sensitivity table: `main` (run under `model` with the default
+/// packet model), then the same set under `model`'s cube-law fallback,
+/// under each of `others`, and under `model` with a 10× transition latency
+/// and with three times the memory-bound time per packet (the cycles cut
+/// to keep a core's capacity at max).
 pub fn sensitivity(
     spec: &StandardSpec,
     model: &CpuModel,
@@ -262,13 +273,43 @@ pub fn sensitivity(
     others: &[CpuModel],
 ) -> anyhow::Result<String> {
     let names = controller_names(main);
-    let mut md = format!("| power model | trace | {} |\n", names.join(" | "));
+    let mut md = format!("| model | trace | {} |\n", names.join(" | "));
     let _ = writeln!(md, "|---|---|{}", "---:|".repeat(names.len()));
     md.push_str(&sensitivity_rows(&model.name, main));
     let cube = model.cube_law();
-    md.push_str(&sensitivity_rows(&cube.name, &run_set(spec, &cube)?));
+    let rows = run_set(spec, &cube, default_params(&cube))?;
+    md.push_str(&sensitivity_rows(&cube.name, &rows));
     for other in others {
-        md.push_str(&sensitivity_rows(&other.name, &run_set(spec, other)?));
+        let rows = run_set(spec, other, default_params(other))?;
+        md.push_str(&sensitivity_rows(&other.name, &rows));
     }
+    let base = default_params(model);
+    let slow = PacketParams {
+        transition_latency: base.transition_latency * 10,
+        ..base
+    };
+    let label = format!(
+        "{}, transition {} µs",
+        model.name,
+        slow.transition_latency.as_micros()
+    );
+    md.push_str(&sensitivity_rows(&label, &run_set(spec, model, slow)?));
+    // Three times the memory-bound time, fewer cycles so that a core at
+    // max serves as many packets as before (the traces still fit).
+    let fmax_hz = f64::from(model.khz()[0]) * 1e3;
+    let per_packet_s = 1.0 / base.service_pps(model.khz()[0]);
+    let memory_ns = base.memory_ns_per_packet * 3.0;
+    let memory = PacketParams {
+        memory_ns_per_packet: memory_ns,
+        cycles_per_packet: (per_packet_s - memory_ns * 1e-9) * fmax_hz,
+        ..base
+    };
+    let label = format!(
+        "{}, {:.0} of {:.0} ns/packet memory-bound",
+        model.name,
+        memory_ns,
+        per_packet_s * 1e9
+    );
+    md.push_str(&sensitivity_rows(&label, &run_set(spec, model, memory)?));
     Ok(md)
 }
