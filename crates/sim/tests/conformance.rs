@@ -1,0 +1,266 @@
+//! The simulator decides as the daemon does: one trace driven through the
+//! real `vmpowerd` (its `run_with`, on a fake sysfs tree, with a TRAFFIC
+//! policy from its policy directory and traffic counters that read the
+//! trace at the time the daemon samples them) and through the simulator's
+//! engine controller gives the same sequence of frequencies on the VM's
+//! pCPU, each change within a bound of the other's time.
+//!
+//! The bound is sampling jitter: the daemon's 100 ms sampler runs at its
+//! own phase against the trace, the simulator's at the trace's start; a
+//! change is seen up to one interval apart, plus the scheduling slack of
+//! a shared machine. The trace only moves between neighbouring levels
+//! (min ↔ medium ↔ max), so a sample straddling a step cannot call for a
+//! third level: the sequences must match exactly. The counters are a
+//! function of the time they are read (the trace's packets so far), so a
+//! stalled test thread cannot bunch packets into one sample. Bounded:
+//! about 7 s.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vmpower_cpufreq::fake::FakeSysfs;
+use vmpower_cpufreq::{Driver, Khz, SysfsIo};
+use vmpower_proto::{MacAddr, TrafficThresholds};
+use vmpower_sim::controller::engine::{EnginePolicies, VmPolicy};
+use vmpower_sim::controller::{Controller, Observation, Setup};
+use vmpower_sim::host::SimHost;
+use vmpower_sim::packet::PacketParams;
+use vmpower_sim::power::CpuModel;
+use vmpowerd::config::{Config, VmConfig};
+use vmpowerd::traffic::{MacReading, MacSample, SourceKind, TrafficCounters, TrafficError};
+
+const STEP: Duration = Duration::from_millis(10);
+const INTERVAL: Duration = Duration::from_millis(100);
+/// How far apart the daemon's and the simulator's changes may be.
+const BOUND: Duration = Duration::from_millis(350);
+
+const T: TrafficThresholds = TrafficThresholds {
+    min_pps: 0,
+    avg_pps: 1_000_000,
+    max_pps: 4_000_000,
+};
+
+/// Rates per 10 ms step: low, mid, high, mid, low (min, medium, max,
+/// medium, min), each long enough for the 500 ms dwell.
+fn trace() -> Vec<f64> {
+    let mut r = Vec::new();
+    for (pps, steps) in [
+        (200_000.0, 100),
+        (1_800_000.0, 120),
+        (8_000_000.0, 120),
+        (1_800_000.0, 150),
+        (200_000.0, 150),
+    ] {
+        r.extend(std::iter::repeat_n(pps, steps));
+    }
+    r
+}
+
+/// A MAC's receive counter: the trace's packets up to the moment it is
+/// read (0 before `start`).
+struct TraceCounters {
+    start: Instant,
+    rates: Arc<Vec<f64>>,
+}
+
+impl TraceCounters {
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    fn packets_now(&self) -> u64 {
+        let Some(t) = Instant::now().checked_duration_since(self.start) else {
+            return 0;
+        };
+        let dt = STEP.as_secs_f64();
+        let full = ((t.as_secs_f64() / dt) as usize).min(self.rates.len());
+        let mut sum: f64 = self.rates[..full].iter().sum::<f64>() * dt;
+        if let Some(r) = self.rates.get(full) {
+            sum += r * (t.as_secs_f64() - full as f64 * dt);
+        }
+        sum as u64
+    }
+}
+
+impl TrafficCounters for TraceCounters {
+    fn sample(&mut self, macs: &[MacAddr]) -> Result<Vec<MacSample>, TrafficError> {
+        let rx_packets = self.packets_now();
+        Ok(macs
+            .iter()
+            .map(|&mac| MacSample {
+                mac,
+                reading: MacReading::Found {
+                    source: SourceKind::Netdev {
+                        ifname: "sim0".to_owned(),
+                    },
+                    rx_packets,
+                },
+            })
+            .collect())
+    }
+}
+
+/// (seconds from the trace's start, kHz) of each change the simulator's
+/// engine controller asks for.
+fn simulated(model: &CpuModel, rates: &[f64]) -> Vec<(f64, u32)> {
+    let host = SimHost::new(
+        model.clone(),
+        PacketParams::default(),
+        vec!["vm0".into()],
+        1,
+    );
+    let mut c = EnginePolicies::new("sim", vec![VmPolicy::Traffic(T, None)], INTERVAL);
+    let setup = Setup {
+        host: &host,
+        step: STEP,
+        steps: rates.len(),
+        start_wall: jiff::Timestamp::UNIX_EPOCH,
+        future: None,
+    };
+    c.start(&setup).expect("the engine takes the policy");
+    let khz = model.khz();
+    let mut wanted = vec![0];
+    let mut last = 0;
+    let mut counter = 0.0;
+    let mut changes = Vec::new();
+    for (k, r) in rates.iter().enumerate() {
+        let now = STEP * u32::try_from(k).expect("a short trace");
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let counters = [counter as u64];
+        let obs = Observation {
+            step: k,
+            now,
+            wall: jiff::Timestamp::UNIX_EPOCH,
+            counters: &counters,
+            queued: &[0.0],
+        };
+        c.decide(&obs, &mut wanted);
+        if wanted[0] != last {
+            last = wanted[0];
+            changes.push((now.as_secs_f64(), khz[last]));
+        }
+        counter += r * STEP.as_secs_f64();
+    }
+    changes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_and_the_simulator_decide_alike() {
+    let model = CpuModel::load("xeon-gold-6230").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeSysfs::builder(2)
+        .driver(Driver::AcpiCpufreq)
+        .table(model.khz().into_iter().map(Khz).collect())
+        .turbo(false)
+        // A busy-polling core under any governor runs at max, where the
+        // simulator starts every core.
+        .governor("performance")
+        .in_dir(dir.path().join("sys"))
+        .build()
+        .unwrap();
+    let mut config = Config {
+        sysfs_root: fake.path().to_owned(),
+        proc_root: dir.path().join("proc"),
+        channel_dir: dir.path().join("channels"),
+        state_dir: dir.path().join("state"),
+        control_socket: dir.path().join("control.sock"),
+        policy_dir: dir.path().join("policies.d"),
+        auto_add_vms: false,
+        fifos: false,
+        traffic_interval_ms: 100,
+        ..Config::default()
+    };
+    config.vm.insert(
+        "vm0".to_owned(),
+        VmConfig {
+            pcpus: vec![1],
+            ..VmConfig::default()
+        },
+    );
+    std::fs::create_dir_all(&config.channel_dir).unwrap();
+    std::fs::create_dir_all(&config.policy_dir).unwrap();
+    let mac = MacAddr([0x02, 0, 0, 0, 0, 0]);
+    std::fs::write(
+        config.policy_dir.join("vm0.toml"),
+        format!(
+            "vm = \"vm0\"\nkind = \"TRAFFIC\"\ncores = [0]\nmacs = [\"{mac}\"]\n\
+             [traffic]\navg_pps = {}\nmax_pps = {}\n",
+            T.avg_pps, T.max_pps
+        ),
+    )
+    .unwrap();
+    let rates = Arc::new(trace());
+    // The trace starts once the daemon is up (well within 2 s).
+    let start = Instant::now() + Duration::from_secs(2);
+    let counters = TraceCounters {
+        start,
+        rates: Arc::clone(&rates),
+    };
+    let fake = std::sync::Arc::new(fake);
+    let io: std::sync::Arc<dyn SysfsIo> = fake.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(vmpowerd::run::run_with(
+        config.clone(),
+        io,
+        Some(Box::new(counters)),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !config.control_socket.exists() {
+        assert!(!daemon.is_finished(), "the daemon stopped at start-up");
+        assert!(Instant::now() < deadline, "no control socket in 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(Instant::now() < start, "the daemon took over 2 s to start");
+    // The daemon's writes noted as they appear, until the trace's end.
+    let setspeed = "devices/system/cpu/cpu1/cpufreq/scaling_setspeed";
+    let end = start + STEP * u32::try_from(rates.len()).unwrap();
+    let mut seen = 0;
+    let mut daemon_changes: Vec<(f64, u32)> = Vec::new();
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let writes = fake.writes_to(setspeed);
+        let t = Instant::now()
+            .saturating_duration_since(start)
+            .as_secs_f64();
+        for w in &writes[seen..] {
+            daemon_changes.push((t, w.trim().parse().unwrap()));
+        }
+        seen = writes.len();
+    }
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), daemon)
+        .await
+        .expect("the daemon stops")
+        .unwrap()
+        .unwrap();
+    // Repeated writes of one value are not changes.
+    daemon_changes.dedup_by_key(|c| c.1);
+    let sim = simulated(&model, &rates);
+    let levels = |c: &[(f64, u32)]| c.iter().map(|x| x.1).collect::<Vec<_>>();
+    assert_eq!(
+        levels(&daemon_changes),
+        levels(&sim),
+        "daemon {daemon_changes:?}\nsimulator {sim:?}"
+    );
+    assert_eq!(
+        levels(&sim),
+        vec![1_000_000, 1_500_000, 2_100_000, 1_500_000, 1_000_000]
+    );
+    let worst = daemon_changes
+        .iter()
+        .zip(&sim)
+        .map(|(d, s)| (d.0 - s.0).abs())
+        .fold(0.0f64, f64::max);
+    eprintln!("largest gap between the daemon's and the simulator's changes: {worst:.3} s");
+    for (d, s) in daemon_changes.iter().zip(&sim) {
+        let gap = (d.0 - s.0).abs();
+        assert!(
+            gap <= BOUND.as_secs_f64(),
+            "a change {gap:.3} s apart: daemon {daemon_changes:?}\nsimulator {sim:?}"
+        );
+    }
+}
