@@ -122,20 +122,32 @@ pub struct DaemonOptions {
     /// `channel_busy_poll_us` in its config; `None` keeps the daemon's
     /// default (off).
     pub busy_poll_us: Option<u64>,
+    /// `channel_thread_nice` in its config; `None` keeps the daemon's
+    /// default.
+    pub channel_thread_nice: Option<i32>,
 }
 
 impl DaemonOptions {
     /// Settings these options add to the config file (top-level keys).
     fn config_prefix(&self) -> String {
-        self.busy_poll_us
-            .map(|us| format!("channel_busy_poll_us = {us}\n"))
-            .unwrap_or_default()
+        self.settings().iter().map(|s| format!("{s}\n")).collect()
+    }
+
+    /// The settings these options give, as config lines.
+    fn settings(&self) -> Vec<String> {
+        let poll = self
+            .busy_poll_us
+            .map(|us| format!("channel_busy_poll_us = {us}"));
+        let nice = self
+            .channel_thread_nice
+            .map(|n| format!("channel_thread_nice = {n}"));
+        poll.into_iter().chain(nice).collect()
     }
 
     /// A note for reports naming the non-default settings.
     pub fn describe(&self) -> Option<String> {
-        self.busy_poll_us
-            .map(|us| format!("daemon config: channel_busy_poll_us = {us}"))
+        let settings = self.settings();
+        (!settings.is_empty()).then(|| format!("daemon config: {}", settings.join(", ")))
     }
 }
 

@@ -53,6 +53,9 @@ struct Cli {
     /// The daemon's `channel_busy_poll_us` (default: the daemon's, off).
     #[arg(long, value_name = "US")]
     busy_poll_us: Option<u64>,
+    /// The daemon's `channel_thread_nice` (default: the daemon's).
+    #[arg(long, value_name = "NICE", allow_hyphen_values = true)]
+    channel_thread_nice: Option<i32>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -171,6 +174,12 @@ enum Scenario {
         /// Which phases to run.
         #[arg(long, value_enum, default_value_t = scenario::dpdk_reply::Phases::Both)]
         phases: scenario::dpdk_reply::Phases,
+        /// Seconds to wait after the daemon connected every channel [1; quick 0.1].
+        #[arg(long)]
+        settle: Option<f64>,
+        /// Nice value of the guest thread (diagnosis; default unchanged).
+        #[arg(long, value_name = "NICE", allow_hyphen_values = true)]
+        guest_nice: Option<i32>,
     },
     /// (internal) The baselines: read and discard, or echo.
     #[command(hide = true)]
@@ -228,6 +237,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             log_file: cli.daemon_log.clone(),
             log_filter: cli.log.clone(),
             busy_poll_us: cli.busy_poll_us,
+            channel_thread_nice: cli.channel_thread_nice,
         },
         cpus: cli.cpus,
         quick: cli.quick,
@@ -359,6 +369,8 @@ fn run_once(ctx: &Ctx, scenario: &Scenario) -> anyhow::Result<Report> {
             echo,
             guest_wait,
             phases,
+            guest_nice,
+            settle,
         } => dpdk_reply::run(
             ctx,
             dpdk_reply::DpdkReplyArgs {
@@ -370,6 +382,8 @@ fn run_once(ctx: &Ctx, scenario: &Scenario) -> anyhow::Result<Report> {
                 echo: ctx.pick(*echo, 5000, 100),
                 wait: *guest_wait,
                 phases: *phases,
+                guest_nice: *guest_nice,
+                settle: Duration::from_secs_f64(ctx.pick(*settle, 1.0, 0.1)),
             },
         ),
         Scenario::PlainReader { .. } => anyhow::bail!("plain-reader is not a benchmark"),

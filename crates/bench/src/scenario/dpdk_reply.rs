@@ -76,6 +76,12 @@ pub struct DpdkReplyArgs {
     pub wait: GuestWait,
     /// Which phases to run.
     pub phases: Phases,
+    /// Wait after the daemon connected every channel, before the first
+    /// request: its start-up (inventory, placing the VMs) is over.
+    pub settle: Duration,
+    /// Nice value of the guest thread (diagnosis: with the guest raised,
+    /// what is left of the tail is the daemon's); `None`: unchanged.
+    pub guest_nice: Option<i32>,
 }
 
 /// Which phases run.
@@ -270,6 +276,11 @@ pub fn run(ctx: &Ctx, args: DpdkReplyArgs) -> anyhow::Result<Report> {
         .map(VmRecords::new)
         .collect::<anyhow::Result<Vec<_>>>()?;
     let steps = script(&args);
+    if let Some(nice) = args.guest_nice {
+        let tid = rustix::thread::gettid();
+        rustix::process::setpriority_process(Some(tid), nice)
+            .with_context(|| format!("cannot set the guest thread's nice value to {nice}"))?;
+    }
     let mut phases: Vec<(&str, PhaseSamples)> = Vec::new();
     if args.phases != Phases::Loaded {
         phases.push(("idle", run_phase(ctx, &args, &records, &steps, false)?));
@@ -294,6 +305,9 @@ pub fn run(ctx: &Ctx, args: DpdkReplyArgs) -> anyhow::Result<Report> {
     r.note("one guest thread, one request in flight; time = write -> whole reply; us");
     if let Some(setting) = ctx.daemon.describe() {
         r.note(setting);
+    }
+    if let Some(nice) = args.guest_nice {
+        r.note(format!("guest thread at nice {nice}"));
     }
     r.note("checked: every ACK echoes its request, every change reached scaling_setspeed, FREQ_LIST names the VM's 2 vCPUs, no stray reply bytes");
     let mut alls = Vec::new();
@@ -493,6 +507,7 @@ fn run_round(
         queries: true,
     };
     let mut running = launch(ctx, "dpdk-reply", &spec, 1, Duration::from_secs(120))?;
+    std::thread::sleep(args.settle);
     let mut state = RoundState {
         host: &running.host,
         spec: &spec,
@@ -654,6 +669,8 @@ mod tests {
             echo: 0,
             wait: GuestWait::Poll,
             phases: Phases::Idle,
+            guest_nice: None,
+            settle: Duration::ZERO,
         };
         let s = script(&args);
         let count = |f: fn(&Step) -> bool| s.iter().filter(|x| f(x)).count();
