@@ -139,11 +139,12 @@ pub fn round_trip(
     Ok(decode_verdict(reply, Layout::Current)?.verdict)
 }
 
-/// Sends one record and reads one record back, waiting as `wait` says.
+/// Sends one record and reads a whole reply of `reply.len()` bytes back,
+/// waiting as `wait` says.
 pub fn exchange(
     stream: &mut UnixStream,
     record: &[u8],
-    reply: &mut [u8; RECORD],
+    reply: &mut [u8],
     wait: GuestWait,
 ) -> anyhow::Result<()> {
     stream.write_all(record).context("write to the daemon")?;

@@ -90,10 +90,24 @@ impl RateLimitSetting {
 pub struct HostSpec {
     /// Host CPUs of the fake sysfs tree (acpi-cpufreq, turbo).
     pub cpus: u32,
-    /// VMs `vm0`, `vm1`, ... each with one vCPU on pCPU `i % cpus`.
+    /// VMs `vm0`, `vm1`, ... each with `vcpus` vCPUs: VM `i`'s vCPU `v`
+    /// on pCPU `(i * vcpus + v) % cpus`.
     pub vms: usize,
     /// The per-channel rate limit.
     pub rate_limit: RateLimitSetting,
+    /// vCPUs per VM (at least 1).
+    pub vcpus: u32,
+    /// `queries = true` for every VM (FREQ_LIST / CAPS_LIST answered).
+    pub queries: bool,
+}
+
+impl HostSpec {
+    /// The pCPU of VM `vm`'s vCPU `vcpu`.
+    pub fn pcpu(&self, vm: usize, vcpu: u32) -> u32 {
+        let vcpus = u64::from(self.vcpus.max(1));
+        let slot = u64::try_from(vm).unwrap_or(0) * vcpus + u64::from(vcpu);
+        u32::try_from(slot % u64::from(self.cpus.max(1))).unwrap_or(0)
+    }
 }
 
 /// How the daemon is started.
@@ -108,20 +122,32 @@ pub struct DaemonOptions {
     /// `channel_busy_poll_us` in its config; `None` keeps the daemon's
     /// default (off).
     pub busy_poll_us: Option<u64>,
+    /// `channel_thread_nice` in its config; `None` keeps the daemon's
+    /// default.
+    pub channel_thread_nice: Option<i32>,
 }
 
 impl DaemonOptions {
     /// Settings these options add to the config file (top-level keys).
     fn config_prefix(&self) -> String {
-        self.busy_poll_us
-            .map(|us| format!("channel_busy_poll_us = {us}\n"))
-            .unwrap_or_default()
+        self.settings().iter().map(|s| format!("{s}\n")).collect()
+    }
+
+    /// The settings these options give, as config lines.
+    fn settings(&self) -> Vec<String> {
+        let poll = self
+            .busy_poll_us
+            .map(|us| format!("channel_busy_poll_us = {us}"));
+        let nice = self
+            .channel_thread_nice
+            .map(|n| format!("channel_thread_nice = {n}"));
+        poll.into_iter().chain(nice).collect()
     }
 
     /// A note for reports naming the non-default settings.
     pub fn describe(&self) -> Option<String> {
-        self.busy_poll_us
-            .map(|us| format!("daemon config: channel_busy_poll_us = {us}"))
+        let settings = self.settings();
+        (!settings.is_empty()).then(|| format!("daemon config: {}", settings.join(", ")))
     }
 }
 
@@ -238,8 +264,13 @@ fn config_text(spec: &HostSpec) -> String {
         text.push_str("[rate_limit]\nburst = 4294967295\nper_second = 4294967295\n");
     }
     for i in 0..spec.vms {
-        let pcpu = u32::try_from(i).unwrap_or(0) % spec.cpus.max(1);
-        let _ = writeln!(text, "[vm.{}]\npcpus = [{pcpu}]", vm_name(i));
+        let pcpus: Vec<String> = (0..spec.vcpus.max(1))
+            .map(|v| spec.pcpu(i, v).to_string())
+            .collect();
+        let _ = writeln!(text, "[vm.{}]\npcpus = [{}]", vm_name(i), pcpus.join(", "));
+        if spec.queries {
+            text.push_str("queries = true\n");
+        }
     }
     text
 }
@@ -318,6 +349,8 @@ mod tests {
             cpus: 8,
             vms: 10,
             rate_limit: RateLimitSetting::Off,
+            vcpus: 1,
+            queries: false,
         };
         let text = config_text(&spec);
         assert!(text.contains("[vm.vm9]\npcpus = [1]"), "{text}");
@@ -327,6 +360,16 @@ mod tests {
             ..spec
         };
         assert!(!config_text(&spec).contains("rate_limit"));
+        let spec = HostSpec {
+            vcpus: 2,
+            queries: true,
+            ..spec
+        };
+        let text = config_text(&spec);
+        assert!(
+            text.contains("[vm.vm9]\npcpus = [2, 3]\nqueries = true"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 mod guest;
 mod host;
+mod load;
 mod plain;
 mod probe;
 mod report;
@@ -52,6 +53,9 @@ struct Cli {
     /// The daemon's `channel_busy_poll_us` (default: the daemon's, off).
     #[arg(long, value_name = "US")]
     busy_poll_us: Option<u64>,
+    /// The daemon's `channel_thread_nice` (default: the daemon's).
+    #[arg(long, value_name = "NICE", allow_hyphen_values = true)]
+    channel_thread_nice: Option<i32>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -142,6 +146,41 @@ enum Scenario {
         #[arg(long, default_value_t = 2_000)]
         pps: u64,
     },
+    /// Issue 13: reply time on DPDK's wire (first touches, steady
+    /// CPU_POWER, policy set, CPU_POWER after REMOVE, QUERY_FREQ_LIST),
+    /// idle host then every CPU busy.
+    DpdkReply {
+        /// VMs of 2 vCPUs, on twice as many host CPUs [128; quick 4].
+        #[arg(long)]
+        vms: Option<usize>,
+        /// Fresh hosts per phase (each gives 2 first touches per VM) [4; quick 1].
+        #[arg(long)]
+        rounds: Option<usize>,
+        /// Steady CPU_POWER per VM per round [24; quick 4].
+        #[arg(long)]
+        steady: Option<usize>,
+        /// QUERY_FREQ_LIST per VM per round [8; quick 2].
+        #[arg(long)]
+        queries: Option<usize>,
+        /// Policy cycles (LOW, TIME, REMOVE + CPU_POWER) per VM per round [2; quick 1].
+        #[arg(long)]
+        cycles: Option<usize>,
+        /// Timed round trips of each echo baseline per phase [5000; quick 100].
+        #[arg(long)]
+        echo: Option<usize>,
+        /// How the guest waits for each reply.
+        #[arg(long, value_enum, default_value_t = guest::GuestWait::Poll)]
+        guest_wait: guest::GuestWait,
+        /// Which phases to run.
+        #[arg(long, value_enum, default_value_t = scenario::dpdk_reply::Phases::Both)]
+        phases: scenario::dpdk_reply::Phases,
+        /// Seconds to wait after the daemon connected every channel [1; quick 0.1].
+        #[arg(long)]
+        settle: Option<f64>,
+        /// Nice value of the guest thread (diagnosis; default unchanged).
+        #[arg(long, value_name = "NICE", allow_hyphen_values = true)]
+        guest_nice: Option<i32>,
+    },
     /// (internal) The baselines: read and discard, or echo.
     #[command(hide = true)]
     PlainReader {
@@ -198,6 +237,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             log_file: cli.daemon_log.clone(),
             log_filter: cli.log.clone(),
             busy_poll_us: cli.busy_poll_us,
+            channel_thread_nice: cli.channel_thread_nice,
         },
         cpus: cli.cpus,
         quick: cli.quick,
@@ -318,6 +358,32 @@ fn run_once(ctx: &Ctx, scenario: &Scenario) -> anyhow::Result<Report> {
                 interval_ms: *interval_ms,
                 seconds: ctx.pick(*seconds, 60.0, 2.0),
                 pps: *pps,
+            },
+        ),
+        Scenario::DpdkReply {
+            vms,
+            rounds,
+            steady,
+            queries,
+            cycles,
+            echo,
+            guest_wait,
+            phases,
+            guest_nice,
+            settle,
+        } => dpdk_reply::run(
+            ctx,
+            dpdk_reply::DpdkReplyArgs {
+                vms: ctx.pick(*vms, 128, 4),
+                rounds: ctx.pick(*rounds, 4, 1),
+                steady: ctx.pick(*steady, 24, 4),
+                queries: ctx.pick(*queries, 8, 2),
+                cycles: ctx.pick(*cycles, 2, 1),
+                echo: ctx.pick(*echo, 5000, 100),
+                wait: *guest_wait,
+                phases: *phases,
+                guest_nice: *guest_nice,
+                settle: Duration::from_secs_f64(ctx.pick(*settle, 1.0, 0.1)),
             },
         ),
         Scenario::PlainReader { .. } => anyhow::bail!("plain-reader is not a benchmark"),

@@ -181,6 +181,8 @@ pub struct Percentiles {
     pub p90: f64,
     /// 99th percentile.
     pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
     /// Largest sample.
     pub max: f64,
 }
@@ -191,11 +193,12 @@ impl Percentiles {
     pub fn of(samples: &mut [Duration]) -> Option<Self> {
         samples.sort_unstable();
         let last = samples.len().checked_sub(1)?;
-        let at = |permille: usize| micros(samples[last * permille / 1000]);
+        let at = |per_10k: usize| micros(samples[last * per_10k / 10_000]);
         Some(Percentiles {
-            p50: at(500),
-            p90: at(900),
-            p99: at(990),
+            p50: at(5_000),
+            p90: at(9_000),
+            p99: at(9_900),
+            p999: at(9_990),
             max: micros(samples[last]),
         })
     }
@@ -229,6 +232,7 @@ mod tests {
         assert_eq!(p.p50.round(), 500.0);
         assert_eq!(p.p90.round(), 900.0);
         assert_eq!(p.p99.round(), 990.0);
+        assert_eq!(p.p999.round(), 999.0);
         assert_eq!(p.max.round(), 1000.0);
         assert!(Percentiles::of(&mut []).is_none());
     }

@@ -1,6 +1,6 @@
 //! Smoke test of the harness end to end: `latency --quick` (also with a
-//! busy-polling daemon and a polling guest) and `idle --quick` against the
-//! real `vmpowerd` binary. Only that figures
+//! busy-polling daemon and a polling guest), `idle --quick` and
+//! `dpdk-reply --quick` against the real `vmpowerd` binary. Only that figures
 //! come out (and that the bench cleans up after itself) is checked —
 //! never how fast anything is.
 //!
@@ -117,4 +117,28 @@ fn quick_latency_with_busy_poll_and_a_polling_guest() {
     assert!(metric(&latency, "p50") > 0.0, "{latency:?}");
     assert_eq!(metric(&latency, "NACKs"), 0.0);
     assert_eq!(metric(&latency, "sysfs writes per request"), 1.0);
+}
+
+/// DPDK's reply contract, idle then loaded: every category timed (the
+/// bench itself fails on a wrong or stray reply).
+#[test]
+fn quick_dpdk_reply_produces_figures_for_both_phases() {
+    let daemon = vmpowerd();
+    let m = bench(&daemon, "dpdk-reply");
+    for phase in ["idle", "loaded"] {
+        for cat in [
+            "first touch",
+            "steady CPU_POWER",
+            "PKT_POLICY set",
+            "CPU_POWER after REMOVE",
+            "QUERY_FREQ_LIST",
+            "all",
+        ] {
+            let p50 = metric(&m, &format!("{phase} {cat} p50"));
+            let p999 = metric(&m, &format!("{phase} {cat} p99.9"));
+            assert!(p50 > 0.0 && p50 <= p999, "{phase} {cat}: {m:?}");
+            assert!(metric(&m, &format!("{phase} {cat} count")) >= 1.0);
+        }
+    }
+    assert!(metric(&m, "loaded/idle all p99.9") > 0.0);
 }

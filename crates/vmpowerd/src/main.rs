@@ -34,6 +34,7 @@ fn main() -> ExitCode {
     });
     vmpowerd::notify::init_logging(filter);
     raise_fd_limit();
+    reserve_fd_table();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -141,6 +142,39 @@ fn reload_on_hangup(args: Args) -> anyhow::Result<tokio::sync::mpsc::UnboundedRe
         }
     });
     Ok(rx)
+}
+
+/// The most descriptors [`reserve_fd_table`] makes room for (a 512 KiB
+/// table in the kernel).
+const FD_TABLE_RESERVE: u64 = 65_536;
+
+/// Grows the descriptor table now, while the daemon has one thread, to
+/// the open-file limit (at most [`FD_TABLE_RESERVE`]). The kernel grows
+/// the table when a new descriptor passes its size (64, 256, 512, ...);
+/// once the process has several threads, each growth waits for an RCU
+/// grace period (`expand_fdtable` → `synchronize_rcu`): 8–17 ms measured
+/// here, on whichever thread opened the descriptor. On the channel thread
+/// that delays every guest's reply past DPDK's 10 ms window (the 103rd
+/// pCPU touched opens the 256th descriptor; BENCHMARKS.md, dpdk-reply).
+/// The table never shrinks, so this is paid once, before any thread.
+fn reserve_fd_table() {
+    use rustix::process::{Resource, getrlimit};
+    use std::os::fd::{AsFd, AsRawFd};
+    let limit = getrlimit(Resource::Nofile)
+        .current
+        .unwrap_or(FD_TABLE_RESERVE)
+        .min(FD_TABLE_RESERVE);
+    let Ok(top) = i32::try_from(limit.saturating_sub(1)) else {
+        return;
+    };
+    let stderr = std::io::stderr();
+    if top <= stderr.as_fd().as_raw_fd() {
+        return;
+    }
+    // The duplicate is dropped (closed) at once; the table stays grown.
+    if let Err(e) = rustix::io::fcntl_dupfd_cloexec(stderr.as_fd(), top) {
+        eprintln!("vmpowerd: cannot reserve the descriptor table: {e}");
+    }
 }
 
 /// Every channel is a socket: raise the soft limit on open files to the

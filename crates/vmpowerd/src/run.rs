@@ -233,6 +233,8 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
     // FIFO's host CPUs): applied now, before anything is served.
     core.execute(&restored);
     core.channel_busy_poll = config.channel_busy_poll();
+    let channel_thread = crate::channels::thread::ChannelThread::start(config.channel_thread_nice)
+        .context("cannot start the channel thread")?;
     Ok(Daemon {
         core: Arc::new(Mutex::new(core)),
         placer,
@@ -244,8 +246,7 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
         config,
         instance: Mutex::new(Some(instance)),
         fifos_made: Mutex::new(Vec::new()),
-        channel_thread: crate::channels::thread::ChannelThread::start()
-            .context("cannot start the channel thread")?,
+        channel_thread,
         policy_rescan: Arc::new(tokio::sync::Notify::new()),
     })
 }

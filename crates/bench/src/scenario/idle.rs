@@ -26,6 +26,8 @@ pub fn run(ctx: &Ctx, args: IdleArgs) -> anyhow::Result<Report> {
         cpus: ctx.cpus,
         vms: args.vms,
         rate_limit: RateLimitSetting::Default,
+        vcpus: 1,
+        queries: false,
     };
     let running = launch(ctx, "idle", &spec, 1, Duration::from_secs(120))?;
     let control = &running.host.control;

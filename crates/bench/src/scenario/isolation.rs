@@ -62,6 +62,8 @@ fn phase_pair(
         cpus: ctx.cpus,
         vms: 2,
         rate_limit: limit,
+        vcpus: 1,
+        queries: false,
     };
     let running = launch(ctx, "isolation", &spec, 1, Duration::from_secs(30))?;
     let mut streams = running.streams.into_iter();

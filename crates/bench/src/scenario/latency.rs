@@ -46,6 +46,8 @@ pub fn run(ctx: &Ctx, args: LatencyArgs) -> anyhow::Result<Report> {
         cpus: ctx.cpus,
         vms: 1,
         rate_limit: RateLimitSetting::Off,
+        vcpus: 1,
+        queries: false,
     };
     let mut running = launch(ctx, "latency", &spec, 1, Duration::from_secs(30))?;
     let vm = vm_name(0);
@@ -99,8 +101,8 @@ pub fn run(ctx: &Ctx, args: LatencyArgs) -> anyhow::Result<Report> {
     }
     let status = running.daemon.stop()?;
     drop(running.dir);
-    let echo = echo_baseline(args, &min, false)?;
-    let blocking = echo_baseline(args, &min, true)?;
+    let echo = echo_baseline(args.requests, args.warmup, &min, false, args.wait)?;
+    let blocking = echo_baseline(args.requests, args.warmup, &min, true, args.wait)?;
 
     let p = Percentiles::of(&mut samples).context("no samples")?;
     let mut r = Report::default();
@@ -146,9 +148,16 @@ pub fn run(ctx: &Ctx, args: LatencyArgs) -> anyhow::Result<Report> {
     Ok(r)
 }
 
-/// The same number of round trips against an echo baseline (tokio, or
-/// `blocking` plain threads).
-fn echo_baseline(args: LatencyArgs, record: &[u8], blocking: bool) -> anyhow::Result<Percentiles> {
+/// `requests` timed round trips (after `warmup` untimed ones) of `record`
+/// against an echo baseline (tokio, or `blocking` plain threads), the
+/// guest waiting as `wait` says.
+pub fn echo_baseline(
+    requests: usize,
+    warmup: usize,
+    record: &[u8],
+    blocking: bool,
+    wait: GuestWait,
+) -> anyhow::Result<Percentiles> {
     let dir = Workdir::create("echo")?;
     let qemu = Qemu::bind(dir.path(), [format!("{}.0", vm_name(0))])?;
     let _echo = if blocking {
@@ -160,11 +169,11 @@ fn echo_baseline(args: LatencyArgs, record: &[u8], blocking: bool) -> anyhow::Re
         .pop()
         .context("no echo channel")?;
     let mut reply = [0u8; RECORD];
-    let mut samples = Vec::with_capacity(args.requests);
-    for i in 0..args.warmup + args.requests {
+    let mut samples = Vec::with_capacity(requests);
+    for i in 0..warmup + requests {
         let t = Instant::now();
-        exchange(&mut stream, record, &mut reply, args.wait).context("echo")?;
-        if i >= args.warmup {
+        exchange(&mut stream, record, &mut reply, wait).context("echo")?;
+        if i >= warmup {
             samples.push(t.elapsed());
         }
     }

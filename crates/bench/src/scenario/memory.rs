@@ -37,6 +37,8 @@ pub fn run(ctx: &Ctx, args: MemoryArgs) -> anyhow::Result<Report> {
         cpus: ctx.cpus,
         vms: args.vms,
         rate_limit: RateLimitSetting::Default,
+        vcpus: 1,
+        queries: false,
     };
     let running = launch(
         ctx,

@@ -86,6 +86,8 @@ fn once(
         cpus: ctx.cpus,
         vms: 1,
         rate_limit: RateLimitSetting::Default,
+        vcpus: 1,
+        queries: false,
     };
     let dir = Workdir::create("reaction")?;
     let host = Host::build(dir.path(), &spec)?;

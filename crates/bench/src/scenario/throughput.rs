@@ -44,6 +44,8 @@ pub fn run(ctx: &Ctx, args: ThroughputArgs) -> anyhow::Result<Report> {
         cpus: ctx.cpus,
         vms: args.vms,
         rate_limit: RateLimitSetting::Off,
+        vcpus: 1,
+        queries: false,
     };
     // The daemon.
     let running = launch(ctx, "throughput", &spec, 1, Duration::from_secs(30))?;

@@ -55,6 +55,8 @@ pub fn run(ctx: &Ctx, args: TrafficCpuArgs) -> anyhow::Result<Report> {
         cpus: ctx.cpus,
         vms: args.vms,
         rate_limit: RateLimitSetting::Default,
+        vcpus: 1,
+        queries: false,
     };
     let dir = Workdir::create("traffic-cpu")?;
     let host = Host::build(dir.path(), &spec)?;

@@ -176,6 +176,7 @@ impl Controller for EnginePolicies {
                     current: max,
                     domain: vec![CpuId(*cpu)],
                     high_priority: false,
+                    enable_turbo_moves_to_max: true,
                 });
                 self.cpu_vm.insert(CpuId(*cpu), i);
             }

@@ -13,6 +13,11 @@
 //!   operator can still reach the daemon.
 //!
 //! ## Behavior
+//! - With a non-zero `nice` (`channel_thread_nice`), the thread sets its
+//!   own nice value (`setpriority` on its thread id: on Linux a nice value
+//!   is per thread) before it serves anything. Raising the priority
+//!   (a negative value) needs CAP_SYS_NICE; without it the thread logs
+//!   one warning and serves at the default priority.
 //! - Tasks spawned here are aborted through their `JoinHandle` like any
 //!   other; [`ChannelThread::stop`] (or dropping it) ends the runtime on
 //!   its own thread, dropping whatever tasks are left, and joins it.
@@ -34,14 +39,18 @@ pub struct ChannelThread {
 }
 
 impl ChannelThread {
-    /// Starts the thread (`vmpowerd-chan`).
-    pub fn start() -> io::Result<Self> {
+    /// Starts the thread (`vmpowerd-chan`) at nice value `nice` (0: the
+    /// process's own, left as it is).
+    pub fn start(nice: i32) -> io::Result<Self> {
         let runtime = Builder::new_current_thread().enable_all().build()?;
         let handle = runtime.handle().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("vmpowerd-chan".into())
             .spawn(move || {
+                if nice != 0 {
+                    set_own_nice(nice);
+                }
                 // Runs the spawned tasks until told to stop (or until the
                 // sender is dropped); the runtime is dropped here, on its
                 // own thread.
@@ -77,6 +86,21 @@ impl ChannelThread {
     }
 }
 
+/// Sets the calling thread's nice value; a failure is logged, once per
+/// call (the daemon calls it once), and the thread goes on as it is.
+fn set_own_nice(nice: i32) {
+    let tid = rustix::thread::gettid();
+    match rustix::process::setpriority_process(Some(tid), nice) {
+        Ok(()) => tracing::debug!(nice, "channel thread priority set"),
+        Err(e) => tracing::warn!(
+            nice,
+            error = %e,
+            "cannot set the channel thread's nice value (raising it needs CAP_SYS_NICE); \
+             guest channels are served at the default priority"
+        ),
+    }
+}
+
 /// A task aborted when this is dropped: a task on another runtime that
 /// lives as long as the task awaiting it.
 #[derive(Debug)]
@@ -102,7 +126,7 @@ mod tests {
 
     #[test]
     fn runs_tasks_on_its_own_thread_until_stopped() {
-        let chan = ChannelThread::start().unwrap();
+        let chan = ChannelThread::start(0).unwrap();
         let name = chan.spawn(async { std::thread::current().name().map(str::to_owned) });
         let rt = Builder::new_current_thread().build().unwrap();
         let got = rt.block_on(name).unwrap();
@@ -123,5 +147,18 @@ mod tests {
         });
         chan.stop();
         assert!(dropped.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_nice_value_is_set_on_the_thread_alone() {
+        // Lowering the priority needs no privilege.
+        let chan = ChannelThread::start(5).unwrap();
+        let nice = chan.spawn(async {
+            rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap()
+        });
+        let rt = Builder::new_current_thread().build().unwrap();
+        assert_eq!(rt.block_on(nice).unwrap(), 5);
+        let own = rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
+        assert_ne!(own, 5, "the caller's priority changed too");
     }
 }
