@@ -233,6 +233,7 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
     // FIFO's host CPUs): applied now, before anything is served.
     core.execute(&restored);
     core.channel_busy_poll = config.channel_busy_poll();
+    core.foreign_writer = config.foreign_writer;
     Ok(Daemon {
         core: Arc::new(Mutex::new(core)),
         placer,
@@ -281,6 +282,10 @@ async fn serve(
     let refresher = tokio::spawn(refresh_periodically(daemon.clone()));
     let clock = tokio::spawn(samplers::run_time(daemon.core.clone()));
     let history = tokio::spawn(flush_history_periodically(daemon.core.clone()));
+    let foreign = tokio::spawn(check_foreign_periodically(
+        daemon.core.clone(),
+        daemon.config.foreign_check_interval(),
+    ));
     let policy_dir = daemon.config.policy_dir.is_dir().then(|| {
         tokio::spawn(crate::policy_dir::follow(
             daemon.clone(),
@@ -333,6 +338,7 @@ async fn serve(
     refresher.abort();
     clock.abort();
     history.abort();
+    foreign.abort();
     if let Some(t) = policy_dir {
         t.abort();
     }
@@ -449,6 +455,18 @@ async fn flush_history_periodically(core: crate::SharedCore) {
         pending.notified().await;
         tokio::time::sleep(HISTORY_FLUSH).await;
         crate::lock(&core).flush_history();
+    }
+}
+
+/// Checks the held pCPUs for another writer's changes every `period`
+/// (reads only; nothing held, nothing read).
+async fn check_foreign_periodically(core: crate::SharedCore, period: std::time::Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        crate::lock(&core).check_foreign_writers();
     }
 }
 

@@ -35,6 +35,10 @@ async fn start(vms: &[(&str, vmpowerd::config::VmConfig)]) -> (Host, SocketAddr)
     let host = Host::start_with(fake, vms, |c| {
         c.metrics_address = Some("127.0.0.1:0".parse().unwrap());
         c.traffic_interval_ms = 20;
+        // A foreign write yields its pCPU (vmpower_pcpu_yielded moves),
+        // found within 100 ms.
+        c.foreign_writer = vmpowerd::config::ForeignWriter::Yield;
+        c.foreign_check_interval_ms = 100;
         // A limit high enough that a flood is answered fast, so the
         // replies of a guest that does not read them overflow, and low
         // enough that the flood pauses its channel (the limit has its own
@@ -283,6 +287,14 @@ async fn every_documented_family_is_exported_and_moves() {
         let _ = write.write_all(&flood).await;
         write
     });
+
+    // tuned takes pCPU 2 (held for vm1's vCPU 1) back.
+    host.fake
+        .external_kernel_write(
+            "devices/system/cpu/cpu2/cpufreq/scaling_governor",
+            "performance",
+        )
+        .unwrap();
 
     // Every family has a sample off its default (for the rate: measured).
     let mut last = String::new();
