@@ -296,7 +296,7 @@ impl Snapshot {
 }
 
 /// Starts a family: its `# HELP` and `# TYPE` lines.
-fn family<'a>(
+pub(crate) fn family<'a>(
     enc: &'a mut DescriptorEncoder,
     f: &'a Family,
 ) -> Result<MetricEncoder<'a>, fmt::Error> {
