@@ -121,6 +121,14 @@ impl std::fmt::Debug for CpuFreq {
     }
 }
 
+impl ControlError {
+    /// Whether another writer changed a file of a held domain
+    /// ([`BackendError::ChangedExternally`]).
+    pub fn is_foreign_write(&self) -> bool {
+        matches!(self, ControlError::Backend(e) if e.is_foreign_write())
+    }
+}
+
 impl CpuFreq {
     /// Discovers the host under `io` and opens the takeover record at
     /// `takeover_path` (kept if present: see module docs).
@@ -386,6 +394,54 @@ impl CpuFreq {
             entry.in_use = false;
         }
         Ok(report)
+    }
+
+    /// The domains under our control now, each named by its leader.
+    pub fn held(&self) -> Vec<CpuId> {
+        self.domains
+            .iter()
+            .filter(|(_, d)| d.taken)
+            .map(|(leader, _)| *leader)
+            .collect()
+    }
+
+    /// Checks without writing that `cpu`'s domain, if held, still holds
+    /// our governor and the frequency last written: another tool's write
+    /// fails with [`BackendError::ChangedExternally`] naming the file.
+    pub fn verify(&self, cpu: CpuId) -> Result<(), ControlError> {
+        let leader = self.entry(cpu)?.leader;
+        match self.domains.get(&leader) {
+            Some(Domain {
+                taken: true,
+                control: Some(control),
+                ..
+            }) => Ok(control.verify()?),
+            _ => Ok(()),
+        }
+    }
+
+    /// Gives `cpu`'s domain up to another writer of its files without
+    /// restoring anything: its CPUs leave the takeover record (what the
+    /// other writer set is what stays, at release, at stop and after a
+    /// crash) and nothing is written to it until it is applied again,
+    /// which takes it over afresh (recording what it holds then).
+    pub fn yield_domain(&mut self, cpu: CpuId) -> Result<Vec<CpuId>, ControlError> {
+        let leader = self.entry(cpu)?.leader;
+        let Some(domain) = self.domains.get_mut(&leader) else {
+            return Err(ControlError::NotManaged { cpu });
+        };
+        domain.taken = false;
+        if let Some(control) = domain.control.as_mut() {
+            control.release();
+        }
+        let cpus = domain.cpus.clone();
+        for c in &cpus {
+            self.takeover.forget_cpu(*c)?;
+            if let Some(entry) = self.cpus.get_mut(c) {
+                entry.in_use = false;
+            }
+        }
+        Ok(cpus)
     }
 
     /// Takes `cpu`'s domain over again after another tool changed it

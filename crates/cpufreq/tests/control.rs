@@ -569,3 +569,38 @@ fn global_turbo_off_keeps_cores_off_the_turbo_entry() {
         "level not committed"
     );
 }
+
+/// `verify` reads a held domain back without writing: another writer's
+/// governor, setspeed or bound is a foreign write naming the file; an
+/// unheld domain passes. `yield_domain` drops it from the record without
+/// writing, so nothing restores over the other writer's setting.
+#[test]
+fn verify_finds_another_writer_and_yield_leaves_its_setting() {
+    let cases = [
+        (Driver::AcpiCpufreq, "scaling_governor", "performance"),
+        (Driver::AcpiCpufreq, "scaling_setspeed", "1800000"),
+        (Driver::IntelPstate, "scaling_max_freq", "2000000"),
+    ];
+    for (driver, file, value) in cases {
+        let mut h = host(FakeSysfs::builder(2).driver(driver.clone()));
+        let cpu = CpuId(1);
+        h.freq.verify(cpu).unwrap();
+        h.freq.apply(cpu, Level::Min).unwrap();
+        assert_eq!(h.freq.held(), [cpu]);
+        h.freq.verify(cpu).unwrap();
+        let writes = h.fake.writes().len();
+        h.fake
+            .external_kernel_write(cpufreq_file(cpu, file), value)
+            .unwrap();
+        let err = h.freq.verify(cpu).unwrap_err();
+        assert!(err.is_foreign_write(), "{driver:?} {file}: {err}");
+        assert!(err.to_string().contains(file), "{err}");
+        assert_eq!(h.fake.writes().len(), writes, "verify wrote");
+        h.freq.yield_domain(cpu).unwrap();
+        assert!(h.freq.held().is_empty());
+        assert!(!h.freq.takeover_record().cpus.contains_key(&cpu));
+        h.freq.verify(cpu).unwrap();
+        h.freq.restore_all().unwrap();
+        assert_eq!(read(&h.fake, 1, file), value, "{driver:?}");
+    }
+}

@@ -7,6 +7,7 @@
 //!
 //! - [`programs`]: the three programs, their man sections and clap commands.
 //! - [`man`]: one page per program and per subcommand (`vmpowerctl-status.1`).
+//! - [`config_page`]: vmpowerd.toml(5), from `docs/configuration.md`.
 //! - [`completions`]: bash, zsh and fish scripts.
 //! - [`install`]: the file layout and the copy.
 //!
@@ -14,6 +15,7 @@
 //! [`GeneratedFile::write_to`] touch the file system.
 
 pub mod completions;
+pub mod config_page;
 pub mod install;
 pub mod man;
 pub mod programs;

@@ -23,7 +23,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Write every man page into DIR/man1 and DIR/man8 (a MANPATH entry).
+    /// Write every man page into DIR/man1, DIR/man5 and DIR/man8 (a MANPATH entry).
     GenMan {
         /// Output directory.
         dir: PathBuf,

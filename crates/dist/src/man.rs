@@ -2,7 +2,8 @@
 //! for the daemon, 1 for the CLIs) and one per visible subcommand, named
 //! as git names its own (`vmpowerctl-policy-create.1`). The program's page
 //! lists its subcommands; each page ends with FILES (the program's page
-//! only) and SEE ALSO.
+//! only) and SEE ALSO. The configuration file's page, vmpowerd.toml(5),
+//! is made from docs/configuration.md ([`crate::config_page`]).
 
 use clap_mangen::Man;
 use clap_mangen::roff::{Roff, bold, roman};
@@ -21,9 +22,11 @@ pub struct ManPage {
     pub file: GeneratedFile,
 }
 
-/// Every page of every program.
+/// Every page of every program, then vmpowerd.toml(5).
 pub fn pages() -> Vec<ManPage> {
-    programs::all().iter().flat_map(pages_of).collect()
+    let mut out: Vec<ManPage> = programs::all().iter().flat_map(pages_of).collect();
+    out.push(crate::config_page::page(env!("CARGO_PKG_VERSION")));
+    out
 }
 
 /// The pages of one program: its own, then one per subcommand.
@@ -94,6 +97,7 @@ fn see_also(program: &Program, is_root: bool) -> String {
             .map(|p| format!("{}({})", p.name, p.section)),
     );
     if program.name == "vmpowerd" {
+        refs.push("vmpowerd.toml(5)".to_owned());
         refs.push("systemd.exec(5)".to_owned());
     }
     refs.join(", ")
@@ -126,5 +130,18 @@ mod tests {
         assert!(daemon.contains(".TH vmpowerd 8"), "{daemon}");
         assert!(daemon.contains(".SH FILES"), "{daemon}");
         assert!(daemon.contains("/etc/vmpower/vmpowerd.toml"), "{daemon}");
+        for section in [".SH SIGNALS", ".SH \"EXIT STATUS\"", "vmpowerd.toml(5)"] {
+            assert!(daemon.contains(section), "{section} in {daemon}");
+        }
+        for file in [
+            "vmpower.db",
+            "vmpowerd.lock",
+            "control.sock",
+            "fifo",
+            "policies.d",
+        ] {
+            assert!(daemon.contains(file), "{file} in FILES: {daemon}");
+        }
+        assert!(names.iter().any(|n| n == "vmpowerd.toml.5"), "{names:?}");
     }
 }

@@ -31,9 +31,11 @@ const VMPOWERD_SECTIONS: &[(&str, &str)] = &[
         "SIGTERM, SIGINT and SIGQUIT stop the daemon: every CPU it took over is given back \
      (governor and bounds) before the process ends. SIGHUP (systemctl reload) reads the \
      configuration file again and rescans the policy directory: log, VM settings ([vm.NAME]), \
-     pcpus, core_branch_ratio and channel_busy_poll_us change live, and a policy file \
-     whose content changed applies; every other setting changed in the file is logged \
-     and takes effect at the next restart. A file that does not load changes nothing.",
+     pcpus, core_branch_ratio, channel_busy_poll_us and foreign_writer change live, and a \
+     policy file whose content changed applies; every other setting changed in the file is \
+     logged and takes effect at the next restart. A file that does not load changes nothing. \
+     SIGKILL (or a crash) cannot give the CPUs back: the next start restores them from the \
+     takeover record before anything else.",
     ),
     (
         "EXIT STATUS",
@@ -48,31 +50,70 @@ const VMPOWERD_SECTIONS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The daemon's files, at their default paths (each configurable:
+/// vmpowerd.toml(5)).
+const VMPOWERD_FILES: &[(&str, &str)] = &[
+    (
+        "/etc/vmpower/vmpowerd.toml",
+        "the configuration (--config; the unit passes this one): every setting, commented at \
+         its default, in the installed example; its format is vmpowerd.toml(5)",
+    ),
+    (
+        "/var/lib/vmpower",
+        "the state directory (state_dir, --state-dir; the unit's StateDirectory=)",
+    ),
+    (
+        "/var/lib/vmpower/vmpower.db",
+        "the state database (SQLite, WAL, with its -wal and -shm files): the takeover record \
+         (every CPU's governor and bounds before the daemon first wrote to it, restored at stop \
+         and at the next start after a crash), policies, VM settings, vCPU mappings and the \
+         decision history",
+    ),
+    (
+        "/var/lib/vmpower/vmpowerd.lock",
+        "held (flock) while a daemon runs on the state directory: a second one exits with \
+         status 1 naming the first one's pid",
+    ),
+    (
+        "/run/vmpower/control.sock",
+        "the control API's socket for vmpowerctl (control_socket, --control-socket; mode \
+         control_socket_mode; the unit's RuntimeDirectory=)",
+    ),
+    (
+        "/tmp/powermonitor",
+        "the channel directory (channel_dir, --channel-dir), watched with inotify",
+    ),
+    (
+        "/tmp/powermonitor/<vm>.<n>",
+        "QEMU's virtio-serial channel sockets, one per guest channel; the daemon connects to them",
+    ),
+    (
+        "/tmp/powermonitor/fifo<N>",
+        "DPDK's JSON FIFOs, one per controllable CPU (fifos = true): made at start, removed at \
+         a clean stop (a crashed run's at the next one)",
+    ),
+    (
+        "/etc/vmpower/policies.d",
+        "policy files *.toml and *.json (policy_dir), applied when written, withdrawn when \
+         removed; ignored if the directory does not exist at start",
+    ),
+    (
+        "/sys/devices/system/cpu",
+        "cpufreq, topology, turbo and uncore files read and written (under sysfs_root)",
+    ),
+    (
+        "/proc",
+        "QEMU's vCPU threads and their affinity, and the daemon's own process_* metrics (proc_root)",
+    ),
+];
+
 /// vmpowerd, vmpowerctl and vmpower-guest.
 pub fn all() -> [Program; 3] {
     [
         Program {
             name: "vmpowerd",
             section: 8,
-            files: &[
-                (
-                    "/etc/vmpower/vmpowerd.toml",
-                    "configuration (every setting in the installed example)",
-                ),
-                (
-                    "/etc/vmpower/policies.d",
-                    "policy files applied and followed",
-                ),
-                (
-                    "/var/lib/vmpower",
-                    "takeover record and state database (policies, history)",
-                ),
-                ("/run/vmpower/control.sock", "control socket for vmpowerctl"),
-                (
-                    "/tmp/powermonitor",
-                    "the guests' channel sockets <vm>.<n> and DPDK's FIFOs",
-                ),
-            ],
+            files: VMPOWERD_FILES,
             sections: VMPOWERD_SECTIONS,
             command: vmpowerd::config::Args::command,
         },

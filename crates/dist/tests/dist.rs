@@ -190,6 +190,7 @@ fn install_lays_out_every_file() {
             expected.insert(format!("usr/share/man/man{s}/{page}.{s}").into());
         }
     }
+    expected.insert("usr/share/man/man5/vmpowerd.toml.5".into());
     expected.insert("usr/lib/systemd/system/vmpowerd.service".into());
     expected.insert("usr/share/doc/vmpower/vmpowerd.toml".into());
     expected.insert("etc/vmpower/vmpowerd.toml".into());

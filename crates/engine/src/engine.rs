@@ -360,6 +360,8 @@ impl Engine {
             .leader(cpu)
             .ok_or(Rejection::NotControllable(cpu))?;
         let domain = self.host.domains.get_mut(&leader).expect("leader exists");
+        // The operator's command takes a yielded domain back.
+        domain.yielded = false;
         let base = domain.applied.unwrap_or(domain.known_index);
         let mut state = domain
             .operator
@@ -385,6 +387,27 @@ impl Engine {
         }
         let trigger = Trigger::Operator(OperatorAction::Release);
         Ok(self.rearbitrate(&BTreeSet::from([leader]), &trigger))
+    }
+
+    /// Gives `cpu`'s domain up to another writer of its cpufreq files:
+    /// nothing is set on it any more (the caller stopped driving it) and
+    /// requests for it are refused with [`Rejection::Yielded`] until an
+    /// operator's [`Engine::operator_apply`] takes it back. The VMs' wants
+    /// are kept. Returns false for a pCPU that is not controllable.
+    pub fn yield_pcpu(&mut self, cpu: CpuId) -> bool {
+        let Some(leader) = self.host.leader(cpu) else {
+            return false;
+        };
+        let domain = self.host.domains.get_mut(&leader).expect("leader exists");
+        domain.yielded = true;
+        domain.applied = None;
+        domain.operator = None;
+        true
+    }
+
+    /// Whether `cpu`'s domain was given up to another writer.
+    pub fn is_yielded(&self, cpu: CpuId) -> bool {
+        self.host.domain_of(cpu).is_some_and(|d| d.yielded)
     }
 
     /// Whether the operator holds `cpu`'s domain.
@@ -557,6 +580,12 @@ impl Engine {
                 .is_some_and(|d| d.operator.is_some())
         }) {
             return Err(Rejection::OperatorPinned(*cpu));
+        }
+        if let Some(cpu) = targets
+            .iter()
+            .find(|c| self.host.domain_of(**c).is_some_and(|d| d.yielded))
+        {
+            return Err(Rejection::Yielded(*cpu));
         }
         Ok((key, targets))
     }
@@ -743,6 +772,9 @@ impl Engine {
             domain.cpus.iter().all(|c| self.votes_fresh(*c)),
             "cached votes of domain {leader} out of date"
         );
+        if domain.yielded {
+            return;
+        }
         let verdict = arbitrate(domain, &self.users);
         let domain = self.host.domains.get_mut(&leader).expect("leader exists");
         domain.dirty = false;

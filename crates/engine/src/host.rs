@@ -48,6 +48,10 @@ pub(crate) struct Domain {
     pub operator: Option<vmpower_cpufreq::levels::LevelState>,
     /// See [`PcpuSpec::enable_turbo_moves_to_max`].
     pub enable_turbo_moves_to_max: bool,
+    /// Given up to another writer of its cpufreq files
+    /// ([`crate::Engine::yield_pcpu`]): nothing is set on it and requests
+    /// for it are refused until the operator takes it back.
+    pub yielded: bool,
 }
 
 /// One controllable pCPU: what the hot path needs without reading its
@@ -104,6 +108,7 @@ impl Host {
             known_index,
             applied: None,
             dirty: false,
+            yielded: false,
             operator: None,
             enable_turbo_moves_to_max: spec.enable_turbo_moves_to_max,
         });

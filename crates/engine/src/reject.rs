@@ -53,6 +53,12 @@ pub enum Rejection {
     /// The operator holds the pCPU at a level of its own.
     #[error("pCPU {0} is held at a fixed level by the operator")]
     OperatorPinned(CpuId),
+    /// The pCPU was given up to another writer of its cpufreq files
+    /// (`foreign_writer = "yield"`).
+    #[error(
+        "pCPU {0} was given up to another writer of its cpufreq files (foreign_writer = \"yield\"); an operator's set-cpu-freq takes it back"
+    )]
+    Yielded(CpuId),
     /// The operation does not apply to the core (e.g. turbo where none).
     #[error("{0}")]
     NotApplicable(String),
@@ -89,6 +95,7 @@ impl Rejection {
             Rejection::PhysicalNotAllowed => "physical_not_allowed",
             Rejection::PhysicalNotOwned(_) => "physical_not_owned",
             Rejection::NotControllable(_) => "not_controllable",
+            Rejection::Yielded(_) => "yielded_to_foreign_writer",
             Rejection::OperatorPinned(_) => "operator_pinned",
             Rejection::NotApplicable(_) => "not_applicable",
             Rejection::QueriesNotAllowed => "queries_not_allowed",
@@ -111,7 +118,7 @@ impl Rejection {
             Rejection::AffinitySpansPcpus { .. } => N::AffinitySpansPcpus,
             Rejection::PhysicalNotAllowed => N::PhysicalNotAllowed,
             Rejection::PhysicalNotOwned(_) => N::PhysicalNotOwned,
-            Rejection::NotControllable(_) => N::NotControllable,
+            Rejection::NotControllable(_) | Rejection::Yielded(_) => N::NotControllable,
             Rejection::OperatorPinned(_) => N::OperatorPinned,
             Rejection::NotApplicable(_) => N::NotApplicable,
             Rejection::QueriesNotAllowed => N::QueriesNotAllowed,

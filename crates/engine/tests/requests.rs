@@ -658,3 +658,34 @@ fn a_pcpu_declared_again_with_a_shorter_table_keeps_working() {
     let d = send(&mut e, "vm1", &power(0, ScalingUnit::ScaleMax));
     assert_eq!(sets(&d), vec![(3, 2_300_000)]);
 }
+
+#[test]
+fn a_yielded_pcpu_is_refused_and_set_by_no_one_until_the_operator_takes_it() {
+    let mut e = engine();
+    add(&mut e, "vm1", VmSettings::default(), &[1]);
+    add(&mut e, "vm2", VmSettings::default(), &[1]);
+    send(&mut e, "vm1", &power(0, ScalingUnit::ScaleMin));
+    assert!(e.yield_pcpu(CpuId(1)));
+    assert!(e.is_yielded(CpuId(1)) && !e.is_managed(CpuId(1)));
+    assert!(!e.yield_pcpu(CpuId(40)), "not controllable");
+    // The guests are told why; nothing is set, nothing released.
+    let d = send(&mut e, "vm2", &power(0, ScalingUnit::ScaleMax));
+    assert_eq!(rejection(&d), Some(&Rejection::Yielded(CpuId(1))));
+    assert_eq!(
+        Rejection::Yielded(CpuId(1)).nack_reason(),
+        vmpower_proto::contract::NackReason::NotControllable
+    );
+    assert!(e.remove_vm(&vm("vm1")).is_empty());
+    // The operator's command takes it back; its release hands it to the
+    // VMs' arbitration again.
+    let actions = e.operator_apply(CpuId(1), ScalingUnit::ScaleMin).unwrap();
+    let [Action::Set(c)] = actions.as_slice() else {
+        panic!("{actions:?}")
+    };
+    assert_eq!((c.to, &c.winner), (Khz(1_200_000), &Winner::Operator));
+    assert!(!e.is_yielded(CpuId(1)));
+    e.operator_release(CpuId(1)).unwrap();
+    let d = send(&mut e, "vm2", &power(0, ScalingUnit::ScaleMax));
+    assert_eq!(rejection(&d), None);
+    assert_eq!(sets(&d), vec![(1, 2_301_000)]);
+}

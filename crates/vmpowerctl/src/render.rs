@@ -56,6 +56,34 @@ fn text(v: &Value) -> String {
     }
 }
 
+/// The pCPUs another tool wrote behind the daemon's back: one line each,
+/// with what the daemon did and what it found last.
+fn foreign_writers(out: &mut String, list: &Value) {
+    out.push_str("\nOTHER WRITERS OF CPUFREQ FILES\n");
+    let _ = writeln!(
+        out,
+        "{:<5} {:>6} {:<14} {:<24} FOUND",
+        "PCPU", "COUNT", "HANDLED", "LAST"
+    );
+    none_if_empty(out, list);
+    for f in list.as_array().into_iter().flatten() {
+        let handled = if f["yielded"].as_bool() == Some(true) {
+            "yielded (now)".to_owned()
+        } else {
+            text(&f["handled"])
+        };
+        let _ = writeln!(
+            out,
+            "{:<5} {:>6} {:<14} {:<24} {}",
+            text(&f["pcpu"]),
+            text(&f["count"]),
+            handled,
+            time(&f["last_at_ms"]),
+            text(&f["detail"])
+        );
+    }
+}
+
 /// `status`: a summary line, then channels, policies, the last errors,
 /// the refused policy-directory files and the counters, each as a table.
 fn status(v: &Value) -> String {
@@ -132,6 +160,7 @@ fn status(v: &Value) -> String {
             text(&e["detail"])
         );
     }
+    foreign_writers(&mut out, &stats["foreign_writes"]);
     out.push_str("\nPOLICY FILES REFUSED\n");
     none_if_empty(&mut out, &stats["policy_files_refused"]);
     for f in stats["policy_files_refused"]
@@ -148,7 +177,7 @@ fn status(v: &Value) -> String {
     out.push_str("\nCOUNTERS\n");
     for (key, value) in stats.as_object().into_iter().flatten() {
         match (key.as_str(), value) {
-            ("channels" | "last_errors" | "policy_files_refused", _) => {}
+            ("channels" | "last_errors" | "policy_files_refused" | "foreign_writes", _) => {}
             (_, Value::Object(map)) => {
                 for (k, n) in map {
                     let _ = writeln!(out, "{key:<22} {k:<40} {n}");
@@ -387,6 +416,40 @@ mod tests {
         assert!(!counters.contains("policy_files_refused"), "{counters}");
         let none = status(&json!({"stats": {"policy_files_refused": []}}));
         assert!(none.contains("POLICY FILES REFUSED\n(none)\n"), "{none}");
+    }
+
+    #[test]
+    fn status_shows_other_writers_with_what_was_done() {
+        let shown = status(&json!({
+            "stats": {
+                "foreign_writes": [
+                    {"pcpu": 1, "count": 2, "last_at_ms": 0, "handled": "retaken", "yielded": false,
+                     "detail": "cpu1: scaling_governor holds \"performance\""},
+                    {"pcpu": 3, "count": 1, "last_at_ms": 0, "handled": "yielded", "yielded": true,
+                     "detail": "cpu3: scaling_setspeed"},
+                ],
+            },
+        }));
+        let section = shown
+            .split("OTHER WRITERS OF CPUFREQ FILES\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\nPOLICY FILES REFUSED\n").next())
+            .unwrap();
+        let lines: Vec<&str> = section.lines().collect();
+        assert_eq!(lines.len(), 3, "{section}");
+        assert!(lines[1].starts_with("1          2 retaken"), "{section}");
+        assert!(lines[1].ends_with("holds \"performance\""), "{section}");
+        assert!(
+            lines[2].starts_with("3          1 yielded (now)"),
+            "{section}"
+        );
+        let counters = shown.split("\nCOUNTERS\n").nth(1).unwrap();
+        assert!(!counters.contains("foreign_writes"), "{counters}");
+        let none = status(&json!({"stats": {"foreign_writes": []}}));
+        assert!(
+            none.contains("OTHER WRITERS OF CPUFREQ FILES\n") && none.contains("FOUND\n(none)\n"),
+            "{none}"
+        );
     }
 
     #[test]

@@ -195,8 +195,41 @@ pub struct Config {
     /// 0: the daemon's own). Negative values need CAP_SYS_NICE; without
     /// it the daemon logs once and runs the thread at its own priority.
     pub channel_thread_nice: i32,
+    /// What to do when another tool writes the cpufreq files of a CPU
+    /// the daemon holds: take it back (`retake`) or give it up (`yield`).
+    pub foreign_writer: ForeignWriter,
+    /// How often the CPUs the daemon holds are checked for another
+    /// writer's changes, in ms (at least 100).
+    pub foreign_check_interval_ms: u64,
     /// Declared VMs, by name.
     pub vm: BTreeMap<String, VmConfig>,
+}
+
+/// What the daemon does when another tool (tuned, power-profiles-daemon,
+/// cpupower, an operator's `echo`) changes the cpufreq files of a CPU it
+/// holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForeignWriter {
+    /// Take the CPU back: set our governor and the level the VMs want
+    /// again. The originals restored later stay those recorded before the
+    /// daemon first touched the CPU.
+    #[default]
+    Retake,
+    /// Give the CPU up: stop driving it, drop it from the takeover record
+    /// (the other writer's settings stay, at stop too), and refuse the
+    /// guests' requests for it until an operator's `set-cpu-freq`.
+    Yield,
+}
+
+impl ForeignWriter {
+    /// The setting's value, as the file spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForeignWriter::Retake => "retake",
+            ForeignWriter::Yield => "yield",
+        }
+    }
 }
 
 impl Default for Config {
@@ -223,6 +256,8 @@ impl Default for Config {
             channel_busy_poll_us: DEFAULT_BUSY_POLL_US,
             time_other_hours: OtherHours::Unchanged,
             channel_thread_nice: DEFAULT_CHANNEL_THREAD_NICE,
+            foreign_writer: ForeignWriter::Retake,
+            foreign_check_interval_ms: 5000,
             vm: BTreeMap::new(),
         }
     }
@@ -314,6 +349,9 @@ impl Config {
                 "must be at most 1000 µs (it holds a worker thread that long)",
             );
         }
+        if self.foreign_check_interval_ms < 100 {
+            return invalid("foreign_check_interval_ms", "must be at least 100 ms");
+        }
         if self.placement_refresh_ms < 100 {
             return invalid("placement_refresh_ms", "must be at least 100 ms");
         }
@@ -343,6 +381,11 @@ impl Config {
     /// The placement refresh period.
     pub fn placement_refresh(&self) -> Duration {
         Duration::from_millis(self.placement_refresh_ms)
+    }
+
+    /// How often held CPUs are checked for another writer's changes.
+    pub fn foreign_check_interval(&self) -> Duration {
+        Duration::from_millis(self.foreign_check_interval_ms)
     }
 
     /// The busy-polling window of guest channels (zero: off).

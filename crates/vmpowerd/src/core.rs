@@ -71,6 +71,10 @@ pub struct Core {
     /// Budget of the decision lines a guest can cause: those of its
     /// requests and of its VM's policy (its history entries are all kept).
     decision_log: LogLimiter,
+    /// Budget of the lines about another writer of a pCPU's files.
+    pub(crate) foreign_log: LogLimiter<CpuId>,
+    /// What to do when another writer changes a held pCPU's files.
+    pub foreign_writer: crate::config::ForeignWriter,
     /// Budget of the "given back" lines per pCPU: a guest that sets and
     /// removes its policy again and again takes and gives back its pCPUs.
     release_log: LogLimiter<CpuId>,
@@ -102,6 +106,8 @@ impl Core {
             guest_log: LogLimiter::default(),
             decision_log: LogLimiter::default(),
             release_log: LogLimiter::default(),
+            foreign_log: LogLimiter::default(),
+            foreign_writer: crate::config::ForeignWriter::default(),
             policies_changed: tokio::sync::watch::Sender::new(0),
             store: None,
             history_buf: Vec::new(),
@@ -252,7 +258,9 @@ impl Core {
     /// FIFO): an override of the VMs' arbitration for its domain.
     pub fn operator(&mut self, cpu: CpuId, unit: ScalingUnit) -> Result<(), OperatorError> {
         let actions = self.engine.operator_apply(cpu, unit)?;
-        if self.execute(&actions) {
+        let ok = self.execute(&actions);
+        self.foreign_reclaimed();
+        if ok {
             Ok(())
         } else {
             Err(OperatorError::WriteFailed(cpu))
@@ -312,7 +320,16 @@ impl Core {
         for action in actions {
             match action {
                 Action::Set(change) => {
-                    match self.cpufreq.apply(change.cpu, Level::Index(change.index)) {
+                    let mut applied = self.cpufreq.apply(change.cpu, Level::Index(change.index));
+                    // Another writer changed the domain: handled as
+                    // `foreign_writer` says; once retaken, tried again.
+                    if let Err(e) = &applied
+                        && e.is_foreign_write()
+                        && self.foreign_write(change.cpu, e)
+                    {
+                        applied = self.cpufreq.apply(change.cpu, Level::Index(change.index));
+                    }
+                    match applied {
                         Ok(outcome) => {
                             self.stats.sysfs_writes += u64::from(outcome.changed);
                             let (old, new) = (outcome.old_khz.0, outcome.new_khz.0);

@@ -13,6 +13,7 @@ pub mod config;
 pub mod control;
 pub mod core;
 pub mod files;
+pub mod foreign;
 pub mod health;
 pub mod instance;
 pub mod inventory;

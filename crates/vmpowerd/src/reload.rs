@@ -7,7 +7,8 @@
 //!   grants and layout (a VM new in the file is added;
 //!   its settings are persisted as `set-query` persists them), `pcpus`
 //!   entries, `core_branch_ratio`, `channel_busy_poll_us` (for connections
-//!   made after the reload), and the policy directory's files (a file
+//!   made after the reload), `foreign_writer` (for the next foreign write
+//!   found; a pCPU already yielded stays so), and the policy directory's files (a file
 //!   whose content changed since it was read applies, a file gone is
 //!   withdrawn: see [`crate::policy_dir`]).
 //! - Every other setting changed in the file is logged with a warning
@@ -32,7 +33,12 @@ use crate::config::Config;
 use crate::run::Daemon;
 
 /// Settings a reload applies; every other one waits for a restart.
-pub const LIVE_SETTINGS: [&str; 3] = ["vm", "core_branch_ratio", "channel_busy_poll_us"];
+pub const LIVE_SETTINGS: [&str; 4] = [
+    "vm",
+    "core_branch_ratio",
+    "channel_busy_poll_us",
+    "foreign_writer",
+];
 
 /// Applies what can change live from `new` (a validated configuration)
 /// to the daemon, warns about what cannot, and makes `new`'s live
@@ -85,6 +91,7 @@ pub fn apply(daemon: &Daemon, running: &mut Config, new: &Config) -> Vec<VmId> {
             core.engine.set_branch_thresholds(thresholds);
         }
         core.channel_busy_poll = new.channel_busy_poll();
+        core.foreign_writer = new.foreign_writer;
     }
     let mut refresh = Vec::new();
     for (id, pcpus) in replace {
@@ -100,6 +107,7 @@ pub fn apply(daemon: &Daemon, running: &mut Config, new: &Config) -> Vec<VmId> {
     running.vm.clone_from(&new.vm);
     running.core_branch_ratio.clone_from(&new.core_branch_ratio);
     running.channel_busy_poll_us = new.channel_busy_poll_us;
+    running.foreign_writer = new.foreign_writer;
     info!(changed = ?changed, "configuration reloaded");
     refresh
 }

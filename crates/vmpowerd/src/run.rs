@@ -235,6 +235,7 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
     core.channel_busy_poll = config.channel_busy_poll();
     let channel_thread = crate::channels::thread::ChannelThread::start(config.channel_thread_nice)
         .context("cannot start the channel thread")?;
+    core.foreign_writer = config.foreign_writer;
     Ok(Daemon {
         core: Arc::new(Mutex::new(core)),
         placer,
@@ -282,6 +283,10 @@ async fn serve(
     let refresher = tokio::spawn(refresh_periodically(daemon.clone()));
     let clock = tokio::spawn(samplers::run_time(daemon.core.clone()));
     let history = tokio::spawn(flush_history_periodically(daemon.core.clone()));
+    let foreign = tokio::spawn(check_foreign_periodically(
+        daemon.core.clone(),
+        daemon.config.foreign_check_interval(),
+    ));
     let policy_dir = daemon.config.policy_dir.is_dir().then(|| {
         tokio::spawn(crate::policy_dir::follow(
             daemon.clone(),
@@ -334,6 +339,7 @@ async fn serve(
     refresher.abort();
     clock.abort();
     history.abort();
+    foreign.abort();
     if let Some(t) = policy_dir {
         t.abort();
     }
@@ -450,6 +456,18 @@ async fn flush_history_periodically(core: crate::SharedCore) {
         pending.notified().await;
         tokio::time::sleep(HISTORY_FLUSH).await;
         crate::lock(&core).flush_history();
+    }
+}
+
+/// Checks the held pCPUs for another writer's changes every `period`
+/// (reads only; nothing held, nothing read).
+async fn check_foreign_periodically(core: crate::SharedCore, period: std::time::Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        crate::lock(&core).check_foreign_writers();
     }
 }
 

@@ -61,6 +61,10 @@ pub struct Stats {
     /// the list when it is applied or removed.
     #[serde(serialize_with = "refused_files")]
     pub policy_files_refused: BTreeMap<PathBuf, String>,
+    /// Another writer's changes to the files of pCPUs the daemon held,
+    /// per pCPU (its domain's leader).
+    #[serde(serialize_with = "foreign_writes")]
+    pub foreign_writes: BTreeMap<u32, crate::foreign::ForeignWrites>,
     /// Each VM's last frequency decision (for `vmpowerctl top`).
     #[serde(skip)]
     pub last_decisions: HashMap<VmId, LastDecision>,
@@ -288,6 +292,13 @@ fn unix_millis() -> u64 {
         .as_millisecond()
         .try_into()
         .unwrap_or(0)
+}
+
+fn foreign_writes<S: serde::Serializer>(
+    writes: &BTreeMap<u32, crate::foreign::ForeignWrites>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(writes.values())
 }
 
 fn requests_by_name<S: serde::Serializer>(

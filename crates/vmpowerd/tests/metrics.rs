@@ -24,6 +24,7 @@ use vmpower_proto::{
 };
 use vmpowerd::metrics::families::{FAMILIES, Kind};
 use vmpowerd::metrics::parse::{Exposition, parse};
+use vmpowerd::metrics::process::PROCESS_FAMILIES;
 
 async fn start(vms: &[(&str, vmpowerd::config::VmConfig)]) -> (Host, SocketAddr) {
     let fake = Arc::new(
@@ -35,6 +36,13 @@ async fn start(vms: &[(&str, vmpowerd::config::VmConfig)]) -> (Host, SocketAddr)
     let host = Host::start_with(fake, vms, |c| {
         c.metrics_address = Some("127.0.0.1:0".parse().unwrap());
         c.traffic_interval_ms = 20;
+        // A foreign write yields its pCPU (vmpower_pcpu_yielded moves),
+        // found within 100 ms.
+        c.foreign_writer = vmpowerd::config::ForeignWriter::Yield;
+        c.foreign_check_interval_ms = 100;
+        // The process_* families read <proc_root>/self: the test's own
+        // process (the VMs' placement is static, from `pcpus`).
+        c.proc_root = "/proc".into();
         // A limit high enough that a flood is answered fast, so the
         // replies of a guest that does not read them overflow, and low
         // enough that the flood pauses its channel (the limit has its own
@@ -284,6 +292,14 @@ async fn every_documented_family_is_exported_and_moves() {
         write
     });
 
+    // tuned takes pCPU 2 (held for vm1's vCPU 1) back.
+    host.fake
+        .external_kernel_write(
+            "devices/system/cpu/cpu2/cpufreq/scaling_governor",
+            "performance",
+        )
+        .unwrap();
+
     // Every family has a sample off its default (for the rate: measured).
     let mut last = String::new();
     let mut done = false;
@@ -308,11 +324,12 @@ async fn every_documented_family_is_exported_and_moves() {
 /// endpoint writes that the list lacks.
 fn families_at_default(m: &Exposition) -> Vec<String> {
     let mut missing = Vec::new();
-    let listed: BTreeSet<&str> = FAMILIES.iter().map(|f| f.name).collect();
+    let all = || FAMILIES.iter().chain(PROCESS_FAMILIES);
+    let listed: BTreeSet<&str> = all().map(|f| f.name).collect();
     for name in m.families.keys() {
         assert!(listed.contains(name.as_str()), "{name} is not in FAMILIES");
     }
-    for f in FAMILIES {
+    for f in all() {
         let Some(got) = m.families.get(f.name) else {
             panic!("{} not exported", f.name)
         };

@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use serde_json::Value;
-use vmpowerd::metrics::families::FAMILIES;
+use vmpowerd::metrics::families::{FAMILIES, Family};
+use vmpowerd::metrics::process::PROCESS_FAMILIES;
 
 fn repo_file(rel: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -41,16 +42,21 @@ fn sample_names() -> BTreeSet<String> {
     FAMILIES.iter().map(|f| f.sample_name()).collect()
 }
 
+/// The table row `docs/metrics.md` has for `f`, up to its meaning.
+fn row(f: &Family) -> String {
+    let labels: Vec<String> = f.labels.iter().map(|l| format!("`{l}`")).collect();
+    let labels = match labels.join(", ") {
+        none if none.is_empty() => " ".to_owned(),
+        some => format!(" {some} "),
+    };
+    format!("| `{}` | {} |{labels}|", f.sample_name(), f.kind.as_str())
+}
+
 #[test]
 fn every_family_is_documented_with_its_type_and_labels() {
     let doc = repo_file("docs/metrics.md");
     for f in FAMILIES {
-        let labels: Vec<String> = f.labels.iter().map(|l| format!("`{l}`")).collect();
-        let labels = match labels.join(", ") {
-            none if none.is_empty() => " ".to_owned(),
-            some => format!(" {some} "),
-        };
-        let row = format!("| `{}` | {} |{labels}|", f.sample_name(), f.kind.as_str());
+        let row = row(f);
         assert!(doc.contains(&row), "docs/metrics.md lacks the row {row}");
     }
     let known = sample_names();
@@ -59,6 +65,26 @@ fn every_family_is_documented_with_its_type_and_labels() {
             known.contains(&name),
             "docs/metrics.md names {name}, which is not exported"
         );
+    }
+}
+
+/// The standard process_* families too: documented with their type, and
+/// every `process_…` name the doc gives is exported.
+#[test]
+fn every_process_family_is_documented_and_no_other() {
+    let doc = repo_file("docs/metrics.md");
+    for f in PROCESS_FAMILIES {
+        let row = row(f);
+        assert!(doc.contains(&row), "docs/metrics.md lacks the row {row}");
+    }
+    let known: BTreeSet<String> = PROCESS_FAMILIES.iter().map(|f| f.sample_name()).collect();
+    for word in doc.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if word.starts_with("process_") {
+            assert!(
+                known.contains(word),
+                "docs/metrics.md names {word}, which is not exported"
+            );
+        }
     }
 }
 

@@ -125,6 +125,11 @@ pub enum BackendError {
 }
 
 impl BackendError {
+    /// Whether another writer changed a file this control relies on.
+    pub fn is_foreign_write(&self) -> bool {
+        matches!(self, BackendError::ChangedExternally { .. })
+    }
+
     /// Attaches `cpu` to a sysfs failure, keeping EINVAL, permission and
     /// missing-file failures as their own variants.
     pub fn from_sysfs(cpu: CpuId, err: SysfsError) -> Self {
@@ -219,6 +224,12 @@ pub trait FrequencyControl: Send + std::fmt::Debug {
 
     /// The current setting (`None` when not set, e.g. `<unsupported>`).
     fn current(&self) -> Result<Option<Khz>, BackendError>;
+
+    /// Checks, without writing, that a prepared domain still holds what
+    /// this control set (its governor, the frequency it last wrote):
+    /// [`BackendError::ChangedExternally`] names the file another tool
+    /// changed. An unprepared domain passes.
+    fn verify(&self) -> Result<(), BackendError>;
 
     /// Forgets what this control wrote; the caller restores the originals.
     fn release(&mut self);

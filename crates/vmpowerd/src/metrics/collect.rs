@@ -54,6 +54,7 @@ struct Pcpu {
     hz: Option<u64>,
     level: Option<usize>,
     managed: bool,
+    yielded: bool,
 }
 
 /// One VM's policy.
@@ -76,6 +77,7 @@ struct Snapshot {
     channels: Vec<(ChannelId, ChannelState)>,
     sysfs_writes: u64,
     sysfs_failures: u64,
+    foreign_writes: Vec<(String, u64)>,
     name_mismatches: u64,
     replies_dropped: u64,
     log_lines_suppressed: u64,
@@ -110,6 +112,7 @@ impl Snapshot {
                     hz: khz.map(|k| u64::from(k.0) * 1000),
                     level,
                     managed: core.engine.is_managed(cpu),
+                    yielded: core.engine.is_yielded(cpu),
                 }
             })
             .collect();
@@ -154,6 +157,11 @@ impl Snapshot {
                 .collect(),
             sysfs_writes: stats.sysfs_writes,
             sysfs_failures: stats.sysfs_failures,
+            foreign_writes: stats
+                .foreign_writes
+                .values()
+                .map(|f| (f.pcpu.to_string(), f.count))
+                .collect(),
             name_mismatches: stats.name_mismatches,
             replies_dropped: stats.replies_dropped,
             log_lines_suppressed: stats.log_lines_suppressed,
@@ -185,6 +193,15 @@ impl Snapshot {
         }
         counter(family(enc, &fam::SYSFS_WRITES)?, self.sysfs_writes)?;
         counter(family(enc, &fam::SYSFS_FAILURES)?, self.sysfs_failures)?;
+        let mut m = family(enc, &fam::FOREIGN_WRITES)?;
+        for (pcpu, n) in &self.foreign_writes {
+            counter(m.encode_family(&[("pcpu", pcpu.as_str())])?, *n)?;
+        }
+        let mut m = family(enc, &fam::PCPU_YIELDED)?;
+        for p in &self.pcpus {
+            m.encode_family(&[("pcpu", p.cpu.as_str())])?
+                .encode_gauge(&u32::from(p.yielded))?;
+        }
         self.encode_channels(enc)?;
         let mut m = family(enc, &fam::VM_TRAFFIC_RATE)?;
         for p in &self.policies {
@@ -279,7 +296,7 @@ impl Snapshot {
 }
 
 /// Starts a family: its `# HELP` and `# TYPE` lines.
-fn family<'a>(
+pub(crate) fn family<'a>(
     enc: &'a mut DescriptorEncoder,
     f: &'a Family,
 ) -> Result<MetricEncoder<'a>, fmt::Error> {
@@ -325,12 +342,14 @@ mod tests {
                     hz: Some(2_301_000_000),
                     level: Some(0),
                     managed: true,
+                    yielded: false,
                 },
                 Pcpu {
                     cpu: "3".into(),
                     hz: None,
                     level: None,
                     managed: false,
+                    yielded: true,
                 },
             ],
             requests: vec![((vm.clone(), "power", "ok"), 7)],
@@ -353,6 +372,7 @@ mod tests {
             )],
             sysfs_writes: 5,
             sysfs_failures: 1,
+            foreign_writes: vec![("3".into(), 2)],
             name_mismatches: 0,
             replies_dropped: 0,
             log_lines_suppressed: 0,
@@ -403,6 +423,12 @@ mod tests {
             None
         );
         assert_eq!(m.value("vmpower_pcpu_managed", &[("pcpu", "3")]), Some(0.0));
+        assert_eq!(m.value("vmpower_pcpu_yielded", &[("pcpu", "3")]), Some(1.0));
+        assert_eq!(m.value("vmpower_pcpu_yielded", &[("pcpu", "2")]), Some(0.0));
+        assert_eq!(
+            m.value("vmpower_foreign_writes_total", &[("pcpu", "3")]),
+            Some(2.0)
+        );
         let channel = [("vm", vm), ("channel", "3")];
         assert_eq!(m.value("vmpower_channel_up", &channel), Some(0.0));
         assert_eq!(

@@ -131,6 +131,20 @@ pub const SYSFS_FAILURES: Family = Family {
     labels: &[],
     help: "Frequency changes or releases whose sysfs write failed",
 };
+/// Another writer's changes to held pCPUs.
+pub const FOREIGN_WRITES: Family = Family {
+    name: "vmpower_foreign_writes",
+    kind: Kind::Counter,
+    labels: &["pcpu"],
+    help: "Changes another tool made to the cpufreq files of a pCPU vmpower held (its domain's leader), taken back or yielded as foreign_writer says",
+};
+/// pCPUs given up to another writer.
+pub const PCPU_YIELDED: Family = Family {
+    name: "vmpower_pcpu_yielded",
+    kind: Kind::Gauge,
+    labels: &["pcpu"],
+    help: "1 while the pCPU's domain is given up to another writer of its cpufreq files (foreign_writer = yield), 0 otherwise",
+};
 /// Channel states.
 pub const CHANNEL_UP: Family = Family {
     name: "vmpower_channel_up",
@@ -208,6 +222,8 @@ pub const FAMILIES: &[Family] = &[
     POLICY_EVALUATIONS,
     SYSFS_WRITES,
     SYSFS_FAILURES,
+    FOREIGN_WRITES,
+    PCPU_YIELDED,
     CHANNEL_UP,
     CHANNEL_RECONNECTS,
     CHANNEL_THROTTLED,

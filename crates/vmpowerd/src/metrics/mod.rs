@@ -10,7 +10,9 @@
 //!   states (frequencies, levels, channels, policies, rates) out of the
 //!   core and encodes them. A scrape costs one short lock.
 //! - [`families::FAMILIES`] is the one list of what is exported; the
-//!   docs, the dashboard and the tests are checked against it.
+//!   docs, the dashboard and the tests are checked against it. Beside it,
+//!   [`process::PROCESS_FAMILIES`]: Prometheus's standard `process_*`
+//!   metrics of the daemon itself, read from `<proc_root>/self`.
 //!
 //! ## Limitations
 //! Counters restart at zero with the daemon (Prometheus's `rate()` copes).
@@ -19,6 +21,7 @@ pub mod collect;
 pub mod families;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod parse;
+pub mod process;
 pub mod server;
 
 use std::net::SocketAddr;
@@ -32,10 +35,12 @@ use tracing::info;
 use crate::SharedCore;
 use crate::run::Daemon;
 
-/// A registry holding the daemon's collector.
-pub fn registry(core: SharedCore) -> Registry {
+/// A registry holding the daemon's collector and the process collector
+/// reading `<proc_root>/self`.
+pub fn registry(core: SharedCore, proc_root: &std::path::Path) -> Registry {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(collect::CoreCollector::new(core)));
+    registry.register_collector(Box::new(process::ProcessCollector::new(proc_root)));
     registry
 }
 
@@ -65,6 +70,6 @@ pub async fn start(daemon: &Arc<Daemon>) -> anyhow::Result<Option<JoinHandle<()>
     info!(address = %bound, "metrics endpoint ready (GET /metrics)");
     Ok(Some(server::serve(
         listener,
-        Arc::new(registry(daemon.core.clone())),
+        Arc::new(registry(daemon.core.clone(), &daemon.config.proc_root)),
     )))
 }

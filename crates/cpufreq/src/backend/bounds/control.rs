@@ -38,6 +38,25 @@ impl BoundsControl {
     }
 }
 
+impl BoundsControl {
+    /// Both bounds still hold the frequency last written (if any).
+    fn check_pinned(&self, min: Khz, max: Khz) -> Result<(), BackendError> {
+        if let Some(last) = self.s.last {
+            for (name, found) in [("scaling_min_freq", min), ("scaling_max_freq", max)] {
+                if found != last {
+                    return Err(BackendError::ChangedExternally {
+                        cpu: self.s.cpu,
+                        path: common::file(self.s.cpu, name),
+                        expected: last.0.to_string(),
+                        found: found.0.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl FrequencyControl for BoundsControl {
     fn mechanism(&self) -> Mechanism {
         Mechanism::Bounds
@@ -64,18 +83,7 @@ impl FrequencyControl for BoundsControl {
             self.prepare()?;
         }
         let (min, max) = self.bounds()?;
-        if let Some(last) = self.s.last {
-            for (name, found) in [("scaling_min_freq", min), ("scaling_max_freq", max)] {
-                if found != last {
-                    return Err(BackendError::ChangedExternally {
-                        cpu: self.s.cpu,
-                        path: common::file(self.s.cpu, name),
-                        expected: last.0.to_string(),
-                        found: found.0.to_string(),
-                    });
-                }
-            }
-        }
+        self.check_pinned(min, max)?;
         let written = write_bounds_ordered(&*self.s.io, self.s.cpu, khz, khz)?;
         self.s.last = Some(khz);
         Ok(SetOutcome {
@@ -90,6 +98,14 @@ impl FrequencyControl for BoundsControl {
     fn current(&self) -> Result<Option<Khz>, BackendError> {
         let (min, max) = self.bounds()?;
         Ok((min == max).then_some(max))
+    }
+
+    fn verify(&self) -> Result<(), BackendError> {
+        if !self.s.prepared {
+            return Ok(());
+        }
+        let (min, max) = self.bounds()?;
+        self.check_pinned(min, max)
     }
 
     fn release(&mut self) {

@@ -140,6 +140,26 @@ impl FrequencyControl for SetspeedControl {
         }
     }
 
+    fn verify(&self) -> Result<(), BackendError> {
+        if !self.s.prepared {
+            return Ok(());
+        }
+        self.check_governor()?;
+        let Some(last) = self.s.last else {
+            return Ok(());
+        };
+        let cur = self.current()?;
+        if cur == Some(last) {
+            return Ok(());
+        }
+        Err(BackendError::ChangedExternally {
+            cpu: self.s.cpu,
+            path: common::file(self.s.cpu, "scaling_setspeed"),
+            expected: last.0.to_string(),
+            found: cur.map_or_else(|| common::UNSUPPORTED.to_owned(), |k| k.0.to_string()),
+        })
+    }
+
     fn release(&mut self) {
         self.setspeed = None;
         self.s.prepared = false;
