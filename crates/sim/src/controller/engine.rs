@@ -23,8 +23,8 @@ use std::time::Duration;
 use vmpower_cpufreq::{CpuId, Khz};
 use vmpower_engine::policy::traffic::Hysteresis;
 use vmpower_engine::{
-    Action, Engine, EngineConfig, PcpuSpec, Placement, PolicyExtensions, PolicySpec, VmId,
-    VmSettings,
+    Action, Engine, EngineConfig, OtherHours, PcpuSpec, Placement, PolicyExtensions, PolicySpec,
+    VmId, VmSettings,
 };
 use vmpower_proto::{
     HourSchedule, MacAddr, MacList, Policy, PolicyKind, TrafficThresholds, VcpuList, WorkloadLevel,
@@ -127,11 +127,17 @@ fn proto_policy(
                 ..Policy::new(PolicyKind::Traffic, cores)
             }
         }
-        VmPolicy::Time(hours) => Policy {
-            macs,
-            hours: *hours,
-            ..Policy::new(PolicyKind::Time, cores)
-        },
+        VmPolicy::Time(hours) => {
+            // "Medium otherwise": said explicitly, since the daemon's
+            // default for unlisted hours leaves the cores where they are
+            // (as DPDK's host), which after quiet hours means at min.
+            ext.other_hours = Some(OtherHours::Medium);
+            Policy {
+                macs,
+                hours: *hours,
+                ..Policy::new(PolicyKind::Time, cores)
+            }
+        }
         VmPolicy::Workload(w) => Policy {
             workload: *w,
             ..Policy::new(PolicyKind::Workload, cores)
