@@ -10,8 +10,8 @@
       old one. Runs until killed.
 
   qemu_side.py flap CHANNEL_SOCKET COUNT
-      Accepts the daemon's connection and closes it at once, COUNT times,
-      then stops listening and leaves the socket file: a channel that
+      Accepts the daemon's connection, keeps the first one 3 s, closes
+      each of the next at once (COUNT accepts in all), then stops listening and leaves the socket file: a channel that
       flaps, then is down.
 """
 
@@ -19,6 +19,7 @@ import os
 import selectors
 import socket
 import sys
+import time
 
 
 def listen(path):
@@ -70,8 +71,12 @@ def relay(channel_path, guest_path):
 
 def flap(channel_path, count):
     s = listen(channel_path)
-    for _ in range(count):
+    for i in range(count):
         conn, _ = s.accept()
+        if i == 0:
+            # Up for a few scrapes first: the reconnect counter is then
+            # scraped at 0 before it grows, and increase() sees every one.
+            time.sleep(3)
         conn.close()
     # Stop listening, keep the file: connects are refused from now on.
     s.close()
