@@ -143,7 +143,29 @@ fn the_dashboard_uses_only_exported_metrics_and_shows_them_all() {
                 !metric_names(expr).is_empty(),
                 "{expr:?} uses no vmpower metric"
             );
+            // Every selector follows the job and instance variables, so
+            // the dashboard shows the daemons chosen, not all of them.
+            let selectors = expr.matches("vmpower_").count();
+            let filtered = expr
+                .matches("{job=~\"$job\", instance=~\"$instance\"")
+                .count();
+            assert_eq!(
+                selectors, filtered,
+                "{expr:?}: every selector needs job=~\"$job\", instance=~\"$instance\" first"
+            );
         }
+    }
+    let variables: Vec<&str> = dash["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    for name in ["job", "instance"] {
+        assert!(
+            variables.contains(&name),
+            "no ${name} variable: {variables:?}"
+        );
     }
     let mut all = Vec::new();
     strings(&dash, &mut all);

@@ -7,6 +7,7 @@
 //! rates) are read from the engine and cpufreq as they are at the scrape.
 
 use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
@@ -31,18 +32,24 @@ pub const COMMIT: &str = match option_env!("VMPOWER_GIT_COMMIT") {
 #[derive(Debug)]
 pub struct CoreCollector {
     core: SharedCore,
+    /// Unix time, in seconds, when the collector was made (at start).
+    started: f64,
 }
 
 impl CoreCollector {
-    /// A collector over the daemon's core.
+    /// A collector over the daemon's core; its start time is now.
     pub fn new(core: SharedCore) -> Self {
-        CoreCollector { core }
+        let started = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        CoreCollector { core, started }
     }
 }
 
 impl Collector for CoreCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        let snapshot = Snapshot::take(&crate::lock(&self.core));
+        let mut snapshot = Snapshot::take(&crate::lock(&self.core));
+        snapshot.start_time_seconds = self.started;
         snapshot.encode(&mut encoder)
     }
 }
@@ -69,6 +76,7 @@ struct PolicyRow {
 /// What one scrape shows, copied out of the core.
 #[derive(Debug, Clone)]
 struct Snapshot {
+    start_time_seconds: f64,
     pcpus: Vec<Pcpu>,
     requests: Vec<((VmId, &'static str, &'static str), u64)>,
     rejections: Vec<(&'static str, u64)>,
@@ -141,6 +149,7 @@ impl Snapshot {
             .collect();
         requests.sort_by(|a, b| a.0.cmp(&b.0));
         Snapshot {
+            start_time_seconds: 0.0,
             pcpus,
             requests,
             rejections: stats.rejections.iter().map(|(k, n)| (*k, *n)).collect(),
@@ -176,6 +185,7 @@ impl Snapshot {
 
     fn encode(&self, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
         family(enc, &fam::BUILD)?.encode_info(&[("version", VERSION), ("commit", COMMIT)])?;
+        family(enc, &fam::START_TIME)?.encode_gauge(&self.start_time_seconds)?;
         self.encode_pcpus(enc)?;
         let mut m = family(enc, &fam::REQUESTS)?;
         for ((vm, kind, result), n) in &self.requests {
@@ -336,6 +346,7 @@ mod tests {
     fn snapshot() -> Snapshot {
         let vm = VmId::new("vm \"1\"");
         Snapshot {
+            start_time_seconds: 1_765_000_000.5,
             pcpus: vec![
                 Pcpu {
                     cpu: "2".into(),
@@ -450,6 +461,10 @@ mod tests {
         assert_eq!(
             m.value("vmpower_build_info", &[("version", VERSION)]),
             Some(1.0)
+        );
+        assert_eq!(
+            m.value("vmpower_start_time_seconds", &[]),
+            Some(1_765_000_000.5)
         );
     }
 

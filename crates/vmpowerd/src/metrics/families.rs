@@ -61,6 +61,13 @@ pub const BUILD: Family = Family {
     labels: &["version", "commit"],
     help: "vmpowerd's version and the git commit it was built from",
 };
+/// When the daemon started: a change means it restarted.
+pub const START_TIME: Family = Family {
+    name: "vmpower_start_time_seconds",
+    kind: Kind::Gauge,
+    labels: &[],
+    help: "Unix time vmpowerd started, in seconds (a change means a restart: a crash, the systemd watchdog, an operator)",
+};
 /// Current frequency per pCPU.
 pub const PCPU_FREQUENCY: Family = Family {
     name: "vmpower_pcpu_frequency_hertz",
@@ -212,6 +219,7 @@ pub const PARTIAL_BYTES_DROPPED: Family = Family {
 /// Every family, in the order the endpoint writes them.
 pub const FAMILIES: &[Family] = &[
     BUILD,
+    START_TIME,
     PCPU_FREQUENCY,
     PCPU_LEVEL,
     PCPU_MANAGED,
