@@ -29,15 +29,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use vmpower_api::{Client, CtlRequest, CtlResponse, PolicyFile};
-use vmpower_proto::layout::{decode_verdict, encode_request_record};
+use vmpower_proto::layout::decode_verdict;
 use vmpower_proto::{
-    CoreType, Layout, Policy, PolicyKind, Request, RequestBody, ScalingUnit, VcpuList, Verdict,
-    VmName, WorkloadLevel,
+    CoreType, Layout, Policy, PolicyKind, RequestBody, ScalingUnit, VcpuList, Verdict,
+    WorkloadLevel,
 };
 
 mod binary;
 
-use binary::{Setup, WAIT, sigterm, wait_exit};
+use binary::{Setup, WAIT, record, sigterm, wait_exit};
 
 /// The workload levels a policy asks for, and their names in `policy show`.
 const LEVELS: [(WorkloadLevel, &str); 3] = [
@@ -117,15 +117,6 @@ impl Shared<'_> {
 fn cpu_file(sysfs: &Path, cpu: u32, name: &str) -> String {
     let path = sysfs.join(format!("devices/system/cpu/cpu{cpu}/cpufreq/{name}"));
     std::fs::read_to_string(path).unwrap().trim().to_owned()
-}
-
-fn record(vm: &str, body: RequestBody) -> Vec<u8> {
-    let req = Request {
-        vm_name: VmName::new(vm).unwrap(),
-        body,
-    };
-    let record = encode_request_record(&req, Layout::Current).unwrap();
-    record.as_slice().to_vec()
 }
 
 /// Sends a record and reads its verdict; `None` when the connection is
