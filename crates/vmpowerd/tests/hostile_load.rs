@@ -5,7 +5,7 @@
 //! one floods, one writes garbage. Checked:
 //! - every neighbour request is ACKed within [`NEIGHBOUR_BOUND`];
 //! - each hostile guest was seen by the daemon (the staller's partial
-//!   record dropped and its next record answered, the deaf guest's
+//!   record dropped and its next record read whole and ACKed, the deaf guest's
 //!   replies dropped, the flood answered, the garbage refused), so the
 //!   load was real;
 //! - once the hostile guests are gone (every channel seen down), the
@@ -19,7 +19,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -29,7 +29,7 @@ use vmpower_proto::{CoreType, Layout, RequestBody, ScalingUnit, Verdict};
 
 mod binary;
 
-use binary::{Setup, WAIT, record, rss_kib, wait_until};
+use binary::{Setup, WAIT, record, rss_kib, sigterm, wait_exit, wait_until};
 
 /// A neighbour's round trip under load: generous, this is a correctness
 /// check (served at all, not starved), not a benchmark.
@@ -91,7 +91,10 @@ fn fds(pid: u32) -> Vec<String> {
     fds
 }
 
-/// The staller's partial records the daemon dropped, as its log says.
+fn stat(s: &Setup, key: &str) -> u64 {
+    s.status()["stats"][key].as_u64().unwrap_or(0)
+}
+
 /// The fewest descriptors seen over 100 ms: the daemon closes a control
 /// client's connection a moment after its answer, so one sample may
 /// count the test's last `status` call.
@@ -103,14 +106,6 @@ fn settled_fds(pid: u32) -> Vec<String> {
         })
         .min_by_key(Vec::len)
         .unwrap()
-}
-
-fn stall_drops(s: &Setup) -> u64 {
-    let log = std::fs::read_to_string(s.dir.path().join("stderr.log")).unwrap();
-    let lines = log
-        .lines()
-        .filter(|l| l.contains("stall.0") && l.contains("partial record dropped after"));
-    u64::try_from(lines.count()).unwrap()
 }
 
 /// One churn cycle: QEMU creates `churn.N`, the daemon connects and is
@@ -152,8 +147,8 @@ fn churn_and_hostile_guests_leave_fds_and_memory_flat_and_the_neighbour_served()
          [vm.deaf]\npcpus = [3]\n[vm.flood]\npcpus = [3]\n[vm.junk]\npcpus = [3]\n",
     )
     .unwrap();
-    let daemon = s.spawn_logging();
-    let pid = daemon.child.id();
+    let mut daemon = s.spawn();
+    let pid = daemon.id();
     let (mut neighbour, _q1) = qemu(&s, "vm1.0");
     assert_eq!(
         call(
@@ -200,18 +195,42 @@ fn churn_and_hostile_guests_leave_fds_and_memory_flat_and_the_neighbour_served()
             }
             (worst, served)
         });
-        // Half a record, then silence: the daemon drops it after 1 s (its
-        // log line names the channel), and the next record is read whole.
+        // Half a record, then silence: the daemon drops it after 1 s,
+        // and the staller's next record (a HELLO) is read whole and
+        // ACKed. The drop counter is the daemon's, shared by all: a NACK
+        // or no answer means the HELLO was read across the half record
+        // (another channel's drop was counted), and its own tail is then
+        // the half record to wait out.
         let (mut staller, _qs) = qemu(&s, "stall.0");
+        staller
+            .set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
         let stalls = &stalls;
         let s = &s;
         scope.spawn(move || {
             let hello = record("stall", RequestBody::Hello { version: 1 });
             while !stop.load(Ordering::SeqCst) {
-                let done = stalls.load(Ordering::SeqCst);
-                staller.write_all(&hello[..100]).unwrap();
-                wait_until(|| stall_drops(s) > done);
-                assert_eq!(call(&mut staller, &hello), Verdict::Ack, "realigned");
+                let deadline = Instant::now() + WAIT;
+                let mut dropped = stat(s, "partial_bytes_dropped");
+                staller.write_all(&[7u8; 100]).unwrap();
+                loop {
+                    assert!(Instant::now() < deadline, "the staller never realigned");
+                    wait_until(|| stat(s, "partial_bytes_dropped") >= dropped + 100);
+                    dropped = stat(s, "partial_bytes_dropped");
+                    staller.write_all(&hello).unwrap();
+                    let mut reply = [0u8; 464];
+                    match staller.read_exact(&mut reply) {
+                        Ok(()) => {
+                            let verdict = decode_verdict(&reply, Layout::Current).unwrap();
+                            if verdict.verdict == Verdict::Ack {
+                                break;
+                            }
+                        }
+                        Err(e)
+                            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                        Err(e) => panic!("staller: {e}"),
+                    }
+                }
                 stalls.fetch_add(1, Ordering::SeqCst);
             }
         });
@@ -333,5 +352,6 @@ fn churn_and_hostile_guests_leave_fds_and_memory_flat_and_the_neighbour_served()
         call(&mut neighbour, &power("vm1", ScalingUnit::ScaleMin)),
         Verdict::Ack
     );
-    daemon.stop();
+    sigterm(&daemon);
+    assert!(wait_exit(&mut daemon).success());
 }
