@@ -242,6 +242,16 @@ pub enum CtlResponse {
     Error(CtlError),
 }
 
+impl CtlRequest {
+    /// Decodes one request line as the daemon reads it from the control
+    /// socket (its newline, if any, included). The daemon caps the line's
+    /// length before calling this; the fuzz target `control_line` feeds it
+    /// arbitrary bytes.
+    pub fn from_line(line: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(line)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

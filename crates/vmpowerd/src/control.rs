@@ -79,7 +79,7 @@ async fn serve_client(stream: UnixStream, daemon: Arc<Daemon>) {
                 return;
             }
         }
-        let response = match serde_json::from_slice::<CtlRequest>(&line) {
+        let response = match CtlRequest::from_line(&line) {
             Ok(request) => {
                 info!(?request, "control request");
                 match handle(&daemon, request).await {

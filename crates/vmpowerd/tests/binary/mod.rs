@@ -184,6 +184,19 @@ pub fn rss_kib(pid: u32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
+/// A record of `body` named for `vm`, in the current layout, as a guest
+/// writes it.
+pub fn record(vm: &str, body: vmpower_proto::RequestBody) -> Vec<u8> {
+    let req = vmpower_proto::Request {
+        vm_name: vmpower_proto::VmName::new(vm).unwrap(),
+        body,
+    };
+    vmpower_proto::layout::encode_request_record(&req, vmpower_proto::Layout::Current)
+        .unwrap()
+        .as_slice()
+        .to_vec()
+}
+
 /// Sends SIGTERM, as systemd's stop does.
 pub fn sigterm(child: &Child) {
     let pid = rustix::process::Pid::from_child(child);
