@@ -188,14 +188,11 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
             let (up, down): (Vec<_>, Vec<_>) = {
                 let core = crate::lock(&daemon.core);
                 paths.into_iter().partition(|p| {
-                    crate::channels::ChannelName::of_path(p).is_some_and(|n| match n {
-                        crate::channels::ChannelName::Guest { index, .. } => {
-                            core.stats.channel_is_up(&ChannelId {
-                                vm: id.clone(),
-                                index,
-                            })
-                        }
-                        crate::channels::ChannelName::Fifo(_) => false,
+                    guest_index(p).is_some_and(|index| {
+                        core.stats.channel_is_up(&ChannelId {
+                            vm: id.clone(),
+                            index,
+                        })
                     })
                 })
             };
@@ -410,11 +407,16 @@ fn vm_channel_paths(daemon: &Daemon, vm: &VmId) -> Vec<std::path::PathBuf> {
 fn socket_indices(daemon: &Daemon, vm: &VmId) -> Vec<u32> {
     vm_channel_paths(daemon, vm)
         .iter()
-        .filter_map(|p| match ChannelName::of_path(p) {
-            Some(ChannelName::Guest { index, .. }) => Some(index),
-            _ => None,
-        })
+        .filter_map(|p| guest_index(p))
         .collect()
+}
+
+/// The channel number of a guest channel socket's path (`<vm>.<n>`).
+fn guest_index(path: &std::path::Path) -> Option<u32> {
+    match ChannelName::of_path(path) {
+        Some(ChannelName::Guest { index, .. }) => Some(index),
+        _ => None,
+    }
 }
 
 fn select_sockets(
