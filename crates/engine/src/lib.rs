@@ -30,7 +30,7 @@ pub use engine::{Action, Decision, Engine, FreqChange, Note, OperatorAction, Rep
 pub use host::PcpuSpec;
 pub use ids::{ChannelId, Vcpu, VmId};
 pub use policies::{PolicyInput, PolicyStatus};
-pub use policy::{NamedLevel, OtherHours, PolicyExtensions, PolicySpec, PolicyState};
+pub use policy::{OtherHours, PolicyExtensions, PolicySpec, PolicyState};
 pub use ratelimit::TokenBucket;
 pub use reject::Rejection;
 pub use settings::{EngineConfig, Now, RateLimit, VmSettings};

@@ -35,29 +35,6 @@ use branch::BranchState;
 use time::HourClass;
 use traffic::{Hysteresis, TrafficState};
 
-/// A level as a policy file spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NamedLevel {
-    /// The lowest frequency.
-    Min,
-    /// The middle of the table.
-    #[default]
-    Medium,
-    /// The highest allowed frequency.
-    Max,
-}
-
-impl From<NamedLevel> for Level {
-    fn from(l: NamedLevel) -> Level {
-        match l {
-            NamedLevel::Min => Level::Min,
-            NamedLevel::Medium => Level::Medium,
-            NamedLevel::Max => Level::Max,
-        }
-    }
-}
-
 /// What a TIME policy does in an hour none of its sets lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
