@@ -352,6 +352,16 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
             }
             Ok(entries)
         }
+        CtlRequest::TrafficRecord {
+            vm,
+            since_ms,
+            until_ms,
+            after,
+        } => {
+            let page =
+                crate::rate_export::page(&daemon.core, vm.as_deref(), since_ms, until_ms, after)?;
+            serde_json::to_value(page).map_err(|e| refused(format!("cannot encode the page: {e}")))
+        }
         CtlRequest::ShowVfs { pf } => {
             use crate::traffic::VfControl;
             let mut vfs =

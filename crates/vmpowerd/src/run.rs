@@ -300,6 +300,7 @@ async fn serve(
                 c,
                 daemon.config.traffic_interval(),
                 daemon.mac_sources.clone(),
+                daemon.config.traffic_record(),
             )
         })
         .transpose()
