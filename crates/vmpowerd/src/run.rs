@@ -561,8 +561,16 @@ fn lock_tasks(
 }
 
 impl Daemon {
-    /// A file appeared in the channel directory.
+    /// A file appeared in the channel directory. A path a live task
+    /// already serves is left to it: the start-up scan and the watch both
+    /// report what appears between the watch's start and the scan (the
+    /// FIFOs the daemon makes, a socket QEMU makes then), and a second
+    /// task would cut the first one's connection or reader (and its
+    /// partial message and log budget).
     pub fn appeared(self: &Arc<Self>, path: &Path) {
+        if self.serves(path) {
+            return;
+        }
         let Some(name) = ChannelName::of_path(path) else {
             return;
         };
