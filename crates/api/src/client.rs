@@ -5,7 +5,9 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::{CtlRequest, CtlResponse};
+use serde::de::DeserializeOwned;
+
+use crate::{CtlError, CtlRequest, CtlResponse};
 
 /// Why the daemon could not be asked.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +65,24 @@ impl Client {
         })
     }
 
-    /// Sends one request and waits for its response.
+    /// Sends one request and reads its answer as `T`, the type the
+    /// request is answered with (see [`crate::answers`]); the outer error
+    /// is a failure to ask (or an answer not of that type), the inner one
+    /// the daemon's refusal.
+    pub fn ask<T: DeserializeOwned>(
+        &mut self,
+        request: &CtlRequest,
+    ) -> Result<Result<T, CtlError>, ClientError> {
+        match self.call(request)? {
+            CtlResponse::Ok(value) => serde_json::from_value(value)
+                .map(Ok)
+                .map_err(|e| ClientError::BadAnswer(format!("{e}"))),
+            CtlResponse::Error(e) => Ok(Err(e)),
+        }
+    }
+
+    /// Sends one request and waits for its response, its data as the
+    /// daemon sent it.
     pub fn call(&mut self, request: &CtlRequest) -> Result<CtlResponse, ClientError> {
         let io = |source| ClientError::Io {
             path: self.path.clone(),

@@ -1,8 +1,10 @@
 //! The control protocol of vmpowerd: one JSON object per line over a unix
 //! socket, a [`CtlRequest`] from the client answered by one
-//! [`CtlResponse`]. Kept apart from the daemon so that `vmpowerctl`
-//! depends on nothing but this.
+//! [`CtlResponse`] whose data is the request's typed answer (see
+//! [`answers`]). Kept apart from the daemon so that `vmpowerctl` depends
+//! on nothing but this.
 
+pub mod answers;
 mod client;
 mod located;
 mod policy_file;
@@ -232,14 +234,37 @@ impl CtlError {
     }
 }
 
-/// The daemon's answer: the data asked for, or why not.
+/// The daemon's answer: the data asked for, or why not. The daemon sends
+/// a `CtlResponse<`[`answers::Answer`]`>`; a client reads the type its
+/// request is answered with (see [`answers`]), or the JSON as it came
+/// (the default, for `--json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum CtlResponse {
+pub enum CtlResponse<T = serde_json::Value> {
     /// Done; the data depends on the request.
-    Ok(serde_json::Value),
+    Ok(T),
     /// Refused.
     Error(CtlError),
+}
+
+impl<T: Serialize> CtlResponse<T> {
+    /// The response as one line of JSON (without its newline), with every
+    /// object's keys in sorted order: the order the daemon has always
+    /// sent them in (serde_json's maps are sorted), whatever the order of
+    /// the answer types' fields.
+    pub fn to_line(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(&serde_json::to_value(self)?)
+    }
+}
+
+impl<T> CtlResponse<T> {
+    /// The data, or the refusal as an error.
+    pub fn into_result(self) -> Result<T, CtlError> {
+        match self {
+            CtlResponse::Ok(v) => Ok(v),
+            CtlResponse::Error(e) => Err(e),
+        }
+    }
 }
 
 impl CtlRequest {
