@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use crate::{CtlError, CtlRequest, CtlResponse};
+use crate::{CtlRequest, CtlResponse};
 
 /// Why the daemon could not be asked.
 #[derive(Debug, thiserror::Error)]
@@ -66,19 +66,20 @@ impl Client {
     }
 
     /// Sends one request and reads its answer as `T`, the type the
-    /// request is answered with (see [`crate::answers`]); the outer error
-    /// is a failure to ask (or an answer not of that type), the inner one
-    /// the daemon's refusal.
+    /// request is answered with (see [`crate::answers`]; the methods of
+    /// [`crate::queries`] pair them for you). An answer not of that type
+    /// is [`ClientError::BadAnswer`].
     pub fn ask<T: DeserializeOwned>(
         &mut self,
         request: &CtlRequest,
-    ) -> Result<Result<T, CtlError>, ClientError> {
-        match self.call(request)? {
-            CtlResponse::Ok(value) => serde_json::from_value(value)
-                .map(Ok)
-                .map_err(|e| ClientError::BadAnswer(format!("{e}"))),
-            CtlResponse::Error(e) => Ok(Err(e)),
-        }
+    ) -> Result<CtlResponse<T>, ClientError> {
+        Ok(match self.call(request)? {
+            CtlResponse::Ok(value) => CtlResponse::Ok(
+                serde_json::from_value(value)
+                    .map_err(|e| ClientError::BadAnswer(format!("{e} (for {request:?})")))?,
+            ),
+            CtlResponse::Error(e) => CtlResponse::Error(e),
+        })
     }
 
     /// Sends one request and waits for its response, its data as the

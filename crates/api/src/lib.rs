@@ -8,6 +8,7 @@ pub mod answers;
 mod client;
 mod located;
 mod policy_file;
+pub mod queries;
 
 use serde::{Deserialize, Serialize};
 
@@ -258,11 +259,11 @@ impl<T: Serialize> CtlResponse<T> {
 }
 
 impl<T> CtlResponse<T> {
-    /// The data, or the refusal as an error.
-    pub fn into_result(self) -> Result<T, CtlError> {
+    /// The same refusal, or the data mapped by `f`.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> CtlResponse<U> {
         match self {
-            CtlResponse::Ok(v) => Ok(v),
-            CtlResponse::Error(e) => Err(e),
+            CtlResponse::Ok(v) => CtlResponse::Ok(f(v)),
+            CtlResponse::Error(e) => CtlResponse::Error(e),
         }
     }
 }
@@ -315,6 +316,15 @@ mod tests {
             assert_eq!(serde_json::from_str::<PolicyOrigin>(wire).unwrap(), origin);
             assert_eq!(origin.to_string(), shown);
         }
+    }
+
+    #[test]
+    fn a_response_maps_its_data_and_keeps_a_refusal() {
+        let ok: CtlResponse<u32> = CtlResponse::Ok(2);
+        assert_eq!(ok.map(|n| n * 10), CtlResponse::Ok(20));
+        let refusal = CtlError::new(ErrorKind::NotFound, "no VM named vm9");
+        let refused: CtlResponse<u32> = CtlResponse::Error(refusal.clone());
+        assert_eq!(refused.map(|n| n * 10), CtlResponse::Error(refusal));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use vmpower_api::answers::{LastDecision, TopFrame};
-use vmpower_api::{Client, ClientError, CtlRequest, CtlResponse};
+use vmpower_api::{Client, CtlRequest, CtlResponse};
 
 use crate::cli::{Cli, TopArgs};
 
@@ -38,33 +38,31 @@ pub fn run(cli: &Cli, args: &TopArgs) -> ExitCode {
     let mut previous: Option<TopFrame> = None;
     let mut frames = 0u64;
     loop {
-        let value = match client.call(&CtlRequest::Top) {
-            Ok(CtlResponse::Ok(v)) => v,
+        // --json: the frame as the daemon sent it; else read as a frame.
+        let answer = if cli.json {
+            client
+                .call(&CtlRequest::Top)
+                .map(|r| r.map(|v| format!("{v}\n")))
+        } else {
+            client.top().map(|r| {
+                r.map(|now| {
+                    let lead = match (tty, frames) {
+                        (true, _) => REDRAW,
+                        (false, 0) => "",
+                        (false, _) => "\n",
+                    };
+                    let text = format!("{lead}{}", frame(&now, previous.as_ref(), args.interval));
+                    previous = Some(now);
+                    text
+                })
+            })
+        };
+        let text = match answer {
+            Ok(CtlResponse::Ok(text)) => text,
             Ok(CtlResponse::Error(e)) => {
                 return crate::fail(cli.json, serde_json::json!(e.kind), &e.message, 4);
             }
             Err(e) => return crate::unreachable_daemon(cli.json, e),
-        };
-        let text = if cli.json {
-            format!("{value}\n")
-        } else {
-            let now: TopFrame = match serde_json::from_value(value) {
-                Ok(f) => f,
-                Err(e) => {
-                    return crate::unreachable_daemon(
-                        cli.json,
-                        ClientError::BadAnswer(e.to_string()),
-                    );
-                }
-            };
-            let lead = match (tty, frames) {
-                (true, _) => REDRAW,
-                (false, 0) => "",
-                (false, _) => "\n",
-            };
-            let text = format!("{lead}{}", frame(&now, previous.as_ref(), args.interval));
-            previous = Some(now);
-            text
         };
         let mut out = std::io::stdout().lock();
         if out
