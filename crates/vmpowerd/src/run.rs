@@ -700,7 +700,7 @@ impl Daemon {
         vm: Option<String>,
         since: Option<i64>,
         limit: Option<u32>,
-    ) -> Result<serde_json::Value, vmpower_api::CtlError> {
+    ) -> Result<vmpower_api::answers::History, vmpower_api::CtlError> {
         use vmpower_api::{CtlError, ErrorKind};
         let mut core = crate::lock(&self.core);
         core.flush_history();
@@ -722,22 +722,18 @@ impl Daemon {
         let entries = store.history(vm.as_ref(), since_ms, limit).map_err(|e| {
             CtlError::new(ErrorKind::Refused, format!("{:#}", anyhow::Error::from(e)))
         })?;
-        Ok(serde_json::Value::Array(
-            entries
-                .iter()
-                .map(|e| {
-                    serde_json::json!({
-                        "at_ms": e.at_ms,
-                        "vm": e.vm.as_ref().map(VmId::as_str),
-                        "pcpu": e.pcpu.0,
-                        "old_khz": e.old.map(|k| k.0),
-                        "new_khz": e.new.0,
-                        "reason": e.reason,
-                        "inputs": e.inputs,
-                    })
-                })
-                .collect(),
-        ))
+        Ok(entries
+            .into_iter()
+            .map(|e| vmpower_api::answers::HistoryEntry {
+                at_ms: e.at_ms,
+                vm: e.vm.as_ref().map(|v| v.as_str().to_owned()),
+                pcpu: e.pcpu.0,
+                old_khz: e.old.map(|k| k.0),
+                new_khz: e.new.0,
+                reason: e.reason,
+                inputs: e.inputs,
+            })
+            .collect())
     }
 
     /// Sets the control socket's permissions from the config.
