@@ -19,14 +19,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vmpower_cpufreq::fake::FakeSysfs;
-use vmpower_cpufreq::{Driver, Khz, SysfsIo};
+use vmpower_cpufreq::{Driver, Khz};
 use vmpower_proto::{MacAddr, TrafficThresholds};
 use vmpower_sim::controller::engine::{EnginePolicies, VmPolicy};
 use vmpower_sim::controller::{Controller, Observation, Setup};
 use vmpower_sim::host::SimHost;
 use vmpower_sim::packet::PacketParams;
 use vmpower_sim::power::CpuModel;
-use vmpowerd::config::{Config, VmConfig};
+use vmpower_testkit::{FakeHost, Host, vm};
 use vmpowerd::traffic::{MacReading, MacSample, SourceKind, TrafficCounters, TrafficError};
 
 const STEP: Duration = Duration::from_millis(10);
@@ -148,41 +148,18 @@ fn simulated(model: &CpuModel, rates: &[f64]) -> Vec<(f64, u32)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_and_the_simulator_decide_alike() {
     let model = CpuModel::load("xeon-gold-6230").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let fake = FakeSysfs::builder(2)
+    let builder = FakeSysfs::builder(2)
         .driver(Driver::AcpiCpufreq)
         .table(model.khz().into_iter().map(Khz).collect())
         .turbo(false)
         // A busy-polling core under any governor runs at max, where the
         // simulator starts every core.
-        .governor("performance")
-        .in_dir(dir.path().join("sys"))
-        .build()
-        .unwrap();
-    let mut config = Config {
-        sysfs_root: fake.path().to_owned(),
-        proc_root: dir.path().join("proc"),
-        channel_dir: dir.path().join("channels"),
-        state_dir: dir.path().join("state"),
-        control_socket: dir.path().join("control.sock"),
-        policy_dir: dir.path().join("policies.d"),
-        auto_add_vms: false,
-        fifos: false,
-        traffic_interval_ms: 100,
-        ..Config::default()
-    };
-    config.vm.insert(
-        "vm0".to_owned(),
-        VmConfig {
-            pcpus: vec![1],
-            ..VmConfig::default()
-        },
-    );
-    std::fs::create_dir_all(&config.channel_dir).unwrap();
-    std::fs::create_dir_all(&config.policy_dir).unwrap();
+        .governor("performance");
+    let fake_host = FakeHost::build(builder).unwrap();
+    std::fs::create_dir_all(&fake_host.dirs.policies).unwrap();
     let mac = MacAddr([0x02, 0, 0, 0, 0, 0]);
     std::fs::write(
-        config.policy_dir.join("vm0.toml"),
+        fake_host.dirs.policies.join("vm0.toml"),
         format!(
             "vm = \"vm0\"\nkind = \"TRAFFIC\"\ncores = [0]\nmacs = [\"{mac}\"]\n\
              [traffic]\navg_pps = {}\nmax_pps = {}\n",
@@ -190,6 +167,11 @@ async fn the_daemon_and_the_simulator_decide_alike() {
         ),
     )
     .unwrap();
+    let mut host = Host::prepare(fake_host, &[("vm0", vm(&[1]))], |config| {
+        config.auto_add_vms = false;
+        config.fifos = false;
+        config.traffic_interval_ms = 100;
+    });
     let rates = Arc::new(trace());
     // The trace starts once the daemon is up (well within 2 s).
     let start = Instant::now() + Duration::from_secs(2);
@@ -197,23 +179,9 @@ async fn the_daemon_and_the_simulator_decide_alike() {
         start,
         rates: Arc::clone(&rates),
     };
-    let fake = std::sync::Arc::new(fake);
-    let io: std::sync::Arc<dyn SysfsIo> = fake.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = tokio::spawn(vmpowerd::run::run_with(
-        config.clone(),
-        io,
-        Some(Box::new(counters)),
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !config.control_socket.exists() {
-        assert!(!daemon.is_finished(), "the daemon stopped at start-up");
-        assert!(Instant::now() < deadline, "no control socket in 10 s");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    host.sample(Box::new(counters));
+    host.try_launch().await.unwrap();
+    let fake = host.fake.clone();
     assert!(Instant::now() < start, "the daemon took over 2 s to start");
     // The daemon's writes noted as they appear, until the trace's end.
     let setspeed = "devices/system/cpu/cpu1/cpufreq/scaling_setspeed";
@@ -231,12 +199,7 @@ async fn the_daemon_and_the_simulator_decide_alike() {
         }
         seen = writes.len();
     }
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(10), daemon)
-        .await
-        .expect("the daemon stops")
-        .unwrap()
-        .unwrap();
+    host.stop().await.unwrap();
     // Repeated writes of one value are not changes.
     daemon_changes.dedup_by_key(|c| c.1);
     let sim = simulated(&model, &rates);

@@ -4,14 +4,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use vmpower_api::{CtlRequest, CtlResponse};
@@ -22,6 +19,7 @@ use vmpower_engine::{
 };
 use vmpower_proto::layout::encode_request_record;
 use vmpower_proto::{Layout, Policy, PolicyKind, Request, RequestBody, VcpuList, Verdict, VmName};
+use vmpower_testkit::prelude::*;
 use vmpowerd::SharedCore;
 use vmpowerd::branch::fake::FakeBranchCounters;
 use vmpowerd::branch::{BranchError, detect, run_branch};

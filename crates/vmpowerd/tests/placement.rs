@@ -4,15 +4,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
 use vmpower_api::{CtlRequest, CtlResponse, ErrorKind};
 use vmpower_cpufreq::Driver;
 use vmpower_cpufreq::fake::FakeSysfs;
 use vmpower_proto::{ScalingUnit, Verdict};
+use vmpower_testkit::prelude::*;
 use vmpowerd::inventory::fake_proc::{FakeProc, FakeProcess};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,17 +3,15 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use tokio::io::AsyncWriteExt;
 use vmpower_proto::layout::encode_request_record;
 use vmpower_proto::{
     HourSchedule, HourSet, Layout, MacAddr, MacList, Policy, PolicyKind, Request, RequestBody,
     ScalingUnit, TrafficThresholds, VcpuList, Verdict, VmName, WorkloadLevel,
 };
+use vmpower_testkit::prelude::*;
 
 fn policy_record(policy: Policy) -> Vec<u8> {
     let req = Request {

@@ -3,9 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use vmpower_testkit::prelude::*;
 
 /// A daemon on a 4-CPU acpi-cpufreq host following `<tmp>/policies.d`,
 /// where `files` (name, content) are written before it starts; the temp

@@ -5,13 +5,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
 use serde_json::{Value, json};
 use vmpower_api::{CtlRequest, CtlResponse, PolicyFile};
 use vmpower_proto::layout::encode_request_record;
 use vmpower_proto::{Layout, Policy, PolicyKind, Request, RequestBody, VcpuList, Verdict, VmName};
+use vmpower_testkit::prelude::*;
 
 /// A WORKLOAD policy file for `vm`'s vCPU 0 at `level`.
 fn workload(vm: &str, level: &str) -> String {
