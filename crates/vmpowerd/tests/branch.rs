@@ -156,7 +156,11 @@ async fn recorded_series_go_up_fast_and_down_slowly() {
     task.abort();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Paused time: the loop's 10 ms interval is the runtime's clock, which
+// only moves once every task is idle; advancing it 50 ms fires every timer
+// due in that span, so a loop that sampled on its tick without a policy
+// would have sampled five times more, however slow the machine.
+#[tokio::test(start_paused = true)]
 async fn the_loop_sleeps_without_a_policy_and_releases_counters_after_one() {
     let fake = fake_host();
     let dir = tempfile::tempdir().unwrap();
@@ -169,7 +173,8 @@ async fn the_loop_sleeps_without_a_policy_and_releases_counters_after_one() {
     ));
     // With no policy the loop only releases (samples nothing) and waits.
     wait_for(|| counters.samples() >= 1).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::advance(Duration::from_millis(50)).await;
+    tokio::task::yield_now().await;
     assert_eq!(counters.samples(), 1, "no sampling without a policy");
     assert!(counters.last_asked().is_empty());
 

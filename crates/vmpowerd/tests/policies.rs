@@ -55,9 +55,11 @@ async fn traffic_policy_follows_the_packet_rate() {
     };
     assert_eq!(call(&mut guest, &policy_record(policy)).await, Verdict::Ack);
     // The MAC has no counter yet: the policy waits and the cores are
-    // untouched.
+    // untouched, once the sampler has evaluated it (two ticks after the
+    // ACK: one begun after it, which saw the policy).
     let before = host.cpu_file(1, "scaling_governor");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let evaluated = traffic_evaluations(&host);
+    wait_for(|| traffic_evaluations(&host) >= evaluated + 2).await;
     assert_eq!(host.cpu_file(1, "scaling_governor"), before);
     // The policy owns vCPU 0: a direct request is refused.
     assert_eq!(
@@ -141,4 +143,12 @@ async fn time_and_workload_policies_replace_each_other_and_are_removed() {
     assert_eq!(read_verdict(&mut guest, 464).await, Verdict::Ack);
     assert_eq!(host.cpu_file(2, "scaling_governor"), before);
     host.stop().await.unwrap();
+}
+
+/// How many traffic-policy inputs the daemon has handed to its engine
+/// (`status`'s `policy_evaluations.traffic`).
+fn traffic_evaluations(host: &Host) -> u64 {
+    host.ok(&vmpower_api::CtlRequest::Status)["stats"]["policy_evaluations"]["traffic"]
+        .as_u64()
+        .unwrap_or(0)
 }
