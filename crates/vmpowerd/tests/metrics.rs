@@ -266,7 +266,11 @@ async fn every_documented_family_is_exported_and_moves() {
     drop(g2);
     drop(qemu2);
     std::fs::remove_file(host.socket("vm2", 0)).unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Re-created once the daemon has seen the channel close.
+    wait_for(|| {
+        host.ok(&CtlRequest::Status)["stats"]["channels"]["vm2.0"]["up"].as_bool() == Some(false)
+    })
+    .await;
     let qemu2 = host.qemu("vm2", 0);
     let _g2 = accept(&qemu2).await;
     // vm1 floods without reading its replies.
