@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use vmpower_api::{ChannelSel, Client, CtlRequest, CtlResponse};
 use vmpower_cpufreq::SysfsIo;
 use vmpower_cpufreq::fake::FakeSysfs;
+use vmpowerd::backends::{Backends, FakeClock};
 use vmpowerd::config::{Config, VmConfig};
 use vmpowerd::traffic::{FakeTrafficCounters, TrafficCounters};
 
@@ -73,17 +74,26 @@ impl Counters {
     }
 }
 
-/// The daemon's future, stopped by `stop`.
+/// The daemon's future on the host's backends but for the fake tree,
+/// `counters` and, if given, a fake wall clock (in UTC); stopped by
+/// `stop`.
 fn daemon(
     config: Config,
     fake: &Arc<FakeSysfs>,
     counters: Option<Box<dyn TrafficCounters>>,
+    clock: Option<FakeClock>,
     stop: oneshot::Receiver<()>,
 ) -> impl Future<Output = anyhow::Result<()>> + Send + 'static {
     let io: Arc<dyn SysfsIo> = fake.clone();
-    vmpowerd::run::run_with(config, io, counters, async {
+    let mut backends = Backends::host(io, counters);
+    if let Some(clock) = clock {
+        backends.clock = Arc::new(clock);
+        backends.time_zone = jiff::tz::TimeZone::UTC;
+    }
+    let stop = async {
         let _ = stop.await;
-    })
+    };
+    vmpowerd::run::run_backends(config, backends, stop, None)
 }
 
 /// Whether the control socket accepts a connection.
@@ -114,6 +124,7 @@ pub struct Host {
     /// [`Host::launch`] again to restart with it).
     pub config: Config,
     counters: Counters,
+    clock: Option<FakeClock>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -191,9 +202,16 @@ impl Host {
             traffic,
             dir: host.dir,
             config,
+            clock: None,
             stop: None,
             task: None,
         }
+    }
+
+    /// The daemon's wall clock (TIME policies) is `clock`, in UTC.
+    pub fn with_clock(mut self, clock: FakeClock) -> Host {
+        self.clock = Some(clock);
+        self
     }
 
     /// The daemon samples `traffic` (shared with whoever scripts it).
@@ -219,7 +237,14 @@ impl Host {
     pub async fn try_launch(&mut self) -> anyhow::Result<()> {
         let (tx, rx) = oneshot::channel();
         let counters = self.counters.take(&self.config);
-        let task = tokio::spawn(daemon(self.config.clone(), &self.fake, counters, rx));
+        let run = daemon(
+            self.config.clone(),
+            &self.fake,
+            counters,
+            self.clock.clone(),
+            rx,
+        );
+        let task = tokio::spawn(run);
         let deadline = tokio::time::Instant::now() + WAIT;
         while !accepts(&self.config.control_socket) {
             if task.is_finished() {
@@ -344,7 +369,7 @@ impl Detached {
         let (tx, rx) = oneshot::channel();
         let socket = config.control_socket.clone();
         let counters = vmpowerd::run::host_traffic_counters(&config);
-        let run = daemon(config.clone(), &host.fake, counters, rx);
+        let run = daemon(config.clone(), &host.fake, counters, None, rx);
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)

@@ -152,3 +152,38 @@ fn traffic_evaluations(host: &Host) -> u64 {
         .as_u64()
         .unwrap_or(0)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_policies_follow_the_injected_clock() {
+    // The quiet hour is twelve hours from the real one, and the daemon's
+    // clock reads 1.5 s before it: only the injected clock can make the
+    // hour begin.
+    let this_hour = jiff::Timestamp::now().as_second() / 3600;
+    let quiet_hour = u8::try_from((this_hour + 12) % 24).unwrap();
+    let hour_start = jiff::Timestamp::from_second((this_hour + 12) * 3600).unwrap();
+    let clock =
+        vmpowerd::backends::FakeClock::at(hour_start - jiff::SignedDuration::from_millis(1500));
+    let fake_host = vmpower_testkit::FakeHost::new();
+    let mut host =
+        Host::prepare(fake_host, &[("vm1", vm(&[1, 2]))], |_| {}).with_clock(clock.clone());
+    host.launch().await;
+    let qemu = host.qemu("vm1", 0);
+    let mut guest = accept(&qemu).await;
+    let before = host.cpu_file(1, "scaling_setspeed");
+    let quiet = Policy {
+        hours: HourSchedule {
+            busy: HourSet::EMPTY,
+            quiet: HourSet::from_hours([quiet_hour]).unwrap(),
+            traffic: HourSet::EMPTY,
+        },
+        ..base(PolicyKind::Time)
+    };
+    assert_eq!(call(&mut guest, &policy_record(quiet)).await, Verdict::Ack);
+    assert_ne!(before, "800000");
+    wait_for(|| host.cpu_file(1, "scaling_setspeed") == "800000").await;
+    assert!(
+        vmpowerd::backends::Clock::wall(&clock) >= hour_start,
+        "min before the quiet hour"
+    );
+    host.stop().await.unwrap();
+}
