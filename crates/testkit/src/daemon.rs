@@ -12,6 +12,10 @@
 //!   that stopped at start-up with its error.
 //! - The daemon samples [`FakeTrafficCounters`] held by the host, or the
 //!   host's real counters (rtnetlink) when asked.
+//! - Its other hardware (branch counters, VF control) and its time zone
+//!   are the machine's, unless [`Host::with_fake_hardware`] asks for
+//!   `vmpowerd::backends::Backends::fake`; its wall clock can be a
+//!   [`FakeClock`] ([`Host::with_clock`]).
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -23,7 +27,8 @@ use tokio::task::JoinHandle;
 use vmpower_api::{ChannelSel, Client, CtlRequest, CtlResponse};
 use vmpower_cpufreq::SysfsIo;
 use vmpower_cpufreq::fake::FakeSysfs;
-use vmpowerd::backends::{Backends, FakeClock};
+use vmpowerd::backends::{Backends, FakeClock, FakeVfControl};
+use vmpowerd::branch::BranchCounters;
 use vmpowerd::config::{Config, VmConfig};
 use vmpowerd::traffic::{FakeTrafficCounters, TrafficCounters};
 
@@ -74,22 +79,12 @@ impl Counters {
     }
 }
 
-/// The daemon's future on the host's backends but for the fake tree,
-/// `counters` and, if given, a fake wall clock (in UTC); stopped by
-/// `stop`.
+/// The daemon's future on `backends`, stopped by `stop`.
 fn daemon(
     config: Config,
-    fake: &Arc<FakeSysfs>,
-    counters: Option<Box<dyn TrafficCounters>>,
-    clock: Option<FakeClock>,
+    backends: Backends,
     stop: oneshot::Receiver<()>,
 ) -> impl Future<Output = anyhow::Result<()>> + Send + 'static {
-    let io: Arc<dyn SysfsIo> = fake.clone();
-    let mut backends = Backends::host(io, counters);
-    if let Some(clock) = clock {
-        backends.clock = Arc::new(clock);
-        backends.time_zone = jiff::tz::TimeZone::UTC;
-    }
     let stop = async {
         let _ = stop.await;
     };
@@ -125,6 +120,9 @@ pub struct Host {
     pub config: Config,
     counters: Counters,
     clock: Option<FakeClock>,
+    fake_hardware: bool,
+    vfs: Option<FakeVfControl>,
+    branch: Option<Box<dyn BranchCounters>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -203,6 +201,9 @@ impl Host {
             dir: host.dir,
             config,
             clock: None,
+            fake_hardware: false,
+            vfs: None,
+            branch: None,
             stop: None,
             task: None,
         }
@@ -212,6 +213,54 @@ impl Host {
     pub fn with_clock(mut self, clock: FakeClock) -> Host {
         self.clock = Some(clock);
         self
+    }
+
+    /// Nothing of the machine the test runs on behind the daemon
+    /// (`Backends::fake`): no branch counters unless given
+    /// ([`Host::with_branch`]), a VF control that refuses, UTC; the
+    /// traffic counters stay the host's choice ([`Host::sample`]).
+    pub fn with_fake_hardware(mut self) -> Host {
+        self.fake_hardware = true;
+        self
+    }
+
+    /// The daemon's VF control is `vfs` (with fake hardware).
+    pub fn with_vfs(mut self, vfs: &FakeVfControl) -> Host {
+        self.vfs = Some(vfs.clone());
+        self
+    }
+
+    /// The daemon's next launch samples these branch counters.
+    pub fn with_branch(mut self, counters: Box<dyn BranchCounters>) -> Host {
+        self.branch = Some(counters);
+        self
+    }
+
+    /// The backends of the next launch: the fake tree, the traffic
+    /// counters, and the host's or fake hardware as asked.
+    fn backends(&mut self) -> Backends {
+        let io: Arc<dyn SysfsIo> = self.fake.clone();
+        let traffic = self.counters.take(&self.config);
+        let mut backends = if self.fake_hardware {
+            let wall = jiff::Timestamp::now();
+            Backends {
+                traffic,
+                ..Backends::fake(io, wall)
+            }
+        } else {
+            Backends::host(io, traffic)
+        };
+        if let Some(vfs) = &self.vfs {
+            backends.vf = vfs.opener();
+        }
+        if let Some(branch) = self.branch.take() {
+            backends.branch = Some(branch);
+        }
+        if let Some(clock) = &self.clock {
+            backends.clock = Arc::new(clock.clone());
+            backends.time_zone = jiff::tz::TimeZone::UTC;
+        }
+        backends
     }
 
     /// The daemon samples `traffic` (shared with whoever scripts it).
@@ -236,14 +285,7 @@ impl Host {
     /// accepts, or the error it stopped with.
     pub async fn try_launch(&mut self) -> anyhow::Result<()> {
         let (tx, rx) = oneshot::channel();
-        let counters = self.counters.take(&self.config);
-        let run = daemon(
-            self.config.clone(),
-            &self.fake,
-            counters,
-            self.clock.clone(),
-            rx,
-        );
+        let run = daemon(self.config.clone(), self.backends(), rx);
         let task = tokio::spawn(run);
         let deadline = tokio::time::Instant::now() + WAIT;
         while !accepts(&self.config.control_socket) {
@@ -368,8 +410,8 @@ impl Detached {
     pub fn start_on(host: FakeHost, config: Config) -> Detached {
         let (tx, rx) = oneshot::channel();
         let socket = config.control_socket.clone();
-        let counters = vmpowerd::run::host_traffic_counters(&config);
-        let run = daemon(config.clone(), &host.fake, counters, None, rx);
+        let io: Arc<dyn SysfsIo> = host.fake.clone();
+        let run = daemon(config.clone(), Backends::host_for(&config, io), rx);
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)

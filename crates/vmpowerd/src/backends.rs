@@ -9,8 +9,8 @@
 //!   clock and time zone. Only the binary (and tests that want the host's
 //!   own) build them.
 //! - With feature `test-utils`, [`Backends::fake`] gives a test the same
-//!   seams with nothing of the host behind them, and [`FakeClock`] a wall
-//!   clock it sets.
+//!   seams with nothing of the host behind them, [`FakeClock`] a wall
+//!   clock it sets and [`FakeVfControl`] PFs and VFs it declares.
 //!
 //! ## Limitations
 //! - The engine's monotonic clock is still the daemon's own (`Core::now`):
@@ -133,14 +133,17 @@ fn host_branch_counters() -> Option<Box<dyn BranchCounters>> {
 }
 
 #[cfg(any(test, feature = "test-utils"))]
-pub use fake::FakeClock;
+pub use fake::{FakeClock, FakeVfControl};
 
 #[cfg(any(test, feature = "test-utils"))]
 mod fake {
+    use std::collections::BTreeMap;
     use std::sync::{Arc, Mutex, PoisonError};
 
+    use vmpower_proto::MacAddr;
+
     use super::{Backends, Clock, VfOpener};
-    use crate::traffic::TrafficError;
+    use crate::traffic::{TrafficError, VfControl, VfEntry};
 
     /// A wall clock a test sets; between sets it runs with tokio's clock
     /// (so paused time stops it and `advance` moves it).
@@ -172,20 +175,75 @@ mod fake {
         }
     }
 
+    /// PFs and their VFs a test declares; every opener's control shares
+    /// them, so a MAC set through the control API is seen by the test.
+    #[derive(Debug, Clone, Default)]
+    pub struct FakeVfControl {
+        pfs: Arc<Mutex<BTreeMap<String, Vec<VfEntry>>>>,
+    }
+
+    impl FakeVfControl {
+        /// No PF.
+        pub fn new() -> Self {
+            FakeVfControl::default()
+        }
+
+        /// Declares `pf` with `vfs`.
+        pub fn add_pf(&self, pf: &str, vfs: Vec<VfEntry>) {
+            self.lock().insert(pf.to_owned(), vfs);
+        }
+
+        /// The VFs of `pf` now.
+        pub fn vfs(&self, pf: &str) -> Vec<VfEntry> {
+            self.lock().get(pf).cloned().unwrap_or_default()
+        }
+
+        /// An opener handing out this control.
+        pub fn opener(&self) -> VfOpener {
+            let control = self.clone();
+            VfOpener::new(move || Ok(Box::new(control.clone())))
+        }
+
+        fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<VfEntry>>> {
+            self.pfs.lock().unwrap_or_else(PoisonError::into_inner)
+        }
+    }
+
+    impl VfControl for FakeVfControl {
+        fn list_vfs(&mut self, pf: &str) -> Result<Vec<VfEntry>, TrafficError> {
+            self.lock()
+                .get(pf)
+                .cloned()
+                .ok_or_else(|| TrafficError::NoSuchDevice {
+                    ifname: pf.to_owned(),
+                })
+        }
+
+        fn set_vf_mac(&mut self, pf: &str, vf: u32, mac: MacAddr) -> Result<(), TrafficError> {
+            let mut pfs = self.lock();
+            let vfs = pfs.get_mut(pf).ok_or_else(|| TrafficError::NoSuchDevice {
+                ifname: pf.to_owned(),
+            })?;
+            let entry = vfs.iter_mut().find(|e| e.vf == vf);
+            let entry = entry.ok_or_else(|| TrafficError::NoSuchVf {
+                pf: pf.to_owned(),
+                vf,
+            })?;
+            entry.mac = mac;
+            Ok(())
+        }
+    }
+
     impl Backends {
         /// Nothing of the host: `sysfs` (a fake tree), no traffic or branch
-        /// counters, a VF control that refuses, a [`FakeClock`] at `wall`,
-        /// UTC.
+        /// counters, a [`FakeVfControl`] with no PF, a [`FakeClock`] at
+        /// `wall`, UTC.
         pub fn fake(sysfs: Arc<dyn vmpower_cpufreq::SysfsIo>, wall: jiff::Timestamp) -> Self {
             Backends {
                 sysfs,
                 traffic: None,
                 branch: None,
-                vf: VfOpener::new(|| {
-                    Err(TrafficError::Socket(std::io::Error::other(
-                        "no VF control on a fake host",
-                    )))
-                }),
+                vf: FakeVfControl::new().opener(),
                 clock: Arc::new(FakeClock::at(wall)),
                 time_zone: jiff::tz::TimeZone::UTC,
             }
