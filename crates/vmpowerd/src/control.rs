@@ -373,9 +373,7 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Answer,
         } => crate::rate_export::page(&daemon.core, vm.as_deref(), since_ms, until_ms, after)
             .map(Answer::RatePage),
         CtlRequest::ShowVfs { pf } => {
-            use crate::traffic::VfControl;
-            let mut vfs =
-                crate::traffic::NetlinkVfControl::new().map_err(|e| refused(format!("{e:#}")))?;
+            let mut vfs = daemon.vf.open().map_err(|e| refused(format!("{e:#}")))?;
             let list = vfs.list_vfs(&pf).map_err(|e| match e {
                 crate::traffic::TrafficError::NoSuchDevice { .. } => not_found(e.to_string()),
                 other => refused(format!("{:#}", anyhow::Error::from(other))),
@@ -392,13 +390,11 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Answer,
             ))
         }
         CtlRequest::SetVfMac { pf, vf, mac } => {
-            use crate::traffic::VfControl;
             let parsed: vmpower_proto::MacAddr =
                 mac.parse().map_err(|e: vmpower_proto::ModelError| {
                     CtlError::new(ErrorKind::Invalid, e.to_string())
                 })?;
-            let mut vfs =
-                crate::traffic::NetlinkVfControl::new().map_err(|e| refused(format!("{e:#}")))?;
+            let mut vfs = daemon.vf.open().map_err(|e| refused(format!("{e:#}")))?;
             vfs.set_vf_mac(&pf, vf, parsed).map_err(|e| match e {
                 crate::traffic::TrafficError::NoSuchDevice { .. }
                 | crate::traffic::TrafficError::NoSuchVf { .. } => not_found(e.to_string()),

@@ -7,13 +7,11 @@
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 
-mod binary;
-
-use binary::{Setup, rss_kib, wait_until};
+use vmpower_testkit::binary::{Setup, rss_kib, wait_until};
 
 #[test]
 fn junk_in_a_fifo_is_counted_and_its_lines_budgeted() {
-    let s = Setup::new();
+    let s = Setup::new(env!("CARGO_BIN_EXE_vmpowerd"));
     let daemon = s.spawn_logging();
     let fifo = s.dir.path().join("channels/fifo1");
     // Non-blocking: fails (ENXIO) until the daemon has the FIFO open.

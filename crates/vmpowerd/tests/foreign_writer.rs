@@ -8,12 +8,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
 use vmpower_api::CtlRequest;
 use vmpower_api::answers::{ForeignWrites, Status};
 use vmpower_proto::{ScalingUnit, Verdict};
+use vmpower_testkit::prelude::*;
 use vmpowerd::config::ForeignWriter;
 
 const GOVERNOR: &str = "devices/system/cpu/cpu1/cpufreq/scaling_governor";

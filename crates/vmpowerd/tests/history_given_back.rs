@@ -4,15 +4,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
 use vmpower_api::answers::{DecisionInputs, GivenBack, History, HistoryEntry};
 use vmpower_api::{CtlRequest, FreqOp};
 use vmpower_cpufreq::{CpuId, SysfsIo};
 use vmpower_proto::{ScalingUnit, Verdict};
+use vmpower_testkit::prelude::*;
 
 /// The history's rows for `pcpu` whose reason starts with `reason`.
 /// Each is the daemon's own (no VM) and based on nothing measured (`{}`).

@@ -5,14 +5,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
 use serde::de::DeserializeOwned;
 use vmpower_api::answers::{PolicyDescription, PolicyList, RefusedFile, Status};
 use vmpower_api::{CtlRequest, CtlResponse, PolicyFile, PolicyOrigin};
 use vmpower_proto::layout::encode_request_record;
 use vmpower_proto::{Layout, Policy, PolicyKind, Request, RequestBody, VcpuList, Verdict, VmName};
+use vmpower_testkit::prelude::*;
 
 /// A WORKLOAD policy file for `vm`'s vCPU 0 at `level`.
 fn workload(vm: &str, level: &str) -> String {
