@@ -5,8 +5,6 @@
 //! the client disconnected, so a client cannot make the daemon allocate
 //! more.
 
-use std::sync::Arc;
-
 use anyhow::Context;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -21,14 +19,14 @@ use vmpower_proto::ScalingUnit;
 use crate::channels::ChannelName;
 use crate::inventory::{PlacementSourceError, StaticMapError};
 use crate::placement::SetPcpuError;
-use crate::run::Daemon;
+use crate::state::State;
 
 /// Longest request line accepted.
 const MAX_LINE: usize = 64 * 1024;
 
 /// Binds the control socket and serves it in the background.
-pub fn listen(daemon: Arc<Daemon>) -> anyhow::Result<JoinHandle<()>> {
-    let path = daemon.config.control_socket.clone();
+pub fn listen(daemon: State) -> anyhow::Result<JoinHandle<()>> {
+    let path = daemon.config().control_socket.clone();
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -60,7 +58,7 @@ pub fn listen(daemon: Arc<Daemon>) -> anyhow::Result<JoinHandle<()>> {
     }))
 }
 
-async fn serve_client(stream: UnixStream, daemon: Arc<Daemon>) {
+async fn serve_client(stream: UnixStream, daemon: State) {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
     let mut line = Vec::new();
@@ -130,12 +128,12 @@ fn refused(what: impl Into<String>) -> CtlError {
 }
 
 /// Carries out one request.
-pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, CtlError> {
+pub async fn handle(daemon: &State, request: CtlRequest) -> Result<Value, CtlError> {
     match request {
         CtlRequest::Status => Ok(status(daemon)),
         CtlRequest::Top => Ok(crate::health::top(daemon)),
         CtlRequest::ListVms => {
-            let vms = crate::lock(&daemon.core).engine.vm_ids();
+            let vms = daemon.lock().engine.vm_ids();
             Ok(Value::Array(
                 vms.iter().map(|v| show_vm(daemon, v)).collect(),
             ))
@@ -148,7 +146,7 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
             crate::vm_name::check(&vm)
                 .map_err(|e| CtlError::new(ErrorKind::Invalid, e.to_string()))?;
             let id = VmId::new(&vm);
-            let mut core = crate::lock(&daemon.core);
+            let mut core = daemon.lock();
             if core.engine.settings(&id).is_some() {
                 return Err(refused(format!("VM {vm} is already known")));
             }
@@ -161,8 +159,8 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
             for path in vm_channel_paths(daemon, &id) {
                 daemon.stop_serving(&path);
             }
-            daemon.placer.forget(&id);
-            let mut core = crate::lock(&daemon.core);
+            daemon.placer().forget(&id);
+            let mut core = daemon.lock();
             let actions = core.engine.remove_vm(&id);
             core.execute(&actions);
             core.stats.forget_vm(&id);
@@ -186,7 +184,7 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
             // DPDK's add_channels skips a channel that exists: a connected
             // channel keeps its connection and the bytes in flight.
             let (up, down): (Vec<_>, Vec<_>) = {
-                let core = crate::lock(&daemon.core);
+                let core = daemon.lock();
                 paths.into_iter().partition(|p| {
                     guest_index(p).is_some_and(|index| {
                         core.stats.channel_is_up(&ChannelId {
@@ -222,7 +220,7 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
                 ChannelSel::All => socket_indices(daemon, &id),
                 ChannelSel::List(l) => l,
             };
-            let mut core = crate::lock(&daemon.core);
+            let mut core = daemon.lock();
             let now = core.now();
             for index in &indices {
                 let channel = ChannelId {
@@ -236,8 +234,8 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
         CtlRequest::SetPcpu { vm, vcpu, pcpu } => {
             let id = known_vm(daemon, &vm)?;
             let repinned = daemon
-                .placer
-                .set_pcpu(&id, vcpu, CpuId(pcpu), &daemon.core)
+                .placer()
+                .set_pcpu(&id, vcpu, CpuId(pcpu), daemon.core())
                 .await
                 .map_err(set_pcpu_error)?;
             // A libvirt domain's vCPU is re-pinned through libvirt (which
@@ -250,7 +248,7 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
                     .await
                 {
                     Ok(()) => {
-                        daemon.placer.refresh(&id, &daemon.core).await;
+                        daemon.placer().refresh(&id, daemon.core()).await;
                         true
                     }
                     Err(e) => {
@@ -262,7 +260,7 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
             };
             #[cfg(not(feature = "libvirt"))]
             let repinned_by_libvirt = false;
-            if let Some(store) = crate::lock(&daemon.core).store.as_mut() {
+            if let Some(store) = daemon.lock().store.as_mut() {
                 store.put_pcpu(&id, vcpu, CpuId(pcpu)).map_err(|e| {
                     refused(format!(
                         "mapping in force but not stored: {:#}",
@@ -278,7 +276,7 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
         }
         CtlRequest::SetQuery { vm, enabled } => {
             let id = known_vm(daemon, &vm)?;
-            let mut core = crate::lock(&daemon.core);
+            let mut core = daemon.lock();
             let mut settings = core.engine.settings(&id).unwrap_or_default();
             settings.queries_allowed = enabled;
             core.engine.add_vm(id.clone(), settings);
@@ -286,15 +284,15 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
             Ok(json!({ "vm": vm, "queries": enabled }))
         }
         CtlRequest::PolicyCreate { policy } => {
-            let vm = crate::policy_ops::apply(daemon, &policy).map_err(|e| match e {
-                crate::policy_ops::PolicyOpError::UnknownVm(_) => not_found(e.to_string()),
-                crate::policy_ops::PolicyOpError::Invalid(_) => {
+            let vm = daemon.apply_operator_policy(&policy).map_err(|e| match e {
+                crate::state::PolicyOpError::UnknownVm(_) => not_found(e.to_string()),
+                crate::state::PolicyOpError::Invalid(_) => {
                     CtlError::new(ErrorKind::Invalid, e.to_string())
                 }
                 other => refused(other.to_string()),
             })?;
             daemon.persist_policy(&vm, crate::store::PolicySource::Operator);
-            let core = crate::lock(&daemon.core);
+            let core = daemon.lock();
             let st = core
                 .engine
                 .policy_status(&vm)
@@ -304,14 +302,14 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
         }
         CtlRequest::PolicyDestroy { vm } => {
             let id = known_vm(daemon, &vm)?;
-            if !crate::policy_ops::remove(daemon, &id) {
+            if !daemon.remove_operator_policy(&id) {
                 return Err(not_found(format!("VM {vm} has no policy")));
             }
             daemon.forget_policy(&id);
             Ok(json!({ "removed": vm }))
         }
         CtlRequest::PolicyList => {
-            let core = crate::lock(&daemon.core);
+            let core = daemon.lock();
             let all: Vec<_> = core
                 .engine
                 .vm_ids()
@@ -327,7 +325,8 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
         }
         CtlRequest::PolicyShow { vm } => {
             let id = known_vm(daemon, &vm)?;
-            let st = crate::lock(&daemon.core)
+            let st = daemon
+                .lock()
                 .engine
                 .policy_status(&id)
                 .ok_or_else(|| not_found(format!("VM {vm} has no policy")))?;
@@ -386,17 +385,17 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
     }
 }
 
-fn known_vm(daemon: &Daemon, vm: &str) -> Result<VmId, CtlError> {
+fn known_vm(daemon: &State, vm: &str) -> Result<VmId, CtlError> {
     let id = VmId::new(vm);
-    if crate::lock(&daemon.core).engine.settings(&id).is_some() {
+    if daemon.lock().engine.settings(&id).is_some() {
         Ok(id)
     } else {
         Err(not_found(format!("no VM named {vm}")))
     }
 }
 
-fn vm_channel_paths(daemon: &Daemon, vm: &VmId) -> Vec<std::path::PathBuf> {
-    let dir = &daemon.config.channel_dir;
+fn vm_channel_paths(daemon: &State, vm: &VmId) -> Vec<std::path::PathBuf> {
+    let dir = &daemon.config().channel_dir;
     crate::channels::watch::scan(dir)
         .unwrap_or_default()
         .into_iter()
@@ -404,7 +403,7 @@ fn vm_channel_paths(daemon: &Daemon, vm: &VmId) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
-fn socket_indices(daemon: &Daemon, vm: &VmId) -> Vec<u32> {
+fn socket_indices(daemon: &State, vm: &VmId) -> Vec<u32> {
     vm_channel_paths(daemon, vm)
         .iter()
         .filter_map(|p| guest_index(p))
@@ -420,7 +419,7 @@ fn guest_index(path: &std::path::Path) -> Option<u32> {
 }
 
 fn select_sockets(
-    daemon: &Daemon,
+    daemon: &State,
     vm: &VmId,
     sel: &ChannelSel,
 ) -> Result<Vec<std::path::PathBuf>, CtlError> {
@@ -430,7 +429,7 @@ fn select_sockets(
         ChannelSel::List(list) => {
             let mut out = Vec::new();
             for index in list {
-                let path = daemon.config.channel_dir.join(format!("{vm}.{index}"));
+                let path = daemon.config().channel_dir.join(format!("{vm}.{index}"));
                 if !all.contains(&path) {
                     return Err(not_found(format!("no channel socket {}", path.display())));
                 }
@@ -442,15 +441,15 @@ fn select_sockets(
     if chosen.is_empty() {
         return Err(not_found(format!(
             "no channel socket for {vm} in {}",
-            daemon.config.channel_dir.display()
+            daemon.config().channel_dir.display()
         )));
     }
     Ok(chosen)
 }
 
-fn show_vm(daemon: &Daemon, vm: &VmId) -> Value {
+fn show_vm(daemon: &State, vm: &VmId) -> Value {
     let served = daemon.channel_paths();
-    let core = crate::lock(&daemon.core);
+    let core = daemon.lock();
     let settings = core.engine.settings(vm).unwrap_or_default();
     let placement = core.engine.placement(vm).cloned().unwrap_or_default();
     let vcpus: Vec<Value> = (0..placement.vcpus)
@@ -466,7 +465,7 @@ fn show_vm(daemon: &Daemon, vm: &VmId) -> Value {
     let channels: Vec<Value> = socket_indices(daemon, vm)
         .into_iter()
         .map(|index| {
-            let path = daemon.config.channel_dir.join(format!("{vm}.{index}"));
+            let path = daemon.config().channel_dir.join(format!("{vm}.{index}"));
             let channel = ChannelId {
                 vm: vm.clone(),
                 index,
@@ -512,12 +511,12 @@ fn set_pcpu_error(e: SetPcpuError) -> CtlError {
 }
 
 /// Health: channels, policies, last errors, counters (see [`crate::health`]).
-fn status(daemon: &Daemon) -> Value {
+fn status(daemon: &State) -> Value {
     crate::health::status(daemon)
 }
 
-fn target_cpus(daemon: &Daemon, cpus: &[u32]) -> Result<Vec<CpuId>, CtlError> {
-    let known = crate::lock(&daemon.core).engine.pcpus();
+fn target_cpus(daemon: &State, cpus: &[u32]) -> Result<Vec<CpuId>, CtlError> {
+    let known = daemon.lock().engine.pcpus();
     if cpus.is_empty() {
         return Ok(known);
     }
@@ -535,9 +534,9 @@ fn target_cpus(daemon: &Daemon, cpus: &[u32]) -> Result<Vec<CpuId>, CtlError> {
         .collect()
 }
 
-fn show_cpu_freq(daemon: &Daemon, cpus: &[u32]) -> Result<Value, CtlError> {
+fn show_cpu_freq(daemon: &State, cpus: &[u32]) -> Result<Value, CtlError> {
     let cpus = target_cpus(daemon, cpus)?;
-    let core = crate::lock(&daemon.core);
+    let core = daemon.lock();
     let rows = cpus
         .iter()
         .map(|cpu| {
@@ -555,9 +554,9 @@ fn show_cpu_freq(daemon: &Daemon, cpus: &[u32]) -> Result<Value, CtlError> {
     Ok(Value::Array(rows))
 }
 
-fn set_cpu_freq(daemon: &Daemon, cpus: &[u32], op: FreqOp) -> Result<Value, CtlError> {
+fn set_cpu_freq(daemon: &State, cpus: &[u32], op: FreqOp) -> Result<Value, CtlError> {
     let cpus = target_cpus(daemon, cpus)?;
-    let mut core = crate::lock(&daemon.core);
+    let mut core = daemon.lock();
     for cpu in &cpus {
         let result = match op {
             FreqOp::Release => core.operator_release(*cpu),

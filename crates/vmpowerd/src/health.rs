@@ -13,12 +13,12 @@ use vmpower_engine::{PolicyState, VmId};
 
 use crate::core::Core;
 use crate::metrics::collect::{COMMIT, VERSION, kind_label};
-use crate::run::Daemon;
+use crate::state::State;
 
 /// The answer to `status`.
-pub fn status(daemon: &Daemon) -> Value {
+pub fn status(daemon: &State) -> Value {
     let served = daemon.channel_paths();
-    let core = crate::lock(&daemon.core);
+    let core = daemon.lock();
     let managed: Vec<u32> = core
         .engine
         .pcpus()
@@ -36,11 +36,11 @@ pub fn status(daemon: &Daemon) -> Value {
     json!({
         "version": VERSION,
         "commit": COMMIT,
-        "channel_dir": daemon.config.channel_dir,
+        "channel_dir": daemon.config().channel_dir,
         "channels_served": served,
         "channels_up": up,
         "channels_down": core.stats.channels.len() - up,
-        "metrics_address": daemon.metrics_address.get().map(ToString::to_string),
+        "metrics_address": daemon.metrics_address().get().map(ToString::to_string),
         "vms": core.engine.vm_ids().len(),
         "pcpus": core.engine.pcpus().len(),
         "pcpus_managed": managed,
@@ -66,8 +66,8 @@ fn policy(core: &Core, vm: &VmId) -> Option<Value> {
 }
 
 /// The answer to `top`: one frame of the live view.
-pub fn top(daemon: &Daemon) -> Value {
-    let core = crate::lock(&daemon.core);
+pub fn top(daemon: &State) -> Value {
+    let core = daemon.lock();
     let pcpus: Vec<Value> = core
         .engine
         .pcpus()

@@ -30,6 +30,7 @@ pub mod recent;
 pub mod reload;
 pub mod run;
 pub mod samplers;
+pub mod state;
 pub mod stats;
 pub mod store;
 pub mod traffic;

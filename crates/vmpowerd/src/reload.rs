@@ -30,7 +30,7 @@ use vmpower_cpufreq::CpuId;
 use vmpower_engine::VmId;
 
 use crate::config::Config;
-use crate::run::Daemon;
+use crate::state::State;
 
 /// Settings a reload applies; every other one waits for a restart.
 pub const LIVE_SETTINGS: [&str; 4] = [
@@ -44,7 +44,7 @@ pub const LIVE_SETTINGS: [&str; 4] = [
 /// to the daemon, warns about what cannot, and makes `new`'s live
 /// settings the running ones. Returns the VMs whose placement must be
 /// read again (their `pcpus` changed).
-pub fn apply(daemon: &Daemon, running: &mut Config, new: &Config) -> Vec<VmId> {
+pub fn apply(daemon: &State, running: &mut Config, new: &Config) -> Vec<VmId> {
     let mut changed = Vec::new();
     for key in changed_keys(running, new) {
         if key == "log" {
@@ -69,7 +69,7 @@ pub fn apply(daemon: &Daemon, running: &mut Config, new: &Config) -> Vec<VmId> {
     }
     let mut replace = Vec::new();
     {
-        let mut core = crate::lock(&daemon.core);
+        let mut core = daemon.lock();
         for (name, vm) in &new.vm {
             if running.vm.get(name) == Some(vm) {
                 continue;
@@ -96,7 +96,7 @@ pub fn apply(daemon: &Daemon, running: &mut Config, new: &Config) -> Vec<VmId> {
     let mut refresh = Vec::new();
     for (id, pcpus) in replace {
         for (vcpu, pcpu) in (0..).zip(&pcpus) {
-            if let Err(e) = daemon.placer.operator_set(&id, vcpu, CpuId(*pcpu)) {
+            if let Err(e) = daemon.placer().operator_set(&id, vcpu, CpuId(*pcpu)) {
                 warn!(%id, vcpu, pcpu, error = %e, "reloaded mapping refused");
             }
         }
