@@ -13,13 +13,13 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 use vmpower_api::{ChannelSel, CtlError, CtlRequest, CtlResponse, ErrorKind, FreqOp};
 use vmpower_cpufreq::CpuId;
-use vmpower_engine::{ChannelId, VmId};
+use vmpower_engine::{ChannelId, OperatorAction, VmId};
 use vmpower_proto::ScalingUnit;
 
 use crate::channels::ChannelName;
 use crate::inventory::{PlacementSourceError, StaticMapError};
 use crate::placement::SetPcpuError;
-use crate::state::State;
+use crate::state::{PolicyError, PolicyFrom, State, VmError};
 
 /// Longest request line accepted.
 const MAX_LINE: usize = 64 * 1024;
@@ -145,37 +145,14 @@ pub async fn handle(daemon: &State, request: CtlRequest) -> Result<Value, CtlErr
         CtlRequest::AddVm { vm } => {
             crate::vm_name::check(&vm)
                 .map_err(|e| CtlError::new(ErrorKind::Invalid, e.to_string()))?;
-            let id = VmId::new(&vm);
-            let mut core = daemon.lock();
-            if core.engine.settings(&id).is_some() {
-                return Err(refused(format!("VM {vm} is already known")));
-            }
-            core.engine.add_vm(id.clone(), Default::default());
-            core.persist_settings(&id);
+            daemon
+                .add_vm(&VmId::new(&vm))
+                .map_err(|e| refused(e.to_string()))?;
             Ok(json!({ "added": vm }))
         }
         CtlRequest::RmVm { vm } => {
             let id = known_vm(daemon, &vm)?;
-            for path in vm_channel_paths(daemon, &id) {
-                daemon.stop_serving(&path);
-            }
-            daemon.placer().forget(&id);
-            let mut core = daemon.lock();
-            let actions = core.engine.remove_vm(&id);
-            core.execute(&actions);
-            core.stats.forget_vm(&id);
-            if let Some(store) = core.store.as_mut() {
-                let gone = store
-                    .remove_settings(&id)
-                    .and_then(|_| store.remove_pcpus(&id))
-                    .and_then(|_| store.remove_policy(&id));
-                if let Err(e) = gone {
-                    return Err(refused(format!(
-                        "VM removed but not from the state database: {:#}",
-                        anyhow::Error::from(e)
-                    )));
-                }
-            }
+            daemon.remove_vm(&id).map_err(|e| refused(e.to_string()))?;
             Ok(json!({ "removed": vm }))
         }
         CtlRequest::AddChannels { vm, channels } => {
@@ -220,78 +197,38 @@ pub async fn handle(daemon: &State, request: CtlRequest) -> Result<Value, CtlErr
                 ChannelSel::All => socket_indices(daemon, &id),
                 ChannelSel::List(l) => l,
             };
-            let mut core = daemon.lock();
-            let now = core.now();
-            for index in &indices {
-                let channel = ChannelId {
-                    vm: id.clone(),
-                    index: *index,
-                };
-                core.engine.set_channel_enabled(&channel, enabled, now);
-            }
+            daemon.set_channels_enabled(&id, &indices, enabled);
             Ok(json!({ "channels": indices, "enabled": enabled }))
         }
         CtlRequest::SetPcpu { vm, vcpu, pcpu } => {
             let id = known_vm(daemon, &vm)?;
-            let repinned = daemon
-                .placer()
-                .set_pcpu(&id, vcpu, CpuId(pcpu), daemon.core())
-                .await
-                .map_err(set_pcpu_error)?;
-            // A libvirt domain's vCPU is re-pinned through libvirt (which
-            // keeps its cgroups and live XML right) when /proc or QMP did
-            // not already move the thread.
-            #[cfg(feature = "libvirt")]
-            let repinned_by_libvirt = match (&repinned, daemon.libvirt()) {
-                (None, Some(source)) => match source
-                    .pin_vcpu(&id, vcpu, &std::collections::BTreeSet::from([CpuId(pcpu)]))
+            let repinned =
+                daemon
+                    .set_placement(&id, vcpu, CpuId(pcpu))
                     .await
-                {
-                    Ok(()) => {
-                        daemon.placer().refresh(&id, daemon.core()).await;
-                        true
-                    }
-                    Err(e) => {
-                        debug!(%vm, error = %e, "not re-pinned through libvirt");
-                        false
-                    }
-                },
-                _ => false,
-            };
-            #[cfg(not(feature = "libvirt"))]
-            let repinned_by_libvirt = false;
-            if let Some(store) = daemon.lock().store.as_mut() {
-                store.put_pcpu(&id, vcpu, CpuId(pcpu)).map_err(|e| {
-                    refused(format!(
-                        "mapping in force but not stored: {:#}",
-                        anyhow::Error::from(e)
-                    ))
-                })?;
-            }
+                    .map_err(|e| match e {
+                        VmError::Placement(e) => set_pcpu_error(e),
+                        other => refused(other.to_string()),
+                    })?;
             Ok(json!({
                 "vm": vm, "vcpu": vcpu, "pcpu": pcpu,
-                "repinned_thread": repinned.map(|t| t.0),
-                "repinned_by_libvirt": repinned_by_libvirt,
+                "repinned_thread": repinned.thread.map(|t| t.0),
+                "repinned_by_libvirt": repinned.by_libvirt,
             }))
         }
         CtlRequest::SetQuery { vm, enabled } => {
             let id = known_vm(daemon, &vm)?;
-            let mut core = daemon.lock();
-            let mut settings = core.engine.settings(&id).unwrap_or_default();
-            settings.queries_allowed = enabled;
-            core.engine.add_vm(id.clone(), settings);
-            core.persist_settings(&id);
+            daemon.set_queries(&id, enabled);
             Ok(json!({ "vm": vm, "queries": enabled }))
         }
         CtlRequest::PolicyCreate { policy } => {
-            let vm = daemon.apply_operator_policy(&policy).map_err(|e| match e {
-                crate::state::PolicyOpError::UnknownVm(_) => not_found(e.to_string()),
-                crate::state::PolicyOpError::Invalid(_) => {
-                    CtlError::new(ErrorKind::Invalid, e.to_string())
-                }
-                other => refused(other.to_string()),
-            })?;
-            daemon.persist_policy(&vm, crate::store::PolicySource::Operator);
+            let vm = daemon
+                .apply_policy_file(&PolicyFrom::Control, &policy)
+                .map_err(|e| match e {
+                    PolicyError::UnknownVm(_) => not_found(e.to_string()),
+                    PolicyError::Invalid(_) => CtlError::new(ErrorKind::Invalid, e.to_string()),
+                    other => refused(other.to_string()),
+                })?;
             let core = daemon.lock();
             let st = core
                 .engine
@@ -302,10 +239,9 @@ pub async fn handle(daemon: &State, request: CtlRequest) -> Result<Value, CtlErr
         }
         CtlRequest::PolicyDestroy { vm } => {
             let id = known_vm(daemon, &vm)?;
-            if !daemon.remove_operator_policy(&id) {
+            if !daemon.remove_policy(&PolicyFrom::Control, &id) {
                 return Err(not_found(format!("VM {vm} has no policy")));
             }
-            daemon.forget_policy(&id);
             Ok(json!({ "removed": vm }))
         }
         CtlRequest::PolicyList => {
@@ -394,17 +330,9 @@ fn known_vm(daemon: &State, vm: &str) -> Result<VmId, CtlError> {
     }
 }
 
-fn vm_channel_paths(daemon: &State, vm: &VmId) -> Vec<std::path::PathBuf> {
-    let dir = &daemon.config().channel_dir;
-    crate::channels::watch::scan(dir)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|p| matches!(ChannelName::of_path(p), Some(ChannelName::Guest { vm: v, .. }) if v == vm.as_str()))
-        .collect()
-}
-
 fn socket_indices(daemon: &State, vm: &VmId) -> Vec<u32> {
-    vm_channel_paths(daemon, vm)
+    daemon
+        .vm_channel_paths(vm)
         .iter()
         .filter_map(|p| guest_index(p))
         .collect()
@@ -423,7 +351,7 @@ fn select_sockets(
     vm: &VmId,
     sel: &ChannelSel,
 ) -> Result<Vec<std::path::PathBuf>, CtlError> {
-    let all = vm_channel_paths(daemon, vm);
+    let all = daemon.vm_channel_paths(vm);
     let chosen: Vec<_> = match sel {
         ChannelSel::All => all,
         ChannelSel::List(list) => {
@@ -556,19 +484,21 @@ fn show_cpu_freq(daemon: &State, cpus: &[u32]) -> Result<Value, CtlError> {
 
 fn set_cpu_freq(daemon: &State, cpus: &[u32], op: FreqOp) -> Result<Value, CtlError> {
     let cpus = target_cpus(daemon, cpus)?;
-    let mut core = daemon.lock();
+    let action = match op {
+        FreqOp::Release => OperatorAction::Release,
+        FreqOp::Up => OperatorAction::Unit(ScalingUnit::ScaleUp),
+        FreqOp::Down => OperatorAction::Unit(ScalingUnit::ScaleDown),
+        FreqOp::Min => OperatorAction::Unit(ScalingUnit::ScaleMin),
+        FreqOp::Max => OperatorAction::Unit(ScalingUnit::ScaleMax),
+        FreqOp::EnableTurbo => OperatorAction::Unit(ScalingUnit::EnableTurbo),
+        FreqOp::DisableTurbo => OperatorAction::Unit(ScalingUnit::DisableTurbo),
+    };
     for cpu in &cpus {
-        let result = match op {
-            FreqOp::Release => core.operator_release(*cpu),
-            FreqOp::Up => core.operator(*cpu, ScalingUnit::ScaleUp),
-            FreqOp::Down => core.operator(*cpu, ScalingUnit::ScaleDown),
-            FreqOp::Min => core.operator(*cpu, ScalingUnit::ScaleMin),
-            FreqOp::Max => core.operator(*cpu, ScalingUnit::ScaleMax),
-            FreqOp::EnableTurbo => core.operator(*cpu, ScalingUnit::EnableTurbo),
-            FreqOp::DisableTurbo => core.operator(*cpu, ScalingUnit::DisableTurbo),
-        };
-        result.map_err(|e| refused(format!("CPU {}: {e}", cpu.0)))?;
+        daemon
+            .set_cpu_freq(*cpu, action)
+            .map_err(|e| refused(format!("CPU {}: {e}", cpu.0)))?;
     }
+    let core = daemon.lock();
     let rows: Vec<Value> = cpus
         .iter()
         .map(|c| json!({ "cpu": c.0, "khz": core.engine.known_khz(*c).map(|k| k.0) }))

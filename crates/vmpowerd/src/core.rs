@@ -141,7 +141,8 @@ impl Core {
         self.forget_with(vm, Store::remove_policy);
     }
 
-    fn forget_with(
+    /// Forgets `vm`'s persisted policy through `remove` (durably or not).
+    pub(crate) fn forget_with(
         &mut self,
         vm: &VmId,
         remove: fn(&mut Store, &VmId) -> Result<bool, crate::store::StoreError>,

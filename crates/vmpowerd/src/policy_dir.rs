@@ -35,8 +35,7 @@ use vmpower_api::PolicyFile;
 use vmpower_engine::VmId;
 
 use crate::channels::watch::{DirEvent, DirWatch, scan};
-use crate::state::PolicyOpError;
-use crate::state::State;
+use crate::state::{PolicyError, PolicyFrom, State};
 use crate::store::PolicySource;
 
 /// Whether `path` names a policy file.
@@ -133,8 +132,9 @@ pub fn check_files(dir: &Path) -> Vec<(PathBuf, String)> {
         .collect()
 }
 
-fn source_of(path: &Path) -> PolicySource {
-    PolicySource::PolicyDir(
+/// The door of a file's policy: the directory, by the file's name.
+fn from_of(path: &Path) -> PolicyFrom {
+    PolicyFrom::PolicyDir(
         path.file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
@@ -166,19 +166,19 @@ fn hash(text: &str) -> u64 {
     h.finish()
 }
 
-/// Applies a parsed file and records it as the policy's source. A policy
-/// in force whose frequency write failed counts as applied (the failure
-/// is in `status`'s last errors).
+/// Applies a parsed file, recorded with the file as the policy's source.
+/// A policy in force whose frequency write failed counts as applied (it
+/// is persisted too; the failure is warned here and is in `status`'s last
+/// errors).
 fn install(daemon: &State, path: &Path, file: &PolicyFile) -> Result<VmId, String> {
-    let vm = match daemon.apply_operator_policy(file) {
+    let vm = match daemon.apply_policy_file(&from_of(path), file) {
         Ok(vm) => vm,
-        Err(PolicyOpError::WriteFailed) => {
+        Err(PolicyError::WriteFailed) => {
             warn!(file = %path.display(), "policy file applied, but a frequency write failed");
             VmId::new(&file.vm)
         }
         Err(e) => return Err(e.to_string()),
     };
-    daemon.persist_policy(&vm, source_of(path));
     daemon.lock().stats.policy_file_settled(path);
     Ok(vm)
 }
@@ -289,7 +289,7 @@ fn release(daemon: &State, path: &Path, vm: &VmId, applied: &mut Applied) {
         core.store
             .as_ref()
             .and_then(|s| s.policy(vm).ok().flatten())
-            .is_some_and(|p| p.source == source_of(path))
+            .is_some_and(|p| Some(p.source) == from_of(path).stored())
     };
     if !still_ours {
         return;
@@ -323,8 +323,7 @@ fn release(daemon: &State, path: &Path, vm: &VmId, applied: &mut Applied) {
             }
         }
     }
-    if daemon.remove_operator_policy(vm) {
-        daemon.forget_policy(vm);
+    if daemon.remove_policy(&from_of(path), vm) {
         info!(file = %path.display(), %vm, "policy file removed: policy withdrawn");
     }
 }

@@ -88,7 +88,7 @@ impl State {
                 self.serve_channel(path, ChannelId { vm: id, index });
             }
             ChannelName::Fifo(_) if self.config().fifos && meta.file_type().is_fifo() => {
-                let task = tokio::spawn(fifo::serve_fifo(path.to_owned(), self.core().clone()));
+                let task = tokio::spawn(fifo::serve_fifo(path.to_owned(), self.clone()));
                 self.track(path, task);
             }
             _ => {}
@@ -164,5 +164,15 @@ impl State {
             .collect();
         paths.sort();
         paths
+    }
+
+    /// The VM's channel sockets in the channel directory.
+    pub fn vm_channel_paths(&self, vm: &VmId) -> Vec<PathBuf> {
+        let dir = &self.config().channel_dir;
+        crate::channels::watch::scan(dir)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| matches!(ChannelName::of_path(p), Some(ChannelName::Guest { vm: v, .. }) if v == vm.as_str()))
+            .collect()
     }
 }

@@ -29,8 +29,10 @@
 //!   lines are rate-limited; see [`crate::core`] and [`crate::channels`]).
 
 mod channels;
+mod freq;
 pub mod open;
 mod policy;
+mod vms;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -43,7 +45,8 @@ use crate::config::Config;
 use crate::core::Core;
 use crate::placement::Placer;
 
-pub use policy::{PolicyOpError, spec_of};
+pub use policy::{PolicyError, PolicyFrom, spec_of};
+pub use vms::{Repinned, VmError};
 
 /// The handle onto the daemon's state; cheap to clone (an `Arc`).
 #[derive(Debug, Clone)]

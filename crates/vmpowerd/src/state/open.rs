@@ -7,7 +7,8 @@
 //! - The host's CPUs are discovered under the sysfs root and handed to the
 //!   engine; declared VMs are added with their settings and placements.
 //! - The state database's settings, mappings and policies are back in
-//!   force before the first request is read.
+//!   force before the first request is read (each policy through
+//!   [`State::apply_policy`], as [`PolicyFrom::Restore`]).
 //! - At stop every channel task ends, every CPU taken over is restored,
 //!   the control socket and the FIFOs made are removed, and the state
 //!   directory is released.
@@ -21,11 +22,11 @@ use vmpower_cpufreq::{CpuFreq, CpuId, SysfsIo};
 use vmpower_engine::{Engine, EngineConfig, PcpuSpec, PolicyExtensions, PolicySpec, VmId};
 
 use super::channels::Channels;
-use super::{Shared, State};
+use super::{PolicyError, PolicyFrom, Shared, State};
 use crate::config::Config;
 use crate::core::Core;
 use crate::placement::Placer;
-use crate::store::{DbTakeoverSink, PolicySource, Store, StoreOptions};
+use crate::store::{DbTakeoverSink, Store, StoreOptions, StoredPolicy};
 
 /// The history's reason for a CPU restored at a clean stop.
 pub const RESTORED_AT_STOP: &str = "restored at stop: original governor and bounds";
@@ -116,15 +117,12 @@ impl State {
         // The state database: operator settings, mappings and every accepted
         // policy are back in force before the first request is read.
         let store = open_store()?;
-        let restored = restore_state(&store, &mut engine, &placer)?;
+        let stored = restore_settings(&store, &mut engine, &placer)?;
         let mut core = Core::new(engine, cpufreq);
         core.store = Some(store);
         for cpu in left {
             core.record_given_back(cpu, None, RESTORED_AT_START);
         }
-        // What restored policies decide for cores they can already name (a
-        // FIFO's host CPUs): applied now, before anything is served.
-        core.execute(&restored);
         core.channel_busy_poll = config.channel_busy_poll();
         core.foreign_writer = config.foreign_writer;
         let thread = crate::channels::thread::ChannelThread::start(config.channel_thread_nice)
@@ -143,7 +141,43 @@ impl State {
                 policy_rescan: Arc::new(tokio::sync::Notify::new()),
             }),
         };
+        // Every accepted policy is back in force before anything is
+        // served, through the same door as a new one; what it decides for
+        // cores it can already name (a FIFO's host CPUs) is applied now.
+        for (vm, stored) in stored {
+            state.restore_policy(&vm, stored);
+        }
         Ok(state)
+    }
+
+    /// Puts one stored policy back in force (the restore door), with the
+    /// authority it was accepted with: a FIFO's is the host operator's.
+    /// A policy refused now (its VM no longer served, its cores gone) is
+    /// warned about and kept on disk.
+    fn restore_policy(&self, vm: &VmId, stored: StoredPolicy) {
+        let ext: PolicyExtensions =
+            serde_json::from_value(serde_json::Value::Object(stored.extensions.clone()))
+                .unwrap_or_default();
+        let default_tz = self.lock().engine.default_time_zone().clone();
+        let tz = match &ext.time_zone {
+            Some(name) => jiff::tz::TimeZone::get(name).unwrap_or(default_tz),
+            None => default_tz,
+        };
+        let spec = PolicySpec {
+            policy: stored.policy,
+            ext,
+            tz,
+        };
+        // The placement is not known yet: the policy's cores are checked
+        // again when it is (set_policy accepts vCPUs of an unplaced VM).
+        let source = stored.source;
+        match self.apply_policy(&PolicyFrom::Restore(source.clone()), vm, spec) {
+            Ok(()) => info!(%vm, %source, "policy restored"),
+            Err(PolicyError::WriteFailed) => {
+                warn!(%vm, %source, "policy restored, but a frequency write failed");
+            }
+            Err(e) => warn!(%vm, error = %e, "stored policy refused; kept on disk"),
+        }
     }
 
     /// Stops every channel task and gives back every CPU.
@@ -220,14 +254,13 @@ fn libvirt_source(
     Ok((Vec::new(), None))
 }
 
-/// Puts persisted settings, mappings and policies back into the engine;
-/// returns the frequency changes the restored policies decide already.
-fn restore_state(
+/// Puts persisted settings and mappings back into the engine; returns the
+/// persisted policies, to restore once the state is open.
+fn restore_settings(
     store: &Store,
     engine: &mut Engine,
     placer: &Placer,
-) -> anyhow::Result<Vec<vmpower_engine::Action>> {
-    let mut actions = Vec::new();
+) -> anyhow::Result<Vec<(VmId, StoredPolicy)>> {
     for (vm, settings) in store.settings().context("reading VM settings")? {
         engine.add_vm(vm, settings);
     }
@@ -239,45 +272,7 @@ fn restore_state(
             warn!(%vm, vcpu, pcpu = pcpu.0, error = %e, "stored mapping no longer valid; ignored");
         }
     }
-    let wall = jiff::Timestamp::now();
-    engine.set_wall_clock(wall);
-    for (vm, stored) in store.policies().context("reading policies")? {
-        if engine.settings(&vm).is_none() {
-            engine.add_vm(vm.clone(), Default::default());
-        }
-        let ext: PolicyExtensions =
-            serde_json::from_value(serde_json::Value::Object(stored.extensions.clone()))
-                .unwrap_or_default();
-        let tz = match &ext.time_zone {
-            Some(name) => {
-                jiff::tz::TimeZone::get(name).unwrap_or_else(|_| engine.default_time_zone().clone())
-            }
-            None => engine.default_time_zone().clone(),
-        };
-        let spec = PolicySpec {
-            policy: stored.policy,
-            ext,
-            tz,
-        };
-        // The placement is not known yet: the policy's cores are checked
-        // again when it is (set_policy accepts vCPUs of an unplaced VM).
-        // A policy is restored with the authority it was accepted with: a
-        // FIFO's is the host operator's (its physical cores need no grant).
-        let now = std::time::Duration::ZERO;
-        let restored = if matches!(stored.source, PolicySource::Fifo(_)) {
-            engine.set_operator_policy(&vm, spec, now, wall)
-        } else {
-            engine.set_policy(&vm, spec, now, wall)
-        };
-        match restored {
-            Ok(mut decided) => {
-                info!(%vm, source = %stored.source, "policy restored");
-                actions.append(&mut decided);
-            }
-            Err(e) => warn!(%vm, error = %e, "stored policy refused; kept on disk"),
-        }
-    }
-    Ok(actions)
+    store.policies().context("reading policies")
 }
 
 /// The CPUs a restore put back.

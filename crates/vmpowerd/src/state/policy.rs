@@ -1,17 +1,73 @@
-//! A policy's life through the state: turning an operator's
-//! [`PolicyFile`] into the engine's [`PolicySpec`], applying it, removing
-//! it, persisting it.
+//! A policy's life through the state, the same whichever door it came
+//! through ([`PolicyFrom`]): turning an operator's [`PolicyFile`] into the
+//! engine's [`PolicySpec`], applying it, persisting it, removing it.
+//!
+//! ## Behavior
+//! - A policy for a VM the engine does not know adds the VM (default
+//!   settings) when `auto_add_vms` is on, and is refused as
+//!   [`PolicyError::UnknownVm`] when it is off, for every source.
+//! - A FIFO's policy (and one restored that came from a FIFO) is the host
+//!   operator's: its cores are host CPUs. Every other is a VM's: its cores
+//!   are the VM's vCPUs.
+//! - A policy the engine accepts is persisted with its source (a restored
+//!   one already is) before its frequencies are written; a write that
+//!   then fails leaves it in force and persisted, and is returned as
+//!   [`PolicyError::WriteFailed`] for the door to report its way.
+//! - Removing a policy the engine holds forgets it from the state
+//!   database too (a guest's removal without waiting for the disk); a VM
+//!   without a policy is left alone.
 
 use vmpower_api::PolicyFile;
 use vmpower_engine::{
-    OtherHours, PolicyExtensions, PolicySpec, Rejection, VmId, policy::traffic::Hysteresis,
+    ChannelId, OtherHours, PolicyExtensions, PolicySpec, Rejection, VmId,
+    policy::traffic::Hysteresis,
 };
 
 use super::State;
+use crate::store::{PolicySource, Store};
 
-/// Why an operator's policy was not applied.
+/// The door a policy came through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyFrom {
+    /// A guest's policy record on its channel (the engine takes it while
+    /// handling the record: see [`crate::core::Core::handle_frame`]).
+    Guest(ChannelId),
+    /// DPDK's JSON FIFO `fifo<N>`, the host operator's.
+    Fifo(u32),
+    /// The control API (`vmpowerctl policy create`).
+    Control,
+    /// A file of the policy directory, by name.
+    PolicyDir(String),
+    /// The state database at start, with the source it was accepted from.
+    Restore(PolicySource),
+}
+
+impl PolicyFrom {
+    /// The source the state database records; `None` for a restored
+    /// policy (already recorded).
+    pub fn stored(&self) -> Option<PolicySource> {
+        match self {
+            PolicyFrom::Guest(channel) => Some(PolicySource::GuestChannel(channel.clone())),
+            PolicyFrom::Fifo(n) => Some(PolicySource::Fifo(*n)),
+            PolicyFrom::Control => Some(PolicySource::Operator),
+            PolicyFrom::PolicyDir(name) => Some(PolicySource::PolicyDir(name.clone())),
+            PolicyFrom::Restore(_) => None,
+        }
+    }
+
+    /// Whether the policy is the host operator's (its cores are host
+    /// CPUs, which need no grant): a FIFO's, restored or not.
+    fn operator(&self) -> bool {
+        matches!(
+            self,
+            PolicyFrom::Fifo(_) | PolicyFrom::Restore(PolicySource::Fifo(_))
+        )
+    }
+}
+
+/// Why a policy is not in force, or in force without its frequencies.
 #[derive(Debug, thiserror::Error)]
-pub enum PolicyOpError {
+pub enum PolicyError {
     /// The policy file is not acceptable.
     #[error("{0}")]
     Invalid(String),
@@ -23,7 +79,8 @@ pub enum PolicyOpError {
     /// The engine refused it.
     #[error(transparent)]
     Refused(#[from] Rejection),
-    /// The frequency writes failed (details in the log).
+    /// In force and persisted, but a frequency write failed (details in
+    /// the log and in `status`'s last errors).
     #[error("the policy is in force but a frequency write failed (see the log)")]
     WriteFailed,
 }
@@ -32,13 +89,13 @@ pub enum PolicyOpError {
 pub fn spec_of(
     file: &PolicyFile,
     default_tz: &jiff::tz::TimeZone,
-) -> Result<PolicySpec, PolicyOpError> {
+) -> Result<PolicySpec, PolicyError> {
     let policy = file
         .policy()
-        .map_err(|e| PolicyOpError::Invalid(e.to_string()))?;
+        .map_err(|e| PolicyError::Invalid(e.to_string()))?;
     let tz = match &file.time_zone {
         Some(name) => jiff::tz::TimeZone::get(name)
-            .map_err(|e| PolicyOpError::Invalid(format!("time_zone: {name:?}: {e}")))?,
+            .map_err(|e| PolicyError::Invalid(format!("time_zone: {name:?}: {e}")))?,
         None => default_tz.clone(),
     };
     let other_hours = match file.other_hours.as_deref() {
@@ -62,48 +119,72 @@ pub fn spec_of(
 }
 
 impl State {
-    /// Applies an operator's policy file.
-    pub fn apply_operator_policy(&self, file: &PolicyFile) -> Result<VmId, PolicyOpError> {
-        crate::vm_name::check(&file.vm).map_err(|e| PolicyOpError::Invalid(e.to_string()))?;
-        let vm = VmId::new(&file.vm);
-        // A VM not known yet is added as its channel socket would add it (the
-        // policy waits for its placement): a policy file may come first.
-        if !self.ensure_vm(&vm) {
-            return Err(PolicyOpError::UnknownVm(file.vm.clone()));
-        }
+    /// Applies `spec` as `vm`'s policy, come `from` a door (see the
+    /// module's Behavior).
+    pub fn apply_policy(
+        &self,
+        from: &PolicyFrom,
+        vm: &VmId,
+        spec: PolicySpec,
+    ) -> Result<(), PolicyError> {
+        crate::vm_name::check(vm.as_str()).map_err(|e| PolicyError::Invalid(e.to_string()))?;
         let mut core = self.lock();
-        let spec = spec_of(file, core.engine.default_time_zone())?;
+        // A VM not known yet is added as its channel socket would add it (the
+        // policy waits for its placement): a policy may come first.
+        if core.engine.settings(vm).is_none() {
+            if !self.config().auto_add_vms {
+                return Err(PolicyError::UnknownVm(vm.to_string()));
+            }
+            core.engine.add_vm(vm.clone(), Default::default());
+        }
         let now = core.now();
         let wall = jiff::Timestamp::now();
         core.engine.set_wall_clock(wall);
-        let actions = core.engine.set_policy(&vm, spec, now, wall)?;
+        let actions = if from.operator() {
+            core.engine.set_operator_policy(vm, spec, now, wall)?
+        } else {
+            core.engine.set_policy(vm, spec, now, wall)?
+        };
+        if let Some(source) = from.stored() {
+            core.persist_policy(vm, source);
+        }
         core.policies_changed();
         if core.execute(&actions) {
-            Ok(vm)
+            Ok(())
         } else {
-            Err(PolicyOpError::WriteFailed)
+            Err(PolicyError::WriteFailed)
         }
     }
 
-    /// Removes a VM's policy; false if it had none.
-    pub fn remove_operator_policy(&self, vm: &VmId) -> bool {
+    /// Applies an operator's policy file `from` the control API or the
+    /// policy directory; the VM it names.
+    pub fn apply_policy_file(
+        &self,
+        from: &PolicyFrom,
+        file: &PolicyFile,
+    ) -> Result<VmId, PolicyError> {
+        crate::vm_name::check(&file.vm).map_err(|e| PolicyError::Invalid(e.to_string()))?;
+        let vm = VmId::new(&file.vm);
+        let tz = self.lock().engine.default_time_zone().clone();
+        let spec = spec_of(file, &tz)?;
+        self.apply_policy(from, &vm, spec).map(|()| vm)
+    }
+
+    /// Removes `vm`'s policy, come `from` a door, and forgets it from the
+    /// state database (a guest's removal without waiting for the disk: a
+    /// guest may remove again and again); false if it had none.
+    pub fn remove_policy(&self, from: &PolicyFrom, vm: &VmId) -> bool {
         let mut core = self.lock();
         if core.engine.policy_status(vm).is_none() {
             return false;
         }
         let actions = core.engine.remove_policy(vm);
+        match from {
+            PolicyFrom::Guest(_) => core.forget_with(vm, Store::remove_guest_policy),
+            _ => core.forget_policy(vm),
+        }
         core.policies_changed();
         core.execute(&actions);
         true
-    }
-
-    /// Persists an operator's policy (control API, policy directory).
-    pub fn persist_policy(&self, vm: &VmId, source: crate::store::PolicySource) {
-        self.lock().persist_policy(vm, source);
-    }
-
-    /// Forgets a persisted policy.
-    pub fn forget_policy(&self, vm: &VmId) {
-        self.lock().forget_policy(vm);
     }
 }
