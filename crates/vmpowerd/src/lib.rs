@@ -33,6 +33,7 @@ pub mod samplers;
 pub mod state;
 pub mod stats;
 pub mod store;
+pub mod tasks;
 pub mod traffic;
 pub mod vm_name;
 

@@ -10,7 +10,8 @@
 //! - Each configuration sent on `reloads` (SIGHUP) is applied as far as
 //!   it can be live, and the policy directory is rescanned
 //!   ([`crate::reload`]).
-//! - When `shutdown` resolves, every task stops, and the state is closed
+//! - When `shutdown` resolves (or the channel directory's watch ends),
+//!   one signal stops every task ([`Tasks`]), and the state is closed
 //!   ([`State::close`]: every CPU taken over is restored, the control
 //!   socket removed).
 
@@ -26,6 +27,7 @@ use crate::channels::watch::{DirEvent, DirWatch, scan};
 use crate::config::Config;
 use crate::samplers;
 use crate::state::State;
+use crate::tasks::Tasks;
 use crate::traffic::{NetlinkTrafficCounters, TrafficCounters};
 
 /// Runs the daemon until `shutdown` resolves, with the host's traffic
@@ -105,9 +107,8 @@ async fn serve(
     daemon: &State,
     counters: Option<Box<dyn TrafficCounters>>,
     shutdown: impl Future<Output = ()>,
-    mut reloads: Option<tokio::sync::mpsc::UnboundedReceiver<Config>>,
+    reloads: Option<tokio::sync::mpsc::UnboundedReceiver<Config>>,
 ) -> anyhow::Result<()> {
-    let mut running = daemon.config().clone();
     let dir = &daemon.config().channel_dir;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create channel dir {}", dir.display()))?;
@@ -123,48 +124,82 @@ async fn serve(
     for vm in daemon.placer().vms() {
         daemon.placer().refresh(&vm, daemon.core()).await;
     }
-    let control = crate::control::listen(daemon.clone())?;
-    let metrics = crate::metrics::start(daemon).await?;
-    let refresher = tokio::spawn(refresh_periodically(daemon.clone()));
-    let clock = tokio::spawn(samplers::run_time(daemon.core().clone()));
-    let history = tokio::spawn(flush_history_periodically(daemon.core().clone()));
-    let foreign = tokio::spawn(check_foreign_periodically(
+    let mut tasks = Tasks::default();
+    let result = start_tasks(daemon, counters, &mut tasks).await;
+    let result = match result {
+        Ok(()) => main_loop(daemon, &mut watch, shutdown, reloads).await,
+        Err(e) => Err(e),
+    };
+    // One signal stops every task, whichever way the loop ended.
+    tasks.stop().await;
+    result
+}
+
+/// Starts the control socket, the metrics endpoint, the periodic tasks,
+/// the samplers and the followers of the policy directory and libvirt.
+async fn start_tasks(
+    daemon: &State,
+    counters: Option<Box<dyn TrafficCounters>>,
+    tasks: &mut Tasks,
+) -> anyhow::Result<()> {
+    let config = daemon.config();
+    tasks.adopt(crate::control::listen(daemon.clone())?);
+    if let Some(metrics) = crate::metrics::start(daemon).await? {
+        tasks.adopt(metrics);
+    }
+    tasks.spawn(refresh_periodically(daemon.clone()));
+    tasks.spawn(samplers::run_time(daemon.core().clone()));
+    tasks.spawn(flush_history_periodically(daemon.core().clone()));
+    tasks.spawn(check_foreign_periodically(
         daemon.core().clone(),
-        daemon.config().foreign_check_interval(),
+        config.foreign_check_interval(),
     ));
-    let policy_dir = daemon.config().policy_dir.is_dir().then(|| {
-        tokio::spawn(crate::policy_dir::follow(
+    if config.policy_dir.is_dir() {
+        tasks.spawn(crate::policy_dir::follow(
             daemon.clone(),
-            daemon.config().policy_dir.clone(),
-        ))
-    });
-    let traffic = counters
-        .map(|c| {
-            samplers::spawn_traffic(
-                daemon.core().clone(),
-                c,
-                daemon.config().traffic_interval(),
-                daemon.mac_sources().clone(),
-            )
-        })
-        .transpose()
+            config.policy_dir.clone(),
+        ));
+    }
+    if let Some(counters) = counters {
+        let sampler = samplers::spawn_traffic(
+            daemon.core().clone(),
+            counters,
+            config.traffic_interval(),
+            daemon.mac_sources().clone(),
+        )
         .context("cannot start the traffic sampler thread")?;
-    let branch = crate::branch::spawn_if_available(
-        daemon.core().clone(),
-        daemon.config().traffic_interval(),
-    );
+        // Dropping the sampler stops its thread.
+        tasks.hold(sampler);
+    }
+    if let Some(branch) =
+        crate::branch::spawn_if_available(daemon.core().clone(), config.traffic_interval())
+    {
+        tasks.adopt(branch);
+    }
     #[cfg(feature = "libvirt")]
-    let libvirt = daemon
-        .libvirt()
-        .cloned()
-        .map(|source| tokio::spawn(crate::libvirt::follow(daemon.clone(), source)));
+    if let Some(source) = daemon.libvirt().cloned() {
+        tasks.spawn(crate::libvirt::follow(daemon.clone(), source));
+    }
+    Ok(())
+}
+
+/// Serves until `shutdown` resolves: reloads (SIGHUP) and the channel
+/// directory's events.
+async fn main_loop(
+    daemon: &State,
+    watch: &mut DirWatch,
+    shutdown: impl Future<Output = ()>,
+    mut reloads: Option<tokio::sync::mpsc::UnboundedReceiver<Config>>,
+) -> anyhow::Result<()> {
+    let mut running = daemon.config().clone();
+    let dir = &daemon.config().channel_dir;
     info!(channel_dir = %dir.display(), control = %daemon.config().control_socket.display(), "vmpowerd ready");
     // systemd: READY=1 now; STOPPING=1 when this is dropped (loop ended).
     let _readiness = crate::notify::ready(daemon);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            () = &mut shutdown => break,
+            () = &mut shutdown => return Ok(()),
             new = next_reload(&mut reloads) => {
                 for vm in crate::reload::apply(daemon, &mut running, &new) {
                     daemon.placer().refresh(&vm, daemon.core()).await;
@@ -179,28 +214,6 @@ async fn serve(
             },
         }
     }
-    control.abort();
-    if let Some(t) = metrics {
-        t.abort();
-    }
-    refresher.abort();
-    clock.abort();
-    history.abort();
-    foreign.abort();
-    if let Some(t) = policy_dir {
-        t.abort();
-    }
-    if let Some(t) = traffic {
-        t.stop();
-    }
-    if let Some(t) = branch {
-        t.abort();
-    }
-    #[cfg(feature = "libvirt")]
-    if let Some(task) = libvirt {
-        task.abort();
-    }
-    Ok(())
 }
 
 /// Re-reads every VM's placement every `placement_refresh_ms`: threads are
