@@ -179,14 +179,14 @@ fn install(daemon: &State, path: &Path, file: &PolicyFile) -> Result<VmId, Strin
         }
         Err(e) => return Err(e.to_string()),
     };
-    daemon.lock().stats.policy_file_settled(path);
+    daemon.policy_file_settled(path);
     Ok(vm)
 }
 
 /// Logs a refused file and lists it in `status`.
 fn refuse(daemon: &State, path: &Path, error: String) {
     warn!(file = %path.display(), error = %error, "policy file refused");
-    daemon.lock().stats.policy_file_refused(path, error);
+    daemon.policy_file_refused(path, error);
 }
 
 /// Reads, parses and applies a policy file (with `only_changed`, only if
@@ -247,7 +247,7 @@ fn apply_file(
 }
 
 fn withdraw(daemon: &State, path: &Path, applied: &mut Applied) {
-    daemon.lock().stats.policy_file_settled(path);
+    daemon.policy_file_settled(path);
     if let Some(vm) = applied.remove(path) {
         release(daemon, path, &vm, applied);
     }
@@ -257,15 +257,8 @@ fn withdraw(daemon: &State, path: &Path, applied: &mut Applied) {
 /// names another VM) are released as a removal would have released them.
 /// A file still there but refused keeps its policy.
 fn forget_gone_files(daemon: &State, dir: &Path, applied: &mut Applied) {
-    let stored = {
-        let core = daemon.lock();
-        core.store
-            .as_ref()
-            .and_then(|s| s.policies().ok())
-            .unwrap_or_default()
-    };
-    for (vm, policy) in stored {
-        let PolicySource::PolicyDir(name) = policy.source else {
+    for (vm, source) in daemon.stored_sources() {
+        let PolicySource::PolicyDir(name) = source else {
             continue;
         };
         let path = dir.join(name);
@@ -284,13 +277,7 @@ fn forget_gone_files(daemon: &State, dir: &Path, applied: &mut Applied) {
 /// VM's other file (the last in name order) applies, or else the policy
 /// is withdrawn.
 fn release(daemon: &State, path: &Path, vm: &VmId, applied: &mut Applied) {
-    let still_ours = {
-        let core = daemon.lock();
-        core.store
-            .as_ref()
-            .and_then(|s| s.policy(vm).ok().flatten())
-            .is_some_and(|p| Some(p.source) == from_of(path).stored())
-    };
+    let still_ours = daemon.stored_source(vm) == from_of(path).stored();
     if !still_ours {
         return;
     }

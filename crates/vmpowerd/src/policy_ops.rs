@@ -19,14 +19,7 @@ fn core_name(key: &CoreKey) -> String {
 /// Where `vm`'s policy came from, as the state database records it, with
 /// the paths of its file or FIFO; `None` when nothing is recorded.
 pub fn origin(daemon: &State, vm: &VmId) -> Option<PolicyOrigin> {
-    let source = daemon
-        .lock()
-        .store
-        .as_ref()?
-        .policy(vm)
-        .ok()
-        .flatten()?
-        .source;
+    let source = daemon.stored_source(vm)?;
     Some(match source {
         PolicySource::GuestChannel(channel) => PolicyOrigin::GuestChannel {
             channel: channel.to_string(),

@@ -68,31 +68,24 @@ pub fn apply(daemon: &State, running: &mut Config, new: &Config) -> Vec<VmId> {
         }
     }
     let mut replace = Vec::new();
-    {
-        let mut core = daemon.lock();
-        for (name, vm) in &new.vm {
-            if running.vm.get(name) == Some(vm) {
-                continue;
-            }
-            let id = VmId::new(name);
-            core.engine.add_vm(id.clone(), vm.settings());
-            core.persist_settings(&id);
-            info!(%id, settings = ?vm.settings(), "VM settings reloaded");
-            if running.vm.get(name).map(|v| &v.pcpus) != Some(&vm.pcpus) {
-                replace.push((id, vm.pcpus.clone()));
-            }
+    for (name, vm) in &new.vm {
+        if running.vm.get(name) == Some(vm) {
+            continue;
         }
-        for name in running.vm.keys().filter(|n| !new.vm.contains_key(*n)) {
-            warn!(vm = %name, "VM no longer in the config file: still served until `vmpowerctl rm-vm` or a restart");
+        let id = VmId::new(name);
+        daemon.set_vm_settings(&id, vm.settings());
+        info!(%id, settings = ?vm.settings(), "VM settings reloaded");
+        if running.vm.get(name).map(|v| &v.pcpus) != Some(&vm.pcpus) {
+            replace.push((id, vm.pcpus.clone()));
         }
-        if running.core_branch_ratio != new.core_branch_ratio
-            && let Ok(thresholds) = new.branch_thresholds()
-        {
-            core.engine.set_branch_thresholds(thresholds);
-        }
-        core.channel_busy_poll = new.channel_busy_poll();
-        core.foreign_writer = new.foreign_writer;
     }
+    for name in running.vm.keys().filter(|n| !new.vm.contains_key(*n)) {
+        warn!(vm = %name, "VM no longer in the config file: still served until `vmpowerctl rm-vm` or a restart");
+    }
+    let thresholds = (running.core_branch_ratio != new.core_branch_ratio)
+        .then(|| new.branch_thresholds().ok())
+        .flatten();
+    daemon.set_live_settings(thresholds, new.channel_busy_poll(), new.foreign_writer);
     let mut refresh = Vec::new();
     for (id, pcpus) in replace {
         for (vcpu, pcpu) in (0..).zip(&pcpus) {

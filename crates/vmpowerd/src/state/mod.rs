@@ -190,4 +190,21 @@ impl State {
     pub(crate) fn fifos_made(&self, made: Vec<PathBuf>) {
         self.shared.channels.fifos_made(made);
     }
+
+    /// Applies the live settings of a reloaded configuration: per-pCPU
+    /// branch thresholds (when given), the channels' busy-poll time (for
+    /// connections made from now on) and what to do about another writer.
+    pub fn set_live_settings(
+        &self,
+        branch_thresholds: Option<std::collections::BTreeMap<vmpower_cpufreq::CpuId, f64>>,
+        channel_busy_poll: std::time::Duration,
+        foreign_writer: crate::config::ForeignWriter,
+    ) {
+        let mut core = self.lock();
+        if let Some(thresholds) = branch_thresholds {
+            core.engine.set_branch_thresholds(thresholds);
+        }
+        core.channel_busy_poll = channel_busy_poll;
+        core.foreign_writer = foreign_writer;
+    }
 }

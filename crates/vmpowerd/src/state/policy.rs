@@ -187,4 +187,32 @@ impl State {
         core.execute(&actions);
         true
     }
+
+    /// The source each persisted policy was accepted from, by VM.
+    pub fn stored_sources(&self) -> Vec<(VmId, PolicySource)> {
+        let core = self.lock();
+        let stored = core.store.as_ref().and_then(|s| s.policies().ok());
+        stored
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(vm, p)| (vm, p.source))
+            .collect()
+    }
+
+    /// The source `vm`'s persisted policy was accepted from, if any.
+    pub fn stored_source(&self, vm: &VmId) -> Option<PolicySource> {
+        let core = self.lock();
+        let stored = core.store.as_ref()?.policy(vm).ok().flatten()?;
+        Some(stored.source)
+    }
+
+    /// Lists a policy file refused, with why, in `status`.
+    pub fn policy_file_refused(&self, path: &std::path::Path, error: String) {
+        self.lock().stats.policy_file_refused(path, error);
+    }
+
+    /// Takes a policy file off `status`'s refused list (applied or gone).
+    pub fn policy_file_settled(&self, path: &std::path::Path) {
+        self.lock().stats.policy_file_settled(path);
+    }
 }

@@ -5,7 +5,7 @@
 
 use tracing::debug;
 use vmpower_cpufreq::CpuId;
-use vmpower_engine::{ChannelId, Vcpu, VmId};
+use vmpower_engine::{ChannelId, Vcpu, VmId, VmSettings};
 
 use super::State;
 use crate::inventory::Tid;
@@ -140,5 +140,13 @@ impl State {
                 .map_err(|e| VmError::NotStored(format!("{:#}", anyhow::Error::from(e))))?;
         }
         Ok(Repinned { thread, by_libvirt })
+    }
+
+    /// Sets a VM's settings as the configuration declares them (a reload),
+    /// persisted as `set-query` persists them; adds the VM if it is new.
+    pub fn set_vm_settings(&self, vm: &VmId, settings: VmSettings) {
+        let mut core = self.lock();
+        core.engine.add_vm(vm.clone(), settings);
+        core.persist_settings(vm);
     }
 }
