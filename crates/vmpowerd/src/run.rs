@@ -143,10 +143,12 @@ async fn start_tasks(
     tasks: &mut Tasks,
 ) -> anyhow::Result<()> {
     let config = daemon.config();
-    tasks.adopt(crate::control::listen(daemon.clone())?);
+    // The metrics endpoint is bound first: once the control socket
+    // answers, `status` names the metrics address.
     if let Some(metrics) = crate::metrics::start(daemon).await? {
         tasks.adopt(metrics);
     }
+    tasks.adopt(crate::control::listen(daemon.clone())?);
     tasks.spawn(refresh_periodically(daemon.clone()));
     tasks.spawn(samplers::run_time(daemon.core().clone()));
     tasks.spawn(flush_history_periodically(daemon.core().clone()));

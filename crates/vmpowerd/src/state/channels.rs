@@ -88,6 +88,12 @@ impl State {
                 self.serve_channel(path, ChannelId { vm: id, index });
             }
             ChannelName::Fifo(_) if self.config().fifos && meta.file_type().is_fifo() => {
+                // Seen twice (the scan at start and the watch's event for
+                // a FIFO made then): the reader in place keeps its
+                // budget and the bytes it holds.
+                if self.serves(path) {
+                    return;
+                }
                 let task = tokio::spawn(fifo::serve_fifo(path.to_owned(), self.clone()));
                 self.track(path, task);
             }
