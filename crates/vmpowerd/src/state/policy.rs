@@ -24,7 +24,7 @@ use vmpower_engine::{
 };
 
 use super::State;
-use crate::store::{PolicySource, Store};
+use crate::store::PolicySource;
 
 /// The door a policy came through.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,9 +145,7 @@ impl State {
         } else {
             core.engine.set_policy(vm, spec, now, wall)?
         };
-        if let Some(source) = from.stored() {
-            core.persist_policy(vm, source);
-        }
+        core.policy_kept(from, vm);
         core.policies_changed();
         if core.execute(&actions) {
             Ok(())
@@ -179,10 +177,7 @@ impl State {
             return false;
         }
         let actions = core.engine.remove_policy(vm);
-        match from {
-            PolicyFrom::Guest(_) => core.forget_with(vm, Store::remove_guest_policy),
-            _ => core.forget_policy(vm),
-        }
+        core.policy_forgotten(from, vm);
         core.policies_changed();
         core.execute(&actions);
         true
