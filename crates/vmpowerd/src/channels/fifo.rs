@@ -152,7 +152,7 @@ fn apply(path: &Path, request: &Request, state: &State, log: &mut FifoLog) {
             let spec = PolicySpec {
                 policy,
                 ext: PolicyExtensions::default(),
-                tz: state.lock().engine.default_time_zone().clone(),
+                tz: state.default_time_zone(),
             };
             let applied = state.apply_policy(&PolicyFrom::Fifo(fifo_number(path)), &vm, spec);
             let stats = &mut state.lock().stats;

@@ -158,7 +158,7 @@ impl State {
         let ext: PolicyExtensions =
             serde_json::from_value(serde_json::Value::Object(stored.extensions.clone()))
                 .unwrap_or_default();
-        let default_tz = self.lock().engine.default_time_zone().clone();
+        let default_tz = self.default_time_zone();
         let tz = match &ext.time_zone {
             Some(name) => jiff::tz::TimeZone::get(name).unwrap_or(default_tz),
             None => default_tz,

@@ -154,6 +154,11 @@ impl State {
         }
     }
 
+    /// The time zone of a policy that names none (the host's).
+    pub fn default_time_zone(&self) -> jiff::tz::TimeZone {
+        self.lock().engine.default_time_zone().clone()
+    }
+
     /// Applies an operator's policy file `from` the control API or the
     /// policy directory; the VM it names.
     pub fn apply_policy_file(
@@ -163,7 +168,7 @@ impl State {
     ) -> Result<VmId, PolicyError> {
         crate::vm_name::check(&file.vm).map_err(|e| PolicyError::Invalid(e.to_string()))?;
         let vm = VmId::new(&file.vm);
-        let tz = self.lock().engine.default_time_zone().clone();
+        let tz = self.default_time_zone();
         let spec = spec_of(file, &tz)?;
         self.apply_policy(from, &vm, spec).map(|()| vm)
     }
