@@ -234,6 +234,37 @@ impl Door {
         }
     }
 
+    /// Removes `vm`'s policy through the door, and waits until the
+    /// daemon has done so.
+    async fn remove(self, host: &Host, vm: &str) {
+        match self {
+            Door::Guest => {
+                // A new connection (the first one's socket file is gone
+                // with its listener), on the native contract, which
+                // answers a removal.
+                std::fs::remove_file(host.socket(vm, 0)).unwrap();
+                let qemu = host.qemu(vm, 0);
+                let mut guest = accept(&qemu).await;
+                native(&mut guest).await;
+                let remove = record(RequestBody::RemovePolicy);
+                assert_eq!(call(&mut guest, &remove).await, Verdict::Ack);
+            }
+            Door::Control => {
+                host.ok(&CtlRequest::PolicyDestroy { vm: vm.into() });
+            }
+            Door::PolicyDir => {
+                std::fs::remove_file(host.config.policy_dir.join(FILE)).unwrap();
+            }
+            Door::Fifo => {
+                let message = format!(r#"{{"policy": {{"name": "{vm}", "command": "destroy"}}}}"#);
+                let path = host.config.channel_dir.join(format!("fifo{FIFO}"));
+                let mut writer = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+                writer.write_all(message.as_bytes()).unwrap();
+            }
+        }
+        wait_for(|| show(host, vm).is_none()).await;
+    }
+
     /// How the door says a write failed under a policy it put in force:
     /// the guest and the control client were told (checked by `send`'s
     /// answer); the policy directory and the FIFO say it in the log, and
@@ -286,11 +317,7 @@ fn stored(host: &Host, vm: &str) -> Option<PolicySource> {
 async fn run(case: &Case, door: Door) {
     let at = format!("{} through {door:?}", case.name);
     let auto_add = case.auto_add_vms;
-    let fake = vmpower_cpufreq::fake::FakeSysfs::builder(4)
-        .driver(vmpower_cpufreq::Driver::AcpiCpufreq)
-        .build()
-        .unwrap();
-    let mut host = Host::start_with(std::sync::Arc::new(fake), &[("vm1", vm(&[PCPU]))], |c| {
+    let mut host = Host::start_adjusted(&[("vm1", vm(&[PCPU]))], |c| {
         c.auto_add_vms = auto_add;
         std::fs::create_dir_all(&c.policy_dir).unwrap();
     })
@@ -381,6 +408,31 @@ async fn a_policy_for_an_unserved_vm_is_refused_through_every_door() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_whose_write_fails_stays_in_force_and_persisted_through_every_door() {
     row("frequency write fails").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_removed_is_gone_the_same_way_through_every_door() {
+    let case = CASES.iter().find(|c| c.name == "accepted").unwrap();
+    for door in DOORS {
+        let at = format!("removed through {door:?}");
+        let mut host = Host::start_adjusted(&[("vm1", vm(&[PCPU]))], |c| {
+            std::fs::create_dir_all(&c.policy_dir).unwrap();
+        })
+        .await;
+        let governor = host.cpu_file(PCPU, "scaling_governor");
+        assert_eq!(door.send(&host, case).await, Answer::Accepted, "{at}");
+        wait_for(|| host.cpu_file(PCPU, "scaling_setspeed") == MEDIUM_KHZ).await;
+        door.remove(&host, case.vm).await;
+        // The engine's state: no policy, and pCPU 2 back to its governor
+        // (vm1 has no other wish for it).
+        wait_for(|| host.cpu_file(PCPU, "scaling_governor") == governor).await;
+        // The same persistence: nothing stored, nothing restored.
+        host.stop().await.unwrap();
+        assert_eq!(stored(&host, case.vm), None, "{at}: stored");
+        host.launch().await;
+        assert!(show(&host, case.vm).is_none(), "{at}: restored");
+        host.stop().await.unwrap();
+    }
 }
 
 #[test]
