@@ -1,15 +1,18 @@
 //! The control API: a unix socket (mode from the config, 0600 by default,
 //! so only root or the daemon's user may use it) speaking the JSON-lines
-//! protocol of `vmpower-api`, one task per client. A request line is read
+//! protocol of `vmpower-api`, one task per client (ended when the daemon
+//! stops, whatever it was doing). A request line is read
 //! up to 64 KiB and no further: a longer one is answered with an error and
 //! the client disconnected, so a client cannot make the daemon allocate
 //! more.
+
+use std::future::Future;
 
 use anyhow::Context;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::task::JoinHandle;
+use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 use vmpower_api::{ChannelSel, CtlError, CtlRequest, CtlResponse, ErrorKind, FreqOp};
 use vmpower_cpufreq::CpuId;
@@ -24,8 +27,9 @@ use crate::state::{PolicyError, PolicyFrom, State, VmError};
 /// Longest request line accepted.
 const MAX_LINE: usize = 64 * 1024;
 
-/// Binds the control socket and serves it in the background.
-pub fn listen(daemon: State) -> anyhow::Result<JoinHandle<()>> {
+/// Binds the control socket; returns the task that serves it (each
+/// client's task ends when it is dropped).
+pub fn listen(daemon: State) -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
     let path = daemon.config().control_socket.clone();
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -46,16 +50,20 @@ pub fn listen(daemon: State) -> anyhow::Result<JoinHandle<()>> {
     daemon
         .secure_control_socket()
         .with_context(|| format!("cannot set permissions of {}", path.display()))?;
-    Ok(tokio::spawn(async move {
+    Ok(async move {
+        // The clients' tasks live as long as this one: when the daemon
+        // stops, no client is served past the restore.
+        let mut clients = JoinSet::new();
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
-                    tokio::spawn(serve_client(stream, daemon.clone()));
+                    clients.spawn(serve_client(stream, daemon.clone()));
                 }
                 Err(e) => warn!(error = %e, "control socket accept failed"),
             }
+            while clients.try_join_next().is_some() {}
         }
-    }))
+    })
 }
 
 async fn serve_client(stream: UnixStream, daemon: State) {

@@ -148,7 +148,7 @@ async fn start_tasks(
     if let Some(metrics) = crate::metrics::start(daemon).await? {
         tasks.adopt(metrics);
     }
-    tasks.adopt(crate::control::listen(daemon.clone())?);
+    tasks.spawn(crate::control::listen(daemon.clone())?);
     tasks.spawn(refresh_periodically(daemon.clone()));
     tasks.spawn(samplers::run_time(daemon.core().clone()));
     tasks.spawn(flush_history_periodically(daemon.core().clone()));
