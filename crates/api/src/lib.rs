@@ -6,6 +6,7 @@
 mod client;
 mod located;
 mod policy_file;
+pub mod rate_record;
 
 use serde::{Deserialize, Serialize};
 
@@ -146,6 +147,18 @@ pub enum CtlRequest {
         since: Option<i64>,
         /// At most this many.
         limit: Option<u32>,
+    },
+    /// A page of the record of sampled packet rates
+    /// ([`rate_record::RatePage`]), oldest first.
+    TrafficRecord {
+        /// Only this VM's.
+        vm: Option<String>,
+        /// Only blocks that start at or after this time (unix ms).
+        since_ms: Option<u64>,
+        /// Only blocks that start before this time (unix ms).
+        until_ms: Option<u64>,
+        /// Continue after this block (the previous page's `next`).
+        after: Option<rate_record::RateCursor>,
     },
     /// The VFs of a PF, with MACs and counters.
     ShowVfs {

@@ -8,21 +8,25 @@
 //! governor and bounds before first touching it and restores them.
 //!
 //! This crate knows nothing about VMs or policies. It never assumes a path:
-//! the caller supplies the root that stands for `/sys`.
+//! the caller supplies the root that stands for `/sys`. Frequency tables,
+//! levels and the CPU-list syntax are pure and live in `vmpower-types`;
+//! they are re-exported here as [`levels`] and [`cpulist`].
 
 pub mod backend;
 pub mod control;
-pub mod cpulist;
 pub mod discovery;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod fake;
-pub mod levels;
 pub mod sysfs;
 pub mod takeover;
 pub mod turbo;
 pub mod types;
 pub mod uncore;
 pub mod uncore_control;
+
+// Pure code that lives in vmpower-types, re-exported at the paths it has
+// always had here (`vmpower_cpufreq::levels::FreqTable`, ...).
+pub use vmpower_types::{cpulist, levels};
 
 pub use control::CpuFreq;
 pub use sysfs::{Sysfs, SysfsError, SysfsIo};

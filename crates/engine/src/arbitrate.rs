@@ -11,7 +11,7 @@
 //!   did not ask is never slowed down by its neighbour).
 //! - pCPUs of the domain that no VM uses do not vote.
 
-use vmpower_cpufreq::levels::{Level, level_index};
+use vmpower_types::levels::{Level, level_index};
 
 use crate::cpumap::CpuMap;
 use crate::host::Domain;
@@ -47,7 +47,7 @@ pub(crate) struct Voter {
     pub vm: VmId,
     /// Its explicit want's index in the pCPU's table, `None` when it asked
     /// nothing of the pCPU (or the pCPU is not controllable). A `u16`
-    /// (tables are shorter: [`vmpower_cpufreq::levels::TableShape`]) keeps
+    /// (tables are shorter: [`vmpower_types::levels::TableShape`]) keeps
     /// a voter at two words, so a pCPU's list spans fewer cache lines.
     pub explicit: Option<u16>,
 }

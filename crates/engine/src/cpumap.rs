@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use smallvec::SmallVec;
 
-use vmpower_cpufreq::CpuId;
+use vmpower_types::CpuId;
 
 /// A key that is a small integer.
 pub(crate) trait DenseKey: Copy + Ord {

@@ -22,13 +22,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use vmpower_cpufreq::levels::{LevelState, ScalingOp};
-use vmpower_cpufreq::{CpuId, Khz};
 use vmpower_proto::contract::Contract;
 use vmpower_proto::{
     CapsReply, CoreType, FreqListReply, QueryKind, Request, RequestBody, ScalingUnit, Verdict,
     VmName,
 };
+use vmpower_types::levels::{LevelState, ScalingOp};
+use vmpower_types::{CpuId, Khz};
 
 use crate::arbitrate::{Voter, Winner, arbitrate};
 use crate::cpumap::CpuMap;
@@ -554,7 +554,7 @@ impl Engine {
                 if affinity.len() > 1 && !vm.settings.multi_pcpu_allowed {
                     return Err(Rejection::AffinitySpansPcpus {
                         vcpu,
-                        pcpus: vmpower_cpufreq::cpulist::format_cpu_list(affinity),
+                        pcpus: vmpower_types::cpulist::format_cpu_list(affinity),
                     });
                 }
                 (CoreKey::Vcpu(vcpu), affinity.clone())

@@ -6,8 +6,8 @@
 //! decides per domain and names the domain's first CPU (its *leader*) in
 //! the change it asks for.
 
-use vmpower_cpufreq::levels::{FreqTable, LevelState, TableShape};
-use vmpower_cpufreq::{CpuId, Khz};
+use vmpower_types::levels::{FreqTable, LevelState, TableShape};
+use vmpower_types::{CpuId, Khz};
 
 use crate::cpumap::CpuMap;
 
@@ -27,7 +27,7 @@ pub struct PcpuSpec {
     /// ENABLE_TURBO also moves the core to max (the turbo frequency), as
     /// DPDK's acpi-cpufreq, amd-pstate and cppc backends do; DPDK's
     /// intel_pstate backend only sets the flag
-    /// ([`vmpower_cpufreq::Driver::enable_turbo_moves_to_max`]).
+    /// ([`vmpower_types::Driver::enable_turbo_moves_to_max`]).
     pub enable_turbo_moves_to_max: bool,
 }
 
@@ -45,7 +45,7 @@ pub(crate) struct Domain {
     /// re-arbitrate even if no want changed.
     pub dirty: bool,
     /// The operator's level, which overrides every VM's until released.
-    pub operator: Option<vmpower_cpufreq::levels::LevelState>,
+    pub operator: Option<vmpower_types::levels::LevelState>,
     /// See [`PcpuSpec::enable_turbo_moves_to_max`].
     pub enable_turbo_moves_to_max: bool,
     /// Given up to another writer of its cpufreq files

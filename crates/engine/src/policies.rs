@@ -6,9 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
-use vmpower_cpufreq::CpuId;
-use vmpower_cpufreq::levels::Level;
 use vmpower_proto::{CoreType, MacList, Policy, PolicyKind};
+use vmpower_types::CpuId;
+use vmpower_types::levels::Level;
 
 use crate::arbitrate::Voter;
 use crate::cpumap::CpuMap;

@@ -1,7 +1,7 @@
 //! Why the engine refuses or ignores what a guest sent. Every reason has a
 //! stable label for metrics and a message for logs and operators.
 
-use vmpower_cpufreq::CpuId;
+use vmpower_types::CpuId;
 
 use crate::ids::Vcpu;
 

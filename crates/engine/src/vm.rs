@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use smallvec::SmallVec;
-use vmpower_cpufreq::CpuId;
-use vmpower_cpufreq::levels::{FreqTable, Level, LevelState, TableShape, shape_level_index};
+use vmpower_types::CpuId;
+use vmpower_types::levels::{FreqTable, Level, LevelState, TableShape, shape_level_index};
 
 use crate::ids::Vcpu;
 use crate::settings::VmSettings;

@@ -19,7 +19,7 @@
 
 use std::collections::BTreeSet;
 
-use vmpower_cpufreq::CpuId;
+use vmpower_types::CpuId;
 
 use crate::arbitrate::Voter;
 use crate::engine::Engine;
@@ -132,12 +132,12 @@ mod tests {
     use std::time::Duration;
 
     use proptest::prelude::*;
-    use vmpower_cpufreq::Khz;
-    use vmpower_cpufreq::levels::FreqTable;
     use vmpower_proto::{
         CoreType, MacAddr, MacList, Policy, PolicyKind, Request, RequestBody, ScalingUnit,
         TrafficThresholds, VcpuList, VmName,
     };
+    use vmpower_types::Khz;
+    use vmpower_types::levels::FreqTable;
 
     use super::*;
     use crate::host::PcpuSpec;

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use vmpower_cpufreq::CpuId;
+use vmpower_types::CpuId;
 
 use crate::cpumap::DenseMap;
 use crate::ids::Vcpu;

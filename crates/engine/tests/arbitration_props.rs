@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use vmpower_cpufreq::levels::{FreqTable, LevelState, ScalingOp};
-use vmpower_cpufreq::{CpuId, Khz};
 use vmpower_engine::{
     Action, ChannelId, Engine, EngineConfig, PcpuSpec, Placement, RateLimit, Reply, VmId,
     VmSettings,
 };
 use vmpower_proto::{CoreType, Request, RequestBody, ScalingUnit, Verdict, VmName};
+use vmpower_types::levels::{FreqTable, LevelState, ScalingOp};
+use vmpower_types::{CpuId, Khz};
 
 fn table() -> FreqTable {
     FreqTable::new(

@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use vmpower_cpufreq::levels::FreqTable;
-use vmpower_cpufreq::{CpuId, Khz};
 use vmpower_engine::{
     Action, Engine, EngineConfig, PcpuSpec, Placement, PolicyExtensions, PolicySpec, VmId,
     VmSettings,
 };
 use vmpower_proto::{Policy, PolicyKind, VcpuList};
+use vmpower_types::levels::FreqTable;
+use vmpower_types::{CpuId, Khz};
 
 const MAX: u32 = 2_300_000;
 

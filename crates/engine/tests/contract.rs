@@ -8,8 +8,6 @@ mod contract_invariants;
 
 use std::time::Duration;
 
-use vmpower_cpufreq::levels::FreqTable;
-use vmpower_cpufreq::{CpuId, Khz};
 use vmpower_engine::{
     ChannelId, Decision, Engine, PcpuSpec, Placement, Rejection, Reply, VmId, VmSettings,
 };
@@ -17,6 +15,8 @@ use vmpower_proto::contract::{Contract, NackReason};
 use vmpower_proto::layout::offsets::command;
 use vmpower_proto::layout::{RecordHead, decode_request, encode_request_record};
 use vmpower_proto::{CoreType, Layout, QueryKind, Request, RequestBody, ScalingUnit, Verdict};
+use vmpower_types::levels::FreqTable;
+use vmpower_types::{CpuId, Khz};
 
 const T0: Duration = Duration::from_secs(1);
 

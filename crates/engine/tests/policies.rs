@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use vmpower_cpufreq::levels::FreqTable;
-use vmpower_cpufreq::{CpuId, Khz};
 use vmpower_engine::{
     Action, ChannelId, Engine, EngineConfig, Note, OtherHours, PcpuSpec, Placement,
     PolicyExtensions, PolicySpec, PolicyState, Rejection, Reply, Trigger, VmId, VmSettings,
@@ -18,6 +16,8 @@ use vmpower_proto::{
     CoreType, HourSchedule, HourSet, MacAddr, MacList, Policy, PolicyKind, Request, RequestBody,
     ScalingUnit, TrafficThresholds, VcpuList, Verdict, VmName, WorkloadLevel,
 };
+use vmpower_types::levels::FreqTable;
+use vmpower_types::{CpuId, Khz};
 
 const MAX: u32 = 2_301_000;
 const MEDIUM: u32 = 1_600_000; // index 5 / 2 = 2

@@ -6,13 +6,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use vmpower_cpufreq::levels::FreqTable;
-use vmpower_cpufreq::{CpuId, Khz};
 use vmpower_engine::{
     Action, ChannelId, CoreKey, Decision, Engine, EngineConfig, Note, PcpuSpec, Placement,
     RateLimit, Rejection, Reply, Trigger, VmId, VmSettings, Winner,
 };
 use vmpower_proto::{CoreType, QueryKind, Request, RequestBody, ScalingUnit, Verdict, VmName};
+use vmpower_types::levels::FreqTable;
+use vmpower_types::{CpuId, Khz};
 
 const T0: Duration = Duration::from_secs(1);
 

@@ -15,19 +15,18 @@
 //! stalled test thread cannot bunch packets into one sample. Bounded:
 //! about 7 s.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vmpower_cpufreq::fake::FakeSysfs;
-use vmpower_cpufreq::{Driver, Khz, SysfsIo};
-use vmpower_proto::{MacAddr, TrafficThresholds};
+use common::{SimDaemon, TraceCounters};
+use vmpower_proto::TrafficThresholds;
 use vmpower_sim::controller::engine::{EnginePolicies, VmPolicy};
 use vmpower_sim::controller::{Controller, Observation, Setup};
 use vmpower_sim::host::SimHost;
 use vmpower_sim::packet::PacketParams;
 use vmpower_sim::power::CpuModel;
-use vmpowerd::config::{Config, VmConfig};
-use vmpowerd::traffic::{MacReading, MacSample, SourceKind, TrafficCounters, TrafficError};
 
 const STEP: Duration = Duration::from_millis(10);
 const INTERVAL: Duration = Duration::from_millis(100);
@@ -54,51 +53,6 @@ fn trace() -> Vec<f64> {
         r.extend(std::iter::repeat_n(pps, steps));
     }
     r
-}
-
-/// A MAC's receive counter: the trace's packets up to the moment it is
-/// read (0 before `start`).
-struct TraceCounters {
-    start: Instant,
-    rates: Arc<Vec<f64>>,
-}
-
-impl TraceCounters {
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    fn packets_now(&self) -> u64 {
-        let Some(t) = Instant::now().checked_duration_since(self.start) else {
-            return 0;
-        };
-        let dt = STEP.as_secs_f64();
-        let full = ((t.as_secs_f64() / dt) as usize).min(self.rates.len());
-        let mut sum: f64 = self.rates[..full].iter().sum::<f64>() * dt;
-        if let Some(r) = self.rates.get(full) {
-            sum += r * (t.as_secs_f64() - full as f64 * dt);
-        }
-        sum as u64
-    }
-}
-
-impl TrafficCounters for TraceCounters {
-    fn sample(&mut self, macs: &[MacAddr]) -> Result<Vec<MacSample>, TrafficError> {
-        let rx_packets = self.packets_now();
-        Ok(macs
-            .iter()
-            .map(|&mac| MacSample {
-                mac,
-                reading: MacReading::Found {
-                    source: SourceKind::Netdev {
-                        ifname: "sim0".to_owned(),
-                    },
-                    rx_packets,
-                },
-            })
-            .collect())
-    }
 }
 
 /// (seconds from the trace's start, kHz) of each change the simulator's
@@ -148,73 +102,18 @@ fn simulated(model: &CpuModel, rates: &[f64]) -> Vec<(f64, u32)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_and_the_simulator_decide_alike() {
     let model = CpuModel::load("xeon-gold-6230").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let fake = FakeSysfs::builder(2)
-        .driver(Driver::AcpiCpufreq)
-        .table(model.khz().into_iter().map(Khz).collect())
-        .turbo(false)
-        // A busy-polling core under any governor runs at max, where the
-        // simulator starts every core.
-        .governor("performance")
-        .in_dir(dir.path().join("sys"))
-        .build()
-        .unwrap();
-    let mut config = Config {
-        sysfs_root: fake.path().to_owned(),
-        proc_root: dir.path().join("proc"),
-        channel_dir: dir.path().join("channels"),
-        state_dir: dir.path().join("state"),
-        control_socket: dir.path().join("control.sock"),
-        policy_dir: dir.path().join("policies.d"),
-        auto_add_vms: false,
-        fifos: false,
-        traffic_interval_ms: 100,
-        ..Config::default()
-    };
-    config.vm.insert(
-        "vm0".to_owned(),
-        VmConfig {
-            pcpus: vec![1],
-            ..VmConfig::default()
-        },
-    );
-    std::fs::create_dir_all(&config.channel_dir).unwrap();
-    std::fs::create_dir_all(&config.policy_dir).unwrap();
-    let mac = MacAddr([0x02, 0, 0, 0, 0, 0]);
-    std::fs::write(
-        config.policy_dir.join("vm0.toml"),
-        format!(
-            "vm = \"vm0\"\nkind = \"TRAFFIC\"\ncores = [0]\nmacs = [\"{mac}\"]\n\
-             [traffic]\navg_pps = {}\nmax_pps = {}\n",
-            T.avg_pps, T.max_pps
-        ),
-    )
-    .unwrap();
+    let mut daemon = SimDaemon::new(&model, T, |_| {});
     let rates = Arc::new(trace());
     // The trace starts once the daemon is up (well within 2 s).
     let start = Instant::now() + Duration::from_secs(2);
     let counters = TraceCounters {
         start,
+        step: STEP,
         rates: Arc::clone(&rates),
     };
-    let fake = std::sync::Arc::new(fake);
-    let io: std::sync::Arc<dyn SysfsIo> = fake.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = tokio::spawn(vmpowerd::run::run_with(
-        config.clone(),
-        io,
-        Some(Box::new(counters)),
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !config.control_socket.exists() {
-        assert!(!daemon.is_finished(), "the daemon stopped at start-up");
-        assert!(Instant::now() < deadline, "no control socket in 10 s");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    daemon.start(Box::new(counters)).await;
     assert!(Instant::now() < start, "the daemon took over 2 s to start");
+    let fake = Arc::clone(&daemon.fake);
     // The daemon's writes noted as they appear, until the trace's end.
     let setspeed = "devices/system/cpu/cpu1/cpufreq/scaling_setspeed";
     let end = start + STEP * u32::try_from(rates.len()).unwrap();
@@ -231,12 +130,7 @@ async fn the_daemon_and_the_simulator_decide_alike() {
         }
         seen = writes.len();
     }
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(10), daemon)
-        .await
-        .expect("the daemon stops")
-        .unwrap()
-        .unwrap();
+    daemon.stop().await;
     // Repeated writes of one value are not changes.
     daemon_changes.dedup_by_key(|c| c.1);
     let sim = simulated(&model, &rates);

@@ -140,6 +140,61 @@ pub enum Command {
     /// A live table: each pCPU's frequency and level, each VM's rate,
     /// policy and last decision; Ctrl-C ends it.
     Top(TopArgs),
+    /// The record of the packet rates the daemon sampled for TRAFFIC
+    /// policies.
+    #[command(subcommand)]
+    Traffic(TrafficCommand),
+}
+
+/// `vmpowerctl traffic ...`.
+#[derive(Debug, Subcommand)]
+pub enum TrafficCommand {
+    /// Print the rate record as a vmpower-sim trace (CSV `time_ms,vm,pps`)
+    /// to replay with `vmpower-sim run --trace FILE` or tune a policy with
+    /// `vmpower-sim tune --trace FILE`.
+    Export(ExportArgs),
+}
+
+/// `vmpowerctl traffic export` options.
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// Only this VM's rates.
+    #[arg(long)]
+    pub vm: Option<String>,
+    /// From this time: unix seconds, or an RFC 3339 time
+    /// (2026-11-24T16:00:00Z).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Up to this time (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Write the trace to this file (replaced whole, only once complete)
+    /// instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+impl ExportArgs {
+    /// The request for the page after `after`.
+    pub fn request(
+        &self,
+        after: Option<vmpower_api::rate_record::RateCursor>,
+    ) -> Result<CtlRequest, UsageError> {
+        let ms = |flag: &str, t: &Option<String>| {
+            t.as_deref()
+                .map(|text| {
+                    parse_time(flag, text)
+                        .map(|s| u64::try_from(s).unwrap_or(0).saturating_mul(1000))
+                })
+                .transpose()
+        };
+        Ok(CtlRequest::TrafficRecord {
+            vm: self.vm.clone(),
+            since_ms: ms("--since", &self.since)?,
+            until_ms: ms("--until", &self.until)?,
+            after,
+        })
+    }
 }
 
 /// `vmpowerctl top` options.
@@ -285,13 +340,19 @@ fn cpus(sel: &CpuSel) -> Result<Vec<u32>, UsageError> {
 
 /// `--since`: unix seconds or an RFC 3339 time.
 fn parse_since(text: &str) -> Result<i64, UsageError> {
+    parse_time("--since", text)
+}
+
+/// A time flag (`flag` names it in errors): unix seconds or an RFC 3339
+/// time.
+fn parse_time(flag: &str, text: &str) -> Result<i64, UsageError> {
     let time = match text.parse::<i64>() {
         // Unix seconds, within the years a time can name (1-9999).
         Ok(secs) => jiff::Timestamp::from_second(secs)
-            .map_err(|e| UsageError(format!("--since {text:?}: {e}")))?,
+            .map_err(|e| UsageError(format!("{flag} {text:?}: {e}")))?,
         Err(_) => text.parse::<jiff::Timestamp>().map_err(|e| {
             UsageError(format!(
-                "--since {text:?}: not unix seconds or an RFC 3339 time ({e})"
+                "{flag} {text:?}: not unix seconds or an RFC 3339 time ({e})"
             ))
         })?,
     };
@@ -407,6 +468,7 @@ impl Command {
                 mac: mac.clone(),
             },
             Command::Top(_) => CtlRequest::Top,
+            Command::Traffic(TrafficCommand::Export(args)) => args.request(None)?,
             Command::Shell => return Ok(None),
         }))
     }

@@ -36,6 +36,9 @@ fn main() -> ExitCode {
     if let Command::Top(args) = &cli.command {
         return top::run(&cli, args);
     }
+    if let Command::Traffic(cli::TrafficCommand::Export(args)) = &cli.command {
+        return export(&cli, args);
+    }
     run(&cli, &cli.command)
 }
 
@@ -65,6 +68,69 @@ fn run(cli: &Cli, command: &Command) -> ExitCode {
             };
             fail(cli.json, json!(e.kind), &e.message, code)
         }
+    }
+}
+
+/// `traffic export`: the trace on standard output, or in `--output`
+/// (written beside it and renamed into place once complete, so a failed
+/// export leaves no partial file).
+fn export(cli: &Cli, args: &cli::ExportArgs) -> ExitCode {
+    use vmpowerctl::export::{ExportFailure, run};
+    let result = match &args.output {
+        None => run(
+            &cli.control_socket,
+            args,
+            &mut std::io::stdout().lock(),
+            "standard output",
+        ),
+        Some(path) => {
+            let name = path.display().to_string();
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => std::path::Path::new("."),
+            };
+            tempfile::NamedTempFile::new_in(dir)
+                .map_err(|source| ExportFailure::Write {
+                    path: name.clone(),
+                    source,
+                })
+                .and_then(|mut tmp| {
+                    let mut buffered = std::io::BufWriter::new(tmp.as_file_mut());
+                    run(&cli.control_socket, args, &mut buffered, &name)?;
+                    std::io::Write::flush(&mut buffered).map_err(|source| {
+                        ExportFailure::Write {
+                            path: name.clone(),
+                            source,
+                        }
+                    })?;
+                    drop(buffered);
+                    tmp.persist(path)
+                        .map(drop)
+                        .map_err(|e| ExportFailure::Write {
+                            path: name.clone(),
+                            source: e.error,
+                        })
+                })
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(ExportFailure::Client(e)) => unreachable_daemon(cli.json, e),
+        Err(ExportFailure::Daemon(e)) => {
+            let code = match e.kind {
+                ErrorKind::Invalid => 2,
+                ErrorKind::NotFound => 3,
+                ErrorKind::Refused => 4,
+            };
+            fail(cli.json, json!(e.kind), &e.message, code)
+        }
+        Err(e @ ExportFailure::Usage(_)) => {
+            fail(cli.json, json!(ErrorKind::Invalid), &e.to_string(), 2)
+        }
+        Err(e @ ExportFailure::Empty(_)) => {
+            fail(cli.json, json!(ErrorKind::NotFound), &e.to_string(), 3)
+        }
+        Err(e) => fail(cli.json, json!(ErrorKind::Refused), &e.to_string(), 4),
     }
 }
 

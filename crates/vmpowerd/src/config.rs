@@ -173,6 +173,12 @@ pub struct Config {
     pub policy_dir: PathBuf,
     /// TRAFFIC sampling interval in ms (at least 10).
     pub traffic_interval_ms: u64,
+    /// Step of the record of sampled packet rates (`vmpowerctl traffic
+    /// export`), ms: each step holds the mean of the rates sampled in it.
+    /// At least `traffic_interval_ms`; 0 turns the record off.
+    pub traffic_record_step_ms: u64,
+    /// How many days the rate record keeps (1..=366).
+    pub traffic_record_days: u64,
     /// Explicit MAC → network device map for TRAFFIC policies (wins over
     /// automatic discovery), e.g. `"52:54:00:12:34:56" = { ifname = "vnet3" }`.
     pub mac_devices: BTreeMap<String, crate::traffic::ConfiguredDevice>,
@@ -250,6 +256,8 @@ impl Default for Config {
             libvirt_uri: None,
             policy_dir: PathBuf::from("/etc/vmpower/policies.d"),
             traffic_interval_ms: 100,
+            traffic_record_step_ms: 1000,
+            traffic_record_days: 7,
             mac_devices: BTreeMap::new(),
             core_branch_ratio: Vec::new(),
             metrics_address: None,
@@ -329,6 +337,18 @@ impl Config {
         if self.traffic_interval_ms < 10 {
             return invalid("traffic_interval_ms", "must be at least 10 ms");
         }
+        if self.traffic_record_step_ms != 0
+            && (self.traffic_record_step_ms < self.traffic_interval_ms
+                || self.traffic_record_step_ms > 3_600_000)
+        {
+            return invalid(
+                "traffic_record_step_ms",
+                "must be 0 (off) or between traffic_interval_ms and 3600000 (one hour)",
+            );
+        }
+        if !(1..=366).contains(&self.traffic_record_days) {
+            return invalid("traffic_record_days", "must be between 1 and 366");
+        }
         for mac in self.mac_devices.keys() {
             if mac.parse::<vmpower_proto::MacAddr>().is_err() {
                 return invalid(
@@ -396,6 +416,15 @@ impl Config {
     /// The TRAFFIC sampling interval.
     pub fn traffic_interval(&self) -> Duration {
         Duration::from_millis(self.traffic_interval_ms)
+    }
+
+    /// The rate record's settings; `None` when it is off.
+    pub fn traffic_record(&self) -> Option<crate::traffic::record::RecordSettings> {
+        let step_ms = u32::try_from(self.traffic_record_step_ms).ok()?;
+        (step_ms > 0).then(|| crate::traffic::record::RecordSettings {
+            step_ms,
+            keep_ms: self.traffic_record_days * 86_400_000,
+        })
     }
 
     /// The explicit MAC → device map.

@@ -190,7 +190,10 @@ pub async fn handle(daemon: &State, request: CtlRequest) -> Result<Value, CtlErr
         CtlRequest::ReconnectChannels { vm, channels } => {
             let id = known_vm(daemon, &vm)?;
             let paths = select_sockets(daemon, &id, &channels)?;
+            // A new connection even where one is live (appeared() leaves
+            // a served path to its task).
             for path in &paths {
+                daemon.stop_serving(path);
                 daemon.appeared(path);
             }
             Ok(json!({ "reconnected": paths }))
@@ -294,6 +297,16 @@ pub async fn handle(daemon: &State, request: CtlRequest) -> Result<Value, CtlErr
                 )));
             }
             Ok(entries)
+        }
+        CtlRequest::TrafficRecord {
+            vm,
+            since_ms,
+            until_ms,
+            after,
+        } => {
+            let page =
+                crate::rate_export::page(daemon.core(), vm.as_deref(), since_ms, until_ms, after)?;
+            serde_json::to_value(page).map_err(|e| refused(format!("cannot encode the page: {e}")))
         }
         CtlRequest::ShowVfs { pf } => {
             use crate::traffic::VfControl;

@@ -41,6 +41,7 @@ pub mod placement;
 pub mod policy_dir;
 pub mod policy_ops;
 pub mod preflight;
+pub mod rate_export;
 pub mod ratelog;
 pub mod recent;
 pub mod reload;

@@ -168,6 +168,7 @@ async fn start_tasks(
             counters,
             config.traffic_interval(),
             daemon.mac_sources().clone(),
+            config.traffic_record(),
         )
         .context("cannot start the traffic sampler thread")?;
         // Dropping the sampler stops its thread.

@@ -1,7 +1,7 @@
 //! The loops that feed policies their inputs: traffic counters every
 //! sampling interval while a policy needs them (on a thread of its own,
-//! one wakeup per tick), and the wall clock at each local hour boundary of
-//! a TIME policy. With no policy they sleep until one is set: an idle
+//! one wakeup per tick, recording the rates it measures), and the wall
+//! clock at each local hour boundary of a TIME policy. With no policy they sleep until one is set: an idle
 //! daemon does not wake up.
 
 use std::collections::BTreeMap;
@@ -14,6 +14,7 @@ use vmpower_engine::{Action, VmId};
 use vmpower_proto::{MacAddr, MacList};
 
 use crate::SharedCore;
+use crate::traffic::record::{RateBlock, RateRecorder, RecordSettings};
 use crate::traffic::{
     MacRates, MacReading, MacSample, MissingReason, SampleBatch, SourceKind, TrafficCounters,
 };
@@ -86,13 +87,16 @@ impl Drop for TrafficSampler {
 /// thread of its own: it sleeps to the next tick, reads the counters (a
 /// blocking netlink exchange) and runs the engine's tick, so one tick is
 /// one wakeup (no timer task, no hop to a blocking pool and back). With
-/// no TRAFFIC policy it waits for a policy change. Must be called within
-/// the daemon's tokio runtime (the wait for a change is a watch channel).
+/// no TRAFFIC policy it waits for a policy change. With `record`, each
+/// policy's rate also goes to the rate record (written at the end of each
+/// block and at stop). Must be called within the daemon's tokio runtime
+/// (the wait for a change is a watch channel).
 pub fn spawn_traffic(
     core: SharedCore,
     counters: Box<dyn TrafficCounters>,
     interval: Duration,
     sources: MacSources,
+    record: Option<RecordSettings>,
 ) -> std::io::Result<TrafficSampler> {
     let stop = Arc::new(Stop::default());
     let runtime = tokio::runtime::Handle::current();
@@ -102,7 +106,14 @@ pub fn spawn_traffic(
             let stop = Arc::clone(&stop);
             move || {
                 let _entered = runtime.enter();
-                run_traffic(&core, counters, interval, &sources, &stop, &runtime);
+                let mut state = TrafficState {
+                    recorder: record.map(|r| (RateRecorder::new(r.step_ms), r.keep_ms)),
+                    ..TrafficState::default()
+                };
+                run_traffic(
+                    &core, counters, interval, &sources, &stop, &runtime, &mut state,
+                );
+                state.flush_record(&core);
             }
         })?;
     Ok(TrafficSampler {
@@ -119,9 +130,9 @@ fn run_traffic(
     sources: &MacSources,
     stop: &Stop,
     runtime: &tokio::runtime::Handle,
+    state: &mut TrafficState,
 ) {
     let mut changed = crate::lock(core).watch_policies();
-    let mut state = TrafficState::default();
     let mut ticks_since_list = RELIST_TICKS;
     let mut next = Instant::now() + interval;
     while !stop.flag.load(Ordering::Acquire) {
@@ -135,6 +146,9 @@ fn run_traffic(
             state.set_policies(listed, sources);
         }
         if state.policies.is_empty() {
+            // Blocks closed when the last policy went: written before the
+            // sampler sleeps, not at some later tick.
+            state.write_record(&mut crate::lock(core), unix_millis());
             let more = runtime.block_on(async {
                 tokio::select! {
                     r = changed.changed() => r.is_ok(),
@@ -201,6 +215,10 @@ struct TrafficState {
     input: Vec<(VmId, Result<f64, String>)>,
     /// The engine's output, kept from tick to tick.
     actions: Vec<Action>,
+    /// The rate record and how long it keeps a block (ms), when on.
+    recorder: Option<(RateRecorder, u64)>,
+    /// Blocks of the record not yet written.
+    blocks: Vec<RateBlock>,
 }
 
 impl TrafficState {
@@ -211,6 +229,10 @@ impl TrafficState {
             return;
         }
         self.policies = listed;
+        if let Some((recorder, _)) = &mut self.recorder {
+            let sampled = &self.policies;
+            recorder.retain(|vm| sampled.iter().any(|(v, _)| v == vm), &mut self.blocks);
+        }
         let mut list: Vec<MacAddr> = self
             .policies
             .iter()
@@ -275,7 +297,16 @@ impl TrafficState {
         for ((_, rate), ((_, list), at)) in self.input.iter_mut().zip(policies) {
             *rate = policy_rate(&self.fed, at, &self.missing, list.as_slice());
         }
+        let at_ms = self.recorder.as_ref().map(|_| unix_millis());
+        if let (Some((recorder, _)), Some(at_ms)) = (&mut self.recorder, at_ms) {
+            for (vm, rate) in &self.input {
+                recorder.observe(vm, rate.as_ref().ok().copied(), at_ms, &mut self.blocks);
+            }
+        }
         let mut core = crate::lock(core);
+        if let Some(at_ms) = at_ms {
+            self.write_record(&mut core, at_ms);
+        }
         for ((vm, _), slots) in self.policies.iter().zip(&self.slots) {
             let counted: u64 = slots.iter().filter_map(|&i| self.packets.get(i)).sum();
             core.stats.vm_packets_counted(vm, counted);
@@ -287,6 +318,42 @@ impl TrafficState {
             .traffic_tick_into(&self.input, now, &mut self.actions);
         core.execute(&self.actions);
     }
+}
+
+impl TrafficState {
+    /// Writes the record's finished blocks, if any, dropping those older
+    /// than its retention; a failure is logged and the blocks dropped (a
+    /// record, not a promise: the sampler must not grow without bound).
+    fn write_record(&mut self, core: &mut crate::core::Core, now_ms: u64) {
+        let Some((_, keep_ms)) = &self.recorder else {
+            return;
+        };
+        if self.blocks.is_empty() {
+            return;
+        }
+        if let Some(store) = core.store.as_mut()
+            && let Err(e) = store.append_rate_blocks(&self.blocks, now_ms.saturating_sub(*keep_ms))
+        {
+            warn!(error = %e, blocks = self.blocks.len(), "cannot write the traffic rate record");
+        }
+        self.blocks.clear();
+    }
+
+    /// Closes the record's open blocks and writes them (at stop).
+    fn flush_record(&mut self, core: &SharedCore) {
+        if let Some((recorder, _)) = &mut self.recorder {
+            recorder.flush(&mut self.blocks);
+            self.write_record(&mut crate::lock(core), unix_millis());
+        }
+    }
+}
+
+/// The wall clock, unix ms (the record's time base, as the history's).
+fn unix_millis() -> u64 {
+    jiff::Timestamp::now()
+        .as_millisecond()
+        .try_into()
+        .unwrap_or(0)
 }
 
 /// Updates what `policy show` says of each MAC's source, where it changed.

@@ -66,4 +66,12 @@ fn junk_in_a_fifo_is_counted_and_its_lines_budgeted() {
         .filter(|l| l.contains("invalid JSON message"))
         .count();
     assert_eq!(lines, 10, "{log}");
+    // One reader per FIFO: the start-up scan and the directory watch both
+    // see the FIFOs the daemon makes, and a second reader would start
+    // with a fresh budget (and cut the first one's partial message).
+    let readers = log
+        .lines()
+        .filter(|l| l.contains("reading JSON FIFO") && l.contains("fifo1"))
+        .count();
+    assert_eq!(readers, 1, "{log}");
 }

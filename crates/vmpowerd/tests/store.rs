@@ -317,7 +317,7 @@ fn an_empty_file_is_migrated_to_the_current_version() {
     std::fs::File::create(&path).unwrap();
     let mut store = Store::open(&path, StoreOptions::default()).unwrap();
     assert_eq!(store.schema_version().unwrap(), i64::from(SCHEMA_VERSION));
-    assert_eq!(SCHEMA_VERSION, 1);
+    assert_eq!(SCHEMA_VERSION, 2);
     store
         .put_policy(
             &VmId::new("vm-a"),

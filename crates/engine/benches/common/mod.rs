@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use vmpower_cpufreq::levels::FreqTable;
-use vmpower_cpufreq::{CpuId, Khz};
 use vmpower_engine::policy::traffic::Hysteresis;
 use vmpower_engine::{
     Action, Engine, EngineConfig, PcpuSpec, Placement, PolicyExtensions, PolicySpec, VmId,
     VmSettings,
 };
 use vmpower_proto::{MacAddr, MacList, Policy, PolicyKind, TrafficThresholds, VcpuList};
+use vmpower_types::levels::FreqTable;
+use vmpower_types::{CpuId, Khz};
 
 const VMS: u32 = 1_024;
 const VCPUS: u32 = 8;

@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 
-use vmpower_cpufreq::levels::Level;
+use vmpower_types::levels::Level;
 
 /// DPDK's default threshold.
 pub const DEFAULT_THRESHOLD: f64 = 0.01;

@@ -26,9 +26,9 @@ pub mod traffic;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use vmpower_cpufreq::CpuId;
-use vmpower_cpufreq::levels::Level;
 use vmpower_proto::{Policy, PolicyKind, WorkloadLevel};
+use vmpower_types::CpuId;
+use vmpower_types::levels::Level;
 
 use crate::vm::CoreKey;
 use branch::BranchState;

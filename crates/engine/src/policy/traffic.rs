@@ -12,8 +12,8 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use vmpower_cpufreq::levels::Level;
 use vmpower_proto::TrafficThresholds;
+use vmpower_types::levels::Level;
 
 /// Hysteresis of a TRAFFIC policy.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -14,8 +14,6 @@
 
 use std::time::Duration;
 
-use vmpower_cpufreq::levels::FreqTable;
-use vmpower_cpufreq::{CpuId, Khz};
 use vmpower_engine::{
     ChannelId, Engine, EngineConfig, PcpuSpec, Placement, RateLimit, Rejection, Reply, VmId,
     VmSettings,
@@ -24,6 +22,8 @@ use vmpower_proto::Layout;
 use vmpower_proto::contract::{Contract, DpdkReply, NATIVE_VERSION, dpdk_reply};
 use vmpower_proto::layout::offsets::command;
 use vmpower_proto::layout::{RecordHead, decode_request};
+use vmpower_types::levels::FreqTable;
+use vmpower_types::{CpuId, Khz};
 
 /// Feeds `data` (its first byte chooses whether queries are granted and
 /// how ENABLE_TURBO behaves) and panics on any broken invariant.

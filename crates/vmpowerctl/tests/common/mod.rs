@@ -29,6 +29,12 @@ pub struct Daemon {
 impl Daemon {
     /// Starts a daemon and waits until its control socket accepts.
     pub fn start() -> Daemon {
+        Daemon::start_seeded(|_| {})
+    }
+
+    /// As [`Daemon::start`], after `seed` has prepared the state dir
+    /// (e.g. written records into its database).
+    pub fn start_seeded(seed: impl FnOnce(&std::path::Path)) -> Daemon {
         let fake = Arc::new(
             FakeSysfs::builder(4)
                 .driver(Driver::AcpiCpufreq)
@@ -45,6 +51,8 @@ impl Daemon {
             policy_dir: dir.path().join("policies.d"),
             ..Config::default()
         };
+        std::fs::create_dir_all(&config.state_dir).unwrap();
+        seed(&config.state_dir);
         let socket = config.control_socket.clone();
         let channels = config.channel_dir.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -66,8 +66,16 @@ impl Channels {
 }
 
 impl State {
-    /// A file appeared in the channel directory.
+    /// A file appeared in the channel directory. A path a live task
+    /// already serves is left to it: the start-up scan and the watch both
+    /// report what appears between the watch's start and the scan (the
+    /// FIFOs the daemon makes, a socket QEMU makes then), and a second
+    /// task would cut the first one's connection or reader (and its
+    /// partial message and log budget).
     pub fn appeared(&self, path: &Path) {
+        if self.serves(path) {
+            return;
+        }
         let Some(name) = ChannelName::of_path(path) else {
             return;
         };
@@ -88,12 +96,6 @@ impl State {
                 self.serve_channel(path, ChannelId { vm: id, index });
             }
             ChannelName::Fifo(_) if self.config().fifos && meta.file_type().is_fifo() => {
-                // Seen twice (the scan at start and the watch's event for
-                // a FIFO made then): the reader in place keeps its
-                // budget and the bytes it holds.
-                if self.serves(path) {
-                    return;
-                }
                 let task = tokio::spawn(fifo::serve_fifo(path.to_owned(), self.clone()));
                 self.track(path, task);
             }

@@ -1,10 +1,10 @@
 //! The daemon's state database: one SQLite file (`vmpower.db`) in the
 //! state directory holding the accepted policies, the operator's per-VM
-//! settings and vCPU→pCPU map, the cpufreq takeover record and a bounded
-//! history of frequency decisions.
+//! settings and vCPU→pCPU map, the cpufreq takeover record, a bounded
+//! history of frequency decisions and the record of sampled packet rates.
 //!
 //! One file per table family: [`policies`], [`settings`], [`takeover`],
-//! [`history`]; [`schema`] creates and migrates the tables.
+//! [`history`], [`rates`]; [`schema`] creates and migrates the tables.
 //!
 //! ## Durability
 //! The file is in WAL mode. Every write is committed before its call
@@ -22,7 +22,8 @@
 //!   waits 10 ms for;
 //! - the takeover record: not fsynced, since what it restores (sysfs) does
 //!   not survive a power loss or an OS crash either;
-//! - history: not fsynced (`synchronous=NORMAL`), not a promise.
+//! - history and the rate record: not fsynced (`synchronous=NORMAL`), not
+//!   a promise.
 //!
 //! The next `FULL` commit fsyncs the frames before it too.
 
@@ -46,6 +47,7 @@
 
 pub mod history;
 pub mod policies;
+pub mod rates;
 pub mod schema;
 pub mod settings;
 pub mod takeover;

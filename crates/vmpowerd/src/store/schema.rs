@@ -23,10 +23,10 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use super::{StoreError, sql_err};
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// `MIGRATIONS[i]` brings a file from version `i` to `i + 1`.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1, V2];
 
 /// Version 1: policies, settings, the vCPU→pCPU map, the takeover record
 /// and the history. STRICT tables: SQLite refuses a value of the wrong
@@ -71,6 +71,20 @@ CREATE TABLE history (
 ) STRICT;
 CREATE INDEX history_by_time ON history (at_ms);
 CREATE INDEX history_by_vm_time ON history (vm, at_ms);
+";
+
+/// Version 2: the record of the packet rates the traffic sampler measured
+/// (`traffic::record`): one row per VM and block of steps, the rates as
+/// little-endian f32 (NaN: not measured).
+const V2: &str = "
+CREATE TABLE traffic_rates (
+    vm       TEXT NOT NULL,
+    start_ms INTEGER NOT NULL,         -- unix milliseconds of the first step
+    step_ms  INTEGER NOT NULL CHECK (step_ms > 0),
+    rates    BLOB NOT NULL,            -- f32 LE packets/s per step
+    PRIMARY KEY (vm, start_ms)
+) STRICT;
+CREATE INDEX traffic_rates_by_time ON traffic_rates (start_ms);
 ";
 
 /// Reads the version recorded in the file: 0 when there is none.
@@ -167,6 +181,7 @@ mod tests {
                 "policies",
                 "schema_version",
                 "takeover",
+                "traffic_rates",
                 "vcpu_pcpu",
                 "vm_settings"
             ]
@@ -211,5 +226,27 @@ mod tests {
             .expect("set");
         let err = migrate(&mut conn, &path).expect_err("negative");
         assert!(matches!(err, StoreError::CorruptRow { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_version_1_file_gains_the_rate_record_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db");
+        let mut conn = Connection::open(&path).expect("open");
+        // A file as a version-1 daemon left it.
+        conn.execute_batch(V1).expect("v1 tables");
+        conn.execute_batch(
+            "CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL) STRICT;
+             INSERT INTO schema_version VALUES (1, 1);
+             INSERT INTO history (at_ms, vm, pcpu, new_khz, reason, inputs) VALUES (5, 'vm-a', 2, 1000, 'r', '{}');",
+        )
+        .expect("v1 rows");
+        assert_eq!(migrate(&mut conn, &path).expect("migrate"), 1);
+        assert_eq!(read_version(&conn).expect("version"), 2);
+        assert!(tables(&conn).contains(&"traffic_rates".to_owned()));
+        let kept: i64 = conn
+            .query_row("SELECT count(*) FROM history", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(kept, 1);
     }
 }

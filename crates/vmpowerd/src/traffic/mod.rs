@@ -48,6 +48,7 @@ mod links;
 mod netdev;
 mod netlink;
 pub mod rate;
+pub mod record;
 mod tap;
 pub mod vf;
 

@@ -30,7 +30,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::Khz;
+use crate::cpu::Khz;
 
 /// The step between entries of a synthesized table: 100 MHz.
 pub const SYNTH_STEP: Khz = Khz(100_000);

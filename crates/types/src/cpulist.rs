@@ -16,7 +16,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::types::CpuId;
+use crate::cpu::CpuId;
 
 /// The highest CPU number accepted (the kernel's `NR_CPUS` ceiling is 8192;
 /// this leaves room without letting garbage allocate gigabytes).
