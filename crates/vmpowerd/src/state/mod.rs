@@ -1,14 +1,15 @@
 //! The one door into the daemon's state: [`State`], a cloneable handle
 //! (mini-redis's `Db`) over the engine, cpufreq, counters and state
-//! database ([`crate::core::Core`], behind a lock no caller outside this
-//! crate can reach), the placement sources, the channel tasks and the
-//! configuration.
+//! database ([`crate::core::Core`]: its lock is reached through the
+//! handle only inside this crate, by the readers that build answers and
+//! the tasks that feed the engine), the placement sources, the channel
+//! tasks and the configuration.
 //!
 //! Every change is a method, with one meaning whichever door it came
 //! through: a policy is applied or removed *from a named source*
 //! ([`PolicyFrom`]: a guest channel, a FIFO, the control API, the policy
 //! directory, the restore at start), a VM added or removed, a placement
-//! set, a CPU frequency set as the operator. The doors (the channel
+//! set, VM settings reloaded, a CPU frequency set as the operator. The doors (the channel
 //! connection, `channels::fifo`, `control`, `policy_dir`, the restore in
 //! [`open`]) only turn their input into a call and the call's result
 //! into their kind of answer.
