@@ -1,34 +1,36 @@
 //! The control API: a unix socket (mode from the config, 0600 by default,
 //! so only root or the daemon's user may use it) speaking the JSON-lines
-//! protocol of `vmpower-api`, one task per client. A request line is read
+//! protocol of `vmpower-api`, one task per client (ended when the daemon
+//! stops, whatever it was doing). A request line is read
 //! up to 64 KiB and no further: a longer one is answered with an error and
 //! the client disconnected, so a client cannot make the daemon allocate
 //! more.
 
-use std::sync::Arc;
+use std::future::Future;
 
 use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::task::JoinHandle;
+use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 use vmpower_api::answers::{self, Answer};
 use vmpower_api::{ChannelSel, CtlError, CtlRequest, CtlResponse, ErrorKind, FreqOp};
 use vmpower_cpufreq::CpuId;
-use vmpower_engine::{ChannelId, VmId};
+use vmpower_engine::{ChannelId, OperatorAction, VmId};
 use vmpower_proto::ScalingUnit;
 
 use crate::channels::ChannelName;
 use crate::inventory::{PlacementSourceError, StaticMapError};
 use crate::placement::SetPcpuError;
-use crate::run::Daemon;
+use crate::state::{PolicyError, PolicyFrom, State, VmError};
 
 /// Longest request line accepted.
 const MAX_LINE: usize = 64 * 1024;
 
-/// Binds the control socket and serves it in the background.
-pub fn listen(daemon: Arc<Daemon>) -> anyhow::Result<JoinHandle<()>> {
-    let path = daemon.config.control_socket.clone();
+/// Binds the control socket; returns the task that serves it (each
+/// client's task ends when it is dropped).
+pub fn listen(daemon: State) -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    let path = daemon.config().control_socket.clone();
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -48,19 +50,23 @@ pub fn listen(daemon: Arc<Daemon>) -> anyhow::Result<JoinHandle<()>> {
     daemon
         .secure_control_socket()
         .with_context(|| format!("cannot set permissions of {}", path.display()))?;
-    Ok(tokio::spawn(async move {
+    Ok(async move {
+        // The clients' tasks live as long as this one: when the daemon
+        // stops, no client is served past the restore.
+        let mut clients = JoinSet::new();
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
-                    tokio::spawn(serve_client(stream, daemon.clone()));
+                    clients.spawn(serve_client(stream, daemon.clone()));
                 }
                 Err(e) => warn!(error = %e, "control socket accept failed"),
             }
+            while clients.try_join_next().is_some() {}
         }
-    }))
+    })
 }
 
-async fn serve_client(stream: UnixStream, daemon: Arc<Daemon>) {
+async fn serve_client(stream: UnixStream, daemon: State) {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
     let mut line = Vec::new();
@@ -130,12 +136,12 @@ fn refused(what: impl Into<String>) -> CtlError {
 }
 
 /// Carries out one request.
-pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Answer, CtlError> {
+pub async fn handle(daemon: &State, request: CtlRequest) -> Result<Answer, CtlError> {
     match request {
         CtlRequest::Status => Ok(Answer::Status(Box::new(status(daemon)))),
         CtlRequest::Top => Ok(Answer::Top(crate::health::top(daemon))),
         CtlRequest::ListVms => {
-            let vms = crate::lock(&daemon.core).engine.vm_ids();
+            let vms = daemon.lock().engine.vm_ids();
             Ok(Answer::Vms(
                 vms.iter().map(|v| show_vm(daemon, v)).collect(),
             ))
@@ -147,37 +153,14 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Answer,
         CtlRequest::AddVm { vm } => {
             crate::vm_name::check(&vm)
                 .map_err(|e| CtlError::new(ErrorKind::Invalid, e.to_string()))?;
-            let id = VmId::new(&vm);
-            let mut core = crate::lock(&daemon.core);
-            if core.engine.settings(&id).is_some() {
-                return Err(refused(format!("VM {vm} is already known")));
-            }
-            core.engine.add_vm(id.clone(), Default::default());
-            core.persist_settings(&id);
+            daemon
+                .add_vm(&VmId::new(&vm))
+                .map_err(|e| refused(e.to_string()))?;
             Ok(Answer::VmAdded(answers::VmAdded { added: vm }))
         }
         CtlRequest::RmVm { vm } => {
             let id = known_vm(daemon, &vm)?;
-            for path in vm_channel_paths(daemon, &id) {
-                daemon.stop_serving(&path);
-            }
-            daemon.placer.forget(&id);
-            let mut core = crate::lock(&daemon.core);
-            let actions = core.engine.remove_vm(&id);
-            core.execute(&actions);
-            core.stats.forget_vm(&id);
-            if let Some(store) = core.store.as_mut() {
-                let gone = store
-                    .remove_settings(&id)
-                    .and_then(|_| store.remove_pcpus(&id))
-                    .and_then(|_| store.remove_policy(&id));
-                if let Err(e) = gone {
-                    return Err(refused(format!(
-                        "VM removed but not from the state database: {:#}",
-                        anyhow::Error::from(e)
-                    )));
-                }
-            }
+            daemon.remove_vm(&id).map_err(|e| refused(e.to_string()))?;
             Ok(Answer::Removed(answers::Removed { removed: vm }))
         }
         CtlRequest::AddChannels { vm, channels } => {
@@ -186,7 +169,7 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Answer,
             // DPDK's add_channels skips a channel that exists: a connected
             // channel keeps its connection and the bytes in flight.
             let (up, down): (Vec<_>, Vec<_>) = {
-                let core = crate::lock(&daemon.core);
+                let core = daemon.lock();
                 paths.into_iter().partition(|p| {
                     guest_index(p).is_some_and(|index| {
                         core.stats.channel_is_up(&ChannelId {
@@ -210,7 +193,10 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Answer,
         CtlRequest::ReconnectChannels { vm, channels } => {
             let id = known_vm(daemon, &vm)?;
             let paths = select_sockets(daemon, &id, &channels)?;
+            // A new connection even where one is live (appeared() leaves
+            // a served path to its task).
             for path in &paths {
+                daemon.stop_serving(path);
                 daemon.appeared(path);
             }
             Ok(Answer::ChannelsReconnected(answers::ChannelsReconnected {
@@ -227,15 +213,7 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Answer,
                 ChannelSel::All => socket_indices(daemon, &id),
                 ChannelSel::List(l) => l,
             };
-            let mut core = crate::lock(&daemon.core);
-            let now = core.now();
-            for index in &indices {
-                let channel = ChannelId {
-                    vm: id.clone(),
-                    index: *index,
-                };
-                core.engine.set_channel_enabled(&channel, enabled, now);
-            }
+            daemon.set_channels_enabled(&id, &indices, enabled);
             Ok(Answer::ChannelStatusSet(answers::ChannelStatusSet {
                 channels: indices,
                 enabled,
@@ -243,71 +221,39 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Answer,
         }
         CtlRequest::SetPcpu { vm, vcpu, pcpu } => {
             let id = known_vm(daemon, &vm)?;
-            let repinned = daemon
-                .placer
-                .set_pcpu(&id, vcpu, CpuId(pcpu), &daemon.core)
-                .await
-                .map_err(set_pcpu_error)?;
-            // A libvirt domain's vCPU is re-pinned through libvirt (which
-            // keeps its cgroups and live XML right) when /proc or QMP did
-            // not already move the thread.
-            #[cfg(feature = "libvirt")]
-            let repinned_by_libvirt = match (&repinned, daemon.libvirt()) {
-                (None, Some(source)) => match source
-                    .pin_vcpu(&id, vcpu, &std::collections::BTreeSet::from([CpuId(pcpu)]))
+            let repinned =
+                daemon
+                    .set_placement(&id, vcpu, CpuId(pcpu))
                     .await
-                {
-                    Ok(()) => {
-                        daemon.placer.refresh(&id, &daemon.core).await;
-                        true
-                    }
-                    Err(e) => {
-                        debug!(%vm, error = %e, "not re-pinned through libvirt");
-                        false
-                    }
-                },
-                _ => false,
-            };
-            #[cfg(not(feature = "libvirt"))]
-            let repinned_by_libvirt = false;
-            if let Some(store) = crate::lock(&daemon.core).store.as_mut() {
-                store.put_pcpu(&id, vcpu, CpuId(pcpu)).map_err(|e| {
-                    refused(format!(
-                        "mapping in force but not stored: {:#}",
-                        anyhow::Error::from(e)
-                    ))
-                })?;
-            }
+                    .map_err(|e| match e {
+                        VmError::Placement(e) => set_pcpu_error(e),
+                        other => refused(other.to_string()),
+                    })?;
             Ok(Answer::PcpuSet(answers::PcpuSet {
                 vm,
                 vcpu,
                 pcpu,
-                repinned_thread: repinned.map(|t| t.0),
-                repinned_by_libvirt,
+                repinned_thread: repinned.thread.map(|t| t.0),
+                repinned_by_libvirt: repinned.by_libvirt,
             }))
         }
         CtlRequest::SetQuery { vm, enabled } => {
             let id = known_vm(daemon, &vm)?;
-            let mut core = crate::lock(&daemon.core);
-            let mut settings = core.engine.settings(&id).unwrap_or_default();
-            settings.queries_allowed = enabled;
-            core.engine.add_vm(id.clone(), settings);
-            core.persist_settings(&id);
+            daemon.set_queries(&id, enabled);
             Ok(Answer::QueriesSet(answers::QueriesSet {
                 vm,
                 queries: enabled,
             }))
         }
         CtlRequest::PolicyCreate { policy } => {
-            let vm = crate::policy_ops::apply(daemon, &policy).map_err(|e| match e {
-                crate::policy_ops::PolicyOpError::UnknownVm(_) => not_found(e.to_string()),
-                crate::policy_ops::PolicyOpError::Invalid(_) => {
-                    CtlError::new(ErrorKind::Invalid, e.to_string())
-                }
-                other => refused(other.to_string()),
-            })?;
-            daemon.persist_policy(&vm, crate::store::PolicySource::Operator);
-            let core = crate::lock(&daemon.core);
+            let vm = daemon
+                .apply_policy_file(&PolicyFrom::Control, &policy)
+                .map_err(|e| match e {
+                    PolicyError::UnknownVm(_) => not_found(e.to_string()),
+                    PolicyError::Invalid(_) => CtlError::new(ErrorKind::Invalid, e.to_string()),
+                    other => refused(other.to_string()),
+                })?;
+            let core = daemon.lock();
             let st = core
                 .engine
                 .policy_status(&vm)
@@ -319,14 +265,13 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Answer,
         }
         CtlRequest::PolicyDestroy { vm } => {
             let id = known_vm(daemon, &vm)?;
-            if !crate::policy_ops::remove(daemon, &id) {
+            if !daemon.remove_policy(&PolicyFrom::Control, &id) {
                 return Err(not_found(format!("VM {vm} has no policy")));
             }
-            daemon.forget_policy(&id);
             Ok(Answer::Removed(answers::Removed { removed: vm }))
         }
         CtlRequest::PolicyList => {
-            let core = crate::lock(&daemon.core);
+            let core = daemon.lock();
             let all: Vec<_> = core
                 .engine
                 .vm_ids()
@@ -342,7 +287,8 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Answer,
         }
         CtlRequest::PolicyShow { vm } => {
             let id = known_vm(daemon, &vm)?;
-            let st = crate::lock(&daemon.core)
+            let st = daemon
+                .lock()
                 .engine
                 .policy_status(&id)
                 .ok_or_else(|| not_found(format!("VM {vm} has no policy")))?;
@@ -370,10 +316,10 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Answer,
             since_ms,
             until_ms,
             after,
-        } => crate::rate_export::page(&daemon.core, vm.as_deref(), since_ms, until_ms, after)
+        } => crate::rate_export::page(daemon.core(), vm.as_deref(), since_ms, until_ms, after)
             .map(Answer::RatePage),
         CtlRequest::ShowVfs { pf } => {
-            let mut vfs = daemon.vf.open().map_err(|e| refused(format!("{e:#}")))?;
+            let mut vfs = daemon.vf().open().map_err(|e| refused(format!("{e:#}")))?;
             let list = vfs.list_vfs(&pf).map_err(|e| match e {
                 crate::traffic::TrafficError::NoSuchDevice { .. } => not_found(e.to_string()),
                 other => refused(format!("{:#}", anyhow::Error::from(other))),
@@ -394,7 +340,7 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Answer,
                 mac.parse().map_err(|e: vmpower_proto::ModelError| {
                     CtlError::new(ErrorKind::Invalid, e.to_string())
                 })?;
-            let mut vfs = daemon.vf.open().map_err(|e| refused(format!("{e:#}")))?;
+            let mut vfs = daemon.vf().open().map_err(|e| refused(format!("{e:#}")))?;
             vfs.set_vf_mac(&pf, vf, parsed).map_err(|e| match e {
                 crate::traffic::TrafficError::NoSuchDevice { .. }
                 | crate::traffic::TrafficError::NoSuchVf { .. } => not_found(e.to_string()),
@@ -413,26 +359,18 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Answer,
     }
 }
 
-fn known_vm(daemon: &Daemon, vm: &str) -> Result<VmId, CtlError> {
+fn known_vm(daemon: &State, vm: &str) -> Result<VmId, CtlError> {
     let id = VmId::new(vm);
-    if crate::lock(&daemon.core).engine.settings(&id).is_some() {
+    if daemon.lock().engine.settings(&id).is_some() {
         Ok(id)
     } else {
         Err(not_found(format!("no VM named {vm}")))
     }
 }
 
-fn vm_channel_paths(daemon: &Daemon, vm: &VmId) -> Vec<std::path::PathBuf> {
-    let dir = &daemon.config.channel_dir;
-    crate::channels::watch::scan(dir)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|p| matches!(ChannelName::of_path(p), Some(ChannelName::Guest { vm: v, .. }) if v == vm.as_str()))
-        .collect()
-}
-
-fn socket_indices(daemon: &Daemon, vm: &VmId) -> Vec<u32> {
-    vm_channel_paths(daemon, vm)
+fn socket_indices(daemon: &State, vm: &VmId) -> Vec<u32> {
+    daemon
+        .vm_channel_paths(vm)
         .iter()
         .filter_map(|p| guest_index(p))
         .collect()
@@ -447,17 +385,17 @@ fn guest_index(path: &std::path::Path) -> Option<u32> {
 }
 
 fn select_sockets(
-    daemon: &Daemon,
+    daemon: &State,
     vm: &VmId,
     sel: &ChannelSel,
 ) -> Result<Vec<std::path::PathBuf>, CtlError> {
-    let all = vm_channel_paths(daemon, vm);
+    let all = daemon.vm_channel_paths(vm);
     let chosen: Vec<_> = match sel {
         ChannelSel::All => all,
         ChannelSel::List(list) => {
             let mut out = Vec::new();
             for index in list {
-                let path = daemon.config.channel_dir.join(format!("{vm}.{index}"));
+                let path = daemon.config().channel_dir.join(format!("{vm}.{index}"));
                 if !all.contains(&path) {
                     return Err(not_found(format!("no channel socket {}", path.display())));
                 }
@@ -469,15 +407,15 @@ fn select_sockets(
     if chosen.is_empty() {
         return Err(not_found(format!(
             "no channel socket for {vm} in {}",
-            daemon.config.channel_dir.display()
+            daemon.config().channel_dir.display()
         )));
     }
     Ok(chosen)
 }
 
-fn show_vm(daemon: &Daemon, vm: &VmId) -> answers::VmInfo {
+fn show_vm(daemon: &State, vm: &VmId) -> answers::VmInfo {
     let served = daemon.channel_paths();
-    let core = crate::lock(&daemon.core);
+    let core = daemon.lock();
     let settings = core.engine.settings(vm).unwrap_or_default();
     let placement = core.engine.placement(vm).cloned().unwrap_or_default();
     let vcpus: Vec<answers::VcpuPlacement> = (0..placement.vcpus)
@@ -493,7 +431,7 @@ fn show_vm(daemon: &Daemon, vm: &VmId) -> answers::VmInfo {
     let channels: Vec<answers::VmChannel> = socket_indices(daemon, vm)
         .into_iter()
         .map(|index| {
-            let path = daemon.config.channel_dir.join(format!("{vm}.{index}"));
+            let path = daemon.config().channel_dir.join(format!("{vm}.{index}"));
             let channel = ChannelId {
                 vm: vm.clone(),
                 index,
@@ -545,12 +483,12 @@ fn set_pcpu_error(e: SetPcpuError) -> CtlError {
 }
 
 /// Health: channels, policies, last errors, counters (see [`crate::health`]).
-fn status(daemon: &Daemon) -> answers::Status {
+fn status(daemon: &State) -> answers::Status {
     crate::health::status(daemon)
 }
 
-fn target_cpus(daemon: &Daemon, cpus: &[u32]) -> Result<Vec<CpuId>, CtlError> {
-    let known = crate::lock(&daemon.core).engine.pcpus();
+fn target_cpus(daemon: &State, cpus: &[u32]) -> Result<Vec<CpuId>, CtlError> {
+    let known = daemon.lock().engine.pcpus();
     if cpus.is_empty() {
         return Ok(known);
     }
@@ -568,9 +506,9 @@ fn target_cpus(daemon: &Daemon, cpus: &[u32]) -> Result<Vec<CpuId>, CtlError> {
         .collect()
 }
 
-fn show_cpu_freq(daemon: &Daemon, cpus: &[u32]) -> Result<Vec<answers::CpuFreq>, CtlError> {
+fn show_cpu_freq(daemon: &State, cpus: &[u32]) -> Result<Vec<answers::CpuFreq>, CtlError> {
     let cpus = target_cpus(daemon, cpus)?;
-    let core = crate::lock(&daemon.core);
+    let core = daemon.lock();
     let rows = cpus
         .iter()
         .map(|cpu| {
@@ -589,24 +527,26 @@ fn show_cpu_freq(daemon: &Daemon, cpus: &[u32]) -> Result<Vec<answers::CpuFreq>,
 }
 
 fn set_cpu_freq(
-    daemon: &Daemon,
+    daemon: &State,
     cpus: &[u32],
     op: FreqOp,
 ) -> Result<Vec<answers::CpuFreqSet>, CtlError> {
     let cpus = target_cpus(daemon, cpus)?;
-    let mut core = crate::lock(&daemon.core);
+    let action = match op {
+        FreqOp::Release => OperatorAction::Release,
+        FreqOp::Up => OperatorAction::Unit(ScalingUnit::ScaleUp),
+        FreqOp::Down => OperatorAction::Unit(ScalingUnit::ScaleDown),
+        FreqOp::Min => OperatorAction::Unit(ScalingUnit::ScaleMin),
+        FreqOp::Max => OperatorAction::Unit(ScalingUnit::ScaleMax),
+        FreqOp::EnableTurbo => OperatorAction::Unit(ScalingUnit::EnableTurbo),
+        FreqOp::DisableTurbo => OperatorAction::Unit(ScalingUnit::DisableTurbo),
+    };
     for cpu in &cpus {
-        let result = match op {
-            FreqOp::Release => core.operator_release(*cpu),
-            FreqOp::Up => core.operator(*cpu, ScalingUnit::ScaleUp),
-            FreqOp::Down => core.operator(*cpu, ScalingUnit::ScaleDown),
-            FreqOp::Min => core.operator(*cpu, ScalingUnit::ScaleMin),
-            FreqOp::Max => core.operator(*cpu, ScalingUnit::ScaleMax),
-            FreqOp::EnableTurbo => core.operator(*cpu, ScalingUnit::EnableTurbo),
-            FreqOp::DisableTurbo => core.operator(*cpu, ScalingUnit::DisableTurbo),
-        };
-        result.map_err(|e| refused(format!("CPU {}: {e}", cpu.0)))?;
+        daemon
+            .set_cpu_freq(*cpu, action)
+            .map_err(|e| refused(format!("CPU {}: {e}", cpu.0)))?;
     }
+    let core = daemon.lock();
     Ok(cpus
         .iter()
         .map(|c| answers::CpuFreqSet {

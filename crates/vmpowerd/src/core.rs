@@ -38,6 +38,7 @@ use vmpower_proto::stream::Frame;
 use vmpower_proto::{Layout, ScalingUnit, Verdict};
 
 use crate::ratelog::LogLimiter;
+use crate::state::PolicyFrom;
 use crate::stats::Stats;
 use crate::store::{HistoryEntry, PolicySource, Store, StoredPolicy};
 
@@ -142,6 +143,24 @@ impl Core {
         self.forget_with(vm, Store::remove_policy);
     }
 
+    /// Persists `vm`'s accepted policy with the source of the door it came
+    /// `from` (a restored one is already persisted).
+    pub fn policy_kept(&mut self, from: &PolicyFrom, vm: &VmId) {
+        if let Some(source) = from.stored() {
+            self.persist_policy(vm, source);
+        }
+    }
+
+    /// Forgets `vm`'s removed policy: durably, unless a guest removed it
+    /// (a guest may remove again and again; at worst the next start
+    /// applies a policy it removed).
+    pub fn policy_forgotten(&mut self, from: &PolicyFrom, vm: &VmId) {
+        match from {
+            PolicyFrom::Guest(_) => self.forget_with(vm, Store::remove_guest_policy),
+            _ => self.forget_policy(vm),
+        }
+    }
+
     fn forget_with(
         &mut self,
         vm: &VmId,
@@ -217,10 +236,12 @@ impl Core {
         self.log_notes(&channel.vm, &decision);
         for note in &decision.notes {
             match note {
-                Note::PolicySet(vm, _) => {
-                    self.persist_policy(vm, PolicySource::GuestChannel(channel.clone()));
+                // The guest door: kept and forgotten as every door's
+                // policy is (see crate::state).
+                Note::PolicySet(vm, _) => self.policy_kept(&PolicyFrom::Guest(channel.clone()), vm),
+                Note::PolicyRemoved(vm) => {
+                    self.policy_forgotten(&PolicyFrom::Guest(channel.clone()), vm)
                 }
-                Note::PolicyRemoved(vm) => self.forget_with(vm, Store::remove_guest_policy),
                 _ => {}
             }
         }

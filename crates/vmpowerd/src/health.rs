@@ -14,12 +14,12 @@ use vmpower_engine::{PolicyState, VmId};
 
 use crate::core::Core;
 use crate::metrics::collect::{COMMIT, VERSION, kind_label};
-use crate::run::Daemon;
+use crate::state::State;
 
 /// The answer to `status`.
-pub fn status(daemon: &Daemon) -> answers::Status {
+pub fn status(daemon: &State) -> answers::Status {
     let served = daemon.channel_paths();
-    let core = crate::lock(&daemon.core);
+    let core = daemon.lock();
     let managed: Vec<u32> = core
         .engine
         .pcpus()
@@ -37,11 +37,11 @@ pub fn status(daemon: &Daemon) -> answers::Status {
     answers::Status {
         version: VERSION.to_owned(),
         commit: COMMIT.to_owned(),
-        channel_dir: daemon.config.channel_dir.clone(),
+        channel_dir: daemon.config().channel_dir.clone(),
         channels_served: served,
         channels_up: up,
         channels_down: core.stats.channels.len() - up,
-        metrics_address: daemon.metrics_address.get().map(ToString::to_string),
+        metrics_address: daemon.metrics_address().get().map(ToString::to_string),
         vms: core.engine.vm_ids().len(),
         pcpus: core.engine.pcpus().len(),
         pcpus_managed: managed,
@@ -67,8 +67,8 @@ fn policy(core: &Core, vm: &VmId) -> Option<answers::PolicyBrief> {
 }
 
 /// The answer to `top`: one frame of the live view.
-pub fn top(daemon: &Daemon) -> answers::TopFrame {
-    let core = crate::lock(&daemon.core);
+pub fn top(daemon: &State) -> answers::TopFrame {
+    let core = daemon.lock();
     let pcpus: Vec<answers::TopPcpu> = core
         .engine
         .pcpus()

@@ -6,6 +6,22 @@
 //! sysfs access in `vmpower-cpufreq`; every byte layout in `vmpower-proto`.
 //! [`run::run`] is the entry point; `main.rs` only parses flags, starts
 //! logging, and supplies the real sysfs and the signals.
+//!
+//! ## Where a policy goes
+//! - It enters by a door: a guest's channel ([`channels::conn`], decided
+//!   in [`core::Core::handle_frame`]), DPDK's JSON FIFO
+//!   ([`channels::fifo`]), the control API ([`control`]), the policy
+//!   directory ([`policy_dir`]), or the state database at start
+//!   ([`state::open`]).
+//! - Every door calls the one handle onto the daemon's state,
+//!   [`state::State`], naming itself ([`state::PolicyFrom`]); the rules
+//!   that hold whichever door it came through are in [`state`]'s
+//!   `policy.rs`, the decisions in `vmpower-engine`.
+//! - It is stored in the state database ([`store`]), and answered by the
+//!   door its way (a verdict, a control answer built in [`control`] and
+//!   [`policy_ops`], a log line).
+//! - [`run`] only wires the tasks, and stops them all with one signal
+//!   ([`tasks::Tasks`]).
 
 pub mod backends;
 pub mod branch;
@@ -32,8 +48,10 @@ pub mod recent;
 pub mod reload;
 pub mod run;
 pub mod samplers;
+pub mod state;
 pub mod stats;
 pub mod store;
+pub mod tasks;
 pub mod traffic;
 pub mod vm_name;
 

@@ -11,20 +11,19 @@
 //! - If the event connection dies (libvirtd restarted), a new watcher is
 //!   started; until then the periodic placement refresh still runs.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{info, warn};
 use vmpower_engine::{ChannelId, VmId};
 
 use crate::inventory::libvirt::{LibvirtEvent, LibvirtPlacement, LibvirtWatcher};
-use crate::run::Daemon;
+use crate::state::State;
 
 /// How often the event connection's health is checked.
 const WATCH_CHECK: Duration = Duration::from_secs(10);
 
 /// Reads every domain, then follows libvirt's events until aborted.
-pub async fn follow(daemon: Arc<Daemon>, source: LibvirtPlacement) {
+pub async fn follow(daemon: State, source: LibvirtPlacement) {
     discover_all(&daemon, &source).await;
     loop {
         let (watcher, mut events) = match LibvirtWatcher::start_async(source.uri()).await {
@@ -61,7 +60,7 @@ pub async fn follow(daemon: Arc<Daemon>, source: LibvirtPlacement) {
     }
 }
 
-async fn discover_all(daemon: &Arc<Daemon>, source: &LibvirtPlacement) {
+async fn discover_all(daemon: &State, source: &LibvirtPlacement) {
     match source.list_domains().await {
         Ok(vms) => {
             for vm in vms {
@@ -73,11 +72,11 @@ async fn discover_all(daemon: &Arc<Daemon>, source: &LibvirtPlacement) {
 }
 
 /// Reads one domain: serves its agent channels and refreshes its placement.
-async fn discover(daemon: &Arc<Daemon>, source: &LibvirtPlacement, vm: &VmId) {
+async fn discover(daemon: &State, source: &LibvirtPlacement, vm: &VmId) {
     let domain = match source.domain(vm).await {
         Ok(Some(d)) => d,
         Ok(None) => {
-            daemon.placer.refresh(vm, &daemon.core).await;
+            daemon.placer().refresh(vm, daemon.core()).await;
             return;
         }
         Err(e) => {
@@ -98,5 +97,5 @@ async fn discover(daemon: &Arc<Daemon>, source: &LibvirtPlacement, vm: &VmId) {
             daemon.serve_channel(&channel.path, id);
         }
     }
-    daemon.placer.refresh(vm, &daemon.core).await;
+    daemon.placer().refresh(vm, daemon.core()).await;
 }

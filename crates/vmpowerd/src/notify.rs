@@ -47,7 +47,7 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::run::Daemon;
+use crate::state::State;
 
 /// Why a notification could not be sent.
 #[derive(Debug, thiserror::Error)]
@@ -164,7 +164,7 @@ impl Drop for Readiness {
 /// Tells systemd the daemon serves (`READY=1` and a `STATUS=` line) and
 /// starts the watchdog pings if systemd asked for them. Call it once the
 /// control socket listens; keep the result until the main loop ends.
-pub fn ready(daemon: &Arc<Daemon>) -> Readiness {
+pub fn ready(daemon: &State) -> Readiness {
     let notifier = match Notifier::from_env() {
         Ok(n) => n.map(Arc::new),
         Err(e) => {
@@ -191,9 +191,9 @@ pub fn ready(daemon: &Arc<Daemon>) -> Readiness {
 }
 
 /// What `systemctl status vmpowerd` shows on its `Status:` line.
-fn status_line(daemon: &Daemon) -> String {
+fn status_line(daemon: &State) -> String {
     let (cpus, vms) = {
-        let core = crate::lock(&daemon.core);
+        let core = daemon.lock();
         (core.engine.pcpus().len(), core.engine.vm_ids().len())
     };
     // Guest channels only: the JSON FIFOs are the operator's, and are
@@ -208,8 +208,8 @@ fn status_line(daemon: &Daemon) -> String {
     format!(
         "Serving {vms} VM(s) on {channels} channel(s), {cpus} CPU(s) under control; \
          channels in {}, control socket {}",
-        daemon.config.channel_dir.display(),
-        daemon.config.control_socket.display()
+        daemon.config().channel_dir.display(),
+        daemon.config().control_socket.display()
     )
 }
 
@@ -226,7 +226,7 @@ fn watchdog_period() -> Option<Duration> {
 
 /// Pings the watchdog every `period` while the core can be locked, and
 /// refreshes the status line when it changed.
-async fn ping(daemon: Arc<Daemon>, notifier: Arc<Notifier>, period: Duration, mut shown: String) {
+async fn ping(daemon: State, notifier: Arc<Notifier>, period: Duration, mut shown: String) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -29,15 +29,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use tracing::{info, warn};
 use vmpower_api::PolicyFile;
 use vmpower_engine::VmId;
 
 use crate::channels::watch::{DirEvent, DirWatch, scan};
-use crate::policy_ops::PolicyOpError;
-use crate::run::Daemon;
+use crate::state::{PolicyError, PolicyFrom, State};
 use crate::store::PolicySource;
 
 /// Whether `path` names a policy file.
@@ -58,7 +56,7 @@ type Applied = BTreeMap<PathBuf, VmId>;
 type Seen = BTreeMap<PathBuf, u64>;
 
 /// Applies the directory's files, then follows it until aborted.
-pub async fn follow(daemon: Arc<Daemon>, dir: PathBuf) {
+pub async fn follow(daemon: State, dir: PathBuf) {
     let mut watch = match DirWatch::files(&dir) {
         Ok(w) => w,
         Err(e) => {
@@ -73,7 +71,7 @@ pub async fn follow(daemon: Arc<Daemon>, dir: PathBuf) {
     }
     forget_gone_files(&daemon, &dir, &mut applied);
     info!(dir = %dir.display(), files = applied.len(), "watching the policy directory");
-    let rescan = daemon.policy_rescan.clone();
+    let rescan = daemon.policy_rescan().clone();
     loop {
         let event = tokio::select! {
             event = watch.next() => event,
@@ -98,7 +96,7 @@ pub async fn follow(daemon: Arc<Daemon>, dir: PathBuf) {
 
 /// SIGHUP: applies the files whose content changed since they were read,
 /// withdraws the policies of files gone.
-fn rescan_dir(daemon: &Daemon, dir: &Path, applied: &mut Applied, seen: &mut Seen) {
+fn rescan_dir(daemon: &State, dir: &Path, applied: &mut Applied, seen: &mut Seen) {
     let present = scan(dir).unwrap_or_default();
     let mut changed = 0;
     for path in &present {
@@ -134,8 +132,9 @@ pub fn check_files(dir: &Path) -> Vec<(PathBuf, String)> {
         .collect()
 }
 
-fn source_of(path: &Path) -> PolicySource {
-    PolicySource::PolicyDir(
+/// The door of a file's policy: the directory, by the file's name.
+fn from_of(path: &Path) -> PolicyFrom {
+    PolicyFrom::PolicyDir(
         path.file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
@@ -167,35 +166,33 @@ fn hash(text: &str) -> u64 {
     h.finish()
 }
 
-/// Applies a parsed file and records it as the policy's source. A policy
-/// in force whose frequency write failed counts as applied (the failure
-/// is in `status`'s last errors).
-fn install(daemon: &Daemon, path: &Path, file: &PolicyFile) -> Result<VmId, String> {
-    let vm = match crate::policy_ops::apply(daemon, file) {
+/// Applies a parsed file, recorded with the file as the policy's source.
+/// A policy in force whose frequency write failed counts as applied (it
+/// is persisted too; the failure is warned here and is in `status`'s last
+/// errors).
+fn install(daemon: &State, path: &Path, file: &PolicyFile) -> Result<VmId, String> {
+    let vm = match daemon.apply_policy_file(&from_of(path), file) {
         Ok(vm) => vm,
-        Err(PolicyOpError::WriteFailed) => {
+        Err(PolicyError::WriteFailed) => {
             warn!(file = %path.display(), "policy file applied, but a frequency write failed");
             VmId::new(&file.vm)
         }
         Err(e) => return Err(e.to_string()),
     };
-    daemon.persist_policy(&vm, source_of(path));
-    crate::lock(&daemon.core).stats.policy_file_settled(path);
+    daemon.policy_file_settled(path);
     Ok(vm)
 }
 
 /// Logs a refused file and lists it in `status`.
-fn refuse(daemon: &Daemon, path: &Path, error: String) {
+fn refuse(daemon: &State, path: &Path, error: String) {
     warn!(file = %path.display(), error = %error, "policy file refused");
-    crate::lock(&daemon.core)
-        .stats
-        .policy_file_refused(path, error);
+    daemon.policy_file_refused(path, error);
 }
 
 /// Reads, parses and applies a policy file (with `only_changed`, only if
 /// its content changed since it was last read); whether it was read anew.
 fn apply_file(
-    daemon: &Daemon,
+    daemon: &State,
     path: &Path,
     applied: &mut Applied,
     seen: &mut Seen,
@@ -249,8 +246,8 @@ fn apply_file(
     true
 }
 
-fn withdraw(daemon: &Daemon, path: &Path, applied: &mut Applied) {
-    crate::lock(&daemon.core).stats.policy_file_settled(path);
+fn withdraw(daemon: &State, path: &Path, applied: &mut Applied) {
+    daemon.policy_file_settled(path);
     if let Some(vm) = applied.remove(path) {
         release(daemon, path, &vm, applied);
     }
@@ -259,16 +256,9 @@ fn withdraw(daemon: &Daemon, path: &Path, applied: &mut Applied) {
 /// Restored policies whose file went while the daemon was stopped (or now
 /// names another VM) are released as a removal would have released them.
 /// A file still there but refused keeps its policy.
-fn forget_gone_files(daemon: &Daemon, dir: &Path, applied: &mut Applied) {
-    let stored = {
-        let core = crate::lock(&daemon.core);
-        core.store
-            .as_ref()
-            .and_then(|s| s.policies().ok())
-            .unwrap_or_default()
-    };
-    for (vm, policy) in stored {
-        let PolicySource::PolicyDir(name) = policy.source else {
+fn forget_gone_files(daemon: &State, dir: &Path, applied: &mut Applied) {
+    for (vm, source) in daemon.stored_sources() {
+        let PolicySource::PolicyDir(name) = source else {
             continue;
         };
         let path = dir.join(name);
@@ -286,14 +276,8 @@ fn forget_gone_files(daemon: &Daemon, dir: &Path, applied: &mut Applied) {
 /// `path` no longer sets `vm`'s policy: if it is still what set it, the
 /// VM's other file (the last in name order) applies, or else the policy
 /// is withdrawn.
-fn release(daemon: &Daemon, path: &Path, vm: &VmId, applied: &mut Applied) {
-    let still_ours = {
-        let core = crate::lock(&daemon.core);
-        core.store
-            .as_ref()
-            .and_then(|s| s.policy(vm).ok().flatten())
-            .is_some_and(|p| p.source == source_of(path))
-    };
+fn release(daemon: &State, path: &Path, vm: &VmId, applied: &mut Applied) {
+    let still_ours = daemon.stored_source(vm) == from_of(path).stored();
     if !still_ours {
         return;
     }
@@ -326,8 +310,7 @@ fn release(daemon: &Daemon, path: &Path, vm: &VmId, applied: &mut Applied) {
             }
         }
     }
-    if crate::policy_ops::remove(daemon, vm) {
-        daemon.forget_policy(vm);
+    if daemon.remove_policy(&from_of(path), vm) {
         info!(file = %path.display(), %vm, "policy file removed: policy withdrawn");
     }
 }

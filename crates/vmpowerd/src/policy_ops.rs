@@ -1,104 +1,13 @@
-//! Operator-side policy operations shared by the control API and the
-//! policy directory: turning a [`PolicyFile`] into the engine's
-//! [`PolicySpec`], applying it, and describing policies for display
-//! (with where each came from, as the state database records it).
+//! Describing policies for display (`policy show`, `policy list`), with
+//! where each came from, as the state database records it. Applying and
+//! removing them is the state's ([`crate::state`]).
 
+use vmpower_api::PolicyOrigin;
 use vmpower_api::answers::{self, PolicyStateName};
-use vmpower_api::{PolicyFile, PolicyOrigin};
-use vmpower_engine::{
-    CoreKey, OtherHours, PolicyExtensions, PolicySpec, PolicyState, PolicyStatus, Rejection, VmId,
-    policy::traffic::Hysteresis,
-};
+use vmpower_engine::{CoreKey, OtherHours, PolicyExtensions, PolicyState, PolicyStatus, VmId};
 
-use crate::run::Daemon;
+use crate::state::State;
 use crate::store::PolicySource;
-
-/// Why an operator's policy was not applied.
-#[derive(Debug, thiserror::Error)]
-pub enum PolicyOpError {
-    /// The policy file is not acceptable.
-    #[error("{0}")]
-    Invalid(String),
-    /// No such VM, and undeclared VMs are not served.
-    #[error(
-        "no VM named {0} (auto_add_vms = false: declare it in the config or `vmpowerctl add-vm` it)"
-    )]
-    UnknownVm(String),
-    /// The engine refused it.
-    #[error(transparent)]
-    Refused(#[from] Rejection),
-    /// The frequency writes failed (details in the log).
-    #[error("the policy is in force but a frequency write failed (see the log)")]
-    WriteFailed,
-}
-
-/// The engine's spec for a policy file (resolving its time zone).
-pub fn spec_of(
-    file: &PolicyFile,
-    default_tz: &jiff::tz::TimeZone,
-) -> Result<PolicySpec, PolicyOpError> {
-    let policy = file
-        .policy()
-        .map_err(|e| PolicyOpError::Invalid(e.to_string()))?;
-    let tz = match &file.time_zone {
-        Some(name) => jiff::tz::TimeZone::get(name)
-            .map_err(|e| PolicyOpError::Invalid(format!("time_zone: {name:?}: {e}")))?,
-        None => default_tz.clone(),
-    };
-    let other_hours = match file.other_hours.as_deref() {
-        Some("min") => Some(OtherHours::Min),
-        Some("medium") => Some(OtherHours::Medium),
-        Some("max") => Some(OtherHours::Max),
-        Some("unchanged") => Some(OtherHours::Unchanged),
-        // The daemon's `time_other_hours` (checked by the file's parser).
-        _ => None,
-    };
-    let ext = PolicyExtensions {
-        time_zone: file.time_zone.clone(),
-        other_hours,
-        hysteresis: file.hysteresis.map(|h| Hysteresis {
-            band: h.band,
-            dwell: std::time::Duration::from_millis(h.dwell_ms),
-        }),
-        branch_threshold: file.branch_threshold,
-    };
-    Ok(PolicySpec { policy, ext, tz })
-}
-
-/// Applies an operator's policy file.
-pub fn apply(daemon: &Daemon, file: &PolicyFile) -> Result<VmId, PolicyOpError> {
-    crate::vm_name::check(&file.vm).map_err(|e| PolicyOpError::Invalid(e.to_string()))?;
-    let vm = VmId::new(&file.vm);
-    // A VM not known yet is added as its channel socket would add it (the
-    // policy waits for its placement): a policy file may come first.
-    if !daemon.ensure_vm(&vm) {
-        return Err(PolicyOpError::UnknownVm(file.vm.clone()));
-    }
-    let mut core = crate::lock(&daemon.core);
-    let spec = spec_of(file, core.engine.default_time_zone())?;
-    let now = core.now();
-    let wall = jiff::Timestamp::now();
-    core.engine.set_wall_clock(wall);
-    let actions = core.engine.set_policy(&vm, spec, now, wall)?;
-    core.policies_changed();
-    if core.execute(&actions) {
-        Ok(vm)
-    } else {
-        Err(PolicyOpError::WriteFailed)
-    }
-}
-
-/// Removes a VM's policy; false if it had none.
-pub fn remove(daemon: &Daemon, vm: &VmId) -> bool {
-    let mut core = crate::lock(&daemon.core);
-    if core.engine.policy_status(vm).is_none() {
-        return false;
-    }
-    let actions = core.engine.remove_policy(vm);
-    core.policies_changed();
-    core.execute(&actions);
-    true
-}
 
 fn core_name(key: &CoreKey) -> String {
     match key {
@@ -109,32 +18,26 @@ fn core_name(key: &CoreKey) -> String {
 
 /// Where `vm`'s policy came from, as the state database records it, with
 /// the paths of its file or FIFO; `None` when nothing is recorded.
-pub fn origin(daemon: &Daemon, vm: &VmId) -> Option<PolicyOrigin> {
-    let source = crate::lock(&daemon.core)
-        .store
-        .as_ref()?
-        .policy(vm)
-        .ok()
-        .flatten()?
-        .source;
+pub fn origin(daemon: &State, vm: &VmId) -> Option<PolicyOrigin> {
+    let source = daemon.stored_source(vm)?;
     Some(match source {
         PolicySource::GuestChannel(channel) => PolicyOrigin::GuestChannel {
             channel: channel.to_string(),
         },
         PolicySource::Operator => PolicyOrigin::Operator,
         PolicySource::PolicyDir(file) => PolicyOrigin::PolicyFile {
-            path: daemon.config.policy_dir.join(file),
+            path: daemon.config().policy_dir.join(file),
         },
         PolicySource::Fifo(n) => PolicyOrigin::Fifo {
-            path: daemon.config.channel_dir.join(format!("fifo{n}")),
+            path: daemon.config().channel_dir.join(format!("fifo{n}")),
         },
     })
 }
 
 /// A policy's status for `policy show` / `policy list`.
-pub fn describe(daemon: &Daemon, vm: &VmId, st: &PolicyStatus) -> answers::PolicyDescription {
+pub fn describe(daemon: &State, vm: &VmId, st: &PolicyStatus) -> answers::PolicyDescription {
     let sources = daemon
-        .mac_sources
+        .mac_sources()
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();

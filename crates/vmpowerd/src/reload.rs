@@ -30,7 +30,7 @@ use vmpower_cpufreq::CpuId;
 use vmpower_engine::VmId;
 
 use crate::config::Config;
-use crate::run::Daemon;
+use crate::state::State;
 
 /// Settings a reload applies; every other one waits for a restart.
 pub const LIVE_SETTINGS: [&str; 4] = [
@@ -44,7 +44,7 @@ pub const LIVE_SETTINGS: [&str; 4] = [
 /// to the daemon, warns about what cannot, and makes `new`'s live
 /// settings the running ones. Returns the VMs whose placement must be
 /// read again (their `pcpus` changed).
-pub fn apply(daemon: &Daemon, running: &mut Config, new: &Config) -> Vec<VmId> {
+pub fn apply(daemon: &State, running: &mut Config, new: &Config) -> Vec<VmId> {
     let mut changed = Vec::new();
     for key in changed_keys(running, new) {
         if key == "log" {
@@ -68,35 +68,28 @@ pub fn apply(daemon: &Daemon, running: &mut Config, new: &Config) -> Vec<VmId> {
         }
     }
     let mut replace = Vec::new();
-    {
-        let mut core = crate::lock(&daemon.core);
-        for (name, vm) in &new.vm {
-            if running.vm.get(name) == Some(vm) {
-                continue;
-            }
-            let id = VmId::new(name);
-            core.engine.add_vm(id.clone(), vm.settings());
-            core.persist_settings(&id);
-            info!(%id, settings = ?vm.settings(), "VM settings reloaded");
-            if running.vm.get(name).map(|v| &v.pcpus) != Some(&vm.pcpus) {
-                replace.push((id, vm.pcpus.clone()));
-            }
+    for (name, vm) in &new.vm {
+        if running.vm.get(name) == Some(vm) {
+            continue;
         }
-        for name in running.vm.keys().filter(|n| !new.vm.contains_key(*n)) {
-            warn!(vm = %name, "VM no longer in the config file: still served until `vmpowerctl rm-vm` or a restart");
+        let id = VmId::new(name);
+        daemon.set_vm_settings(&id, vm.settings());
+        info!(%id, settings = ?vm.settings(), "VM settings reloaded");
+        if running.vm.get(name).map(|v| &v.pcpus) != Some(&vm.pcpus) {
+            replace.push((id, vm.pcpus.clone()));
         }
-        if running.core_branch_ratio != new.core_branch_ratio
-            && let Ok(thresholds) = new.branch_thresholds()
-        {
-            core.engine.set_branch_thresholds(thresholds);
-        }
-        core.channel_busy_poll = new.channel_busy_poll();
-        core.foreign_writer = new.foreign_writer;
     }
+    for name in running.vm.keys().filter(|n| !new.vm.contains_key(*n)) {
+        warn!(vm = %name, "VM no longer in the config file: still served until `vmpowerctl rm-vm` or a restart");
+    }
+    let thresholds = (running.core_branch_ratio != new.core_branch_ratio)
+        .then(|| new.branch_thresholds().ok())
+        .flatten();
+    daemon.set_live_settings(thresholds, new.channel_busy_poll(), new.foreign_writer);
     let mut refresh = Vec::new();
     for (id, pcpus) in replace {
         for (vcpu, pcpu) in (0..).zip(&pcpus) {
-            if let Err(e) = daemon.placer.operator_set(&id, vcpu, CpuId(*pcpu)) {
+            if let Err(e) = daemon.placer().operator_set(&id, vcpu, CpuId(*pcpu)) {
                 warn!(%id, vcpu, pcpu, error = %e, "reloaded mapping refused");
             }
         }

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -23,7 +22,7 @@ use vmpowerd::SharedCore;
 use vmpowerd::backends::Backends;
 use vmpowerd::branch::fake::FakeBranchCounters;
 use vmpowerd::branch::{BranchError, detect, run_branch};
-use vmpowerd::run::Daemon;
+use vmpowerd::state::State;
 
 fn branch_policy() -> Policy {
     Policy::new(
@@ -42,14 +41,14 @@ fn spec() -> PolicySpec {
 
 /// The real start-up (nothing served) on a fake 4-CPU host, with branch
 /// counters and vm1's vCPUs 0 and 1 placed on pCPUs 1 and 2: its core.
-async fn started_core(host: &FakeHost, counters: &FakeBranchCounters) -> (Arc<Daemon>, SharedCore) {
+async fn started_core(host: &FakeHost, counters: &FakeBranchCounters) -> (State, SharedCore) {
     let mut config = host.config();
     config.vm.insert("vm1".to_owned(), vm(&[1, 2]));
     let mut backends = Backends::fake(host.fake.clone(), Timestamp::UNIX_EPOCH);
     backends.branch = Some(Box::new(counters.clone()));
-    let daemon = Arc::new(vmpowerd::run::start(config, &backends).unwrap());
-    let core = daemon.core.clone();
-    daemon.placer.refresh(&VmId::new("vm1"), &core).await;
+    let daemon = State::open(config, &backends).unwrap();
+    let core = daemon.core_for_tests().clone();
+    daemon.placer().refresh(&VmId::new("vm1"), &core).await;
     (daemon, core)
 }
 

@@ -10,7 +10,10 @@
 //!   host CPU `resource_id` as an operator override (see the engine).
 //! - `{"policy": {"command": "create", ...}}` installs (or replaces) the
 //!   named VM's policy as the operator's (its `core_list` are host CPUs);
-//!   `"destroy"` removes it. Both are persisted like any policy.
+//!   `"destroy"` removes it. Both go through the state as every door's
+//!   policy does ([`crate::state`]): a VM not known yet is added (when
+//!   `auto_add_vms` is on), and the policy is persisted, also when a
+//!   frequency write failed (logged within the FIFO's budget).
 //! - A FIFO's writers (containers, in DPDK's design) are less trusted than
 //!   the operator: every line a FIFO's messages cause (junk, refusals,
 //!   policies) shares one budget per FIFO ([`crate::ratelog`], 10 per
@@ -31,14 +34,13 @@ use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 use tracing::{info, warn};
 use vmpower_cpufreq::CpuId;
-use vmpower_engine::{PolicyExtensions, PolicySpec, VmId};
+use vmpower_engine::{OperatorAction, PolicyExtensions, PolicySpec, VmId};
 use vmpower_proto::json::JsonStreamDecoder;
 use vmpower_proto::{Request, RequestBody};
 
-use crate::SharedCore;
 use crate::ratelog::Budget;
+use crate::state::{PolicyError, PolicyFrom, State};
 use crate::stats::Stats;
-use crate::store::PolicySource;
 
 /// Bytes read from the FIFO at once.
 const READ_BUF: usize = 16 * 1024;
@@ -86,7 +88,7 @@ pub fn create_fifos(dir: &Path, cpus: &[CpuId]) -> Vec<PathBuf> {
 }
 
 /// Reads the FIFO at `path` until it is removed or fails.
-pub async fn serve_fifo(path: PathBuf, core: SharedCore) {
+pub async fn serve_fifo(path: PathBuf, state: State) {
     let mut rx = match pipe::OpenOptions::new()
         .read_write(true)
         .open_receiver(&path)
@@ -113,10 +115,9 @@ pub async fn serve_fifo(path: PathBuf, core: SharedCore) {
         decoder.push(&buf[..n]);
         while let Some(message) = decoder.next_message() {
             match message {
-                Ok(request) => apply(&path, &request, &core, &mut log),
+                Ok(request) => apply(&path, &request, &state, &mut log),
                 Err(e) => {
-                    let mut core = crate::lock(&core);
-                    if let Some(suppressed) = log.refused(&mut core.stats, "fifo_invalid") {
+                    if let Some(suppressed) = log.refused(&mut state.lock().stats, "fifo_invalid") {
                         warn!(path = %path.display(), error = %e, suppressed, "invalid JSON message");
                     }
                 }
@@ -125,75 +126,65 @@ pub async fn serve_fifo(path: PathBuf, core: SharedCore) {
     }
 }
 
-fn apply(path: &Path, request: &Request, core: &SharedCore, log: &mut FifoLog) {
+/// Turns one message into a call on the state, and its result into the
+/// FIFO's answer: a log line within the FIFO's budget.
+fn apply(path: &Path, request: &Request, state: &State, log: &mut FifoLog) {
     match request.body {
         RequestBody::Power {
             resource_id, unit, ..
         } => {
-            let mut core = crate::lock(core);
             let Ok(cpu) = u32::try_from(resource_id).map(CpuId) else {
-                if let Some(suppressed) = log.refused(&mut core.stats, "fifo_refused") {
+                if let Some(suppressed) = log.refused(&mut state.lock().stats, "fifo_refused") {
                     warn!(path = %path.display(), resource_id, suppressed, "no such host CPU");
                 }
                 return;
             };
-            if let Err(e) = core.operator(cpu, unit)
-                && let Some(suppressed) = log.refused(&mut core.stats, "fifo_refused")
+            if let Err(e) = state.set_cpu_freq(cpu, OperatorAction::Unit(unit))
+                && let Some(suppressed) = log.refused(&mut state.lock().stats, "fifo_refused")
             {
                 warn!(path = %path.display(), pcpu = cpu.0, error = %e, suppressed, "instruction refused");
             }
         }
         RequestBody::SetPolicy(policy) => {
-            let mut core = crate::lock(core);
-            let Some(vm) = named_vm(path, request, &mut core.stats, log) else {
+            let Some(vm) = named_vm(path, request, &mut state.lock().stats, log) else {
                 return;
             };
-            if core.engine.settings(&vm).is_none() {
-                if let Some(suppressed) = log.refused(&mut core.stats, "fifo_refused") {
-                    warn!(path = %path.display(), %vm, suppressed, "policy for an unknown VM ignored");
-                }
-                return;
-            }
             let spec = PolicySpec {
                 policy,
                 ext: PolicyExtensions::default(),
-                tz: core.engine.default_time_zone().clone(),
+                tz: state.default_time_zone(),
             };
-            let now = core.now();
-            let wall = jiff::Timestamp::now();
-            core.engine.set_wall_clock(wall);
-            match core.engine.set_operator_policy(&vm, spec, now, wall) {
-                Ok(actions) => {
-                    core.persist_policy(&vm, PolicySource::Fifo(fifo_number(path)));
-                    core.policies_changed();
-                    core.execute(&actions);
-                    if let Some(suppressed) = log.allow(&mut core.stats) {
+            let applied = state.apply_policy(&PolicyFrom::Fifo(fifo_number(path)), &vm, spec);
+            let stats = &mut state.lock().stats;
+            match applied {
+                Ok(()) => {
+                    if let Some(suppressed) = log.allow(stats) {
                         info!(path = %path.display(), %vm, kind = ?policy.kind, suppressed, "policy from the FIFO");
                     }
                 }
+                Err(PolicyError::WriteFailed) => {
+                    if let Some(suppressed) = log.allow(stats) {
+                        warn!(path = %path.display(), %vm, kind = ?policy.kind, suppressed, "policy from the FIFO in force, but a frequency write failed");
+                    }
+                }
                 Err(e) => {
-                    if let Some(suppressed) = log.refused(&mut core.stats, "fifo_refused") {
+                    if let Some(suppressed) = log.refused(stats, "fifo_refused") {
                         warn!(path = %path.display(), %vm, error = %e, suppressed, "policy refused");
                     }
                 }
             }
         }
         RequestBody::RemovePolicy => {
-            let mut core = crate::lock(core);
-            let Some(vm) = named_vm(path, request, &mut core.stats, log) else {
+            let Some(vm) = named_vm(path, request, &mut state.lock().stats, log) else {
                 return;
             };
-            let actions = core.engine.remove_policy(&vm);
-            core.forget_policy(&vm);
-            core.policies_changed();
-            core.execute(&actions);
-            if let Some(suppressed) = log.allow(&mut core.stats) {
+            state.remove_policy(&PolicyFrom::Fifo(fifo_number(path)), &vm);
+            if let Some(suppressed) = log.allow(&mut state.lock().stats) {
                 info!(path = %path.display(), %vm, suppressed, "policy destroyed from the FIFO");
             }
         }
         _ => {
-            let mut core = crate::lock(core);
-            if let Some(suppressed) = log.refused(&mut core.stats, "fifo_refused") {
+            if let Some(suppressed) = log.refused(&mut state.lock().stats, "fifo_refused") {
                 warn!(path = %path.display(), suppressed, "message ignored: not a power instruction or policy");
             }
         }

@@ -33,7 +33,7 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 use crate::SharedCore;
-use crate::run::Daemon;
+use crate::state::State;
 
 /// A registry holding the daemon's collector and the process collector
 /// reading `<proc_root>/self`.
@@ -58,18 +58,18 @@ pub fn render(registry: &Registry, openmetrics: bool) -> Result<String, std::fmt
 
 /// Binds `metrics_address` (when set), records the bound address in the
 /// daemon (port 0 picks one) and serves the endpoint in the background.
-pub async fn start(daemon: &Arc<Daemon>) -> anyhow::Result<Option<JoinHandle<()>>> {
-    let Some(addr) = daemon.config.metrics_address else {
+pub async fn start(daemon: &State) -> anyhow::Result<Option<JoinHandle<()>>> {
+    let Some(addr) = daemon.config().metrics_address else {
         return Ok(None);
     };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot bind the metrics endpoint on {addr}"))?;
     let bound: SocketAddr = listener.local_addr().context("metrics endpoint address")?;
-    let _ = daemon.metrics_address.set(bound);
+    let _ = daemon.metrics_address().set(bound);
     info!(address = %bound, "metrics endpoint ready (GET /metrics)");
     Ok(Some(server::serve(
         listener,
-        Arc::new(registry(daemon.core.clone(), &daemon.config.proc_root)),
+        Arc::new(registry(daemon.core().clone(), &daemon.config().proc_root)),
     )))
 }
