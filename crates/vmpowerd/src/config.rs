@@ -190,8 +190,9 @@ pub struct Config {
     pub metrics_address: Option<std::net::SocketAddr>,
     /// While a guest sends back to back, keep reading its channel for this
     /// many µs after each request before sleeping on epoll (busy polling;
-    /// 0: off). Saves a wakeup when the guest's next request follows at
-    /// once, at the cost of up to this much CPU per request.
+    /// 0: off), as long as the host has a CPU to spare (no more runnable
+    /// tasks than CPUs). Saves a wakeup when the guest's next request
+    /// follows at once, at the cost of up to this much CPU per request.
     pub channel_busy_poll_us: u64,
     /// What a TIME policy does in hours of none of its sets, unless it
     /// says (a guest's never does): `unchanged` (as DPDK's host: the cores

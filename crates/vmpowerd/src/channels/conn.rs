@@ -31,7 +31,9 @@
 //!   sends requests back to back (each within two windows of the previous
 //!   reply) keeps reading its socket for that window after each one
 //!   ([`super::spin`]), yielding to the other channels between reads,
-//!   before it waits on epoll again.
+//!   before it waits on epoll again; only while the host has a CPU to
+//!   spare, since on a busy one the window holds a CPU the guest may be
+//!   waiting for.
 //! - One read's batch per turn: after each, the task yields, so a guest
 //!   that keeps its socket full does not keep the thread from the others.
 //! - Runs on the channel thread ([`super::thread`]).
@@ -46,7 +48,7 @@ use vmpower_engine::ChannelId;
 use vmpower_proto::stream::RecordStream;
 
 use super::outbox::Outbox;
-use super::spin::BusyPoll;
+use super::spin::{BusyPoll, SpareCpu};
 use crate::SharedCore;
 
 /// Bytes read at once: a few hundred records.
@@ -176,7 +178,8 @@ async fn serve_stream(stream: &UnixStream, channel: &ChannelId, core: &SharedCor
         // Busy poll: once the guest's requests follow each other within
         // the window, serve the next ones without going back to epoll
         // (no wakeup), for as long as they keep coming that fast.
-        let polling = pacing.follows(woke);
+        let polling =
+            pacing.follows(woke) && SCRATCH.with_borrow_mut(|scratch| scratch.spare.spare(woke));
         while matches!(served, Ok(Some(wait)) if wait.is_zero()) {
             pacing.served(Instant::now());
             // One batch per turn (its replies are out): the thread's other
@@ -221,11 +224,13 @@ struct Link<'a> {
 
 /// Per-thread buffers: a read buffer and the replies of one read. A
 /// connection holds no buffer of its own between reads (only its partial
-/// record), so thousands of idle channels cost little memory.
+/// record), so thousands of idle channels cost little memory. With them,
+/// the thread's view of whether a CPU is spare for busy polling.
 struct Scratch {
     buf: Vec<u8>,
     replies: Vec<u8>,
     lens: Vec<usize>,
+    spare: SpareCpu,
 }
 
 thread_local! {
@@ -233,6 +238,10 @@ thread_local! {
         buf: vec![0u8; READ_BUF],
         replies: Vec::new(),
         lens: Vec::new(),
+        spare: SpareCpu::open(
+            std::path::Path::new(super::spin::LOADAVG),
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        ),
     });
 }
 
@@ -298,7 +307,11 @@ impl Link<'_> {
             if !matches!(served, Ok(None)) {
                 return served;
             }
-            if start.elapsed() >= window {
+            let now = Instant::now();
+            // A task that became runnable meanwhile may be the guest.
+            if now.saturating_duration_since(start) >= window
+                || !SCRATCH.with_borrow_mut(|scratch| scratch.spare.spare(now))
+            {
                 return Ok(None);
             }
             tokio::task::yield_now().await;
