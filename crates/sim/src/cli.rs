@@ -12,6 +12,7 @@ use vmpower_sim::packet::PacketParams;
 use vmpower_sim::power::CpuModel;
 use vmpower_sim::run::{RunOptions, simulate};
 use vmpower_sim::scenario::{self, Comparison};
+use vmpower_sim::standard::StandardSpec;
 use vmpower_sim::trace::generate::{GenSpec, Generated, Shape};
 use vmpower_sim::trace::{Trace, csv};
 
@@ -100,6 +101,10 @@ enum Command {
         /// Skip the sensitivity reruns.
         #[arg(long)]
         no_sensitivity: bool,
+        /// The CPU model of the main comparison (a built-in name or a TOML
+        /// file); the sensitivity section reruns under every other built-in.
+        #[arg(long, default_value = "xeon-gold-6230")]
+        cpu: String,
         /// TTF font for the plots' text.
         #[arg(long, default_value = vmpower_sim::report::plots::DEFAULT_FONT)]
         font: PathBuf,
@@ -167,7 +172,8 @@ struct GenArgs {
 
 #[derive(Debug, clap::Args)]
 struct ModelArgs {
-    /// CPU model: a built-in name (xeon-gold-6230, epyc-7502) or a TOML file.
+    /// CPU model: a built-in name (xeon-gold-6230, epyc-7502, rk3399-a72,
+    /// rk3588-a76) or a TOML file.
     #[arg(long, default_value = "xeon-gold-6230")]
     cpu: String,
     /// Use the cube-law fallback instead of the model's table.
@@ -281,14 +287,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             seconds,
             seed,
             no_sensitivity,
+            cpu,
             font,
         } => standard(
             &out_dir,
             &doc,
             &template,
-            vms,
-            seconds,
-            seed,
+            StandardSpec {
+                vms,
+                seconds,
+                seed,
+                cpu,
+                ..StandardSpec::default()
+            },
             no_sensitivity,
             &font,
         ),
@@ -402,27 +413,18 @@ fn bench(vms: usize, hours: f64, step_ms: u64, runs: usize) -> anyhow::Result<()
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 fn standard(
     out_dir: &std::path::Path,
     doc: &std::path::Path,
     template: &std::path::Path,
-    vms: usize,
-    seconds: u64,
-    seed: u64,
+    spec: StandardSpec,
     no_sensitivity: bool,
     font: &std::path::Path,
 ) -> anyhow::Result<()> {
-    use vmpower_sim::standard::{self, StandardSpec};
+    use vmpower_sim::standard;
 
     let template = std::fs::read_to_string(template)
         .with_context(|| format!("reading {}", template.display()))?;
-    let spec = StandardSpec {
-        vms,
-        seconds,
-        seed,
-        ..StandardSpec::default()
-    };
     let model = CpuModel::load(&spec.cpu)?;
     let main = standard::run_set(&spec, &model, standard::default_params(&model))?;
     vmpower_sim::report::plots::load_font(font)?;
@@ -440,7 +442,12 @@ fn standard(
     let sens = if no_sensitivity {
         String::new()
     } else {
-        standard::sensitivity(&spec, &model, &main, &[CpuModel::load("epyc-7502")?])?
+        standard::sensitivity(
+            &spec,
+            &model,
+            &main,
+            &standard::sensitivity_models(&spec.cpu)?,
+        )?
     };
     let settings = format!(
         "{} VMs x 1 vCPU per trace; each shape {} s at 10 ms, and diurnal-day 24 h at 1 s; peak {:.0} Mpps per VM, seed {}, CPU model {}; TRAFFIC tuned on vm0 of a training trace of the same case drawn with seed {}",

@@ -13,9 +13,13 @@
 //! - The cube law (`P = a + b·f³`, calibrated to the table's two ends) is
 //!   only a named fallback, [`CpuModel::cube_law`], never the default.
 //!
-//! Each model says where its figures come from (`source`) and whether they
-//! were measured or assumed (`status`); the built-in models are listed by
-//! [`builtin_names`].
+//! Each model says where its figures come from (`source`) and what they are
+//! (`status`, one of [`STATUSES`]): `measured` (read off a real part),
+//! `vendor-model` (the vendor's own per-P-state model, e.g. the Linux
+//! Energy Model's `P = C·V²·f` from a device tree's
+//! `dynamic-power-coefficient` and OPP voltages), `assumed` (a stated
+//! curve, no source), or `fallback` (the cube law). The built-in models
+//! are listed by [`builtin_names`].
 
 use std::path::Path;
 
@@ -56,7 +60,7 @@ pub struct PState {
 pub struct CpuModel {
     /// Marketing name.
     pub name: String,
-    /// `measured` or `assumed`.
+    /// What the figures are: one of [`STATUSES`].
     pub status: String,
     /// Where the figures come from.
     pub source: String,
@@ -76,7 +80,12 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../cpus/xeon-gold-6230.toml"),
     ),
     ("epyc-7502", include_str!("../cpus/epyc-7502.toml")),
+    ("rk3399-a72", include_str!("../cpus/rk3399-a72.toml")),
+    ("rk3588-a76", include_str!("../cpus/rk3588-a76.toml")),
 ];
+
+/// The values `status` may take.
+pub const STATUSES: &[&str] = &["measured", "vendor-model", "assumed", "fallback"];
 
 /// The names of the built-in CPU models.
 pub fn builtin_names() -> Vec<&'static str> {
@@ -103,6 +112,13 @@ impl CpuModel {
         let mut model: CpuModel =
             toml::from_str(text).map_err(|e| PowerModelError::Parse(what.to_owned(), e))?;
         let invalid = |why: &str| PowerModelError::Invalid(what.to_owned(), why.to_owned());
+        if !STATUSES.contains(&model.status.as_str()) {
+            return Err(invalid(&format!(
+                "status {:?} is not one of {}",
+                model.status,
+                STATUSES.join(", ")
+            )));
+        }
         if model.pstate.is_empty() {
             return Err(invalid("no P-state"));
         }
@@ -199,6 +215,91 @@ mod tests {
         assert!((c.core_w(0) - m.core_w(0)).abs() < 1e-9);
         assert!((c.core_w(last) - m.core_w(last)).abs() < 1e-9);
         assert!(c.core_w(1) < c.core_w(0));
+    }
+
+    /// The figures a vendor-model file cites, transcribed from the device
+    /// trees named in the file.
+    struct Cited {
+        name: &'static str,
+        /// `dynamic-power-coefficient`, µW/MHz/V².
+        coeff: f64,
+        /// The OPPs: MHz and target µV.
+        opps: &'static [(u32, u32)],
+    }
+
+    const VENDOR_SOURCES: &[Cited] = &[
+        Cited {
+            name: "rk3399-a72",
+            coeff: 436.0,
+            opps: &[
+                (1800, 1_200_000),
+                (1608, 1_100_000),
+                (1416, 1_025_000),
+                (1200, 950_000),
+                (1008, 875_000),
+                (816, 825_000),
+                (600, 825_000),
+                (408, 825_000),
+            ],
+        },
+        Cited {
+            name: "rk3588-a76",
+            coeff: 416.0,
+            opps: &[
+                (2208, 987_500),
+                (2016, 925_000),
+                (1800, 850_000),
+                (1608, 762_500),
+                (1416, 725_000),
+                (1200, 675_000),
+            ],
+        },
+    ];
+
+    #[test]
+    fn vendor_models_are_c_v2_f_of_their_cited_opps() {
+        for Cited { name, coeff, opps } in VENDOR_SOURCES {
+            let m = CpuModel::load(name).unwrap();
+            assert_eq!(m.status, "vendor-model", "{name}");
+            let cited: Vec<u32> = opps.iter().map(|(mhz, _)| mhz * 1000).collect();
+            assert_eq!(m.khz(), cited, "{name}: exactly the cited OPPs");
+            for (i, (mhz, uv)) in opps.iter().enumerate() {
+                let volts = f64::from(*uv) / 1e6;
+                let watts = coeff * f64::from(*mhz) * volts * volts / 1e6;
+                assert!(
+                    (m.core_w(i) - watts).abs() < 1e-6,
+                    "{name} at {mhz} MHz: {} W in the file, C·V²·f = {watts} W",
+                    m.core_w(i)
+                );
+            }
+            // Nothing the source does not state is added.
+            assert_eq!(m.uncore_w, 0.0, "{name}");
+            assert_eq!(m.transition_latency_us, 40, "{name}: clock-latency-ns");
+        }
+    }
+
+    #[test]
+    fn every_builtin_states_a_known_status_and_a_source() {
+        for name in builtin_names() {
+            let m = CpuModel::load(name).unwrap();
+            assert!(STATUSES.contains(&m.status.as_str()), "{name}");
+            assert!(!m.source.trim().is_empty(), "{name}");
+        }
+        assert_eq!(
+            CpuModel::load("xeon-gold-6230").unwrap().cube_law().status,
+            "fallback"
+        );
+    }
+
+    #[test]
+    fn refuses_an_unknown_status() {
+        let text = "name='x'\nstatus='guessed'\nsource='t'\ncores=1\nuncore_w=0\n\
+                    transition_latency_us=1\n[[pstate]]\nkhz=1\ncore_w=1\n";
+        let err = CpuModel::parse("t", text).unwrap_err();
+        assert!(matches!(err, PowerModelError::Invalid(..)), "{err}");
+        assert!(err.to_string().contains("guessed"), "{err}");
+        let ok = text.replace("guessed", "vendor-model");
+        assert!(CpuModel::parse("t", &ok).is_ok());
     }
 
     #[test]

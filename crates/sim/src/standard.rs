@@ -231,6 +231,17 @@ pub fn markdown(
     Ok(md)
 }
 
+/// The other models the sensitivity section reruns the set under: every
+/// built-in model but `main` (the assumed x86 tables and the vendor-model
+/// ARM tables alike), in [`crate::power::builtin_names`] order.
+pub fn sensitivity_models(main: &str) -> anyhow::Result<Vec<CpuModel>> {
+    crate::power::builtin_names()
+        .into_iter()
+        .filter(|n| *n != main)
+        .map(|n| Ok(CpuModel::load(n)?))
+        .collect()
+}
+
 /// One line per controller: its energy (% of static max) on each trace,
 /// for the sensitivity section.
 pub fn sensitivity_rows(label: &str, outcomes: &[TraceOutcome]) -> String {
@@ -312,4 +323,22 @@ pub fn sensitivity(
     );
     md.push_str(&sensitivity_rows(&label, &run_set(spec, model, memory)?));
     Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sensitivity_reruns_under_every_other_builtin() {
+        let names: Vec<String> = sensitivity_models("xeon-gold-6230")
+            .unwrap()
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        assert!(!names.iter().any(|n| n.contains("6230")), "{names:?}");
+        assert_eq!(names.len(), crate::power::builtin_names().len() - 1);
+        assert!(names.iter().any(|n| n.contains("RK3399")), "{names:?}");
+        assert!(names.iter().any(|n| n.contains("RK3588")), "{names:?}");
+    }
 }
