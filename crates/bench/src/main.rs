@@ -181,6 +181,27 @@ enum Scenario {
         #[arg(long, value_name = "NICE", allow_hyphen_values = true)]
         guest_nice: Option<i32>,
     },
+    /// Issue 15: a busyness step (a saturated report) reaching sysfs.
+    BusynessReaction {
+        /// Steps timed [50; quick 5].
+        #[arg(long)]
+        steps: Option<usize>,
+        /// The guest's report interval in ms.
+        #[arg(long, default_value_t = 100)]
+        interval_ms: u64,
+    },
+    /// Issue 15: daemon CPU with many VMs reporting busyness.
+    BusynessCost {
+        /// VMs, each reporting [1024; quick 64].
+        #[arg(long)]
+        vms: Option<usize>,
+        /// Each VM's report interval in ms.
+        #[arg(long, default_value_t = 100)]
+        interval_ms: u64,
+        /// Measured window in seconds [60; quick 3].
+        #[arg(long)]
+        seconds: Option<f64>,
+    },
     /// (internal) The baselines: read and discard, or echo.
     #[command(hide = true)]
     PlainReader {
@@ -330,6 +351,25 @@ fn run_once(ctx: &Ctx, scenario: &Scenario) -> anyhow::Result<Report> {
                 vms: ctx.pick(*vms, 1024, 32),
                 channels: *channels,
                 settle: ctx.pick(None, 3.0, 0.5),
+            },
+        ),
+        Scenario::BusynessReaction { steps, interval_ms } => busyness::reaction(
+            ctx,
+            busyness::ReactionArgs {
+                steps: ctx.pick(*steps, 50, 5),
+                interval: Duration::from_millis(*interval_ms),
+            },
+        ),
+        Scenario::BusynessCost {
+            vms,
+            interval_ms,
+            seconds,
+        } => busyness::cost(
+            ctx,
+            busyness::CostArgs {
+                vms: ctx.pick(*vms, 1024, 64),
+                interval: Duration::from_millis(*interval_ms),
+                seconds: ctx.pick(*seconds, 60.0, 3.0),
             },
         ),
         Scenario::Reaction {

@@ -461,6 +461,7 @@ fn standard(
     let text = template
         .replace("{{SETTINGS}}", &settings)
         .replace("{{RESULTS}}", &results)
+        .replace("{{BUSYNESS}}", &standard::busyness_section(&main))
         .replace("{{SENSITIVITY}}", &sens);
     std::fs::write(doc, text).with_context(|| format!("writing {}", doc.display()))?;
     eprintln!("wrote {} and {}", doc.display(), out_dir.display());

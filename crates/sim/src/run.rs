@@ -9,7 +9,9 @@
 //! 3. The step's capacity and energy follow the index in force, switching
 //!    where a pending transition lands inside the step.
 //! 4. The ring takes the step's arrivals; drops, delay and
-//!    under-provisioning are tallied; the counters advance.
+//!    under-provisioning are tallied; the counters advance; each vCPU's
+//!    busyness (packets served over what it could serve in the step) is
+//!    what the controllers see next.
 
 use std::time::{Duration, Instant};
 
@@ -74,6 +76,7 @@ struct Lane {
     pending: Vec<Option<(usize, f64)>>,
     rings: Vec<RxRing>,
     queued: Vec<f64>,
+    busy: Vec<f64>,
     tally: Tally,
     bucket: (f64, usize),
 }
@@ -115,6 +118,7 @@ pub fn simulate(
             pending: vec![None; n],
             rings: vec![RxRing::default(); n],
             queued: vec![0.0; n],
+            busy: vec![0.0; n],
             tally: Tally::default(),
             bucket: (0.0, 0),
         })
@@ -148,6 +152,7 @@ pub fn simulate(
                 wall,
                 counters: &counters,
                 queued: &lane.queued,
+                busy: &lane.busy,
             };
             c.decide(&obs, &mut lane.wanted);
             for (vm, rate) in rates.iter().enumerate() {
@@ -179,6 +184,7 @@ pub fn simulate(
                     _ => (host.service_pps[cur] * dt, power[cur] * dt, cur),
                 };
                 let offered = host.per_vcpu(*rate) * dt;
+                let before = lane.rings[vm].queued;
                 let o = lane.rings[vm].step(
                     &host.params,
                     offered,
@@ -187,6 +193,14 @@ pub fn simulate(
                     step,
                 );
                 lane.queued[vm] = lane.rings[vm].queued;
+                // Served over what could have been: the poll loop's busy
+                // share of the step at the frequencies in force.
+                let served = (before + offered - o.dropped - lane.queued[vm]).max(0.0);
+                lane.busy[vm] = if capacity > 0.0 {
+                    (served / capacity).min(1.0)
+                } else {
+                    1.0
+                };
                 let tally = &mut lane.tally;
                 tally.core_j += energy * vcpus;
                 tally.uncore_j += uncore_w * dt * vcpus;

@@ -15,6 +15,12 @@
 //!   others run at medium. Hours the trace does not reach are busy.
 //! - **WORKLOAD**: the lowest declared level whose threshold covers the
 //!   VM's peak over the whole trace (hindsight again).
+//! - **vmpower busyness**: the engine's busyness controller at its
+//!   defaults (band 75–85 %, 100 ms cooldown), each guest reporting every
+//!   10 ms ([`crate::controller::busyness`]); and the same with the band
+//!   at 90–96 % ([`HIGH_BAND`]).
+//! - **Kubernetes-style**: the Kubernetes Power Manager's DPDK scaling
+//!   parameters ([`crate::controller::kubernetes`]).
 //! - **oracle**: when the trace is in memory.
 
 use std::time::Duration;
@@ -22,13 +28,25 @@ use std::time::Duration;
 use vmpower_engine::policy::traffic::Hysteresis;
 use vmpower_proto::{HourSchedule, HourSet, TrafficThresholds, WorkloadLevel};
 
+use vmpower_engine::BusyConfig;
+
 use crate::controller::Controller;
+use crate::controller::busyness::{BusynessEngine, DEFAULT_REPORT_INTERVAL};
 use crate::controller::dpdk::DpdkTraffic;
 use crate::controller::engine::{EnginePolicies, VmPolicy};
+use crate::controller::kubernetes::{KpmParams, Kubernetes};
 use crate::controller::oracle::Oracle;
 use crate::controller::static_max::StaticMax;
 use crate::host::SimHost;
 use crate::trace::Trace;
+
+/// The busyness controller with a higher band (90–96 %, the same
+/// cooldown): what an operator trading headroom for energy would set.
+pub const HIGH_BAND: BusyConfig = BusyConfig {
+    low: 0.90,
+    high: 0.96,
+    ..BusyConfig::DEFAULT
+};
 
 /// Headroom of the rule-of-thumb thresholds.
 pub const HEADROOM: f64 = 0.9;
@@ -106,6 +124,14 @@ pub fn controllers(
             .collect(),
         interval,
     )));
+    list.push(Box::new(BusynessEngine::new(
+        BusyConfig::default(),
+        DEFAULT_REPORT_INTERVAL,
+    )));
+    list.push(Box::new(
+        BusynessEngine::new(HIGH_BAND, DEFAULT_REPORT_INTERVAL).named("vmpower busyness 90-96 %"),
+    ));
+    list.push(Box::new(Kubernetes::new(KpmParams::default())));
     if !cmp.no_oracle {
         list.push(Box::new(Oracle::default()));
     }

@@ -325,6 +325,88 @@ pub fn sensitivity(
     Ok(md)
 }
 
+/// The busyness section of docs/energy.md: for each trace, the busyness
+/// controllers beside DPDK's thresholds and the Kubernetes-style one
+/// (energy × oracle, drops, p99, transitions), and which targets are met.
+pub fn busyness_section(outcomes: &[TraceOutcome]) -> String {
+    const LINES: [&str; 4] = [
+        "DPDK TRAFFIC",
+        "vmpower busyness",
+        "vmpower busyness 90-96 %",
+        "Kubernetes-style",
+    ];
+    let mut md = String::from("| trace |");
+    for l in LINES {
+        let _ = write!(md, " {l}: × oracle, dropped, p99 µs, transitions |");
+    }
+    let _ = writeln!(md, "\n|---|{}", "---|".repeat(LINES.len()));
+    let find = |o: &TraceOutcome, name: &str| {
+        o.report
+            .results
+            .iter()
+            .find(|r| r.controller == name)
+            .cloned()
+    };
+    for o in outcomes {
+        let _ = write!(md, "| {} |", o.case.name);
+        for l in LINES {
+            match find(o, l) {
+                Some(r) => {
+                    let _ = write!(
+                        md,
+                        " {}, {:.0}, {:.2}, {} |",
+                        r.energy_ratio_to_oracle
+                            .map_or("-".to_owned(), |x| format!("{x:.3}")),
+                        r.dropped,
+                        r.latency_p99_us,
+                        r.transitions
+                    );
+                }
+                None => md.push_str(" - |"),
+            }
+        }
+        md.push('\n');
+    }
+    let met =
+        |name: &str, ok: &dyn Fn(&TraceOutcome, &crate::metrics::ControllerResult) -> bool| {
+            let names: Vec<&str> = outcomes
+                .iter()
+                .filter(|o| find(o, name).is_some_and(|r| ok(o, &r)))
+                .map(|o| o.case.name)
+                .collect();
+            format!(
+                "{} of {} ({})",
+                names.len(),
+                outcomes.len(),
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            )
+        };
+    for name in ["vmpower busyness", "vmpower busyness 90-96 %"] {
+        let within = met(name, &|_, r| {
+            r.dropped == 0.0 && r.energy_ratio_to_oracle.is_some_and(|x| x <= 1.05)
+        });
+        // Better: no more drops than the other, and less energy.
+        let better_than = |other: &'static str| {
+            met(name, &move |o, r| {
+                find(o, other).is_some_and(|d| r.dropped <= d.dropped && r.energy_j <= d.energy_j)
+            })
+        };
+        let _ = writeln!(
+            md,
+            "\n**{name}**: within 5 % of the oracle's energy with zero drops on {within}; \
+             no more drops and less energy than DPDK TRAFFIC on {}; than the Kubernetes-style \
+             controller on {}.",
+            better_than("DPDK TRAFFIC"),
+            better_than("Kubernetes-style"),
+        );
+    }
+    md
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -455,6 +455,7 @@ mod tests {
             pcpus: 0,
             pcpus_managed: vec![],
             policies: vec![],
+            busyness: vec![],
             stats,
         }
     }

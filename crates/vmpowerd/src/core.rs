@@ -94,6 +94,10 @@ pub struct Core {
     /// How long a channel keeps reading after a request before it goes
     /// back to epoll (`channel_busy_poll_us`; zero: never).
     pub channel_busy_poll: std::time::Duration,
+    /// Wakes the busyness staleness timer ([`crate::busyness`]) when it
+    /// sleeps without a deadline and a report is accepted.
+    busy_wake: std::sync::Arc<tokio::sync::Notify>,
+    busy_timer_idle: bool,
 }
 
 impl Core {
@@ -116,7 +120,20 @@ impl Core {
             history_pending: std::sync::Arc::new(tokio::sync::Notify::new()),
             deferred: Vec::new(),
             channel_busy_poll: std::time::Duration::ZERO,
+            busy_wake: std::sync::Arc::new(tokio::sync::Notify::new()),
+            busy_timer_idle: true,
         }
+    }
+
+    /// What wakes the busyness staleness timer.
+    pub fn busy_wake(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        std::sync::Arc::clone(&self.busy_wake)
+    }
+
+    /// Whether the staleness timer sleeps without a deadline (the next
+    /// accepted report wakes it).
+    pub fn set_busy_timer_idle(&mut self, idle: bool) {
+        self.busy_timer_idle = idle;
     }
 
     /// Persists `vm`'s policy as the engine holds it, with its source.
@@ -232,6 +249,13 @@ impl Core {
             self.engine
                 .handle_record(self.batch_now, channel, head, request);
         self.stats.count_request(&channel.vm, frame, &decision);
+        if self.busy_timer_idle
+            && head.command == vmpower_proto::layout::offsets::command::BUSYNESS
+            && self.engine.busyness_deadline().is_some()
+        {
+            self.busy_timer_idle = false;
+            self.busy_wake.notify_one();
+        }
         let ok = self.execute_deferring(&decision.actions, true);
         self.log_notes(&channel.vm, &decision);
         for note in &decision.notes {
@@ -600,7 +624,9 @@ fn vm_and_vcpu(trigger: &Trigger) -> (Option<&VmId>, Option<u32>) {
             core: CoreKey::Vcpu(v),
             ..
         } => (Some(vm), Some(*v)),
+        Trigger::Busyness { vm, vcpu, .. } => (Some(vm), Some(*vcpu)),
         Trigger::Request { vm, .. }
+        | Trigger::BusynessStale(vm)
         | Trigger::Placement(vm)
         | Trigger::VmRemoved(vm)
         | Trigger::Policy { vm, .. }
@@ -616,9 +642,10 @@ fn guest_caused(trigger: &Trigger) -> Option<&VmId> {
     match trigger {
         // A removed policy may be the guest's doing (POLICY_REMOVE, again
         // and again): budgeted like the rest (an operator's is rare).
-        Trigger::Request { vm, .. } | Trigger::Policy { vm, .. } | Trigger::PolicyRemoved(vm) => {
-            Some(vm)
-        }
+        Trigger::Request { vm, .. }
+        | Trigger::Policy { vm, .. }
+        | Trigger::PolicyRemoved(vm)
+        | Trigger::Busyness { vm, .. } => Some(vm),
         _ => None,
     }
 }
@@ -663,6 +690,11 @@ fn log_change(
             }
         }
         Trigger::PolicyRemoved(_) => reason.push_str("policy removed"),
+        Trigger::Busyness { permille, .. } => {
+            inputs = DecisionInputs::Other(serde_json::json!({ "busy_permille": permille }));
+            let _ = write!(reason, "busyness {permille} per mille");
+        }
+        Trigger::BusynessStale(_) => reason.push_str("busyness reports stale: max"),
     }
     let (vm, vcpu) = vm_and_vcpu(&change.trigger);
     let split = reason.len();

@@ -46,6 +46,7 @@ pub fn status(daemon: &State) -> answers::Status {
         pcpus: core.engine.pcpus().len(),
         pcpus_managed: managed,
         policies,
+        busyness: crate::busyness::status(&core),
         stats: core.stats.counters(),
     }
 }

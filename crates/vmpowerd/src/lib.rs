@@ -25,6 +25,7 @@
 
 pub mod backends;
 pub mod branch;
+pub mod busyness;
 pub mod channels;
 pub mod config;
 pub mod control;

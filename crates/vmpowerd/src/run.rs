@@ -169,6 +169,7 @@ async fn start_tasks(
         daemon.core().clone(),
         daemon.clock().clone(),
     ));
+    tasks.spawn(crate::busyness::run_staleness(daemon.core().clone()));
     tasks.spawn(flush_history_periodically(daemon.core().clone()));
     tasks.spawn(check_foreign_periodically(
         daemon.core().clone(),

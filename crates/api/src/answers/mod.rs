@@ -38,8 +38,8 @@ pub use policy::{
     CoreLevel, Hysteresis, OtherHours, PolicyDescription, PolicyExtensions, PolicyList, PolicyMac,
 };
 pub use status::{
-    Counters, ForeignWrites, PolicyBrief, PolicyStateName, RecentError, RecentErrorKind,
-    RefusedFile, Status,
+    BusyVcpu, BusynessControl, Counters, ForeignWrites, PolicyBrief, PolicyStateName, RecentError,
+    RecentErrorKind, RefusedFile, Status,
 };
 pub use top::{ChannelState, LastDecision, TopFrame, TopPcpu, TopVm, Totals};
 pub use vfs::{VfInfo, VfMacSet};

@@ -33,8 +33,45 @@ pub struct Status {
     pub pcpus_managed: Vec<u32>,
     /// Each VM's policy in brief.
     pub policies: Vec<PolicyBrief>,
+    /// Each VM whose guest reports its busyness: the control's state.
+    #[serde(default)]
+    pub busyness: Vec<BusynessControl>,
     /// The counters.
     pub stats: Counters,
+}
+
+/// A reporting VM's busyness control (native v2 BUSYNESS records).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BusynessControl {
+    /// The VM.
+    pub vm: String,
+    /// The report interval in force (the guest's, clamped), ms.
+    pub interval_ms: u64,
+    /// How long since the last accepted report, ms.
+    pub last_report_ms_ago: u64,
+    /// Whether its vCPUs went to max for silence.
+    pub stale: bool,
+    /// Reports accepted.
+    pub reports: u64,
+    /// Gaps in the reports' sequence numbers.
+    pub gaps: u64,
+    /// Times the VM went silent.
+    pub stale_events: u64,
+    /// The guest's rx-missed total, when it reports one.
+    pub rx_missed: Option<u64>,
+    /// Each reported vCPU: its busyness and the level index it wants.
+    pub vcpus: Vec<BusyVcpu>,
+}
+
+/// One vCPU's last report and the level it wants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BusyVcpu {
+    /// The vCPU.
+    pub vcpu: u32,
+    /// Busyness, per mille.
+    pub busy_permille: u16,
+    /// The frequency table index it wants (0: the highest).
+    pub level: usize,
 }
 
 /// A VM's policy in brief (in `status` and in `top`).
@@ -191,6 +228,7 @@ mod tests {
                 waiting_for: Some("MAC 02:00:5e:00:99:07: no counter".into()),
                 rate_pps: None,
             }],
+            busyness: vec![],
             stats: Counters {
                 requests: BTreeMap::from([("vm1/power/ok".into(), 3)]),
                 rejections: BTreeMap::from([("rate_limited".into(), 1)]),
@@ -237,7 +275,7 @@ mod tests {
         pin(
             &sample(),
             concat!(
-                r#"{"channel_dir":"/run/vmpower/channels","channels_down":0,"#,
+                r#"{"busyness":[],"channel_dir":"/run/vmpower/channels","channels_down":0,"#,
                 r#""channels_served":["/run/vmpower/channels/vm1.0"],"channels_up":1,"#,
                 r#""commit":"abc1234","metrics_address":null,"pcpus":4,"pcpus_managed":[2],"#,
                 r#""policies":[{"kind":"traffic","rate_pps":null,"state":"waiting","vm":"vm2","#,

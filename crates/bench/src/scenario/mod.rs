@@ -3,6 +3,7 @@
 //! and the guests, and returns a [`Report`](crate::report::Report); every
 //! exit path stops the daemon and removes the directory (drop guards).
 
+pub mod busyness;
 pub mod dpdk_reply;
 pub mod idle;
 pub mod isolation;

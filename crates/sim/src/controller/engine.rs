@@ -86,21 +86,61 @@ impl EnginePolicies {
     }
 
     fn apply(&mut self, wanted: &mut [usize]) {
-        for action in self.actions.drain(..) {
-            match action {
-                Action::Set(change) => {
-                    if let Some(vm) = self.cpu_vm.get(&change.cpu) {
-                        wanted[*vm] = change.index;
-                    }
-                }
-                Action::Release { cpu, .. } => {
-                    if let Some(vm) = self.cpu_vm.get(&cpu) {
-                        wanted[*vm] = 0;
-                    }
-                }
-            }
+        apply_actions(&mut self.actions, &self.cpu_vm, wanted);
+    }
+}
+
+/// Applies the engine's actions to the VMs' wanted indexes (draining
+/// them): a `Set` moves the VM's cores to its index, a `Release` gives
+/// them back to the original governor, max for a busy-polling core.
+pub(crate) fn apply_actions(
+    actions: &mut Vec<Action>,
+    cpu_vm: &HashMap<CpuId, usize>,
+    wanted: &mut [usize],
+) {
+    for action in actions.drain(..) {
+        let (cpu, index) = match action {
+            Action::Set(change) => (change.cpu, change.index),
+            Action::Release { cpu, .. } => (cpu, 0),
+        };
+        if let Some(vm) = cpu_vm.get(&cpu) {
+            wanted[*vm] = index;
         }
     }
+}
+
+/// Declares `host`'s pCPUs (one per vCPU, each its own domain, at max)
+/// and VMs (vCPU `j` of VM `i` pinned to pCPU `i·vcpus + j`) to `engine`,
+/// as the daemon does from its inventory. Returns the VMs' ids and each
+/// pCPU's VM.
+pub(crate) fn place_vms(
+    engine: &mut Engine,
+    host: &crate::host::SimHost,
+) -> anyhow::Result<(Vec<VmId>, HashMap<CpuId, usize>)> {
+    let table = host.model.table();
+    let max = Khz(host.model.khz()[0]);
+    let mut ids = Vec::new();
+    let mut cpu_vm = HashMap::new();
+    for (i, name) in host.vms.iter().enumerate() {
+        let first = u32::try_from(i * host.vcpus)?;
+        let pcpus: Vec<u32> = (first..first + u32::try_from(host.vcpus)?).collect();
+        for cpu in &pcpus {
+            engine.add_pcpu(PcpuSpec {
+                cpu: CpuId(*cpu),
+                table: table.clone(),
+                current: max,
+                domain: vec![CpuId(*cpu)],
+                high_priority: false,
+                enable_turbo_moves_to_max: true,
+            });
+            cpu_vm.insert(CpuId(*cpu), i);
+        }
+        let id = VmId::new(name);
+        engine.add_vm(id.clone(), VmSettings::default());
+        engine.set_placement(&id, Placement::pinned(&pcpus));
+        ids.push(id);
+    }
+    Ok((ids, cpu_vm))
 }
 
 /// The MAC the simulator gives VM `i` (locally administered).
@@ -167,28 +207,11 @@ impl Controller for EnginePolicies {
         );
         let mut engine = Engine::new(EngineConfig::default());
         engine.set_wall_clock(setup.start_wall);
-        let table = host.model.table();
-        let max = Khz(host.model.khz()[0]);
-        self.cpu_vm.clear();
-        self.ids.clear();
         let now = Duration::ZERO;
-        for (i, name) in host.vms.iter().enumerate() {
-            let first = u32::try_from(i * host.vcpus)?;
-            let pcpus: Vec<u32> = (first..first + u32::try_from(host.vcpus)?).collect();
-            for cpu in &pcpus {
-                engine.add_pcpu(PcpuSpec {
-                    cpu: CpuId(*cpu),
-                    table: table.clone(),
-                    current: max,
-                    domain: vec![CpuId(*cpu)],
-                    high_priority: false,
-                    enable_turbo_moves_to_max: true,
-                });
-                self.cpu_vm.insert(CpuId(*cpu), i);
-            }
-            let id = VmId::new(name);
-            engine.add_vm(id.clone(), VmSettings::default());
-            engine.set_placement(&id, Placement::pinned(&pcpus));
+        let (ids, cpu_vm) = place_vms(&mut engine, host)?;
+        self.cpu_vm = cpu_vm;
+        self.ids.clear();
+        for (i, (name, id)) in host.vms.iter().zip(ids).enumerate() {
             let (policy, ext) = proto_policy(&self.policies[i], host.vcpus, mac_of(i))?;
             let spec = PolicySpec {
                 policy,
@@ -308,6 +331,7 @@ mod tests {
                 wall: jiff::Timestamp::UNIX_EPOCH,
                 counters: &[counter as u64],
                 queued: &[0.0],
+                busy: &[0.0],
             };
             c.decide(&obs, &mut wanted);
             out.push(wanted[0]);
@@ -371,6 +395,7 @@ mod tests {
             wall: jiff::Timestamp::UNIX_EPOCH,
             counters: &[0, 0],
             queued: &[0.0, 0.0],
+            busy: &[0.0, 0.0],
         };
         c.decide(&obs, &mut wanted);
         assert_eq!(

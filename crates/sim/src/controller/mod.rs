@@ -7,8 +7,10 @@
 //! occupancy a guest could report). Offline ones (the oracle) get the
 //! whole trace in [`Setup::future`].
 
+pub mod busyness;
 pub mod dpdk;
 pub mod engine;
+pub mod kubernetes;
 pub mod oracle;
 pub mod static_max;
 
@@ -46,6 +48,11 @@ pub struct Observation<'a> {
     pub counters: &'a [u64],
     /// Each VM's ring occupancy per vCPU, packets.
     pub queued: &'a [f64],
+    /// Each VM's busyness per vCPU over the last step: the fraction of
+    /// the step its poll loop spent on packets at the frequency in force
+    /// (what DPDK's `/eal/lcore/usage` reports; a guest agent reports it
+    /// to the host).
+    pub busy: &'a [f64],
 }
 
 /// A frequency controller.

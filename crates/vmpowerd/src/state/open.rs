@@ -80,6 +80,7 @@ impl State {
             rate_limit: config.rate_limit,
             branch_counters: backends.branch.is_some(),
             time_other_hours: config.time_other_hours,
+            busyness: config.busyness(),
             ..EngineConfig::default()
         });
         engine.set_default_time_zone(backends.time_zone.clone());
