@@ -20,6 +20,8 @@
 //! - [`spec`]: vCPU lists, hour sets and MAC lists from text, validated
 //!   with errors that point at the bad element.
 //! - [`profile`]: DPDK guest_cli's example policy.
+//! - [`telemetry`] (feature `telemetry`): a client of a DPDK
+//!   application's telemetry socket.
 //!
 //! It needs nothing from the host crates but the protocol crate, uses no
 //! async runtime and no unsafe, and builds statically.
@@ -36,6 +38,8 @@ pub mod matching;
 mod port;
 pub mod profile;
 pub mod spec;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
 
 // The CLI's modules name this crate as the binary does.
 #[cfg(feature = "cli")]

@@ -8,6 +8,9 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod telemetry;
+pub mod testpmd;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
