@@ -14,9 +14,11 @@
 //!   within the VM's budget and shown in status by the daemon.
 //! - On the native contract the full answer goes back: a NACK (with its
 //!   [`NackReason`]) for every refusal and an ACK for PKT_POLICY_REMOVE.
+//! - A BUSYNESS report (native v2) gets no reply on any contract, accepted
+//!   or refused; a refusal is still a [`Note::Rejected`].
 
 use vmpower_proto::Request;
-use vmpower_proto::contract::{Contract, DpdkReply, NackReason, dpdk_reply};
+use vmpower_proto::contract::{Contract, DpdkReply, NackReason, dpdk_reply, never_answered};
 use vmpower_proto::layout::RecordHead;
 
 use crate::engine::{Decision, Engine, Note, Reply};
@@ -38,7 +40,9 @@ impl Engine {
     ) -> (Decision, Contract) {
         let mut decision = self.handle(now, channel, request);
         let contract = self.channel_contract(channel);
-        if contract == Contract::Dpdk {
+        if never_answered(head) {
+            decision.reply = Reply::None;
+        } else if contract == Contract::Dpdk {
             decision.reply = match (dpdk_reply(head), decision.reply) {
                 (DpdkReply::Verdict, reply @ (Reply::Verdict(_) | Reply::Hello(_))) => reply,
                 (DpdkReply::ListIfAnswered, reply @ (Reply::FreqList(_) | Reply::Caps(_))) => reply,

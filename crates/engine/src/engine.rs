@@ -488,6 +488,7 @@ impl Engine {
                 self.query(&channel.vm, request.vm_name, kind, resource_id)
             }
             RequestBody::SetPolicy(policy) => self.guest_policy(&channel.vm, policy, now),
+            RequestBody::Busyness(_) => Decision::reject(Rejection::Unsupported("BUSYNESS")),
             RequestBody::RemovePolicy => {
                 let actions = self.remove_policy(&channel.vm);
                 Decision {

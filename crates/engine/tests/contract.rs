@@ -172,9 +172,9 @@ fn hello_switches_to_native_until_connect_or_reconnect() {
     let mut e = engine(false);
     assert_eq!(
         send(&mut e, RequestBody::Hello { version: 7 }),
-        Reply::Hello(1)
+        Reply::Hello(2)
     );
-    assert_eq!(e.channel_contract(&chan()), Contract::Native(1));
+    assert_eq!(e.channel_contract(&chan()), Contract::Native(2));
     let raw = encode_request_record(
         &Request {
             vm_name: Default::default(),
@@ -184,7 +184,7 @@ fn hello_switches_to_native_until_connect_or_reconnect() {
     )
     .unwrap();
     let (d, contract) = send_raw(&mut e, &raw);
-    assert_eq!((d.reply.clone(), contract), (NACK, Contract::Native(1)));
+    assert_eq!((d.reply.clone(), contract), (NACK, Contract::Native(2)));
     assert_eq!(d.nack_reason(), Some(NackReason::QueriesNotAllowed));
     assert_eq!(send(&mut e, RequestBody::RemovePolicy), ACK);
 
@@ -241,6 +241,17 @@ fn record() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
         Just(RequestBody::Connect { resource_id: 0 }),
         (0u32..3).prop_map(|version| RequestBody::Hello { version }),
         Just(RequestBody::RemovePolicy),
+        (0u16..4, 0u16..=1000).prop_map(|(vcpu, permille)| {
+            RequestBody::Busyness(
+                vmpower_proto::BusynessReport::new(
+                    0,
+                    &[vmpower_proto::BusyEntry { vcpu, permille }],
+                    100,
+                    None,
+                )
+                .expect("one valid entry"),
+            )
+        }),
         (0u64..3, 0usize..6).prop_map(|(v, u)| power(ScalingUnit::ALL[u], v)),
         prop_oneof![
             Just(QueryKind::Freq),

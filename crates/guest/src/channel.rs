@@ -506,7 +506,12 @@ mod tests {
         let host_side = host(h, |h| {
             let hello = read_record(h, Layout::Current);
             let req = decode_request(&hello, Layout::Current).unwrap();
-            assert_eq!(req.body, RequestBody::Hello { version: 1 });
+            assert_eq!(
+                req.body,
+                RequestBody::Hello {
+                    version: NATIVE_VERSION
+                }
+            );
             let reply = encode_hello_reply(&hello, Layout::Current, 1).unwrap();
             h.write_all(&reply).unwrap();
             let remove = read_record(h, Layout::Current);

@@ -62,6 +62,9 @@ pub fn request_name(body: &RequestBody) -> String {
             QueryKind::CapsList => "QUERY_CAPS_LIST".to_owned(),
         },
         RequestBody::Hello { version } => format!("HELLO (native contract v{version})"),
+        RequestBody::Busyness(report) => {
+            format!("BUSYNESS ({} vCPUs)", report.entries().len())
+        }
     }
 }
 

@@ -216,6 +216,7 @@ fn resource_id_of(body: &RequestBody) -> u64 {
         | RequestBody::Power { resource_id, .. }
         | RequestBody::Query { resource_id, .. } => *resource_id,
         RequestBody::SetPolicy(_) | RequestBody::RemovePolicy | RequestBody::Hello { .. } => 0,
+        RequestBody::Busyness(report) => report.seq(),
     }
 }
 

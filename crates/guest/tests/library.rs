@@ -95,7 +95,12 @@ async fn every_unit_changes_the_pinned_pcpu_and_refusals_are_typed() {
     // DPDK's is garbage), then HELLO for the native contract.
     let reqs = middle.requests(Layout::Current);
     assert_eq!(reqs[0].body, RequestBody::Connect { resource_id: 0 });
-    assert_eq!(reqs[1].body, RequestBody::Hello { version: 1 });
+    assert_eq!(
+        reqs[1].body,
+        RequestBody::Hello {
+            version: vmpower_proto::contract::NATIVE_VERSION
+        }
+    );
     assert_eq!(reqs[1].vm_name.as_str(), "vm1");
     host.stop().await;
 }
@@ -176,7 +181,12 @@ async fn policies_are_encoded_exactly_and_the_nack_is_reported() {
             4,
             "CONNECT, HELLO, PKT_POLICY, PKT_POLICY_REMOVE"
         );
-        assert_eq!(reqs[1].body, RequestBody::Hello { version: 1 });
+        assert_eq!(
+            reqs[1].body,
+            RequestBody::Hello {
+                version: vmpower_proto::contract::NATIVE_VERSION
+            }
+        );
         assert_eq!(reqs[2].body, RequestBody::SetPolicy(policy()), "{layout:?}");
         assert_eq!(reqs[2].vm_name.as_str(), "vm1");
         assert_eq!(reqs[3].body, RequestBody::RemovePolicy);

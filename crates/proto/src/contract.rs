@@ -24,13 +24,25 @@
 //! [`NACK_REASON`] (padding in both layouts), and an ACK for
 //! PKT_POLICY_REMOVE. A CONNECT (a DPDK guest opening the port) or a new
 //! connection puts the channel back on DPDK's contract.
+//!
+//! ## The native contract, version 2
+//! Adds the guest's BUSYNESS report ([`command::BUSYNESS`],
+//! [`crate::busyness`]), accepted only on a channel granted version 2 or
+//! later, and never answered on any contract, accepted or refused
+//! ([`never_answered`]): reports are periodic, and a write per report
+//! would cost the host more than the report is worth. A refused report
+//! is counted by reason and logged by the host. A guest learns whether its
+//! reports are accepted from its HELLO's answer (granted version ≥ 2).
 
 use crate::layout::RecordHead;
 pub use crate::layout::offsets::NACK_REASON;
 use crate::layout::offsets::command;
 
 /// The highest native contract version this crate speaks.
-pub const NATIVE_VERSION: u32 = 1;
+pub const NATIVE_VERSION: u32 = 2;
+
+/// The first native contract version that accepts BUSYNESS reports.
+pub const BUSYNESS_VERSION: u32 = 2;
 
 /// The reply contract a channel is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,12 +64,19 @@ impl Contract {
         }
     }
 
-    /// A stable name for logs and status: `dpdk` or `native-v1`.
+    /// A stable name for logs and status: `dpdk`, `native-v1` or
+    /// `native-v2`.
     pub fn label(self) -> &'static str {
         match self {
             Contract::Dpdk => "dpdk",
-            Contract::Native(_) => "native-v1",
+            Contract::Native(1) => "native-v1",
+            Contract::Native(_) => "native-v2",
         }
+    }
+
+    /// Whether a channel on this contract may send BUSYNESS reports.
+    pub fn accepts_busyness(self) -> bool {
+        matches!(self, Contract::Native(v) if v >= BUSYNESS_VERSION)
     }
 }
 
@@ -85,6 +104,13 @@ pub fn dpdk_reply(head: RecordHead) -> DpdkReply {
         | command::QUERY_CAPS => DpdkReply::ListIfAnswered,
         _ => DpdkReply::Nothing,
     }
+}
+
+/// Whether a record with this head gets no reply on any contract, even
+/// when refused: BUSYNESS (periodic reports; a refusal is counted and
+/// logged by the host, never answered).
+pub fn never_answered(head: RecordHead) -> bool {
+    head.command == command::BUSYNESS
 }
 
 /// Why the host refused a record, as a native-contract NACK carries it.
@@ -244,5 +270,19 @@ mod tests {
         assert_eq!(Contract::granted(0), Contract::Dpdk);
         assert_eq!(Contract::granted(1), Contract::Native(1));
         assert_eq!(Contract::granted(9), Contract::Native(NATIVE_VERSION));
+        assert_eq!(Contract::granted(2), Contract::Native(2));
+    }
+
+    #[test]
+    fn busyness_needs_v2_and_is_never_answered() {
+        assert!(!Contract::Dpdk.accepts_busyness());
+        assert!(!Contract::Native(1).accepts_busyness());
+        assert!(Contract::Native(2).accepts_busyness());
+        assert_eq!(Contract::Native(2).label(), "native-v2");
+        assert_eq!(Contract::Native(1).label(), "native-v1");
+        let busy = head(command::BUSYNESS, 3);
+        assert!(never_answered(busy));
+        assert!(!never_answered(head(command::CPU_POWER, 1)));
+        assert_eq!(dpdk_reply(busy), DpdkReply::Nothing);
     }
 }

@@ -596,6 +596,9 @@ pub enum RequestBody {
         /// The highest native contract version the guest speaks.
         version: u32,
     },
+    /// vmpower's native-contract (v2) busyness report (not a DPDK
+    /// command): how busy the guest's vCPUs are. Never answered.
+    Busyness(crate::BusynessReport),
 }
 
 /// One decoded guest request: the name the guest claims, and what it asks.

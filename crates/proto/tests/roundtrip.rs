@@ -116,15 +116,36 @@ fn request(layout: Layout) -> impl Strategy<Value = Request> {
         (query_kind(), any::<u64>())
             .prop_map(|(kind, resource_id)| RequestBody::Query { kind, resource_id }),
         any::<u32>().prop_map(|version| RequestBody::Hello { version }),
+        busyness().prop_map(RequestBody::Busyness),
     ];
-    // CONNECT's name is never read (DPDK's guest leaves it uninitialised).
+    // CONNECT's name is never read (DPDK's guest leaves it uninitialised),
+    // nor BUSYNESS's (identity comes from the channel).
     (vm_name(), body).prop_map(|(vm_name, body)| Request {
         vm_name: match body {
-            RequestBody::Connect { .. } => VmName::default(),
+            RequestBody::Connect { .. } | RequestBody::Busyness(_) => VmName::default(),
             _ => vm_name,
         },
         body,
     })
+}
+
+/// Any valid busyness report: 1..=64 distinct vCPUs at 0..=1000 ‰, any
+/// interval, rx-missed known or not.
+fn busyness() -> impl Strategy<Value = BusynessReport> {
+    (
+        any::<u64>(),
+        proptest::collection::btree_map(any::<u16>(), 0u16..=1000, 1..=64),
+        any::<u32>(),
+        prop_oneof![Just(None), (0..u64::MAX).prop_map(Some)],
+    )
+        .prop_map(|(seq, entries, interval_ms, rx_missed)| {
+            let entries: Vec<BusyEntry> = entries
+                .into_iter()
+                .map(|(vcpu, permille)| BusyEntry { vcpu, permille })
+                .collect();
+            BusynessReport::new(seq, &entries, interval_ms, rx_missed)
+                .expect("valid by construction")
+        })
 }
 
 fn any_layout() -> impl Strategy<Value = Layout> {
@@ -204,6 +225,7 @@ proptest! {
             RequestBody::Connect { resource_id }
             | RequestBody::Power { resource_id, .. }
             | RequestBody::Query { resource_id, .. } => resource_id,
+            RequestBody::Busyness(report) => report.seq(),
             RequestBody::SetPolicy(_) | RequestBody::RemovePolicy | RequestBody::Hello { .. } => 0,
         };
         prop_assert_eq!(decoded.resource_id, expected_id);

@@ -118,6 +118,7 @@ pub const REQUEST_KINDS: &[&str] = &[
     "policy",
     "policy_remove",
     "query",
+    "busyness",
 ];
 
 /// The request results, as labelled in [`Stats::requests`].
@@ -135,6 +136,7 @@ impl Stats {
                 RequestBody::RemovePolicy => "policy_remove",
                 RequestBody::Query { .. } => "query",
                 RequestBody::Hello { .. } => "hello",
+                RequestBody::Busyness(_) => "busyness",
             },
         };
         let refused = decision

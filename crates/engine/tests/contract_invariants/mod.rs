@@ -10,7 +10,10 @@
 //!   contract;
 //! - a HELLO is answered with a version no higher than ours, and the
 //!   channel is then on the contract it granted;
-//! - on the native contract every record but CONNECT gets a reply.
+//! - BUSYNESS never gets a reply, on any contract, and leaves the
+//!   contract as it was;
+//! - on the native contract every record but CONNECT and BUSYNESS gets a
+//!   reply.
 
 use std::time::Duration;
 
@@ -77,6 +80,11 @@ pub fn check_stream(data: &[u8]) {
             command::CONNECT => {
                 assert_eq!(*reply, Reply::None, "CONNECT is never answered");
                 assert_eq!(after, Contract::Dpdk, "CONNECT: DPDK's contract");
+                continue;
+            }
+            command::BUSYNESS => {
+                assert_eq!(*reply, Reply::None, "BUSYNESS is never answered");
+                assert_eq!(after, before, "BUSYNESS leaves the contract");
                 continue;
             }
             command::NATIVE_HELLO if decoded.is_ok() => {

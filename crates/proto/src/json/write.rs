@@ -34,6 +34,9 @@ pub fn to_json(req: &Request) -> Result<String, JsonError> {
     let message = match &req.body {
         RequestBody::Connect { .. } => return Err(not_expressible("CONNECT has no JSON form")),
         RequestBody::Hello { .. } => return Err(not_expressible("HELLO has no JSON form")),
+        RequestBody::Busyness(_) => {
+            return Err(not_expressible("BUSYNESS has no JSON form"));
+        }
         RequestBody::Query { .. } => return Err(not_expressible("queries have no JSON form")),
         RequestBody::RemovePolicy => Message::Policy(PolicyJson::destroy(name)),
         RequestBody::SetPolicy(policy) => Message::Policy(PolicyJson::create(name, policy)?),

@@ -18,8 +18,9 @@ pub enum RequestDecodeError {
         /// Length given.
         got: usize,
     },
-    /// `command` is not one a guest may send (1, 2, 3, 4, 7, 8, 9, 10).
-    #[error("unknown command {0} (guests send 1-4 and 7-10)")]
+    /// `command` is not one a guest may send (1, 2, 3, 4, 7, 8, 9, 10, or
+    /// a native HELLO or BUSYNESS).
+    #[error("unknown command {0} (guests send 1-4, 7-10, HELLO or BUSYNESS)")]
     UnknownCommand(u32),
     /// `vm_name` has no NUL within its 32 bytes.
     #[error("vm_name is not NUL-terminated within its 32 bytes")]
@@ -68,6 +69,9 @@ pub enum RequestDecodeError {
         /// The byte sent.
         value: u8,
     },
+    /// A BUSYNESS record whose entries are out of bounds.
+    #[error("BUSYNESS: {0}")]
+    Busyness(crate::BusynessError),
 }
 
 /// Why a host reply could not be read (guest side).

@@ -9,7 +9,7 @@
 //! Checked in this order; the first fault is reported:
 //! 1. The length equals `layout.record_len()` (464 current, 456 DPDK 17.11).
 //! 2. `command` is a guest command: 1, 2, 3, 4, 7, 8, 9 or 10, or the
-//!    native HELLO ([`crate::contract`]). CONNECT stops here: DPDK's guest
+//!    native HELLO or BUSYNESS ([`crate::contract`]). CONNECT stops here: DPDK's guest
 //!    library sends it from an uninitialised struct, so only `command`
 //!    and `resource_id` are read (its name decodes as empty).
 //! 3. `vm_name` has a NUL within its 32 bytes and the bytes before the first
@@ -20,6 +20,9 @@
 //!    - QUERY_*: `resource_id` only (no check). HELLO: `unit` (the
 //!      version asked for, any value).
 //!    - PKT_POLICY_REMOVE: the name only.
+//!    - BUSYNESS (native v2): the name is not read (it decodes as empty);
+//!      `unit` (the entry count) in 1..=64, each used entry's busyness at
+//!      most 1000 and its vCPU not named twice ([`crate::busyness`]).
 //!    - PKT_POLICY, in offset order: `nb_mac_to_monitor` in 0..=10 (only
 //!      that many `vfid` slots are used); `num_vcpu` at most 8 (only that
 //!      many `vcpu_to_control` entries are used); each of the 3×24 hour slots in
@@ -49,6 +52,7 @@
 //! The layout of a channel must be known: a stream carries no length, and
 //! this module never guesses it.
 
+mod busyness;
 mod error;
 pub mod offsets;
 mod reply;

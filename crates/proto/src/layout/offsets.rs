@@ -33,6 +33,9 @@ pub mod command {
     /// DPDK's guests never send it and DPDK's host ignores it, so a
     /// vmpower guest that gets no answer speaks DPDK's contract.
     pub const NATIVE_HELLO: u32 = 0x564D_5057;
+    /// Guest → host: a busyness report ("VMPB"), native contract version
+    /// 2 and later only ([`crate::contract`]); never answered.
+    pub const BUSYNESS: u32 = 0x564D_5042;
 
     /// Host → guest: the request took effect (`CPU_POWER_CMD_ACK`).
     pub const ACK: u32 = 1;
@@ -130,6 +133,26 @@ pub mod dpdk1711 {
     pub const LEN: usize = 456;
 }
 
+/// The native v2 BUSYNESS record (in a record of the channel's layout's
+/// size; bytes not named here are ignored, `vm_name` included).
+pub mod busyness {
+    pub use super::header::{COMMAND, RESOURCE_ID as SEQ, UNIT as COUNT};
+
+    /// The first entry: vCPU (u16) then busyness in per mille (u16).
+    pub const ENTRIES: usize = 48;
+    /// Size of one entry.
+    pub const ENTRY_LEN: usize = 4;
+    /// Number of entry slots.
+    pub const ENTRY_SLOTS: usize = 64;
+    /// The guest's report interval in ms: u32.
+    pub const INTERVAL_MS: usize = 304;
+    /// The guest's rx-missed packets over its ports: u64 (`u64::MAX`:
+    /// unknown).
+    pub const RX_MISSED: usize = 308;
+    /// The end of the last field: the record must be at least this long.
+    pub const END: usize = 316;
+}
+
 /// The 88-byte FREQ_LIST reply.
 pub mod freq_list {
     pub use super::header::{COMMAND, RESOURCE_ID, UNIT, VM_NAME, VM_NAME_LEN};
@@ -219,5 +242,11 @@ mod tests {
         assert_eq!(freq_list::FREQ_LIST + 8 * 4, freq_list::NUM_VCPU);
         assert_eq!(caps_list::TURBO + 8 * 8, caps_list::PRIORITY);
         assert_eq!(caps_list::PRIORITY + 8 * 8, caps_list::NUM_VCPU);
+        assert_eq!(
+            busyness::ENTRIES + busyness::ENTRY_SLOTS * busyness::ENTRY_LEN,
+            busyness::INTERVAL_MS
+        );
+        assert_eq!(busyness::INTERVAL_MS + 4, busyness::RX_MISSED);
+        const { assert!(busyness::END <= dpdk1711::LEN) };
     }
 }

@@ -76,7 +76,10 @@ impl fmt::Debug for RecordBytes {
 
 /// Whether `code` is a command a guest may send.
 pub const fn is_guest_command(code: u32) -> bool {
-    matches!(code, 1..=4 | 7..=10 | command::NATIVE_HELLO)
+    matches!(
+        code,
+        1..=4 | 7..=10 | command::NATIVE_HELLO | command::BUSYNESS
+    )
 }
 
 /// The two header fields that say which reply a record is due under
@@ -129,6 +132,15 @@ pub fn decode_request(bytes: &[u8], layout: Layout) -> Result<Request, RequestDe
             body: RequestBody::Connect {
                 resource_id: u64_at(bytes, off::RESOURCE_ID),
             },
+        });
+    }
+    // A busyness report's identity is its channel: its name is not read.
+    if cmd == command::BUSYNESS {
+        return Ok(Request {
+            vm_name: crate::VmName::default(),
+            body: RequestBody::Busyness(
+                super::busyness::decode_busyness(bytes).map_err(RequestDecodeError::Busyness)?,
+            ),
         });
     }
     let vm_name = read_name(bytes).map_err(|fault| match fault {
@@ -372,6 +384,10 @@ pub fn encode_request(
         RequestBody::Hello { version } => {
             put_u32(out, off::UNIT, *version);
             (command::NATIVE_HELLO, 0)
+        }
+        RequestBody::Busyness(report) => {
+            super::busyness::put_busyness(out, report);
+            (command::BUSYNESS, report.seq())
         }
         RequestBody::Query { kind, resource_id } => {
             let cmd = match kind {

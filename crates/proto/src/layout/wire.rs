@@ -21,6 +21,11 @@ pub(crate) fn u64_at(buf: &[u8], off: usize) -> u64 {
     u64::from_le_bytes(array(buf, off))
 }
 
+/// Reads a little-endian u16 at `off`.
+pub(crate) fn u16_at(buf: &[u8], off: usize) -> u16 {
+    u16::from_le_bytes(array(buf, off))
+}
+
 /// Reads a little-endian u32 at `off`.
 pub(crate) fn u32_at(buf: &[u8], off: usize) -> u32 {
     u32::from_le_bytes(array(buf, off))
@@ -34,6 +39,11 @@ pub(crate) fn i32_at(buf: &[u8], off: usize) -> i32 {
 /// Writes a little-endian u64 at `off`.
 pub(crate) fn put_u64(buf: &mut [u8], off: usize, v: u64) {
     buf[off..off + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+/// Writes a little-endian u16 at `off`.
+pub(crate) fn put_u16(buf: &mut [u8], off: usize, v: u16) {
+    buf[off..off + 2].copy_from_slice(&v.to_le_bytes());
 }
 
 /// Writes a little-endian u32 at `off`.
