@@ -6,9 +6,13 @@
 //! `/ethdev/list`, `/ethdev/stats,0` with `ipackets` rising and `imissed`
 //! read, DPDK 22.11's `null` for `/eal/lcore/usage` and
 //! `/eal/lcore/info` (they arrived in 23.03), and the socket going away
-//! when the application stops. Not exercised for real: lcore busy cycles
-//! (22.11 has none; the test server of tests/telemetry_client.rs models
-//! 23.03+'s replies).
+//! when the application stops; then the agent loop on the same testpmd
+//! (reporting to the fake host of tests/common/fake_host.rs): its reports
+//! carry the real `/proc/stat` busyness (its fallback for 22.11) of every
+//! CPU and testpmd's rx-missed sum, and when testpmd stops the agent keeps
+//! reporting with rx-missed unknown. Not exercised for real: lcore busy
+//! cycles (22.11 has none; the test server of tests/telemetry_client.rs
+//! and tests/agent.rs models 23.03+'s replies).
 //!
 //! Needs root and `dpdk-testpmd` (`scripts/install-deps` installs
 //! `dpdk-dev`): skipped with the reason printed otherwise. Every wait is
@@ -20,8 +24,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::fake_host::FakeHost;
 use common::testpmd::{Testpmd, unavailable};
+use vmpower_guest::agent::{self, AgentConfig, SourceConfig};
 use vmpower_guest::telemetry::{TelemetryClient, TelemetryError, reply, socket_path};
+use vmpower_guest::{Channel, ChannelConfig};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -84,10 +91,54 @@ fn testpmd_serves_ethdev_stats_and_null_lcore_usage() {
         );
     }
 
+    // The agent on the same application.
+    let dir = tempfile::tempdir().unwrap();
+    let host = FakeHost::start(&dir.path().join("host.sock"), Some(2));
+    let config = AgentConfig {
+        interval: Duration::from_millis(50),
+        renegotiate: Duration::from_secs(3600),
+        source: SourceConfig {
+            telemetry: Some(path.clone()),
+            telemetry_timeout: Duration::from_secs(2),
+            max_backoff: Duration::from_millis(200),
+            proc_root: "/proc".into(),
+        },
+    };
+    let (stop, rx) = std::sync::mpsc::channel();
+    let port = host.path.clone();
+    let agent = std::thread::spawn(move || {
+        agent::run(
+            &config,
+            || Channel::open_path(&port, 0, ChannelConfig::default()),
+            &rx,
+        )
+    });
+    let cpus = std::fs::read_to_string("/proc/stat")
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+        .count()
+        .min(64);
+    let reports = host.wait_for("3 reports", |r| r.len() >= 3);
+    for r in &reports {
+        let vcpus: Vec<u16> = r.entries.iter().map(|e| e.0).collect();
+        assert_eq!(vcpus.len(), cpus, "every CPU from /proc/stat: {r:?}");
+        assert_eq!(r.rx_missed, Some(later.imissed), "testpmd's imissed: {r:?}");
+    }
+    eprintln!("dpdk_testpmd: the agent's first report {:?}", reports[0]);
+
     pmd.stop();
     let err = client.command("/ethdev/list", None).unwrap_err();
     assert!(err.is_gone(), "{err}");
     assert!(!path.exists(), "testpmd removes its socket at exit");
     let err = TelemetryClient::connect(&path, WAIT).unwrap_err();
     assert!(matches!(err, TelemetryError::Connect { .. }), "{err}");
+
+    let before = host.reports().len();
+    host.wait_for("a report without rx-missed", |r| {
+        r[before..].iter().any(|r| r.rx_missed.is_none())
+    });
+    stop.send(()).unwrap();
+    let stats = agent.join().unwrap().unwrap();
+    assert_eq!(stats.failed, 0, "{stats:?}");
 }

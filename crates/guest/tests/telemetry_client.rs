@@ -11,40 +11,19 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::telemetry::{Answer, DpdkApp, Lcore, Port, TelemetryServer};
+use common::telemetry::{Answer, DpdkApp, TelemetryServer};
 use vmpower_guest::telemetry::reply::{self, LcoreCycles, PortStats};
 use vmpower_guest::telemetry::{TelemetryClient, TelemetryError, socket_path};
 
 const WAIT: Duration = Duration::from_secs(5);
 
+/// The tests' application, lcore 1 having run 300 busy cycles of 1000
+/// and lcore 4 none of 1000.
 fn app() -> Arc<Mutex<DpdkApp>> {
-    Arc::new(Mutex::new(DpdkApp {
-        lcores: vec![
-            Lcore {
-                id: 1,
-                cpu: 2,
-                busy: 300,
-                total: 1000,
-            },
-            Lcore {
-                id: 4,
-                cpu: 3,
-                busy: 0,
-                total: 1000,
-            },
-        ],
-        ports: vec![
-            Port {
-                ipackets: 10,
-                imissed: 2,
-            },
-            Port {
-                ipackets: 5,
-                imissed: 1,
-            },
-        ],
-        lcore_commands: true,
-    }))
+    let app = DpdkApp::example(true);
+    app.lock().unwrap().run(1, 300, 1000);
+    app.lock().unwrap().run(4, 0, 1000);
+    app
 }
 
 #[test]

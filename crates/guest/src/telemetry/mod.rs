@@ -1,6 +1,6 @@
 //! DPDK's telemetry socket, as the agent reads it: where an application's
 //! socket is, a bounded client of its protocol, and typed readers of the
-//! replies the agent uses (feature `telemetry`).
+//! replies the agent uses (feature `agent`).
 //!
 //! DPDK's runtime directory is `/var/run/dpdk/<file-prefix>` for root (the
 //! default prefix is `rte`), and the v2 socket in it is

@@ -8,6 +8,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod fake_host;
 pub mod telemetry;
 pub mod testpmd;
 

@@ -223,6 +223,23 @@ pub struct DpdkApp {
 }
 
 impl DpdkApp {
+    /// The tests' application: lcore 1 on CPU 2 and lcore 4 on CPU 3, no
+    /// cycles counted yet; ports 0 and 1 that missed 2 and 1 packets.
+    pub fn example(lcore_commands: bool) -> Arc<Mutex<DpdkApp>> {
+        let lcore = |id, cpu| Lcore {
+            id,
+            cpu,
+            busy: 0,
+            total: 0,
+        };
+        let port = |ipackets, imissed| Port { ipackets, imissed };
+        Arc::new(Mutex::new(DpdkApp {
+            lcores: vec![lcore(1, 2), lcore(4, 3)],
+            ports: vec![port(10, 2), port(5, 1)],
+            lcore_commands,
+        }))
+    }
+
     /// A handler serving `app`.
     pub fn handler(app: Arc<Mutex<DpdkApp>>) -> Handler {
         Arc::new(move |cmd, param| app.lock().unwrap().answer(cmd, param))
