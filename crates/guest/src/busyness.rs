@@ -118,6 +118,11 @@ impl BusynessReporter {
         self
     }
 
+    /// Stops reporting and gives the channel back (for other requests).
+    pub fn into_channel(self) -> Channel {
+        self.channel
+    }
+
     /// The `seq` the next report carries.
     pub fn next_seq(&self) -> u64 {
         self.seq
