@@ -259,3 +259,59 @@ mod tests {
         assert_eq!(err, "no \"imissed\"");
     }
 }
+
+#[cfg(test)]
+mod hostile {
+    use super::*;
+    use crate::telemetry::parse_reply;
+    use proptest::prelude::*;
+
+    /// JSON values of any shape, numbers of any sign and size included.
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "[a-z_]{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 32, 6, |inner| {
+            let keys = prop_oneof![
+                Just("lcore_ids".to_owned()),
+                Just("total_cycles".to_owned()),
+                Just("busy_cycles".to_owned()),
+                Just("lcore_id".to_owned()),
+                Just("cpuset".to_owned()),
+                Just("ipackets".to_owned()),
+                Just("imissed".to_owned()),
+                "[a-z]{1,6}",
+            ];
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(keys, inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_are_a_reply_or_an_error(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse_reply(&bytes, "/ethdev/list");
+            let _ = Greeting::parse(&bytes);
+        }
+
+        #[test]
+        fn any_value_is_read_or_refused(v in json(), lcore in 0u32..8) {
+            if let Ok(cycles) = lcore_usage(&v) {
+                // What is accepted is consistent: distinct lcores.
+                let ids: std::collections::BTreeSet<u32> = cycles.iter().map(|c| c.lcore).collect();
+                prop_assert_eq!(ids.len(), cycles.len());
+            }
+            let _ = lcore_cpus(&v, lcore);
+            let _ = port_list(&v);
+            let _ = port_stats(&v);
+        }
+    }
+}
