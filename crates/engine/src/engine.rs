@@ -66,6 +66,17 @@ pub enum Trigger {
     },
     /// A VM's policy was removed or replaced.
     PolicyRemoved(VmId),
+    /// The busyness controller moved a vCPU on its guest's report.
+    Busyness {
+        /// The VM.
+        vm: VmId,
+        /// The vCPU.
+        vcpu: Vcpu,
+        /// The busyness reported, per mille.
+        permille: u16,
+    },
+    /// A VM's busyness reports stopped: its controlled vCPUs went to max.
+    BusynessStale(VmId),
 }
 
 /// What the operator did to a pCPU.
@@ -488,7 +499,19 @@ impl Engine {
                 self.query(&channel.vm, request.vm_name, kind, resource_id)
             }
             RequestBody::SetPolicy(policy) => self.guest_policy(&channel.vm, policy, now),
-            RequestBody::Busyness(_) => Decision::reject(Rejection::Unsupported("BUSYNESS")),
+            RequestBody::Busyness(report) => {
+                if !self.channel_contract(channel).accepts_busyness() {
+                    return Decision::reject(Rejection::BusynessNotNegotiated);
+                }
+                match self.busyness(&channel.vm, &report, now) {
+                    Ok(actions) => Decision {
+                        reply: Reply::None,
+                        actions,
+                        notes: Vec::new(),
+                    },
+                    Err(reason) => Decision::reject(reason),
+                }
+            }
             RequestBody::RemovePolicy => {
                 let actions = self.remove_policy(&channel.vm);
                 Decision {
@@ -531,7 +554,7 @@ impl Engine {
     }
 
     /// Resolves the core a request names into the want key and its pCPUs.
-    fn resolve(
+    pub(crate) fn resolve(
         &self,
         vm: &Vm,
         resource_id: u64,

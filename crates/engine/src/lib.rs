@@ -11,6 +11,7 @@
 //! reads a clock, a socket or sysfs, so every rule is testable as a table.
 
 mod arbitrate;
+pub mod busy;
 mod contract;
 mod cpumap;
 mod engine;
@@ -26,6 +27,7 @@ mod votes;
 mod wants;
 
 pub use arbitrate::Winner;
+pub use busy::{BusyConfig, BusyCounters, BusynessStatus, StaleOutcome};
 pub use engine::{Action, Decision, Engine, FreqChange, Note, OperatorAction, Reply, Trigger};
 pub use host::PcpuSpec;
 pub use ids::{ChannelId, Vcpu, VmId};

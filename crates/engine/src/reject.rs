@@ -79,6 +79,12 @@ pub enum Rejection {
     /// The request kind is not handled (yet).
     #[error("{0} is not supported")]
     Unsupported(&'static str),
+    /// A BUSYNESS report on a channel not granted native v2 or later.
+    #[error("BUSYNESS report on a channel not granted the native contract v2 (HELLO first)")]
+    BusynessNotNegotiated,
+    /// The VM sent busyness reports faster than the host's limit.
+    #[error("busyness reports above the host's rate limit")]
+    ReportRateExceeded,
 }
 
 impl Rejection {
@@ -103,6 +109,8 @@ impl Rejection {
             Rejection::InvalidPolicy(_) => "invalid_policy",
             Rejection::NoBranchCounters => "no_branch_counters",
             Rejection::Unsupported(_) => "unsupported",
+            Rejection::BusynessNotNegotiated => "busyness_not_negotiated",
+            Rejection::ReportRateExceeded => "report_rate_exceeded",
         }
     }
 
@@ -125,7 +133,8 @@ impl Rejection {
             Rejection::PolicyOwnsCore(_) => N::PolicyOwnsCore,
             Rejection::InvalidPolicy(_) => N::InvalidPolicy,
             Rejection::NoBranchCounters => N::NoBranchCounters,
-            Rejection::Unsupported(_) => N::Unsupported,
+            Rejection::Unsupported(_) | Rejection::BusynessNotNegotiated => N::Unsupported,
+            Rejection::ReportRateExceeded => N::Other,
         }
     }
 

@@ -58,6 +58,9 @@ pub struct EngineConfig {
     /// What a TIME policy that says nothing does in hours of none of its
     /// sets (a guest's never says: DPDK's layout cannot).
     pub time_other_hours: crate::policy::OtherHours,
+    /// The busyness controller's band, cooldown, staleness and rate.
+    #[serde(default)]
+    pub busyness: crate::busy::BusyConfig,
 }
 
 impl Default for EngineConfig {
@@ -67,6 +70,7 @@ impl Default for EngineConfig {
             branch_counters: false,
             branch_threshold: crate::policy::branch::DEFAULT_THRESHOLD,
             time_other_hours: crate::policy::OtherHours::Unchanged,
+            busyness: crate::busy::BusyConfig::default(),
         }
     }
 }

@@ -56,6 +56,9 @@ pub(crate) enum Want {
     Direct(LevelState),
     /// Decided by the VM's policy.
     Policy(Level),
+    /// Decided by the busyness controller from the guest's reports
+    /// ([`crate::busy`]).
+    Busy(Level),
 }
 
 impl Want {
@@ -66,6 +69,14 @@ impl Want {
             Want::Direct(state) => state.index().min(usize::from(shape.len).saturating_sub(1)),
             Want::Policy(level) => shape_level_index(shape, shape.turbo, *level)
                 .expect("named levels are always in range"),
+            // Never turbo; an index past a shorter table is its last.
+            Want::Busy(level) => {
+                let level = match *level {
+                    Level::Index(i) => Level::Index(i.min(usize::from(shape.len) - 1)),
+                    other => other,
+                };
+                shape_level_index(shape, false, level).expect("clamped into range")
+            }
         }
     }
 }
@@ -83,6 +94,8 @@ pub(crate) struct Vm {
     pub wants: crate::wants::Wants,
     /// Its policy, if it sent one.
     pub policy: Option<crate::policy::ActivePolicy>,
+    /// Its busyness reports and controller state, once it sent one.
+    pub busy: Option<crate::busy::BusyState>,
 }
 
 impl Vm {

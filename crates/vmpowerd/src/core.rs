@@ -578,7 +578,9 @@ fn vm_and_vcpu(trigger: &Trigger) -> (Option<&VmId>, Option<u32>) {
             core: CoreKey::Vcpu(v),
             ..
         } => (Some(vm), Some(*v)),
+        Trigger::Busyness { vm, vcpu, .. } => (Some(vm), Some(*vcpu)),
         Trigger::Request { vm, .. }
+        | Trigger::BusynessStale(vm)
         | Trigger::Placement(vm)
         | Trigger::VmRemoved(vm)
         | Trigger::Policy { vm, .. }
@@ -594,9 +596,10 @@ fn guest_caused(trigger: &Trigger) -> Option<&VmId> {
     match trigger {
         // A removed policy may be the guest's doing (POLICY_REMOVE, again
         // and again): budgeted like the rest (an operator's is rare).
-        Trigger::Request { vm, .. } | Trigger::Policy { vm, .. } | Trigger::PolicyRemoved(vm) => {
-            Some(vm)
-        }
+        Trigger::Request { vm, .. }
+        | Trigger::Policy { vm, .. }
+        | Trigger::PolicyRemoved(vm)
+        | Trigger::Busyness { vm, .. } => Some(vm),
         _ => None,
     }
 }
@@ -641,6 +644,11 @@ fn log_change(
             }
         }
         Trigger::PolicyRemoved(_) => reason.push_str("policy removed"),
+        Trigger::Busyness { permille, .. } => {
+            inputs = serde_json::json!({ "busy_permille": permille });
+            let _ = write!(reason, "busyness {permille} per mille");
+        }
+        Trigger::BusynessStale(_) => reason.push_str("busyness reports stale: max"),
     }
     let (vm, vcpu) = vm_and_vcpu(&change.trigger);
     let split = reason.len();
