@@ -9,8 +9,9 @@
 //! when the application stops; then the agent loop on the same testpmd
 //! (reporting to the fake host of tests/common/fake_host.rs): its reports
 //! carry the real `/proc/stat` busyness (its fallback for 22.11) of every
-//! CPU and testpmd's rx-missed sum, and when testpmd stops the agent keeps
-//! reporting with rx-missed unknown. Not exercised for real: lcore busy
+//! CPU and testpmd's rx-missed sum; when testpmd stops the agent keeps
+//! reporting with rx-missed unknown, and when it starts again the agent
+//! reads it again. Not exercised for real: lcore busy
 //! cycles (22.11 has none; the test server of tests/telemetry_client.rs
 //! and tests/agent.rs models 23.03+'s replies).
 //!
@@ -137,6 +138,15 @@ fn testpmd_serves_ethdev_stats_and_null_lcore_usage() {
     let before = host.reports().len();
     host.wait_for("a report without rx-missed", |r| {
         r[before..].iter().any(|r| r.rx_missed.is_none())
+    });
+
+    // testpmd starts again with the same prefix: the agent finds it.
+    drop(pmd);
+    let pmd = Testpmd::start("telemetry");
+    assert_eq!(pmd.socket, path);
+    let before = host.reports().len();
+    host.wait_for("rx-missed from the restarted testpmd", |r| {
+        r[before..].iter().any(|r| r.rx_missed.is_some())
     });
     stop.send(()).unwrap();
     let stats = agent.join().unwrap().unwrap();
