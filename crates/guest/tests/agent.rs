@@ -4,7 +4,8 @@
 //! interval and the ports' rx-missed sum, in sequence; the telemetry
 //! socket going away and coming back (the agent falls back to
 //! /proc/stat and returns to DPDK's lcore usage, without exiting); DPDK
-//! 22.11 (no lcore usage) reports /proc/stat; the channel is reopened to
+//! 22.11 (no lcore usage) and lcores not pinned to one CPU report
+//! /proc/stat; a socket answering garbage stays backed off; the channel is reopened to
 //! renegotiate with the sequence continuing; a host that does not grant
 //! native v2 ends the agent before any report.
 
@@ -243,4 +244,28 @@ fn a_telemetry_server_sending_garbage_does_not_stop_the_reports() {
     }
     let stats = agent.stop();
     assert_eq!(stats.failed, 0, "{stats:?}");
+}
+
+#[test]
+fn lcores_not_pinned_to_one_cpu_fall_back_to_proc_stat() {
+    let (dir, host, proc) = setup();
+    let socket = dir.path().join("telemetry.sock");
+    let inner = running(app(true));
+    let _app = TelemetryServer::start(
+        &socket,
+        "DPDK 23.11.0",
+        Arc::new(move |cmd, param| match (cmd, param) {
+            ("/eal/lcore/info", Some(id)) => Answer::Value(format!(
+                r#"{{"lcore_id":{id},"socket":0,"role":"RTE","cpuset":[0,1]}}"#
+            )),
+            _ => inner(cmd, param),
+        }),
+    );
+    let agent = start(&host, config(Some(&socket), &proc.root));
+    let reports = host.wait_for("3 reports", |r| r.len() >= 3);
+    agent.stop();
+    for r in &reports {
+        assert!(from_proc_stat(r), "{r:?}");
+        assert_eq!(r.rx_missed, Some(3));
+    }
 }

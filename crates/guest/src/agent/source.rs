@@ -9,8 +9,8 @@
 //!   that CPU is the vCPU index. An lcore allowed on several CPUs cannot
 //!   be attributed and is left out.
 //! - When lcore usage is not served (`null`: DPDK 22.11; empty: the
-//!   application registered no usage callback) or the application is not
-//!   there, busyness comes from `/proc/stat` for every CPU
+//!   application registered no usage callback; no lcore pinned to one
+//!   CPU) or the application is not there, busyness comes from `/proc/stat` for every CPU
 //!   ([`super::procstat`]). The source in use is in every [`Sample`] and
 //!   logged when it changes.
 //! - rx-missed is the sum of `imissed` over `/ethdev/list`'s ports; unknown
@@ -88,6 +88,8 @@ pub struct Sampler {
     said_gone: bool,
     /// The application last logged as answering (its pid).
     announced: Option<u32>,
+    /// The last `/proc/stat` failure logged.
+    proc_error: Option<String>,
 }
 
 impl Sampler {
@@ -104,6 +106,7 @@ impl Sampler {
             last_source: None,
             said_gone: false,
             announced: None,
+            proc_error: None,
         }
     }
 
@@ -139,9 +142,16 @@ impl Sampler {
 
     fn sample_proc_stat(&mut self) -> Vec<CpuBusyness> {
         match procstat::read(&self.config.proc_root) {
-            Ok(counters) => self.cpus.update(&counters, Some),
+            Ok(counters) => {
+                self.proc_error = None;
+                self.cpus.update(&counters, Some)
+            }
             Err(e) => {
-                eprintln!("vmpower-guest agent: {e}");
+                // Once per distinct failure, not once per interval.
+                if self.proc_error.as_ref() != Some(&e) {
+                    eprintln!("vmpower-guest agent: {e}");
+                    self.proc_error = Some(e);
+                }
                 Vec::new()
             }
         }
@@ -236,10 +246,13 @@ impl Sampler {
                     })
                     .collect();
                 let map = &self.lcore_cpu;
-                Some(
-                    self.lcores
-                        .update(&counters, |l| map.get(&l).copied().flatten()),
-                )
+                let cpu_of = |l: u32| map.get(&l).copied().flatten();
+                // No lcore pinned to one CPU: nothing to attribute, as if
+                // usage were not served.
+                counters
+                    .iter()
+                    .any(|c| cpu_of(c.key).is_some())
+                    .then(|| self.lcores.update(&counters, cpu_of))
             }
         };
         Ok((cpus, rx_missed(client)?))
