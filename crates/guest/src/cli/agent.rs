@@ -14,22 +14,21 @@ use vmpower_guest::telemetry::{DEFAULT_PREFIX, DEFAULT_RUNTIME_DIR, socket_path}
 use super::output::{CmdError, Done};
 use super::session::Session;
 
-/// Report per-vCPU busyness to the host every interval, until stopped
-/// (needs a host that grants vmpower's native contract v2).
-#[derive(Debug, Clone, Args)]
-#[command(
-    long_about = "Report per-vCPU busyness to the host every interval, until stopped.\n\n\
+/// The agent's page text (`vmpower-guest agent --help`, its man page).
+pub const LONG_ABOUT: &str = "Report per-vCPU busyness to the host every interval, until stopped.\n\n\
 Busyness comes from the DPDK application's telemetry socket (/eal/lcore/usage, DPDK 23.03 \
 and later; the CPU of each lcore from /eal/lcore/info). When the application does not serve \
-lcore usage (DPDK 22.11, no usage callback registered) or is not running, it comes from the \
+lcore usage (DPDK 22.11, no usage callback registered, no lcore pinned to one CPU) or is not running, it comes from the \
 kernel's per-CPU times in /proc/stat, where a DPDK poll loop reads as fully busy (the host then \
 keeps its CPUs fast). The rx-missed count is summed over the application's ports \
 (/ethdev/stats). The telemetry socket may go and come back (an application restart): the agent \
 keeps reporting, retries with a bounded backoff and logs each change on stderr.\n\n\
 The host must grant vmpower's native contract v2 to the HELLO the agent sends; DPDK's host or \
 an older vmpowerd ends the agent with exit status 4. Applications that are not DPDK report \
-their own busyness with the guest library's BusynessReporter instead."
-)]
+their own busyness with the guest library's BusynessReporter instead.";
+
+/// The agent's options.
+#[derive(Debug, Clone, Args)]
 pub struct AgentArgs {
     /// How often to report: a number of milliseconds, or with a unit
     /// (`100ms`, `0.5s`); 10 ms to 60 s.

@@ -110,6 +110,7 @@ pub enum Command {
     },
     /// Report per-vCPU busyness to the host every interval, until stopped
     /// (DPDK telemetry or /proc/stat; needs vmpower's native contract v2).
+    #[command(long_about = agent::LONG_ABOUT)]
     Agent(AgentArgs),
     /// Interactive shell (prompt `vm_power(guest)>`), with line editing and history.
     Shell {
