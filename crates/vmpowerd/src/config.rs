@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 use vmpower_engine::OtherHours;
-use vmpower_engine::{RateLimit, VmSettings};
+use vmpower_engine::{BusyConfig, RateLimit, VmSettings};
 use vmpower_proto::Layout;
 
 /// The default busy-polling window: longer than a guest takes to read a
@@ -21,6 +21,8 @@ pub const DEFAULT_BUSY_POLL_US: u64 = 50;
 /// (BENCHMARKS.md, dpdk-reply: on a host whose every CPU spins, p99 of
 /// DPDK's replies 3.1 ms at 0, 0.33 ms at -10; -20 did no better).
 pub const DEFAULT_CHANNEL_THREAD_NICE: i32 = -10;
+/// The engine's busyness defaults, which the file's defaults repeat.
+const BUSY: BusyConfig = BusyConfig::DEFAULT;
 /// The longest busy-polling window `channel_busy_poll_us` accepts.
 const MAX_BUSY_POLL_US: u64 = 1000;
 
@@ -201,6 +203,23 @@ pub struct Config {
     /// How often the CPUs the daemon holds are checked for another
     /// writer's changes, in ms (at least 100).
     pub foreign_check_interval_ms: u64,
+    /// The busyness controller's band: below this fraction busy, a
+    /// reported vCPU steps down (after the cooldown).
+    pub busyness_target_low: f64,
+    /// ... above this one, it steps up at once.
+    pub busyness_target_high: f64,
+    /// Least time between a vCPU's last change and a step down, in ms.
+    pub busyness_cooldown_ms: u64,
+    /// Report intervals of silence before a VM's reported vCPUs go to max.
+    pub busyness_stale_intervals: u32,
+    /// A guest's report interval is clamped to at least this, in ms.
+    pub busyness_interval_min_ms: u64,
+    /// ... and at most this, in ms.
+    pub busyness_interval_max_ms: u64,
+    /// Busyness reports a VM may sustain per second (more are refused).
+    pub busyness_max_reports_per_second: u32,
+    /// Busyness reports a VM may send at once.
+    pub busyness_report_burst: u32,
     /// Declared VMs, by name.
     pub vm: BTreeMap<String, VmConfig>,
 }
@@ -258,6 +277,14 @@ impl Default for Config {
             channel_thread_nice: DEFAULT_CHANNEL_THREAD_NICE,
             foreign_writer: ForeignWriter::Retake,
             foreign_check_interval_ms: 5000,
+            busyness_target_low: BUSY.low,
+            busyness_target_high: BUSY.high,
+            busyness_cooldown_ms: 100,
+            busyness_stale_intervals: BUSY.stale_intervals,
+            busyness_interval_min_ms: 10,
+            busyness_interval_max_ms: 1000,
+            busyness_max_reports_per_second: BUSY.max_rate.per_second,
+            busyness_report_burst: BUSY.max_rate.burst,
             vm: BTreeMap::new(),
         }
     }
@@ -367,6 +394,9 @@ impl Config {
                 "must be permission bits (0o000..=0o777)",
             );
         }
+        if let Err(e) = self.busyness().validate() {
+            return invalid("busyness_*", &e.to_string());
+        }
         for (name, vm) in &self.vm {
             if crate::vm_name::check(name).is_err() {
                 return invalid(&format!("vm.{name}"), crate::vm_name::RULE);
@@ -376,6 +406,23 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The busyness controller's settings.
+    pub fn busyness(&self) -> BusyConfig {
+        BusyConfig {
+            low: self.busyness_target_low,
+            high: self.busyness_target_high,
+            cooldown: Duration::from_millis(self.busyness_cooldown_ms),
+            stale_intervals: self.busyness_stale_intervals,
+            interval_min: Duration::from_millis(self.busyness_interval_min_ms),
+            interval_max: Duration::from_millis(self.busyness_interval_max_ms),
+            max_rate: RateLimit {
+                burst: self.busyness_report_burst,
+                per_second: self.busyness_max_reports_per_second,
+            },
+            ..BusyConfig::DEFAULT
+        }
     }
 
     /// The placement refresh period.
@@ -434,6 +481,26 @@ mod tests {
         assert_eq!(c.sysfs_root, PathBuf::from("/sys"));
         assert_eq!(c.channel_dir, PathBuf::from("/tmp/powermonitor"));
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn busyness_keys_reach_the_engine_and_bad_ones_are_named() {
+        let text = "busyness_target_low = 0.6\nbusyness_target_high = 0.7\nbusyness_cooldown_ms = 60\nbusyness_max_reports_per_second = 50\n";
+        let c = Config::from_toml(text, Path::new("t.toml")).unwrap();
+        let b = c.busyness();
+        assert_eq!((b.low, b.high), (0.6, 0.7));
+        assert_eq!(b.cooldown, Duration::from_millis(60));
+        assert_eq!(b.max_rate.per_second, 50);
+        assert_eq!(Config::default().busyness(), BusyConfig::default());
+        for bad in [
+            "busyness_target_low = 0.9",
+            "busyness_stale_intervals = 0",
+            "busyness_interval_min_ms = 0",
+            "busyness_report_burst = 0",
+        ] {
+            let err = Config::from_toml(bad, Path::new("t.toml")).unwrap_err();
+            assert!(err.to_string().contains("busyness"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -92,6 +92,10 @@ pub struct Core {
     /// How long a channel keeps reading after a request before it goes
     /// back to epoll (`channel_busy_poll_us`; zero: never).
     pub channel_busy_poll: std::time::Duration,
+    /// Wakes the busyness staleness timer ([`crate::busyness`]) when it
+    /// sleeps without a deadline and a report is accepted.
+    busy_wake: std::sync::Arc<tokio::sync::Notify>,
+    busy_timer_idle: bool,
 }
 
 impl Core {
@@ -114,7 +118,20 @@ impl Core {
             history_pending: std::sync::Arc::new(tokio::sync::Notify::new()),
             deferred: Vec::new(),
             channel_busy_poll: std::time::Duration::ZERO,
+            busy_wake: std::sync::Arc::new(tokio::sync::Notify::new()),
+            busy_timer_idle: true,
         }
+    }
+
+    /// What wakes the busyness staleness timer.
+    pub fn busy_wake(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        std::sync::Arc::clone(&self.busy_wake)
+    }
+
+    /// Whether the staleness timer sleeps without a deadline (the next
+    /// accepted report wakes it).
+    pub fn set_busy_timer_idle(&mut self, idle: bool) {
+        self.busy_timer_idle = idle;
     }
 
     /// Persists `vm`'s policy as the engine holds it, with its source.
@@ -212,6 +229,13 @@ impl Core {
             self.engine
                 .handle_record(self.batch_now, channel, head, request);
         self.stats.count_request(&channel.vm, frame, &decision);
+        if self.busy_timer_idle
+            && head.command == vmpower_proto::layout::offsets::command::BUSYNESS
+            && self.engine.busyness_deadline().is_some()
+        {
+            self.busy_timer_idle = false;
+            self.busy_wake.notify_one();
+        }
         let ok = self.execute_deferring(&decision.actions, true);
         self.log_notes(&channel.vm, &decision);
         for note in &decision.notes {

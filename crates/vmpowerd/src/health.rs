@@ -45,6 +45,7 @@ pub fn status(daemon: &Daemon) -> Value {
         "pcpus": core.engine.pcpus().len(),
         "pcpus_managed": managed,
         "policies": policies,
+        "busyness": crate::busyness::status(&core),
         "stats": core.stats,
     })
 }

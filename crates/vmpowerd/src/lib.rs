@@ -8,6 +8,7 @@
 //! logging, and supplies the real sysfs and the signals.
 
 pub mod branch;
+pub mod busyness;
 pub mod channels;
 pub mod config;
 pub mod control;

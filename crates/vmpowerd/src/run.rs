@@ -185,6 +185,7 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
         rate_limit: config.rate_limit,
         branch_counters: crate::branch::host_has_branch_counters(),
         time_other_hours: config.time_other_hours,
+        busyness: config.busyness(),
         ..EngineConfig::default()
     });
     engine.set_default_time_zone(jiff::tz::TimeZone::system());
@@ -282,6 +283,7 @@ async fn serve(
     let metrics = crate::metrics::start(daemon).await?;
     let refresher = tokio::spawn(refresh_periodically(daemon.clone()));
     let clock = tokio::spawn(samplers::run_time(daemon.core.clone()));
+    let staleness = tokio::spawn(crate::busyness::run_staleness(daemon.core.clone()));
     let history = tokio::spawn(flush_history_periodically(daemon.core.clone()));
     let foreign = tokio::spawn(check_foreign_periodically(
         daemon.core.clone(),
@@ -338,6 +340,7 @@ async fn serve(
     }
     refresher.abort();
     clock.abort();
+    staleness.abort();
     history.abort();
     foreign.abort();
     if let Some(t) = policy_dir {

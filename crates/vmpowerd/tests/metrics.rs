@@ -220,7 +220,8 @@ async fn plain_text_for_curl_and_errors_for_other_paths() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_family_is_exported_and_moves() {
-    let (mut host, addr) = start(&[("vm1", vm(&[1, 2])), ("vm2", vm(&[3]))]).await;
+    let (mut host, addr) =
+        start(&[("vm1", vm(&[1, 2])), ("vm2", vm(&[3])), ("vm3", vm(&[0]))]).await;
     let mac1: MacAddr = "02:00:00:00:00:01".parse().unwrap();
     let mac2: MacAddr = "02:00:00:00:00:02".parse().unwrap();
     let qemu1 = host.qemu("vm1", 0);
@@ -298,6 +299,22 @@ async fn every_documented_family_is_exported_and_moves() {
             "devices/system/cpu/cpu2/cpufreq/scaling_governor",
             "performance",
         )
+        .unwrap();
+
+    // vm3: one busyness report every 10 ms, then silence (stale at 30 ms).
+    let qemu3 = host.qemu("vm3", 0);
+    let mut g3 = accept(&qemu3).await;
+    let hello = RequestBody::Hello {
+        version: vmpower_proto::contract::NATIVE_VERSION,
+    };
+    assert_eq!(call(&mut g3, &record("vm3", hello)).await, Verdict::Ack);
+    let entry = vmpower_proto::BusyEntry {
+        vcpu: 0,
+        permille: 950,
+    };
+    let report = vmpower_proto::BusynessReport::new(1, &[entry], 10, None).unwrap();
+    g3.write_all(&record("vm3", RequestBody::Busyness(report)))
+        .await
         .unwrap();
 
     // Every family has a sample off its default (for the rate: measured).

@@ -52,20 +52,25 @@ pub struct BusyConfig {
 
 impl Default for BusyConfig {
     fn default() -> Self {
-        BusyConfig {
-            low: 0.75,
-            high: 0.85,
-            saturated: 0.98,
-            cooldown: Duration::from_millis(100),
-            interval_min: Duration::from_millis(10),
-            interval_max: Duration::from_secs(1),
-            stale_intervals: 3,
-            max_rate: RateLimit {
-                burst: 20,
-                per_second: 200,
-            },
-        }
+        BusyConfig::DEFAULT
     }
+}
+
+impl BusyConfig {
+    /// The defaults (a constant, for callers that repeat them).
+    pub const DEFAULT: BusyConfig = BusyConfig {
+        low: 0.75,
+        high: 0.85,
+        saturated: 0.98,
+        cooldown: Duration::from_millis(100),
+        interval_min: Duration::from_millis(10),
+        interval_max: Duration::from_secs(1),
+        stale_intervals: 3,
+        max_rate: RateLimit {
+            burst: 20,
+            per_second: 200,
+        },
+    };
 }
 
 /// Why a [`BusyConfig`] cannot be used.

@@ -91,6 +91,8 @@ struct Snapshot {
     log_lines_suppressed: u64,
     partial_bytes_dropped: u64,
     vm_packets: Vec<(VmId, u64)>,
+    /// Per reporting VM: busyness reports accepted, silences.
+    busyness: Vec<(VmId, u64, u64)>,
 }
 
 /// The label of a policy kind.
@@ -141,6 +143,16 @@ impl Snapshot {
                 })
             })
             .collect();
+        let now = core.now();
+        let busyness = core
+            .engine
+            .vm_ids()
+            .into_iter()
+            .filter_map(|vm| {
+                let st = core.engine.busyness_status(&vm, now)?;
+                Some((vm, st.counters.accepted, st.counters.stale_events))
+            })
+            .collect();
         let stats = &core.stats;
         let mut requests: Vec<_> = stats
             .requests
@@ -180,6 +192,7 @@ impl Snapshot {
                 .iter()
                 .map(|(vm, n)| (vm.clone(), *n))
                 .collect(),
+            busyness,
         }
     }
 
@@ -233,7 +246,16 @@ impl Snapshot {
         counter(
             family(enc, &fam::PARTIAL_BYTES_DROPPED)?,
             self.partial_bytes_dropped,
-        )
+        )?;
+        let mut m = family(enc, &fam::BUSYNESS_REPORTS)?;
+        for (vm, reports, _) in &self.busyness {
+            counter(m.encode_family(&[("vm", vm.as_str())])?, *reports)?;
+        }
+        let mut m = family(enc, &fam::BUSYNESS_STALE)?;
+        for (vm, _, stale) in &self.busyness {
+            counter(m.encode_family(&[("vm", vm.as_str())])?, *stale)?;
+        }
+        Ok(())
     }
 
     fn encode_pcpus(&self, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
@@ -389,6 +411,7 @@ mod tests {
             log_lines_suppressed: 0,
             partial_bytes_dropped: 0,
             vm_packets: vec![(VmId::new("vm \"1\""), 1234)],
+            busyness: vec![(VmId::new("vm2"), 40, 1)],
         }
     }
 

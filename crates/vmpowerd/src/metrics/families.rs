@@ -215,6 +215,20 @@ pub const PARTIAL_BYTES_DROPPED: Family = Family {
     labels: &[],
     help: "Bytes of incomplete records dropped when a channel closed",
 };
+/// Busyness reports accepted.
+pub const BUSYNESS_REPORTS: Family = Family {
+    name: "vmpower_busyness_reports",
+    kind: Kind::Counter,
+    labels: &["vm"],
+    help: "Busyness reports (native contract v2) accepted from the VM's guest; refused ones are in vmpower_rejections",
+};
+/// Busyness silences.
+pub const BUSYNESS_STALE: Family = Family {
+    name: "vmpower_busyness_stale",
+    kind: Kind::Counter,
+    labels: &["vm"],
+    help: "Times the VM's busyness reports stopped for longer than the staleness bound and its reported vCPUs were put at max",
+};
 
 /// Every family, in the order the endpoint writes them.
 pub const FAMILIES: &[Family] = &[
@@ -241,6 +255,8 @@ pub const FAMILIES: &[Family] = &[
     REPLIES_DROPPED,
     LOG_LINES_SUPPRESSED,
     PARTIAL_BYTES_DROPPED,
+    BUSYNESS_REPORTS,
+    BUSYNESS_STALE,
 ];
 
 #[cfg(test)]
