@@ -4,7 +4,8 @@
 //! (tests/common), and the daemon's busyness controller moves the fake
 //! sysfs: two saturated lcores put both vCPUs' pCPUs at max (the highest
 //! frequency without turbo), then one lcore falling to 10 % busy brings its
-//! pCPU down to the table's lowest while the other stays at max.
+//! pCPU down to the table's lowest while the other stays at max; when the
+//! agent stops, the daemon's staleness bound puts it back at max.
 
 #![allow(clippy::unwrap_used)]
 
@@ -88,8 +89,11 @@ async fn busyness_from_dpdk_moves_the_pinned_pcpus() {
     wait_for(|| host.cpu_file(2, "scaling_setspeed") == "800000").await;
     assert_eq!(host.cpu_file(3, "scaling_setspeed"), "2300000");
 
+    // The agent stops: after the daemon's staleness bound its vCPUs go
+    // back to max (fail safe).
     stop.send(()).unwrap();
     let stats = blocking(move || agent.join().unwrap().unwrap()).await;
     assert!(stats.sent > 0 && stats.failed == 0, "{stats:?}");
+    wait_for(|| host.cpu_file(2, "scaling_setspeed") == "2300000").await;
     host.stop().await;
 }
