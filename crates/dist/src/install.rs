@@ -3,8 +3,9 @@
 //! Under the prefix P (default `/usr/local`): `P/bin` the three binaries,
 //! `P/share/man/man{1,8}` the pages, `P/share/bash-completion/completions`,
 //! `P/share/zsh/site-functions` and `P/share/fish/vendor_completions.d` the
-//! completions, `P/lib/systemd/system/vmpowerd.service` the unit (its
-//! ExecStart pointed at `P/bin/vmpowerd`), `P/share/doc/vmpower` the
+//! completions, `P/lib/systemd/system/vmpowerd.service` the host's unit
+//! and `vmpower-guest-agent.service` the guest's (their ExecStart pointed
+//! at `P/bin`), `P/share/doc/vmpower` the
 //! example config. `/etc/vmpower/vmpowerd.toml` gets the example only when
 //! absent: an operator's config is never overwritten.
 //!
@@ -20,6 +21,8 @@ use clap_complete::Shell;
 
 /// The systemd unit as shipped (ExecStart under `/usr/local`).
 pub const UNIT: &str = include_str!("../../../contrib/systemd/vmpowerd.service");
+/// The guest agent's systemd unit as shipped (ExecStart under `/usr/local`).
+pub const GUEST_UNIT: &str = include_str!("../../../contrib/systemd/vmpower-guest-agent.service");
 /// The example configuration, every setting at its default.
 pub const EXAMPLE_CONFIG: &str = include_str!("../../../contrib/vmpowerd.toml");
 /// The binaries installed, by name.
@@ -97,9 +100,19 @@ struct Entry {
 
 /// The unit with ExecStart's program under `prefix`.
 pub fn unit_for(prefix: &Path) -> String {
-    let shipped = format!("ExecStart={UNIT_PREFIX}/bin/vmpowerd");
-    let wanted = format!("ExecStart={}", prefix.join("bin/vmpowerd").display());
-    UNIT.replace(&shipped, &wanted)
+    exec_under(UNIT, "vmpowerd", prefix)
+}
+
+/// The guest agent's unit with ExecStart's program under `prefix`.
+pub fn guest_unit_for(prefix: &Path) -> String {
+    exec_under(GUEST_UNIT, "vmpower-guest", prefix)
+}
+
+/// `unit` with ExecStart's `program` moved from the shipped prefix to `prefix`.
+fn exec_under(unit: &str, program: &str, prefix: &Path) -> String {
+    let shipped = format!("ExecStart={UNIT_PREFIX}/bin/{program} ");
+    let wanted = format!("ExecStart={} ", prefix.join("bin").join(program).display());
+    unit.replace(&shipped, &wanted)
 }
 
 /// Where a man page goes under `prefix`.
@@ -147,6 +160,10 @@ fn plan(options: &InstallOptions) -> Vec<Entry> {
     entries.push(file(
         prefix.join("lib/systemd/system/vmpowerd.service"),
         unit_for(prefix).into_bytes(),
+    ));
+    entries.push(file(
+        prefix.join("lib/systemd/system/vmpower-guest-agent.service"),
+        guest_unit_for(prefix).into_bytes(),
     ));
     entries.push(file(
         prefix.join("share/doc/vmpower/vmpowerd.toml"),
@@ -221,6 +238,12 @@ mod tests {
         );
         assert!(!unit.contains("/usr/local/bin/vmpowerd"));
         assert_eq!(unit_for(Path::new(UNIT_PREFIX)), UNIT);
+        let guest = guest_unit_for(Path::new("/usr"));
+        assert!(
+            guest.contains("\nExecStart=/usr/bin/vmpower-guest --channel 0 agent\n"),
+            "{guest}"
+        );
+        assert_eq!(guest_unit_for(Path::new(UNIT_PREFIX)), GUEST_UNIT);
     }
 
     #[test]

@@ -192,6 +192,7 @@ fn install_lays_out_every_file() {
     }
     expected.insert("usr/share/man/man5/vmpowerd.toml.5".into());
     expected.insert("usr/lib/systemd/system/vmpowerd.service".into());
+    expected.insert("usr/lib/systemd/system/vmpower-guest-agent.service".into());
     expected.insert("usr/share/doc/vmpower/vmpowerd.toml".into());
     expected.insert("etc/vmpower/vmpowerd.toml".into());
     assert_eq!(files_under(&root), expected);
@@ -203,12 +204,22 @@ fn install_lays_out_every_file() {
             .any(|l| l == "ExecStart=/usr/bin/vmpowerd --config /etc/vmpower/vmpowerd.toml"),
         "{unit}"
     );
-    // The unit's Documentation= pages are installed.
-    let docs = unit
-        .lines()
-        .find_map(|l| l.strip_prefix("Documentation="))
-        .unwrap();
-    for doc in docs.split_whitespace() {
+    let guest_unit =
+        std::fs::read_to_string(root.join("usr/lib/systemd/system/vmpower-guest-agent.service"))
+            .unwrap();
+    assert!(
+        guest_unit
+            .lines()
+            .any(|l| l == "ExecStart=/usr/bin/vmpower-guest --channel 0 agent"),
+        "{guest_unit}"
+    );
+    // The units' Documentation= pages are installed.
+    let docs = [&unit, &guest_unit]
+        .iter()
+        .flat_map(|u| u.lines().filter_map(|l| l.strip_prefix("Documentation=")))
+        .flat_map(str::split_whitespace)
+        .collect::<Vec<_>>();
+    for doc in docs {
         let page = doc.strip_prefix("man:").unwrap();
         let (name, section) = page.trim_end_matches(')').split_once('(').unwrap();
         let path = root.join(format!("usr/share/man/man{section}/{name}.{section}"));

@@ -20,10 +20,18 @@
 //! - [`spec`]: vCPU lists, hour sets and MAC lists from text, validated
 //!   with errors that point at the bad element.
 //! - [`profile`]: DPDK guest_cli's example policy.
+//! - [`BusynessReporter`]: per-vCPU busyness reports to a host that
+//!   granted native contract v2 (the agent's, and any application's).
+//! - [`agent`] (feature `agent`): the `vmpower-guest agent` loop.
+//! - [`telemetry`] (feature `agent`): a client of a DPDK
+//!   application's telemetry socket.
 //!
 //! It needs nothing from the host crates but the protocol crate, uses no
 //! async runtime and no unsafe, and builds statically.
 
+#[cfg(feature = "agent")]
+pub mod agent;
+pub mod busyness;
 pub mod channel;
 /// The `vmpower-guest` command line (feature `cli`), here so that tools can
 /// read its clap definitions (man pages, shell completions).
@@ -36,11 +44,14 @@ pub mod matching;
 mod port;
 pub mod profile;
 pub mod spec;
+#[cfg(feature = "agent")]
+pub mod telemetry;
 
 // The CLI's modules name this crate as the binary does.
 #[cfg(feature = "cli")]
 extern crate self as vmpower_guest;
 
+pub use busyness::{BusynessReporter, ReporterError};
 pub use channel::{Answer, Channel, ChannelConfig, QueryTarget};
 pub use error::{ChannelError, ErrorClass};
 pub use locate::{PortRoots, find_port, port_name};

@@ -1,5 +1,7 @@
 //! `vmpower-guest`: DPDK guest_cli's commands as a command-line tool and an
-//! interactive shell (`vm_power(guest)>`), over the vmpower guest library.
+//! interactive shell (`vm_power(guest)>`), over the vmpower guest library;
+//! and `vmpower-guest agent`, which reports busyness to the host until
+//! stopped.
 //!
 //! Exit codes: 0 done; 1 the host could not be reached; 2 usage or invalid
 //! request (nothing sent); 3 no such port; 4 refused by the host (NACK);
@@ -28,6 +30,12 @@ fn main() -> ExitCode {
     };
     match &cli.command {
         Command::Shell { history } => shell(&mut session, history.as_deref(), cli.json),
+        Command::Agent(args) => {
+            // Runs until the process is stopped (SIGTERM ends it; the agent
+            // holds nothing the host needs given back).
+            let (_keep, stop) = std::sync::mpsc::channel();
+            report(cli::agent::run(&session, args, &stop), cli.json)
+        }
         command => report(session.execute(command), cli.json),
     }
 }

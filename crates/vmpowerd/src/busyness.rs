@@ -74,7 +74,7 @@ pub fn status(core: &Core) -> Vec<vmpower_api::answers::BusynessControl> {
                     .vcpus
                     .iter()
                     .map(|&(vcpu, permille, index)| vmpower_api::answers::BusyVcpu {
-                        vcpu: vcpu.into(),
+                        vcpu,
                         busy_permille: permille,
                         level: index,
                     })

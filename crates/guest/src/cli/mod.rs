@@ -1,6 +1,7 @@
 //! The command line of `vmpower-guest`, shared by one-shot use and the
 //! interactive shell: DPDK guest_cli's commands as subcommands.
 
+pub mod agent;
 pub mod output;
 pub mod policy;
 pub mod session;
@@ -12,6 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use vmpower_guest::QueryTarget;
 use vmpower_proto::{Layout, ScalingUnit};
 
+pub use agent::AgentArgs;
 pub use policy::PolicyArgs;
 
 /// Ask the host for CPU frequency changes, hand it a power policy, or
@@ -106,6 +108,10 @@ pub enum Command {
         #[arg(value_parser = parse_target)]
         target: QueryTarget,
     },
+    /// Report per-vCPU busyness to the host every interval, until stopped
+    /// (DPDK telemetry or /proc/stat; needs vmpower's native contract v2).
+    #[command(long_about = agent::LONG_ABOUT)]
+    Agent(AgentArgs),
     /// Interactive shell (prompt `vm_power(guest)>`), with line editing and history.
     Shell {
         /// Load and save the shell history in this file.

@@ -7,7 +7,7 @@
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
-use vmpower_guest::{ChannelError, ErrorClass};
+use vmpower_guest::{ChannelError, ErrorClass, ReporterError};
 
 /// A command that succeeded: what to print.
 #[derive(Debug)]
@@ -27,20 +27,20 @@ pub enum CmdError {
     /// Talking to the host failed.
     #[error(transparent)]
     Channel(#[from] ChannelError),
+    /// Busyness reports cannot be sent (the agent).
+    #[error(transparent)]
+    Reporter(ReporterError),
 }
 
 impl CmdError {
     /// The process exit code.
     pub fn exit_code(&self) -> u8 {
-        match self {
-            CmdError::Usage(_) => 2,
-            CmdError::Channel(ChannelError::NoSuchPort { .. }) => 3,
-            CmdError::Channel(e) => match e.class() {
-                ErrorClass::Unreachable => 1,
-                ErrorClass::Invalid => 2,
-                ErrorClass::Refused => 4,
-                ErrorClass::Protocol => 5,
-            },
+        match self.kind() {
+            "unreachable" => 1,
+            "no-such-port" => 3,
+            "refused" => 4,
+            "protocol" => 5,
+            _ => 2,
         }
     }
 
@@ -48,14 +48,24 @@ impl CmdError {
     pub fn kind(&self) -> &'static str {
         match self {
             CmdError::Usage(_) => "usage",
-            CmdError::Channel(ChannelError::NoSuchPort { .. }) => "no-such-port",
-            CmdError::Channel(e) => match e.class() {
-                ErrorClass::Unreachable => "unreachable",
-                ErrorClass::Invalid => "usage",
-                ErrorClass::Refused => "refused",
-                ErrorClass::Protocol => "protocol",
-            },
+            CmdError::Channel(e) | CmdError::Reporter(ReporterError::Channel(e)) => channel_kind(e),
+            // The host answered HELLO, but not with what reports need.
+            CmdError::Reporter(ReporterError::NotGranted { .. }) => "refused",
+            CmdError::Reporter(_) => "usage",
         }
+    }
+}
+
+/// The class of a channel error.
+fn channel_kind(e: &ChannelError) -> &'static str {
+    match e {
+        ChannelError::NoSuchPort { .. } => "no-such-port",
+        e => match e.class() {
+            ErrorClass::Unreachable => "unreachable",
+            ErrorClass::Invalid => "usage",
+            ErrorClass::Refused => "refused",
+            ErrorClass::Protocol => "protocol",
+        },
     }
 }
 

@@ -44,13 +44,17 @@ impl Session {
         })
     }
 
+    /// Opens a new channel with the session's options (CONNECT, HELLO).
+    pub fn open(&self) -> Result<Channel, ChannelError> {
+        match &self.port {
+            Some(path) => Channel::open_path(path, self.index, self.config),
+            None => Channel::open(self.index, &self.roots, self.config),
+        }
+    }
+
     fn channel(&mut self) -> Result<&mut Channel, ChannelError> {
         if self.channel.is_none() {
-            let channel = match &self.port {
-                Some(path) => Channel::open_path(path, self.index, self.config)?,
-                None => Channel::open(self.index, &self.roots, self.config)?,
-            };
-            self.channel = Some(channel);
+            self.channel = Some(self.open()?);
         }
         Ok(self.channel.as_mut().expect("opened just above"))
     }
@@ -118,6 +122,10 @@ impl Session {
                 Ok(caps_done(*target, &reply))
             }
             Command::Shell { .. } => Err(CmdError::Usage("already in the shell".to_owned())),
+            Command::Agent(_) => Err(CmdError::Usage(
+                "the agent runs until stopped: start it as `vmpower-guest agent`, not in the shell"
+                    .to_owned(),
+            )),
         }
     }
 
