@@ -20,6 +20,7 @@
 //!   stay where they are); traffic hours of a waiting TRAFFIC source do too.
 
 pub mod branch;
+pub mod drops;
 pub mod time;
 pub mod traffic;
 
@@ -32,6 +33,7 @@ use vmpower_types::levels::Level;
 
 use crate::vm::CoreKey;
 use branch::BranchState;
+use drops::DropSettings;
 use time::HourClass;
 use traffic::{Hysteresis, TrafficState};
 
@@ -78,6 +80,13 @@ pub struct PolicyExtensions {
     /// BRANCH_RATIO threshold (default: the daemon's per-core setting,
     /// 0.01 as DPDK).
     pub branch_threshold: Option<f64>,
+    /// TRAFFIC thresholds learned from drops instead of the policy's pps
+    /// (which are then ignored); default false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub adaptive: bool,
+    /// TRAFFIC reaction to drops (default: 10 % margin, 60 s cooldown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drops: Option<DropSettings>,
 }
 
 /// An accepted policy as the engine needs it.
@@ -130,6 +139,10 @@ impl ActivePolicy {
 
     pub fn hysteresis(&self) -> Hysteresis {
         self.spec.ext.hysteresis.unwrap_or_default()
+    }
+
+    pub fn drop_settings(&self) -> DropSettings {
+        self.spec.ext.drops.unwrap_or_default()
     }
 
     /// The level for the policy's cores from the inputs in force (for all
