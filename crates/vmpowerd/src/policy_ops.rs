@@ -61,6 +61,8 @@ pub fn spec_of(
             dwell: std::time::Duration::from_millis(h.dwell_ms),
         }),
         branch_threshold: file.branch_threshold,
+        adaptive: file.adaptive,
+        drops: None,
     };
     Ok(PolicySpec { policy, ext, tz })
 }
@@ -159,6 +161,12 @@ pub fn describe(daemon: &Daemon, vm: &VmId, st: &PolicyStatus) -> Value {
         "cores": st.cores.iter().map(core_name).collect::<Vec<_>>(),
         "levels": st.levels.iter().map(|(k, l)| json!({ "core": core_name(k), "level": format!("{l:?}") })).collect::<Vec<_>>(),
         "rate_pps": st.rate_pps,
+        "drops_pps": st.drops_pps,
+        "learned": st.learned,
+        "thresholds_pps": st.effective.map(|e| json!({
+            "avg": e.avg.is_finite().then_some(e.avg),
+            "max": e.max.is_finite().then_some(e.max),
+        })),
         "hour": st.hour,
         "macs": macs,
         "source": origin(daemon, vm),

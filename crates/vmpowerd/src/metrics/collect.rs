@@ -91,6 +91,7 @@ struct Snapshot {
     log_lines_suppressed: u64,
     partial_bytes_dropped: u64,
     vm_packets: Vec<(VmId, u64)>,
+    vm_drops: Vec<(VmId, u64)>,
 }
 
 /// The label of a policy kind.
@@ -180,6 +181,11 @@ impl Snapshot {
                 .iter()
                 .map(|(vm, n)| (vm.clone(), *n))
                 .collect(),
+            vm_drops: stats
+                .vm_drops
+                .iter()
+                .map(|(vm, n)| (vm.clone(), *n))
+                .collect(),
         }
     }
 
@@ -222,6 +228,10 @@ impl Snapshot {
         }
         let mut m = family(enc, &fam::VM_TRAFFIC_PACKETS)?;
         for (vm, n) in &self.vm_packets {
+            counter(m.encode_family(&[("vm", vm.as_str())])?, *n)?;
+        }
+        let mut m = family(enc, &fam::VM_TRAFFIC_DROPS)?;
+        for (vm, n) in &self.vm_drops {
             counter(m.encode_family(&[("vm", vm.as_str())])?, *n)?;
         }
         counter(family(enc, &fam::NAME_MISMATCHES)?, self.name_mismatches)?;
@@ -389,6 +399,7 @@ mod tests {
             log_lines_suppressed: 0,
             partial_bytes_dropped: 0,
             vm_packets: vec![(VmId::new("vm \"1\""), 1234)],
+            vm_drops: vec![(VmId::new("vm \"1\""), 56)],
         }
     }
 
@@ -457,6 +468,10 @@ mod tests {
         assert_eq!(
             m.value("vmpower_vm_traffic_packets_total", &[("vm", vm)]),
             Some(1234.0)
+        );
+        assert_eq!(
+            m.value("vmpower_vm_traffic_drops_total", &[("vm", vm)]),
+            Some(56.0)
         );
         assert_eq!(
             m.value("vmpower_build_info", &[("version", VERSION)]),
