@@ -247,7 +247,11 @@ impl Engine {
             order,
         } = &mut scratch;
         let Engine {
-            vms, users, host, ..
+            vms,
+            users,
+            host,
+            learned,
+            ..
         } = self;
         // Samples come in name order (as `traffic_policies` lists them,
         // holding the engine's own ids): the VMs are walked alongside
@@ -288,6 +292,10 @@ impl Engine {
                     Thresholds::Fixed(&spec.policy.traffic)
                 };
                 traffic.update_reading(t, &h, &d, reading, now);
+                if traffic.drop_now.is_some_and(|e| e.level != Level::Max) {
+                    spec.ext.learned = Some(traffic.learned);
+                    learned.push(vm_id.clone());
+                }
                 if p.rate.as_ref().ok() != Some(&reading.rate_pps) {
                     p.rate = Ok(reading.rate_pps);
                 }
@@ -435,6 +443,20 @@ impl Engine {
         self.vms
             .iter()
             .filter_map(|(id, vm)| Some((id.clone(), vm.policy.as_ref()?.spec.policy)))
+            .collect()
+    }
+
+    /// The VMs whose TRAFFIC policy learned a capacity from drops since
+    /// the last call, with what it knows now (for the caller to persist:
+    /// [`crate::policy::PolicyExtensions::learned`]).
+    pub fn take_learned(&mut self) -> Vec<(VmId, Learned)> {
+        let mut vms = std::mem::take(&mut self.learned);
+        vms.dedup();
+        vms.into_iter()
+            .filter_map(|id| {
+                let p = self.vms.get(&id)?.policy.as_ref()?;
+                Some((id, p.traffic.learned))
+            })
             .collect()
     }
 

@@ -63,6 +63,7 @@ pub fn spec_of(
         branch_threshold: file.branch_threshold,
         adaptive: file.adaptive,
         drops: None,
+        learned: None,
     };
     Ok(PolicySpec { policy, ext, tz })
 }

@@ -341,6 +341,7 @@ impl TrafficState {
         core.engine
             .traffic_tick_into(&self.input, now, &mut self.actions);
         core.execute(&self.actions);
+        persist_learned(&mut core);
     }
 }
 
@@ -396,6 +397,21 @@ fn show_sources(samples: &[MacSample], sources: &MacSources) {
                 MacReading::Missing(why) => MacSource::Missing(why.clone()),
             };
             shown.insert(s.mac, entry);
+        }
+    }
+}
+
+/// Writes what TRAFFIC policies learned from drops this tick into their
+/// stored extensions (`learned`), so a restart keeps it; a failure is
+/// logged (the policy learns again).
+fn persist_learned(core: &mut crate::core::Core) {
+    for (vm, learned) in core.engine.take_learned() {
+        let Some(store) = core.store.as_mut() else {
+            return;
+        };
+        let value = serde_json::to_value(learned).unwrap_or_default();
+        if let Err(e) = store.put_policy_extension(&vm, "learned", value) {
+            warn!(%vm, error = %format_args!("{:#}", anyhow::Error::from(e)), "cannot persist what the policy learned");
         }
     }
 }

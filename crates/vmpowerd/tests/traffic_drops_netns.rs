@@ -13,7 +13,8 @@
 //! sent, so only the drops can raise the cores: the test waits for min
 //! first (the rate alone calls for min), then for max, and for the drop
 //! rate, the learned capacity and the history's reason that prove drops
-//! did it. Bounded by [`WAIT`] per step. Needs root, `/dev/net/tun` and
+//! did it; then restarts the daemon and finds the learned capacity
+//! restored from the store. Bounded by [`WAIT`] per step. Needs root, `/dev/net/tun` and
 //! `ip`; without them it prints "skipped: needs root and ip netns (why)"
 //! and returns.
 
@@ -190,6 +191,18 @@ async fn drops_at_a_slow_tap_reader_raise_the_cores_and_are_learned() {
     );
     drop(sender);
     drop(reader);
+    // What was learned is kept with the policy: a restarted daemon knows it.
+    host.stop().await.unwrap();
+    host.launch().await;
+    let restored = wait_shown(&host, "learned capacity restored", |s| {
+        s["learned"]["min"]["rate_pps"].is_number()
+    })
+    .await;
+    assert_eq!(
+        restored["learned"]["min"]["rate_pps"].as_f64(),
+        Some(learned),
+        "{restored}"
+    );
     host.stop().await.unwrap();
     tap.remove().expect("delete tap");
 }

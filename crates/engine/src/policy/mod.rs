@@ -25,6 +25,7 @@ pub mod time;
 pub mod traffic;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use vmpower_proto::{Policy, PolicyKind, WorkloadLevel};
@@ -33,7 +34,7 @@ use vmpower_types::levels::Level;
 
 use crate::vm::CoreKey;
 use branch::BranchState;
-use drops::DropSettings;
+use drops::{DropSettings, Learned};
 use time::HourClass;
 use traffic::{Hysteresis, TrafficState};
 
@@ -87,6 +88,10 @@ pub struct PolicyExtensions {
     /// TRAFFIC reaction to drops (default: 10 % margin, 60 s cooldown).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drops: Option<DropSettings>,
+    /// The capacities a TRAFFIC policy learned from drops, kept with it so
+    /// they survive a restart (written by the engine, not the sender).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub learned: Option<Learned>,
 }
 
 /// An accepted policy as the engine needs it.
@@ -127,10 +132,14 @@ pub(crate) struct ActivePolicy {
 
 impl ActivePolicy {
     pub fn new(spec: PolicySpec, keys: Vec<CoreKey>) -> Self {
+        let mut traffic = TrafficState::new();
+        // Restored capacities count their cooldown from the restore.
+        traffic.learned = spec.ext.learned.unwrap_or_default();
+        traffic.learned.restamp(Duration::ZERO);
         ActivePolicy {
             spec,
             keys,
-            traffic: TrafficState::new(),
+            traffic,
             rate: Err("no traffic sample yet".to_owned()),
             hour: None,
             branch: BTreeMap::new(),
