@@ -46,6 +46,10 @@ pub struct Observation<'a> {
     pub counters: &'a [u64],
     /// Each VM's ring occupancy per vCPU, packets.
     pub queued: &'a [f64],
+    /// Each VM's drop counter under this controller (packets dropped
+    /// because its ring was full, since the start): what a tap's
+    /// `tx_dropped` or a VF's `rx_dropped` would count.
+    pub dropped: &'a [u64],
 }
 
 /// A frequency controller.
