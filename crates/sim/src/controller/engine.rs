@@ -73,6 +73,9 @@ pub struct EnginePolicies {
     drops: bool,
     /// The drop counters at the last sample.
     last_dropped: Vec<u64>,
+    /// All VMs' drops when a policy first learned a capacity, and at the
+    /// last sample.
+    learning: (Option<u64>, u64),
     actions: Vec<Action>,
     last_sample: Option<(Duration, Vec<u64>)>,
     next_sample: Duration,
@@ -89,6 +92,13 @@ impl EnginePolicies {
         }
     }
 
+    /// The packets dropped (all VMs) since a policy first learned a
+    /// capacity from drops, up to the last sample; `None` before that (or
+    /// when drops are not fed).
+    pub fn drops_after_first_learning(&self) -> Option<u64> {
+        self.learning.0.map(|at| self.learning.1.saturating_sub(at))
+    }
+
     /// A controller named `name` giving VM `i` the policy `policies[i]`,
     /// its traffic sampled every `interval`.
     pub fn new(name: &str, policies: Vec<VmPolicy>, interval: Duration) -> Self {
@@ -103,6 +113,7 @@ impl EnginePolicies {
             input: Vec::new(),
             drops: false,
             last_dropped: Vec::new(),
+            learning: (None, 0),
             actions: Vec::new(),
             last_sample: None,
             next_sample: Duration::ZERO,
@@ -251,6 +262,8 @@ impl Controller for EnginePolicies {
         self.engine = engine;
         self.last_sample = None;
         self.next_sample = Duration::ZERO;
+        self.last_dropped.clear();
+        self.learning = (None, 0);
         Ok(())
     }
 
@@ -303,6 +316,13 @@ impl Controller for EnginePolicies {
         }
         self.engine
             .traffic_tick_into(&self.input, obs.now, &mut self.actions);
+        if self.drops {
+            let total: u64 = obs.dropped.iter().sum();
+            if !self.engine.take_learned().is_empty() && self.learning.0.is_none() {
+                self.learning.0 = Some(total);
+            }
+            self.learning.1 = total;
+        }
         self.apply(wanted);
     }
 }
