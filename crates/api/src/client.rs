@@ -5,6 +5,8 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
+
 use crate::{CtlRequest, CtlResponse};
 
 /// Why the daemon could not be asked.
@@ -63,7 +65,25 @@ impl Client {
         })
     }
 
-    /// Sends one request and waits for its response.
+    /// Sends one request and reads its answer as `T`, the type the
+    /// request is answered with (see [`crate::answers`]; the methods of
+    /// [`crate::queries`] pair them for you). An answer not of that type
+    /// is [`ClientError::BadAnswer`].
+    pub fn ask<T: DeserializeOwned>(
+        &mut self,
+        request: &CtlRequest,
+    ) -> Result<CtlResponse<T>, ClientError> {
+        Ok(match self.call(request)? {
+            CtlResponse::Ok(value) => CtlResponse::Ok(
+                serde_json::from_value(value)
+                    .map_err(|e| ClientError::BadAnswer(format!("{e} (for {request:?})")))?,
+            ),
+            CtlResponse::Error(e) => CtlResponse::Error(e),
+        })
+    }
+
+    /// Sends one request and waits for its response, its data as the
+    /// daemon sent it.
     pub fn call(&mut self, request: &CtlRequest) -> Result<CtlResponse, ClientError> {
         let io = |source| ClientError::Io {
             path: self.path.clone(),

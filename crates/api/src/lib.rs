@@ -1,11 +1,14 @@
 //! The control protocol of vmpowerd: one JSON object per line over a unix
 //! socket, a [`CtlRequest`] from the client answered by one
-//! [`CtlResponse`]. Kept apart from the daemon so that `vmpowerctl`
-//! depends on nothing but this.
+//! [`CtlResponse`] whose data is the request's typed answer (see
+//! [`answers`]). Kept apart from the daemon so that `vmpowerctl` depends
+//! on nothing but this.
 
+pub mod answers;
 mod client;
 mod located;
 mod policy_file;
+pub mod queries;
 pub mod rate_record;
 
 use serde::{Deserialize, Serialize};
@@ -245,14 +248,37 @@ impl CtlError {
     }
 }
 
-/// The daemon's answer: the data asked for, or why not.
+/// The daemon's answer: the data asked for, or why not. The daemon sends
+/// a `CtlResponse<`[`answers::Answer`]`>`; a client reads the type its
+/// request is answered with (see [`answers`]), or the JSON as it came
+/// (the default, for `--json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum CtlResponse {
+pub enum CtlResponse<T = serde_json::Value> {
     /// Done; the data depends on the request.
-    Ok(serde_json::Value),
+    Ok(T),
     /// Refused.
     Error(CtlError),
+}
+
+impl<T: Serialize> CtlResponse<T> {
+    /// The response as one line of JSON (without its newline), with every
+    /// object's keys in sorted order: the order the daemon has always
+    /// sent them in (serde_json's maps are sorted), whatever the order of
+    /// the answer types' fields.
+    pub fn to_line(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(&serde_json::to_value(self)?)
+    }
+}
+
+impl<T> CtlResponse<T> {
+    /// The same refusal, or the data mapped by `f`.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> CtlResponse<U> {
+        match self {
+            CtlResponse::Ok(v) => CtlResponse::Ok(f(v)),
+            CtlResponse::Error(e) => CtlResponse::Error(e),
+        }
+    }
 }
 
 impl CtlRequest {
@@ -303,6 +329,15 @@ mod tests {
             assert_eq!(serde_json::from_str::<PolicyOrigin>(wire).unwrap(), origin);
             assert_eq!(origin.to_string(), shown);
         }
+    }
+
+    #[test]
+    fn a_response_maps_its_data_and_keeps_a_refusal() {
+        let ok: CtlResponse<u32> = CtlResponse::Ok(2);
+        assert_eq!(ok.map(|n| n * 10), CtlResponse::Ok(20));
+        let refusal = CtlError::new(ErrorKind::NotFound, "no VM named vm9");
+        let refused: CtlResponse<u32> = CtlResponse::Error(refusal.clone());
+        assert_eq!(refused.map(|n| n * 10), CtlResponse::Error(refusal));
     }
 
     #[test]

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use vmpower_cpufreq::Driver;
 use vmpower_cpufreq::fake::FakeSysfs;
+use vmpower_testkit::HostDirs;
 
 /// How long the daemon may take to start or to stop.
 const START_WAIT: Duration = Duration::from_secs(30);
@@ -160,30 +161,27 @@ pub struct Host {
     pub channels: PathBuf,
     /// The control socket.
     pub control: PathBuf,
-    root: PathBuf,
+    dirs: HostDirs,
 }
 
 impl Host {
     /// Builds the sysfs tree and writes the config in `dir`.
     pub fn build(dir: &Path, spec: &HostSpec) -> anyhow::Result<Self> {
-        let sysfs = dir.join("sys");
+        let dirs = HostDirs::under(dir);
         FakeSysfs::builder(spec.cpus)
             .driver(Driver::AcpiCpufreq)
             .turbo(true)
             .governor("ondemand")
-            .in_dir(&sysfs)
+            .in_dir(&dirs.sysfs)
             .build()
             .context("cannot build the fake sysfs tree")?;
-        let channels = dir.join("channels");
-        std::fs::create_dir_all(&channels).context("cannot create the channel dir")?;
-        std::fs::create_dir_all(dir.join("proc")).context("cannot create the proc dir")?;
-        std::fs::write(dir.join("vmpowerd.toml"), config_text(spec))
-            .context("cannot write the config")?;
+        dirs.create()?;
+        std::fs::write(dirs.config_file(), config_text(spec)).context("cannot write the config")?;
         Ok(Host {
-            sysfs,
-            channels,
-            control: dir.join("control.sock"),
-            root: dir.to_owned(),
+            sysfs: dirs.sysfs.clone(),
+            channels: dirs.channels.clone(),
+            control: dirs.control.clone(),
+            dirs,
         })
     }
 
@@ -202,7 +200,7 @@ impl Host {
         let _ = std::fs::remove_file(&self.control);
         let prefix = options.config_prefix();
         if !prefix.is_empty() {
-            let path = self.root.join("vmpowerd.toml");
+            let path = self.dirs.config_file();
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
             std::fs::write(&path, prefix + &text)
@@ -214,20 +212,10 @@ impl Host {
             ),
             None => Stdio::null(),
         };
-        let r = &self.root;
         let mut cmd = Command::new(&options.binary);
         cmd.arg("--config")
-            .arg(r.join("vmpowerd.toml"))
-            .arg("--sysfs-root")
-            .arg(&self.sysfs)
-            .arg("--proc-root")
-            .arg(r.join("proc"))
-            .arg("--channel-dir")
-            .arg(&self.channels)
-            .arg("--state-dir")
-            .arg(r.join("state"))
-            .arg("--control-socket")
-            .arg(&self.control);
+            .arg(self.dirs.config_file())
+            .args(self.dirs.daemon_args());
         if let Some(filter) = &options.log_filter {
             cmd.arg("--log").arg(filter);
         }

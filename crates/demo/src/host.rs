@@ -17,30 +17,26 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use vmpower_api::{Client, CtlRequest, CtlResponse};
 use vmpower_cpufreq::fake::FakeSysfs;
 use vmpower_cpufreq::takeover::TakeoverRecord;
 use vmpower_cpufreq::{Driver, SysfsIo};
+use vmpower_testkit::layout::cpufreq_file as cpu_file;
+use vmpower_testkit::{FakeHost, Host};
 use vmpowerd::config::{Config, VmConfig};
 use vmpowerd::traffic::{FakeTrafficCounters, TrafficCounters};
 
 use crate::scenario::VmPlan;
 
-/// Bound on every wait for the daemon.
-const WAIT: Duration = Duration::from_secs(10);
-
 /// The files of a CPU that must be as found after the demo.
 const RESTORED_FILES: [&str; 3] = ["scaling_governor", "scaling_min_freq", "scaling_max_freq"];
 
-/// A simulated host with the daemon running on it.
-#[derive(Debug)]
+/// A simulated host with the daemon running on it: the shared harness's
+/// [`Host`], and what its CPUs looked like before the daemon started.
 pub struct SimHost {
-    dir: tempfile::TempDir,
+    host: Host,
     /// The fake sysfs tree (under the temporary directory).
     pub fake: Arc<FakeSysfs>,
     /// The synthetic counters (sampled by the daemon in synthetic mode).
@@ -49,8 +45,15 @@ pub struct SimHost {
     pub config: Config,
     cpus: u32,
     found: Vec<(PathBuf, String)>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl std::fmt::Debug for SimHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimHost")
+            .field("path", &self.path())
+            .field("cpus", &self.cpus)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the restore check found.
@@ -71,10 +74,6 @@ impl RestoreCheck {
     }
 }
 
-fn cpu_file(cpu: u32, name: &str) -> PathBuf {
-    PathBuf::from(format!("devices/system/cpu/cpu{cpu}/cpufreq/{name}"))
-}
-
 impl SimHost {
     /// Builds `cpus` CPUs of acpi-cpufreq with turbo and a config declaring
     /// `vms` on their pCPUs, holding the synthetic counters `traffic`; the
@@ -88,94 +87,56 @@ impl SimHost {
             .prefix("vmpower-demo-")
             .tempdir()
             .context("creating the demo's temporary directory")?;
-        let fake = FakeSysfs::builder(cpus)
+        let builder = FakeSysfs::builder(cpus)
             .driver(Driver::AcpiCpufreq)
-            .turbo(true)
-            .in_dir(dir.path().join("sys"))
-            .build()
-            .context("building the fake sysfs tree")?;
-        let mut config = Config {
-            sysfs_root: fake.path().to_owned(),
-            proc_root: dir.path().join("proc"),
-            channel_dir: dir.path().join("channels"),
-            state_dir: dir.path().join("state"),
-            control_socket: dir.path().join("control.sock"),
-            policy_dir: dir.path().join("policies.d"),
-            auto_add_vms: false,
-            fifos: false,
-            traffic_interval_ms: 100,
-            ..Config::default()
-        };
-        for vm in vms {
-            let entry = VmConfig {
-                pcpus: vm.pcpus.clone(),
-                ..VmConfig::default()
-            };
-            config.vm.insert(vm.name.clone(), entry);
-        }
-        std::fs::create_dir_all(&config.channel_dir).context("creating the channel directory")?;
+            .turbo(true);
+        let fake_host = FakeHost::build_in(dir, builder)?;
         let mut found = Vec::new();
         for cpu in 0..cpus {
             for name in RESTORED_FILES {
                 let rel = cpu_file(cpu, name);
-                let value = fake
+                let value = fake_host
+                    .fake
                     .read(&rel)
                     .with_context(|| format!("reading {}", rel.display()))?;
                 found.push((rel, value.trim().to_owned()));
             }
         }
+        let declared: Vec<(&str, VmConfig)> = vms
+            .iter()
+            .map(|vm| (vm.name.as_str(), vmpower_testkit::vm(&vm.pcpus)))
+            .collect();
+        let host = Host::prepare(fake_host, &declared, |config| {
+            config.auto_add_vms = false;
+            config.fifos = false;
+            config.traffic_interval_ms = 100;
+        })
+        .with_traffic(traffic);
         Ok(SimHost {
-            dir,
-            fake: Arc::new(fake),
-            traffic,
-            config,
+            fake: host.fake.clone(),
+            traffic: host.traffic.clone(),
+            config: host.config.clone(),
+            host,
             cpus,
             found,
-            stop: None,
-            task: None,
         })
     }
 
     /// The temporary directory holding everything.
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        self.host.dir.path()
     }
 
     /// Starts the real daemon in-process, sampling `counters`; returns
-    /// once its control socket exists.
+    /// once its control socket accepts.
     pub async fn start_daemon(&mut self, counters: Box<dyn TrafficCounters>) -> anyhow::Result<()> {
-        let (tx, rx) = oneshot::channel();
-        let io: Arc<dyn SysfsIo> = self.fake.clone();
-        let task = tokio::spawn(vmpowerd::run::run_with(
-            self.config.clone(),
-            io,
-            Some(counters),
-            async {
-                let _ = rx.await;
-            },
-        ));
-        self.stop = Some(tx);
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while !self.config.control_socket.exists() {
-            if task.is_finished() {
-                return match task.await {
-                    Ok(Err(e)) => Err(e.context("the daemon stopped at start-up")),
-                    _ => Err(anyhow::anyhow!("the daemon stopped at start-up")),
-                };
-            }
-            anyhow::ensure!(
-                tokio::time::Instant::now() < deadline,
-                "the daemon did not open its control socket within {WAIT:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        self.task = Some(task);
-        Ok(())
+        self.host.sample(counters);
+        self.host.try_launch().await
     }
 
     /// Where QEMU would put VM `vm`'s first channel socket.
     pub fn socket(&self, vm: &str) -> PathBuf {
-        self.config.channel_dir.join(format!("{vm}.0"))
+        self.host.socket(vm, 0)
     }
 
     /// The control socket.
@@ -186,16 +147,7 @@ impl SimHost {
     /// Stops the daemon as SIGTERM would and waits for it (it gives the
     /// CPUs back on the way out).
     pub async fn stop_daemon(&mut self) -> anyhow::Result<()> {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        match self.task.take() {
-            Some(t) => tokio::time::timeout(WAIT, t)
-                .await
-                .context("the daemon did not stop in time")?
-                .context("the daemon's task failed")?,
-            None => Ok(()),
-        }
+        self.host.stop().await
     }
 
     /// Compares every CPU with what was found and reads the takeover record.
@@ -231,10 +183,10 @@ impl SimHost {
 
     /// Deletes the temporary directory; returns its path once it is gone.
     pub fn remove(self) -> anyhow::Result<PathBuf> {
-        let path = self.dir.path().to_owned();
-        drop(self.fake);
-        self.dir
-            .close()
+        let path = self.path().to_owned();
+        let SimHost { host, fake, .. } = self;
+        drop(fake);
+        host.close()
             .with_context(|| format!("removing {}", path.display()))?;
         anyhow::ensure!(!path.exists(), "{} still exists", path.display());
         Ok(path)

@@ -20,6 +20,7 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 use vmpower_cpufreq::Driver;
 use vmpower_cpufreq::fake::FakeSysfs;
+use vmpower_testkit::HostDirs;
 
 use crate::proc::Proc;
 use crate::wait;
@@ -61,41 +62,36 @@ pub struct Daemon {
 impl Daemon {
     /// Builds the fake host under `dir` and starts the daemon on it.
     pub fn start(work: &Work, dir: &Path, spec: &DaemonSpec) -> anyhow::Result<Daemon> {
-        let sysfs = dir.join("sys");
-        let channel_dir = dir.join("channels");
-        let state_dir = dir.join("state");
-        let control_socket = dir.join("control.sock");
-        for d in [&sysfs, &channel_dir, &state_dir] {
+        let mut dirs = HostDirs::under(dir);
+        // The real /proc: the guests are real QEMU processes.
+        dirs.proc = PathBuf::from("/proc");
+        for d in [&dirs.sysfs, &dirs.channels, &dirs.state] {
             fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
         }
         FakeSysfs::builder(spec.cpus)
             .driver(Driver::AcpiCpufreq)
             .governor(INITIAL_GOVERNOR)
-            .in_dir(&sysfs)
+            .in_dir(&dirs.sysfs)
             .build()
             .context("building the fake sysfs tree")?;
-        let config = dir.join("vmpowerd.toml");
+        let config = dirs.config_file();
         let text = format!(
             "placement_refresh_ms = {}\ntraffic_interval_ms = 100\npolicy_dir = {:?}\n{}\n",
             spec.placement_refresh_ms.unwrap_or(200),
-            dir.join("policies.d").display().to_string(),
+            dirs.policies.display().to_string(),
             spec.extra_config
         );
         fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
+        let (sysfs, channel_dir, control_socket) = (
+            dirs.sysfs.clone(),
+            dirs.channels.clone(),
+            dirs.control.clone(),
+        );
         let mut command = Command::new(&work.vmpowerd);
         command
             .arg("--config")
             .arg(&config)
-            .arg("--sysfs-root")
-            .arg(&sysfs)
-            .arg("--proc-root")
-            .arg("/proc")
-            .arg("--channel-dir")
-            .arg(&channel_dir)
-            .arg("--state-dir")
-            .arg(&state_dir)
-            .arg("--control-socket")
-            .arg(&control_socket)
+            .args(dirs.daemon_args())
             .arg("--log")
             .arg("info,vmpowerd=debug")
             .env("NO_COLOR", "1");

@@ -7,15 +7,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::*;
 use vmpower_guest::profile::dpdk_example_policy;
 use vmpower_proto::{Layout, PolicyKind, RequestBody, WorkloadLevel};
+use vmpower_testkit::prelude::*;
 use vmpowerd::config::VmConfig;
 
 /// Runs the CLI with `--port PORT` and `args`, feeding `stdin`.
@@ -126,7 +124,7 @@ async fn frequency_commands_and_queries_round_trip() {
     let out = run(&port, &["--json", "set-cpu-freq", "5", "min"], "").await;
     assert_eq!(code(&out), 4, "{}", stderr(&out));
     assert_eq!(json(&out)["error"]["kind"], "refused");
-    host.stop().await;
+    host.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,7 +258,7 @@ async fn policies_from_options_file_and_default_profile_reach_the_host_exactly()
         middle.requests(Layout::Current).last().unwrap().body,
         RequestBody::RemovePolicy
     );
-    host.stop().await;
+    host.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,7 +325,7 @@ async fn malformed_options_are_refused_before_anything_is_sent() {
         assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
     }
     assert!(middle.sent().is_empty(), "nothing reached the host");
-    host.stop().await;
+    host.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -372,7 +370,7 @@ async fn unreachable_hosts_and_missing_ports_have_their_own_exit_codes() {
         "{}",
         stderr(&out)
     );
-    host.stop().await;
+    host.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,5 +421,5 @@ async fn the_shell_runs_commands_over_one_port_with_history() {
     assert_eq!(connects, 1);
     let saved = std::fs::read_to_string(&history).unwrap();
     assert!(saved.contains("set-cpu-freq 0 up"), "{saved}");
-    host.stop().await;
+    host.stop().await.unwrap();
 }

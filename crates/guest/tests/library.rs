@@ -8,16 +8,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use vmpower_guest::{Channel, ChannelConfig, ChannelError, QueryTarget};
 use vmpower_proto::{
     CoreType, HourSchedule, HourSet, Layout, MacList, Policy, PolicyKind, RequestBody, ScalingUnit,
     TrafficThresholds, VcpuList, VmName, WorkloadLevel,
 };
+use vmpower_testkit::prelude::*;
 use vmpowerd::config::VmConfig;
 
 fn config(layout: Layout) -> ChannelConfig {
@@ -97,7 +95,7 @@ async fn every_unit_changes_the_pinned_pcpu_and_refusals_are_typed() {
     assert_eq!(reqs[0].body, RequestBody::Connect { resource_id: 0 });
     assert_eq!(reqs[1].body, RequestBody::Hello { version: 1 });
     assert_eq!(reqs[1].vm_name.as_str(), "vm1");
-    host.stop().await;
+    host.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,7 +133,7 @@ async fn queries_report_sysfs_once_allowed() {
     assert_eq!(one.resource_id, 1);
     assert_eq!(caps.num_vcpu, 2);
     assert_eq!(caps.turbo[..2], [true, true], "acpi-cpufreq with turbo");
-    host.stop().await;
+    host.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,7 +178,7 @@ async fn policies_are_encoded_exactly_and_the_nack_is_reported() {
         assert_eq!(reqs[2].body, RequestBody::SetPolicy(policy()), "{layout:?}");
         assert_eq!(reqs[2].vm_name.as_str(), "vm1");
         assert_eq!(reqs[3].body, RequestBody::RemovePolicy);
-        host.stop().await;
+        host.stop().await.unwrap();
     }
 }
 
@@ -204,7 +202,7 @@ async fn the_dpdk_1711_layout_changes_frequency() {
     assert_eq!(host.cpu_file(3, "scaling_setspeed"), "900000");
     assert_eq!(freqs.freqs_khz[0], 900_000);
     assert_eq!(middle.sent().len() % 456, 0);
-    host.stop().await;
+    host.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,7 +255,7 @@ async fn a_silent_host_times_out_and_stale_acks_do_not_confuse_the_next_request(
     .await;
     assert!(matches!(err, ChannelError::HostSilent { .. }), "{err}");
     assert_eq!(host.cpu_file(1, "scaling_setspeed"), "800000");
-    host.stop().await;
+    host.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -114,7 +114,7 @@ async fn the_daemon_and_the_simulator_decide_alike() {
     };
     daemon.start(Box::new(counters)).await;
     assert!(Instant::now() < start, "the daemon took over 2 s to start");
-    let fake = Arc::clone(&daemon.fake);
+    let fake = daemon.fake();
     // The daemon's writes noted as they appear, until the trace's end.
     let setspeed = "devices/system/cpu/cpu1/cpufreq/scaling_setspeed";
     let end = start + STEP * u32::try_from(rates.len()).unwrap();

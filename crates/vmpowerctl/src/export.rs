@@ -174,13 +174,10 @@ pub fn run(
         let request = args
             .request(after.take())
             .map_err(|e| ExportFailure::Usage(e.to_string()))?;
-        let value = match client.call(&request)? {
-            vmpower_api::CtlResponse::Ok(v) => v,
+        let page = match client.traffic_record(&request)? {
+            vmpower_api::CtlResponse::Ok(page) => page,
             vmpower_api::CtlResponse::Error(e) => return Err(ExportFailure::Daemon(e)),
         };
-        let page: RatePage = serde_json::from_value(value).map_err(|e| {
-            vmpower_api::ClientError::BadAnswer(format!("a traffic-record page: {e}"))
-        })?;
         write(out, &writer.page(&page, version)?)?;
         match page.next {
             Some(next) => after = Some(next),

@@ -56,7 +56,13 @@ fn run(cli: &Cli, command: &Command) -> ExitCode {
             if cli.json {
                 println!("{value}");
             } else {
-                print!("{}", render::render(command, &value));
+                match render::render(command, value) {
+                    Ok(text) => print!("{text}"),
+                    Err(e) => {
+                        let e = vmpower_api::ClientError::BadAnswer(e.to_string());
+                        return unreachable_daemon(cli.json, e);
+                    }
+                }
             }
             ExitCode::SUCCESS
         }

@@ -19,7 +19,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use serde_json::Value;
+use vmpower_api::answers::{LastDecision, TopFrame};
 use vmpower_api::{Client, CtlRequest, CtlResponse};
 
 use crate::cli::{Cli, TopArgs};
@@ -35,25 +35,34 @@ pub fn run(cli: &Cli, args: &TopArgs) -> ExitCode {
     };
     let tty = std::io::stdout().is_terminal();
     let interval = Duration::from_secs_f64(args.interval);
-    let mut previous: Option<Value> = None;
+    let mut previous: Option<TopFrame> = None;
     let mut frames = 0u64;
     loop {
-        let value = match client.call(&CtlRequest::Top) {
-            Ok(CtlResponse::Ok(v)) => v,
+        // --json: the frame as the daemon sent it; else read as a frame.
+        let answer = if cli.json {
+            client
+                .call(&CtlRequest::Top)
+                .map(|r| r.map(|v| format!("{v}\n")))
+        } else {
+            client.top().map(|r| {
+                r.map(|now| {
+                    let lead = match (tty, frames) {
+                        (true, _) => REDRAW,
+                        (false, 0) => "",
+                        (false, _) => "\n",
+                    };
+                    let text = format!("{lead}{}", frame(&now, previous.as_ref(), args.interval));
+                    previous = Some(now);
+                    text
+                })
+            })
+        };
+        let text = match answer {
+            Ok(CtlResponse::Ok(text)) => text,
             Ok(CtlResponse::Error(e)) => {
                 return crate::fail(cli.json, serde_json::json!(e.kind), &e.message, 4);
             }
             Err(e) => return crate::unreachable_daemon(cli.json, e),
-        };
-        let text = if cli.json {
-            format!("{value}\n")
-        } else {
-            let lead = match (tty, frames) {
-                (true, _) => REDRAW,
-                (false, 0) => "",
-                (false, _) => "\n",
-            };
-            format!("{lead}{}", frame(&value, previous.as_ref(), args.interval))
         };
         let mut out = std::io::stdout().lock();
         if out
@@ -69,41 +78,39 @@ pub fn run(cli: &Cli, args: &TopArgs) -> ExitCode {
         if args.iterations.is_some_and(|max| frames >= max) {
             return ExitCode::SUCCESS;
         }
-        previous = Some(value);
         std::thread::sleep(interval);
     }
 }
 
 /// One frame as text; `previous` gives the request rates.
-pub fn frame(v: &Value, previous: Option<&Value>, interval_s: f64) -> String {
-    let now_ms = v["at_ms"].as_i64().unwrap_or(0);
+pub fn frame(v: &TopFrame, previous: Option<&TopFrame>, interval_s: f64) -> String {
+    let now_ms = v.at_ms;
     let when = jiff::Timestamp::from_millisecond(now_ms)
         .map_or_else(|_| "-".to_owned(), |t| t.strftime("%H:%M:%S").to_string());
-    let t = &v["totals"];
+    let t = &v.totals;
     let mut out = format!(
         "vmpower top  {when} UTC  every {interval_s}s  (Ctrl-C to quit)\n\
          requests {}  rejections {}  sysfs writes {}  sysfs failures {}\n\n",
-        num(&t["requests"]),
-        num(&t["rejections"]),
-        num(&t["sysfs_writes"]),
-        num(&t["sysfs_failures"]),
+        t.requests, t.rejections, t.sysfs_writes, t.sysfs_failures,
     );
     let _ = writeln!(out, "{:>5} {:>10} {:>7}  STATE", "PCPU", "FREQ", "LEVEL");
-    for p in v["pcpus"].as_array().into_iter().flatten() {
-        let level = match (p["level"].as_u64(), p["levels"].as_u64()) {
+    for p in &v.pcpus {
+        let level = match (p.level, p.levels) {
             (Some(l), Some(n)) => format!("{l}/{}", n.saturating_sub(1)),
             _ => "-".to_owned(),
         };
-        let state = match (p["operator"].as_bool(), p["managed"].as_bool()) {
-            (Some(true), _) => "operator",
-            (_, Some(true)) => "managed",
-            _ => "-",
+        let state = if p.operator {
+            "operator"
+        } else if p.managed {
+            "managed"
+        } else {
+            "-"
         };
         let _ = writeln!(
             out,
             "{:>5} {:>10} {:>7}  {state}",
-            num(&p["cpu"]),
-            p["khz"].as_u64().map_or_else(|| "-".to_owned(), ghz),
+            p.cpu,
+            p.khz.map_or_else(|| "-".to_owned(), ghz),
             level
         );
     }
@@ -113,77 +120,60 @@ pub fn frame(v: &Value, previous: Option<&Value>, interval_s: f64) -> String {
         "VM", "CHANNELS", "REQ/S", "TRAFFIC", "POLICY"
     );
     let dt_s = previous
-        .and_then(|p| p["at_ms"].as_i64())
-        .map(|before| (now_ms - before) as f64 / 1000.0)
+        .map(|p| (now_ms - p.at_ms) as f64 / 1000.0)
         .filter(|dt| *dt > 0.0);
-    for vm in v["vms"].as_array().into_iter().flatten() {
-        let name = vm["vm"].as_str().unwrap_or("?");
-        let rate = match (dt_s, previous.and_then(|p| requests_of(p, name))) {
+    for vm in &v.vms {
+        let rate = match (dt_s, previous.and_then(|p| requests_of(p, &vm.vm))) {
             (Some(dt), Some(before)) => {
-                let now = vm["requests"].as_u64().unwrap_or(0);
-                format!("{:.1}", now.saturating_sub(before) as f64 / dt)
+                format!("{:.1}", vm.requests.saturating_sub(before) as f64 / dt)
             }
             _ => "-".to_owned(),
         };
-        let policy = &vm["policy"];
-        let (traffic, policy) = if policy.is_null() {
-            ("-".to_owned(), "none".to_owned())
-        } else {
-            let mut text = format!("{} {}", text(&policy["kind"]), text(&policy["state"]));
-            if let Some(why) = policy["waiting_for"].as_str() {
-                let _ = write!(text, ": {why}");
+        let (traffic, policy) = match &vm.policy {
+            None => ("-".to_owned(), "none".to_owned()),
+            Some(policy) => {
+                let mut text = format!("{} {}", policy.kind, policy.state);
+                if let Some(why) = &policy.waiting_for {
+                    let _ = write!(text, ": {why}");
+                }
+                let traffic = policy.rate_pps.map_or_else(|| "-".to_owned(), pps);
+                (traffic, text)
             }
-            let traffic = policy["rate_pps"]
-                .as_f64()
-                .map_or_else(|| "-".to_owned(), pps);
-            (traffic, text)
         };
         let _ = writeln!(
             out,
             "{:<16} {:>8} {:>7} {:>11}  {:<24} {}",
-            name,
-            format!("{}/{}", num(&vm["channels_up"]), num(&vm["channels"])),
+            vm.vm,
+            format!("{}/{}", vm.channels_up, vm.channels),
             rate,
             traffic,
             cut(&policy, 40),
-            decision(&vm["last_decision"], now_ms),
+            decision(vm.last_decision.as_ref(), now_ms),
         );
     }
     out
 }
 
 /// The request count of `vm` in a frame.
-fn requests_of(frame: &Value, vm: &str) -> Option<u64> {
-    frame["vms"]
-        .as_array()?
-        .iter()
-        .find(|v| v["vm"].as_str() == Some(vm))?["requests"]
-        .as_u64()
+fn requests_of(frame: &TopFrame, vm: &str) -> Option<u64> {
+    frame.vms.iter().find(|v| v.vm == vm).map(|v| v.requests)
 }
 
-fn decision(d: &Value, now_ms: i64) -> String {
-    if d.is_null() {
+fn decision(d: Option<&LastDecision>, now_ms: i64) -> String {
+    let Some(d) = d else {
         return "-".to_owned();
-    }
-    let age = d["at_ms"].as_i64().map_or_else(String::new, |at| {
-        format!(", {}s ago", (now_ms - at).max(0) / 1000)
-    });
-    let khz = |k: &Value| k.as_u64().map_or_else(|| "-".to_owned(), ghz);
+    };
+    let age = i64::try_from(d.at_ms).map_or_else(
+        |_| String::new(),
+        |at| format!(", {}s ago", (now_ms - at).max(0) / 1000),
+    );
     format!(
         "pCPU {} {} -> {}{age}: {}",
-        num(&d["pcpu"]),
-        khz(&d["old_khz"]),
-        khz(&d["new_khz"]),
-        cut(&text(&d["reason"]), 60)
+        d.pcpu,
+        ghz(d.old_khz),
+        ghz(d.new_khz),
+        cut(&d.reason, 60)
     )
-}
-
-fn num(v: &Value) -> String {
-    v.as_u64().map_or_else(|| "-".to_owned(), |n| n.to_string())
-}
-
-fn text(v: &Value) -> String {
-    v.as_str().map_or_else(|| "-".to_owned(), str::to_owned)
 }
 
 /// At most `max` characters, with an ellipsis when cut.
@@ -198,7 +188,7 @@ fn cut(s: &str, max: usize) -> String {
 }
 
 /// kHz as GHz with two decimals.
-fn ghz(khz: u64) -> String {
+fn ghz(khz: u32) -> String {
     format!("{:.2} GHz", khz as f64 / 1e6)
 }
 
@@ -218,8 +208,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn sample(at_ms: i64, requests: u64) -> Value {
-        json!({
+    /// A frame as the daemon sends it.
+    fn sample(at_ms: i64, requests: u64) -> TopFrame {
+        serde_json::from_value(json!({
             "at_ms": at_ms,
             "totals": { "requests": requests, "rejections": 1, "sysfs_writes": 2, "sysfs_failures": 0 },
             "pcpus": [
@@ -228,10 +219,11 @@ mod tests {
             ],
             "vms": [{
                 "vm": "vm1", "channels_up": 1, "channels": 2, "requests": requests,
-                "policy": { "kind": "traffic", "state": "waiting", "waiting_for": "MAC 02:00:00:00:00:01: not found", "rate_pps": 1_500_000.0 },
+                "policy": { "vm": "vm1", "kind": "traffic", "state": "waiting", "waiting_for": "MAC 02:00:00:00:00:01: not found", "rate_pps": 1_500_000.0 },
                 "last_decision": { "at_ms": at_ms - 3000, "pcpu": 1, "old_khz": 800_000, "new_khz": 2_301_000, "reason": "request ScaleMax; decided by want of vm1" },
             }],
-        })
+        }))
+        .unwrap()
     }
 
     #[test]

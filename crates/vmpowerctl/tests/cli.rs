@@ -9,6 +9,7 @@ use std::time::Duration;
 mod common;
 
 use common::{Daemon, stderr, stdout};
+use vmpower_api::answers::{CpuFreq, History, PolicyList, VmInfo};
 
 #[test]
 fn vm_commands_tables_and_json() {
@@ -32,9 +33,9 @@ fn vm_commands_tables_and_json() {
         "{out}"
     );
     let o = d.ctl(&["--json", "show-vm", "vm1"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["vcpus"][0]["pcpus"][0], 2);
-    assert_eq!(v["settings"]["queries_allowed"], true);
+    let v: VmInfo = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v.vcpus[0].pcpus, [2]);
+    assert!(v.settings.queries_allowed);
     let o = d.ctl(&["show-vm", "vm1"]);
     assert!(stdout(&o).contains("0 -> [2]"), "{}", stdout(&o));
 }
@@ -51,9 +52,9 @@ fn cpu_frequency_by_core_and_mask() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(d.file(1, "scaling_setspeed"), "900000");
     let o = d.ctl(&["--json", "show-cpu-freq", "1"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v[0]["khz"], 900_000);
-    assert_eq!(v[0]["operator"], true);
+    let v: Vec<CpuFreq> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0].khz, Some(900_000));
+    assert!(v[0].operator);
     let o = d.ctl(&["show-cpu-freq", "1-2"]);
     let out = stdout(&o);
     assert_eq!(out.lines().count(), 3, "{out}");
@@ -149,18 +150,15 @@ fn policies_from_files_show_list_history_destroy() {
     assert!(waiting.contains("waiting"), "{waiting}");
     assert!(waiting.contains("02:00:5e:00:99:01"), "{waiting}");
     let o = d.ctl(&["--json", "policy", "list"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v.as_array().unwrap().len(), 1);
+    let v: PolicyList = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v.len(), 1);
 
     // The WORKLOAD decision is in the history.
     let o = d.ctl(&["--json", "history", "--vm", "vm1"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let entries = v.as_array().unwrap();
+    let v: History = serde_json::from_slice(&o.stdout).unwrap();
     assert!(
-        entries
-            .iter()
-            .any(|e| e["pcpu"] == 2 && e["new_khz"] == 800_000),
-        "{v}"
+        v.iter().any(|e| e.pcpu == 2 && e.new_khz == 800_000),
+        "{v:?}"
     );
     let o = d.ctl(&["history", "--since", "2000-01-01T00:00:00Z", "--limit", "1"]);
     assert_eq!(stdout(&o).lines().count(), 2, "{}", stdout(&o));

@@ -7,13 +7,18 @@
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 
-use serde_json::Value;
+use vmpower_api::answers::{PolicyStateName, RecentErrorKind, Status, TopFrame};
 use vmpower_cpufreq::SysfsIo;
 use vmpower_cpufreq::fake::FailKind;
 
 mod common;
 
 use common::{Daemon, wait};
+
+/// `status --json`, read as the typed answer.
+fn status(d: &Daemon) -> Status {
+    serde_json::from_value(d.json(&["status"])).unwrap()
+}
 
 /// A host with vm1 (channel up, WORKLOAD HIGH on pCPU 2) and vm2 (a
 /// TRAFFIC policy on a MAC no device carries: waiting).
@@ -43,24 +48,20 @@ fn status_summarises_channels_policies_and_last_errors() {
     d.fake.fail_next_write(setspeed, FailKind::PermissionDenied);
     assert_eq!(d.ctl(&["set-cpu-freq", "1", "max"]).status.code(), Some(4));
 
-    let v = d.json(&["status"]);
-    assert_eq!(v["channels_up"], 1, "{v}");
-    assert_eq!(v["channels_down"], 0);
-    assert_eq!(v["stats"]["channels"]["vm1.0"]["up"], true);
-    let policies = v["policies"].as_array().unwrap();
-    let vm2 = policies.iter().find(|p| p["vm"] == "vm2").unwrap();
-    assert_eq!(vm2["state"], "waiting");
-    assert_eq!(vm2["kind"], "traffic");
-    let vm1 = policies.iter().find(|p| p["vm"] == "vm1").unwrap();
-    assert_eq!(vm1["state"], "active");
-    let last = &v["stats"]["last_errors"][0];
-    assert_eq!(last["kind"], "sysfs");
-    assert!(
-        last["detail"].as_str().unwrap().contains("pCPU 1"),
-        "{last}"
-    );
-    assert_eq!(v["stats"]["sysfs_failures"], 1);
-    assert!(v["metrics_address"].is_null(), "metrics are off by default");
+    let v = status(&d);
+    assert_eq!(v.channels_up, 1, "{v:?}");
+    assert_eq!(v.channels_down, 0);
+    assert!(v.stats.channels["vm1.0"].up);
+    let vm2 = v.policies.iter().find(|p| p.vm == "vm2").unwrap();
+    assert_eq!(vm2.state, PolicyStateName::Waiting);
+    assert_eq!(vm2.kind, "traffic");
+    let vm1 = v.policies.iter().find(|p| p.vm == "vm1").unwrap();
+    assert_eq!(vm1.state, PolicyStateName::Active);
+    let last = &v.stats.last_errors[0];
+    assert_eq!(last.kind, RecentErrorKind::Sysfs);
+    assert!(last.detail.contains("pCPU 1"), "{last:?}");
+    assert_eq!(v.stats.sysfs_failures, 1);
+    assert!(v.metrics_address.is_none(), "metrics are off by default");
 
     let text = d.ok(&["status"]);
     assert!(text.contains("channels 1 up, 0 down"), "{text}");
@@ -72,7 +73,7 @@ fn status_summarises_channels_policies_and_last_errors() {
         waiting.contains("traffic") && waiting.contains("waiting"),
         "{waiting}"
     );
-    let why = vm2["waiting_for"].as_str().unwrap();
+    let why = vm2.waiting_for.as_deref().unwrap();
     assert!(!why.is_empty() && waiting.contains(why), "{waiting}");
     let error = text
         .lines()
@@ -89,7 +90,7 @@ fn status_summarises_channels_policies_and_last_errors() {
     drop(conn);
     drop(listener);
     wait(
-        || d.json(&["status"])["channels_down"] == 1,
+        || status(&d).channels_down == 1,
         "the channel never went down",
     );
     let text = d.ok(&["status"]);
@@ -135,19 +136,15 @@ fn top_draws_frames_until_its_iterations_are_done() {
 
     // --json: one frame per line.
     let json = d.ok(&["--json", "top", "--iterations", "2", "--interval", "0.1"]);
-    let frames: Vec<Value> = json
+    let frames: Vec<TopFrame> = json
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(frames.len(), 2);
-    let vm1 = frames[1]["vms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["vm"] == "vm1")
-        .unwrap();
-    assert_eq!(vm1["last_decision"]["pcpu"], 2);
-    assert_eq!(vm1["last_decision"]["new_khz"].to_string(), max_khz);
+    let vm1 = frames[1].vms.iter().find(|v| v.vm == "vm1").unwrap();
+    let decision = vm1.last_decision.as_ref().unwrap();
+    assert_eq!(decision.pcpu, 2);
+    assert_eq!(decision.new_khz.to_string(), max_khz);
 
     // A bad interval is a usage error.
     assert_eq!(d.ctl(&["top", "--interval", "0"]).status.code(), Some(2));

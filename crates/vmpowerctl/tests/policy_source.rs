@@ -26,6 +26,7 @@ fn show_and_list_name_the_operator_as_the_source() {
         listed.contains("  source  operator (vmpowerctl)\n"),
         "{listed}"
     );
-    let v = d.json(&["policy", "show", "vm1"]);
-    assert_eq!(v["source"], serde_json::json!({"kind": "operator"}));
+    let v: vmpower_api::answers::PolicyDescription =
+        serde_json::from_value(d.json(&["policy", "show", "vm1"])).unwrap();
+    assert_eq!(v.source, Some(vmpower_api::PolicyOrigin::Operator));
 }

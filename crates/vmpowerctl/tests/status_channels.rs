@@ -6,6 +6,8 @@
 
 use std::os::unix::net::UnixListener;
 
+use vmpower_api::answers::Status;
+
 mod common;
 
 use common::{Daemon, stderr, wait};
@@ -16,16 +18,17 @@ fn a_channel_that_never_connected_is_listed_down() {
     // A socket left behind: bound once, nothing listens any more, so every
     // connect is refused.
     drop(UnixListener::bind(d.channels.join("vm1.0")).unwrap());
+    let status = || -> Status { serde_json::from_value(d.json(&["status"])).unwrap() };
     wait(
-        || !d.json(&["status"])["stats"]["channels"]["vm1.0"].is_null(),
+        || status().stats.channels.contains_key("vm1.0"),
         "the channel is not listed",
     );
-    let v = d.json(&["status"]);
-    let channel = &v["stats"]["channels"]["vm1.0"];
-    assert_eq!(channel["up"], false, "{v}");
-    assert_eq!(channel["connects"], 0, "{v}");
-    assert_eq!(v["channels_down"], 1, "{v}");
-    assert_eq!(v["channels_up"], 0, "{v}");
+    let v = status();
+    let channel = v.stats.channels["vm1.0"];
+    assert!(!channel.up, "{v:?}");
+    assert_eq!(channel.connects, 0, "{v:?}");
+    assert_eq!(v.channels_down, 1, "{v:?}");
+    assert_eq!(v.channels_up, 0, "{v:?}");
 
     let text = d.ok(&["status"]);
     assert!(text.contains("channels 0 up, 1 down"), "{text}");

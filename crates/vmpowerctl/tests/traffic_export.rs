@@ -81,7 +81,7 @@ fn the_record_exports_page_by_page_as_a_trace() {
     );
 
     // --output: the same text in the file, nothing on stdout.
-    let path = d.dir.path().join("week.csv");
+    let path = d.dir().join("week.csv");
     let o = d.ctl(&["traffic", "export", "--output", path.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "");
@@ -127,7 +127,7 @@ fn failures_name_what_was_wrong_with_their_exit_codes() {
         stderr(&o)
     );
     // A failed export into a writable directory leaves no file behind.
-    let path = d.dir.path().join("none.csv");
+    let path = d.dir().join("none.csv");
     let o = d.ctl(&[
         "traffic",
         "export",
@@ -138,7 +138,7 @@ fn failures_name_what_was_wrong_with_their_exit_codes() {
     ]);
     assert_eq!(o.status.code(), Some(3));
     assert!(!path.exists());
-    let leftovers: Vec<_> = std::fs::read_dir(d.dir.path())
+    let leftovers: Vec<_> = std::fs::read_dir(d.dir())
         .unwrap()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))

@@ -8,11 +8,11 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
+use vmpower_api::answers::{self, Answer};
 use vmpower_api::{ChannelSel, CtlError, CtlRequest, CtlResponse, ErrorKind, FreqOp};
 use vmpower_cpufreq::CpuId;
 use vmpower_engine::{ChannelId, VmId};
@@ -108,16 +108,16 @@ async fn read_request_line(
 
 async fn reply(
     write: &mut tokio::net::unix::OwnedWriteHalf,
-    response: &CtlResponse,
+    response: &CtlResponse<Answer>,
 ) -> std::io::Result<()> {
-    let mut text = serde_json::to_string(response).unwrap_or_else(|e| {
+    let mut text = response.to_line().unwrap_or_else(|e| {
         format!(r#"{{"error":{{"kind":"refused","message":"cannot encode answer: {e}"}}}}"#)
     });
     text.push('\n');
     write.write_all(text.as_bytes()).await
 }
 
-fn invalid(message: &str) -> CtlResponse {
+fn invalid(message: &str) -> CtlResponse<Answer> {
     CtlResponse::Error(CtlError::new(ErrorKind::Invalid, message))
 }
 
@@ -130,19 +130,19 @@ fn refused(what: impl Into<String>) -> CtlError {
 }
 
 /// Carries out one request.
-pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, CtlError> {
+pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Answer, CtlError> {
     match request {
-        CtlRequest::Status => Ok(status(daemon)),
-        CtlRequest::Top => Ok(crate::health::top(daemon)),
+        CtlRequest::Status => Ok(Answer::Status(Box::new(status(daemon)))),
+        CtlRequest::Top => Ok(Answer::Top(crate::health::top(daemon))),
         CtlRequest::ListVms => {
             let vms = crate::lock(&daemon.core).engine.vm_ids();
-            Ok(Value::Array(
+            Ok(Answer::Vms(
                 vms.iter().map(|v| show_vm(daemon, v)).collect(),
             ))
         }
         CtlRequest::ShowVm { vm } => {
             let id = known_vm(daemon, &vm)?;
-            Ok(show_vm(daemon, &id))
+            Ok(Answer::Vm(show_vm(daemon, &id)))
         }
         CtlRequest::AddVm { vm } => {
             crate::vm_name::check(&vm)
@@ -154,7 +154,7 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
             }
             core.engine.add_vm(id.clone(), Default::default());
             core.persist_settings(&id);
-            Ok(json!({ "added": vm }))
+            Ok(Answer::VmAdded(answers::VmAdded { added: vm }))
         }
         CtlRequest::RmVm { vm } => {
             let id = known_vm(daemon, &vm)?;
@@ -178,7 +178,7 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
                     )));
                 }
             }
-            Ok(json!({ "removed": vm }))
+            Ok(Answer::Removed(answers::Removed { removed: vm }))
         }
         CtlRequest::AddChannels { vm, channels } => {
             let id = known_vm(daemon, &vm)?;
@@ -202,7 +202,10 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
             for path in &up {
                 info!(path = %path.display(), "add-channels: channel already connected, left alone (reconnect-channels makes a new connection)");
             }
-            Ok(json!({ "connected": down, "already_connected": up }))
+            Ok(Answer::ChannelsAdded(answers::ChannelsAdded {
+                connected: down,
+                already_connected: up,
+            }))
         }
         CtlRequest::ReconnectChannels { vm, channels } => {
             let id = known_vm(daemon, &vm)?;
@@ -210,7 +213,9 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
             for path in &paths {
                 daemon.appeared(path);
             }
-            Ok(json!({ "reconnected": paths }))
+            Ok(Answer::ChannelsReconnected(answers::ChannelsReconnected {
+                reconnected: paths,
+            }))
         }
         CtlRequest::SetChannelStatus {
             vm,
@@ -231,7 +236,10 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
                 };
                 core.engine.set_channel_enabled(&channel, enabled, now);
             }
-            Ok(json!({ "channels": indices, "enabled": enabled }))
+            Ok(Answer::ChannelStatusSet(answers::ChannelStatusSet {
+                channels: indices,
+                enabled,
+            }))
         }
         CtlRequest::SetPcpu { vm, vcpu, pcpu } => {
             let id = known_vm(daemon, &vm)?;
@@ -270,10 +278,12 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
                     ))
                 })?;
             }
-            Ok(json!({
-                "vm": vm, "vcpu": vcpu, "pcpu": pcpu,
-                "repinned_thread": repinned.map(|t| t.0),
-                "repinned_by_libvirt": repinned_by_libvirt,
+            Ok(Answer::PcpuSet(answers::PcpuSet {
+                vm,
+                vcpu,
+                pcpu,
+                repinned_thread: repinned.map(|t| t.0),
+                repinned_by_libvirt,
             }))
         }
         CtlRequest::SetQuery { vm, enabled } => {
@@ -283,7 +293,10 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
             settings.queries_allowed = enabled;
             core.engine.add_vm(id.clone(), settings);
             core.persist_settings(&id);
-            Ok(json!({ "vm": vm, "queries": enabled }))
+            Ok(Answer::QueriesSet(answers::QueriesSet {
+                vm,
+                queries: enabled,
+            }))
         }
         CtlRequest::PolicyCreate { policy } => {
             let vm = crate::policy_ops::apply(daemon, &policy).map_err(|e| match e {
@@ -300,7 +313,9 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
                 .policy_status(&vm)
                 .ok_or_else(|| refused("policy vanished"))?;
             drop(core);
-            Ok(crate::policy_ops::describe(daemon, &vm, &st))
+            Ok(Answer::Policy(Box::new(crate::policy_ops::describe(
+                daemon, &vm, &st,
+            ))))
         }
         CtlRequest::PolicyDestroy { vm } => {
             let id = known_vm(daemon, &vm)?;
@@ -308,7 +323,7 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
                 return Err(not_found(format!("VM {vm} has no policy")));
             }
             daemon.forget_policy(&id);
-            Ok(json!({ "removed": vm }))
+            Ok(Answer::Removed(answers::Removed { removed: vm }))
         }
         CtlRequest::PolicyList => {
             let core = crate::lock(&daemon.core);
@@ -319,7 +334,7 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
                 .filter_map(|v| core.engine.policy_status(&v).map(|st| (v, st)))
                 .collect();
             drop(core);
-            Ok(Value::Array(
+            Ok(Answer::Policies(
                 all.iter()
                     .map(|(v, st)| crate::policy_ops::describe(daemon, v, st))
                     .collect(),
@@ -331,68 +346,70 @@ pub async fn handle(daemon: &Arc<Daemon>, request: CtlRequest) -> Result<Value, 
                 .engine
                 .policy_status(&id)
                 .ok_or_else(|| not_found(format!("VM {vm} has no policy")))?;
-            Ok(crate::policy_ops::describe(daemon, &id, &st))
+            Ok(Answer::Policy(Box::new(crate::policy_ops::describe(
+                daemon, &id, &st,
+            ))))
         }
         CtlRequest::History { vm, since, limit } => {
             let entries = daemon.history(vm.clone(), since, limit)?;
             // A VM the daemon does not know and that never had a decision
             // recorded is a typo, not an empty history; a removed VM's
             // rows are still listed.
-            let empty = entries.as_array().is_some_and(Vec::is_empty);
-            if let Some(vm) = vm.filter(|_| empty)
+            if let Some(vm) = vm.filter(|_| entries.is_empty())
                 && known_vm(daemon, &vm).is_err()
-                && daemon
-                    .history(Some(vm.clone()), None, Some(1))?
-                    .as_array()
-                    .is_some_and(Vec::is_empty)
+                && daemon.history(Some(vm.clone()), None, Some(1))?.is_empty()
             {
                 return Err(not_found(format!(
                     "no VM named {vm}, and no history for it"
                 )));
             }
-            Ok(entries)
+            Ok(Answer::History(entries))
         }
         CtlRequest::TrafficRecord {
             vm,
             since_ms,
             until_ms,
             after,
-        } => {
-            let page =
-                crate::rate_export::page(&daemon.core, vm.as_deref(), since_ms, until_ms, after)?;
-            serde_json::to_value(page).map_err(|e| refused(format!("cannot encode the page: {e}")))
-        }
+        } => crate::rate_export::page(&daemon.core, vm.as_deref(), since_ms, until_ms, after)
+            .map(Answer::RatePage),
         CtlRequest::ShowVfs { pf } => {
-            use crate::traffic::VfControl;
-            let mut vfs =
-                crate::traffic::NetlinkVfControl::new().map_err(|e| refused(format!("{e:#}")))?;
+            let mut vfs = daemon.vf.open().map_err(|e| refused(format!("{e:#}")))?;
             let list = vfs.list_vfs(&pf).map_err(|e| match e {
                 crate::traffic::TrafficError::NoSuchDevice { .. } => not_found(e.to_string()),
                 other => refused(format!("{:#}", anyhow::Error::from(other))),
             })?;
-            Ok(Value::Array(
+            Ok(Answer::Vfs(
                 list.iter()
-                    .map(|v| json!({ "vf": v.vf, "mac": v.mac.to_string(), "rx_packets": v.rx_packets, "tx_packets": v.tx_packets }))
+                    .map(|v| answers::VfInfo {
+                        vf: v.vf,
+                        mac: v.mac.to_string(),
+                        rx_packets: v.rx_packets,
+                        tx_packets: v.tx_packets,
+                    })
                     .collect(),
             ))
         }
         CtlRequest::SetVfMac { pf, vf, mac } => {
-            use crate::traffic::VfControl;
             let parsed: vmpower_proto::MacAddr =
                 mac.parse().map_err(|e: vmpower_proto::ModelError| {
                     CtlError::new(ErrorKind::Invalid, e.to_string())
                 })?;
-            let mut vfs =
-                crate::traffic::NetlinkVfControl::new().map_err(|e| refused(format!("{e:#}")))?;
+            let mut vfs = daemon.vf.open().map_err(|e| refused(format!("{e:#}")))?;
             vfs.set_vf_mac(&pf, vf, parsed).map_err(|e| match e {
                 crate::traffic::TrafficError::NoSuchDevice { .. }
                 | crate::traffic::TrafficError::NoSuchVf { .. } => not_found(e.to_string()),
                 other => refused(format!("{:#}", anyhow::Error::from(other))),
             })?;
-            Ok(json!({ "pf": pf, "vf": vf, "mac": parsed.to_string() }))
+            Ok(Answer::VfMacSet(answers::VfMacSet {
+                pf,
+                vf,
+                mac: parsed.to_string(),
+            }))
         }
-        CtlRequest::ShowCpuFreq { cpus } => show_cpu_freq(daemon, &cpus),
-        CtlRequest::SetCpuFreq { cpus, op } => set_cpu_freq(daemon, &cpus, op),
+        CtlRequest::ShowCpuFreq { cpus } => show_cpu_freq(daemon, &cpus).map(Answer::CpuFreqs),
+        CtlRequest::SetCpuFreq { cpus, op } => {
+            set_cpu_freq(daemon, &cpus, op).map(Answer::CpuFreqsSet)
+        }
     }
 }
 
@@ -458,22 +475,22 @@ fn select_sockets(
     Ok(chosen)
 }
 
-fn show_vm(daemon: &Daemon, vm: &VmId) -> Value {
+fn show_vm(daemon: &Daemon, vm: &VmId) -> answers::VmInfo {
     let served = daemon.channel_paths();
     let core = crate::lock(&daemon.core);
     let settings = core.engine.settings(vm).unwrap_or_default();
     let placement = core.engine.placement(vm).cloned().unwrap_or_default();
-    let vcpus: Vec<Value> = (0..placement.vcpus)
+    let vcpus: Vec<answers::VcpuPlacement> = (0..placement.vcpus)
         .map(|v| {
             let pcpus: Vec<u32> = u32::try_from(v)
                 .ok()
                 .and_then(|v| placement.affinity.get(&v))
                 .map(|a| a.iter().map(|c| c.0).collect())
                 .unwrap_or_default();
-            json!({ "vcpu": v, "pcpus": pcpus })
+            answers::VcpuPlacement { vcpu: v, pcpus }
         })
         .collect();
-    let channels: Vec<Value> = socket_indices(daemon, vm)
+    let channels: Vec<answers::VmChannel> = socket_indices(daemon, vm)
         .into_iter()
         .map(|index| {
             let path = daemon.config.channel_dir.join(format!("{vm}.{index}"));
@@ -481,20 +498,26 @@ fn show_vm(daemon: &Daemon, vm: &VmId) -> Value {
                 vm: vm.clone(),
                 index,
             };
-            json!({
-                "index": index,
-                "path": path,
-                "served": served.contains(&path),
-                "enabled": core.engine.channel_enabled(&channel),
-            })
+            answers::VmChannel {
+                index,
+                served: served.contains(&path),
+                path,
+                enabled: core.engine.channel_enabled(&channel),
+            }
         })
         .collect();
-    json!({
-        "name": vm.as_str(),
-        "settings": settings,
-        "vcpus": vcpus,
-        "channels": channels,
-    })
+    answers::VmInfo {
+        name: vm.as_str().to_owned(),
+        settings: answers::VmSettings {
+            layout: settings.layout,
+            queries_allowed: settings.queries_allowed,
+            physical_allowed: settings.physical_allowed,
+            multi_pcpu_allowed: settings.multi_pcpu_allowed,
+            requests_override_policy: settings.requests_override_policy,
+        },
+        vcpus,
+        channels,
+    }
 }
 
 /// How a refused `set-pcpu` is answered: a vCPU past the 4096 any VM can
@@ -522,7 +545,7 @@ fn set_pcpu_error(e: SetPcpuError) -> CtlError {
 }
 
 /// Health: channels, policies, last errors, counters (see [`crate::health`]).
-fn status(daemon: &Daemon) -> Value {
+fn status(daemon: &Daemon) -> answers::Status {
     crate::health::status(daemon)
 }
 
@@ -545,7 +568,7 @@ fn target_cpus(daemon: &Daemon, cpus: &[u32]) -> Result<Vec<CpuId>, CtlError> {
         .collect()
 }
 
-fn show_cpu_freq(daemon: &Daemon, cpus: &[u32]) -> Result<Value, CtlError> {
+fn show_cpu_freq(daemon: &Daemon, cpus: &[u32]) -> Result<Vec<answers::CpuFreq>, CtlError> {
     let cpus = target_cpus(daemon, cpus)?;
     let core = crate::lock(&daemon.core);
     let rows = cpus
@@ -553,19 +576,23 @@ fn show_cpu_freq(daemon: &Daemon, cpus: &[u32]) -> Result<Value, CtlError> {
         .map(|cpu| {
             let table = core.cpufreq.table(*cpu).ok();
             let hw = core.cpufreq.current(*cpu).ok().flatten();
-            json!({
-                "cpu": cpu.0,
-                "khz": hw.or(core.engine.known_khz(*cpu)).map(|k| k.0),
-                "managed": core.engine.is_managed(*cpu),
-                "operator": core.engine.operator_holds(*cpu),
-                "table_khz": table.map(|t| t.freqs().iter().map(|f| f.0).collect::<Vec<_>>()),
-            })
+            answers::CpuFreq {
+                cpu: cpu.0,
+                khz: hw.or(core.engine.known_khz(*cpu)).map(|k| k.0),
+                managed: core.engine.is_managed(*cpu),
+                operator: core.engine.operator_holds(*cpu),
+                table_khz: table.map(|t| t.freqs().iter().map(|f| f.0).collect()),
+            }
         })
         .collect();
-    Ok(Value::Array(rows))
+    Ok(rows)
 }
 
-fn set_cpu_freq(daemon: &Daemon, cpus: &[u32], op: FreqOp) -> Result<Value, CtlError> {
+fn set_cpu_freq(
+    daemon: &Daemon,
+    cpus: &[u32],
+    op: FreqOp,
+) -> Result<Vec<answers::CpuFreqSet>, CtlError> {
     let cpus = target_cpus(daemon, cpus)?;
     let mut core = crate::lock(&daemon.core);
     for cpu in &cpus {
@@ -580,9 +607,11 @@ fn set_cpu_freq(daemon: &Daemon, cpus: &[u32], op: FreqOp) -> Result<Value, CtlE
         };
         result.map_err(|e| refused(format!("CPU {}: {e}", cpu.0)))?;
     }
-    let rows: Vec<Value> = cpus
+    Ok(cpus
         .iter()
-        .map(|c| json!({ "cpu": c.0, "khz": core.engine.known_khz(*c).map(|k| k.0) }))
-        .collect();
-    Ok(Value::Array(rows))
+        .map(|c| answers::CpuFreqSet {
+            cpu: c.0,
+            khz: core.engine.known_khz(*c).map(|k| k.0),
+        })
+        .collect())
 }

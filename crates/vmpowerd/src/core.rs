@@ -21,6 +21,7 @@
 use std::time::Instant;
 
 use tracing::{info, warn};
+use vmpower_api::answers::{DecisionInputs, GivenBack, PolicyInputs};
 use vmpower_cpufreq::levels::Level;
 use vmpower_cpufreq::sysfs::format_u32;
 use vmpower_cpufreq::{CpuFreq, CpuId, Khz};
@@ -446,7 +447,7 @@ impl Core {
         change: &FreqChange,
         vm: Option<VmId>,
         reason: String,
-        inputs: serde_json::Value,
+        inputs: DecisionInputs,
     ) {
         self.push_history(HistoryEntry {
             at_ms: unix_millis(),
@@ -489,7 +490,7 @@ impl Core {
             old,
             new,
             reason: reason.to_owned(),
-            inputs: serde_json::json!({}),
+            inputs: DecisionInputs::GivenBack(GivenBack {}),
         });
     }
 
@@ -611,9 +612,9 @@ fn log_change(
     old_khz: u32,
     new_khz: u32,
     line: Line,
-) -> (Option<&VmId>, String, serde_json::Value) {
+) -> (Option<&VmId>, String, DecisionInputs) {
     use std::fmt::Write as _;
-    let mut inputs = serde_json::Value::Null;
+    let mut inputs = DecisionInputs::Unmeasured;
     let mut reason = String::with_capacity(64);
     // Writing into a String cannot fail.
     match &change.trigger {
@@ -627,11 +628,11 @@ fn log_change(
         }
         Trigger::Operator(OperatorAction::Release) => reason.push_str("operator release"),
         Trigger::Policy { input, .. } => {
-            inputs = serde_json::json!({
-                "rate_pps": input.rate_pps,
-                "hour": input.hour,
-                "branch_ratio": input.branch_ratio,
-                "drops_pps": input.drops.map(|d| d.drops_pps),
+            inputs = DecisionInputs::Policy(PolicyInputs {
+                branch_ratio: input.branch_ratio,
+                drops_pps: input.drops.map(|d| d.drops_pps),
+                hour: input.hour,
+                rate_pps: input.rate_pps,
             });
             let _ = write!(reason, "policy {:?}", input.kind);
             if let Some(d) = input.drops {

@@ -27,7 +27,6 @@
 //!   (`yielded_to_foreign_writer`) until an operator's `set-cpu-freq`
 //!   takes it over afresh.
 
-use serde::Serialize;
 use tracing::warn;
 use vmpower_cpufreq::CpuId;
 use vmpower_cpufreq::control::ControlError;
@@ -37,7 +36,7 @@ use crate::config::ForeignWriter;
 use crate::core::Core;
 
 /// What another writer did to one pCPU's domain, as status shows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ForeignWrites {
     /// The pCPU (its domain's leader).
     pub pcpu: u32,

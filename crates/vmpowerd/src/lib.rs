@@ -7,6 +7,7 @@
 //! [`run::run`] is the entry point; `main.rs` only parses flags, starts
 //! logging, and supplies the real sysfs and the signals.
 
+pub mod backends;
 pub mod branch;
 pub mod channels;
 pub mod config;

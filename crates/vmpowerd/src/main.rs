@@ -49,8 +49,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         let shutdown = shutdown_signal()?;
         let reloads = Some(reload_on_hangup(args)?);
-        let counters = vmpowerd::run::host_traffic_counters(&config);
-        vmpowerd::run::run_reloading(config, io, counters, shutdown, reloads).await
+        let backends = vmpowerd::backends::Backends::host_for(&config, io);
+        vmpowerd::run::run_backends(config, backends, shutdown, reloads).await
     });
     match result {
         Ok(()) => {

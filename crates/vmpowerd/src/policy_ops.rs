@@ -3,7 +3,7 @@
 //! [`PolicySpec`], applying it, and describing policies for display
 //! (with where each came from, as the state database records it).
 
-use serde_json::{Value, json};
+use vmpower_api::answers::{self, PolicyStateName};
 use vmpower_api::{PolicyFile, PolicyOrigin};
 use vmpower_engine::{
     CoreKey, OtherHours, PolicyExtensions, PolicySpec, PolicyState, PolicyStatus, Rejection, VmId,
@@ -135,41 +135,77 @@ pub fn origin(daemon: &Daemon, vm: &VmId) -> Option<PolicyOrigin> {
 }
 
 /// A policy's status for `policy show` / `policy list`.
-pub fn describe(daemon: &Daemon, vm: &VmId, st: &PolicyStatus) -> Value {
+pub fn describe(daemon: &Daemon, vm: &VmId, st: &PolicyStatus) -> answers::PolicyDescription {
     let sources = daemon
         .mac_sources
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
-    let macs: Vec<Value> = st
+    let macs = st
         .spec
         .policy
         .macs
         .as_slice()
         .iter()
-        .map(|m| json!({ "mac": m.to_string(), "source": sources.get(m).map(ToString::to_string) }))
+        .map(|m| answers::PolicyMac {
+            mac: m.to_string(),
+            source: sources.get(m).map(ToString::to_string),
+        })
         .collect();
-    let (state, reason) = match &st.state {
-        PolicyState::Active => ("active", None),
-        PolicyState::Waiting(why) => ("waiting", Some(why.clone())),
+    let (state, waiting_for) = match &st.state {
+        PolicyState::Active => (PolicyStateName::Active, None),
+        PolicyState::Waiting(why) => (PolicyStateName::Waiting, Some(why.clone())),
     };
-    json!({
-        "vm": vm.as_str(),
-        "policy": st.spec.policy,
-        "extensions": st.spec.ext,
-        "state": state,
-        "waiting_for": reason,
-        "cores": st.cores.iter().map(core_name).collect::<Vec<_>>(),
-        "levels": st.levels.iter().map(|(k, l)| json!({ "core": core_name(k), "level": format!("{l:?}") })).collect::<Vec<_>>(),
-        "rate_pps": st.rate_pps,
-        "drops_pps": st.drops_pps,
-        "learned": st.learned,
-        "thresholds_pps": st.effective.map(|e| json!({
-            "avg": e.avg.is_finite().then_some(e.avg),
-            "max": e.max.is_finite().then_some(e.max),
-        })),
-        "hour": st.hour,
-        "macs": macs,
-        "source": origin(daemon, vm),
-    })
+    answers::PolicyDescription {
+        vm: vm.as_str().to_owned(),
+        policy: st.spec.policy,
+        extensions: extensions(&st.spec.ext),
+        state,
+        waiting_for,
+        cores: st.cores.iter().map(core_name).collect(),
+        levels: st
+            .levels
+            .iter()
+            .map(|(k, l)| answers::CoreLevel {
+                core: core_name(k),
+                level: format!("{l:?}"),
+            })
+            .collect(),
+        rate_pps: st.rate_pps,
+        drops_pps: st.drops_pps,
+        learned: (!st.learned.is_empty()).then(|| answers::LearnedCapacities {
+            min: st.learned.min.map(|c| answers::Capacity {
+                rate_pps: c.rate_pps,
+            }),
+            medium: st.learned.medium.map(|c| answers::Capacity {
+                rate_pps: c.rate_pps,
+            }),
+        }),
+        thresholds_pps: st.effective.map(|e| answers::ThresholdsInForce {
+            avg: e.avg.is_finite().then_some(e.avg),
+            max: e.max.is_finite().then_some(e.max),
+        }),
+        hour: st.hour,
+        macs,
+        source: origin(daemon, vm),
+    }
+}
+
+/// A policy's extensions as `policy show` shows them.
+fn extensions(ext: &PolicyExtensions) -> answers::PolicyExtensions {
+    answers::PolicyExtensions {
+        time_zone: ext.time_zone.clone(),
+        other_hours: ext.other_hours.map(|o| match o {
+            OtherHours::Unchanged => answers::OtherHours::Unchanged,
+            OtherHours::Min => answers::OtherHours::Min,
+            OtherHours::Medium => answers::OtherHours::Medium,
+            OtherHours::Max => answers::OtherHours::Max,
+        }),
+        hysteresis: ext.hysteresis.map(|h| answers::Hysteresis {
+            band: h.band,
+            dwell: u64::try_from(h.dwell.as_millis()).unwrap_or(u64::MAX),
+        }),
+        branch_threshold: ext.branch_threshold,
+        adaptive: ext.adaptive,
+    }
 }

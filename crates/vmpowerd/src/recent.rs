@@ -15,29 +15,21 @@
 
 use std::fmt::{self, Write};
 
-use serde::Serialize;
+use vmpower_api::answers;
 use vmpower_engine::VmId;
+
+/// What kind of error an entry is (rejection or sysfs failure).
+pub use vmpower_api::answers::RecentErrorKind as ErrorKind;
 
 /// How many entries the ring keeps.
 pub const RECENT_CAPACITY: usize = 32;
 
-/// What kind of error an entry is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    /// A guest's request was refused or ignored.
-    Rejection,
-    /// A sysfs write (frequency change or release) failed.
-    Sysfs,
-}
-
 /// One recorded error.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct RecentError {
     /// Unix time in milliseconds of the latest occurrence.
     pub at_ms: u64,
     /// The VM concerned, if any.
-    #[serde(serialize_with = "vm_name")]
     pub vm: Option<VmId>,
     /// Rejection or sysfs failure.
     pub kind: ErrorKind,
@@ -103,6 +95,20 @@ impl RecentErrors {
         slot.count = 1;
     }
 
+    /// The entries, newest first, as `status` shows them.
+    pub fn answer(&self) -> Vec<answers::RecentError> {
+        self.newest_first()
+            .map(|e| answers::RecentError {
+                at_ms: e.at_ms,
+                vm: e.vm.as_ref().map(|v| v.as_str().to_owned()),
+                kind: e.kind,
+                label: e.label.to_owned(),
+                detail: e.detail.clone(),
+                count: e.count,
+            })
+            .collect()
+    }
+
     /// The entries, newest first.
     pub fn newest_first(&self) -> impl Iterator<Item = &RecentError> {
         let n = self.entries.len();
@@ -117,19 +123,6 @@ impl RecentErrors {
     /// Whether nothing was recorded.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
-    }
-}
-
-fn vm_name<S: serde::Serializer>(vm: &Option<VmId>, s: S) -> Result<S::Ok, S::Error> {
-    match vm {
-        Some(v) => s.serialize_some(v.as_str()),
-        None => s.serialize_none(),
-    }
-}
-
-impl Serialize for RecentErrors {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.newest_first())
     }
 }
 
@@ -198,13 +191,22 @@ mod tests {
     }
 
     #[test]
-    fn serializes_newest_first() {
+    fn answers_newest_first() {
         let mut r = RecentErrors::default();
         r.push(1, None, ErrorKind::Sysfs, "write", format_args!("first"));
-        r.push(2, None, ErrorKind::Sysfs, "release", format_args!("second"));
-        let v = serde_json::to_value(&r).unwrap();
-        assert_eq!(v[0]["detail"], "second");
-        assert_eq!(v[0]["kind"], "sysfs");
-        assert_eq!(v[1]["label"], "write");
+        let vm = VmId::new("vm1");
+        r.push(
+            2,
+            Some(&vm),
+            ErrorKind::Sysfs,
+            "release",
+            format_args!("second"),
+        );
+        let shown = r.answer();
+        assert_eq!(shown[0].detail, "second");
+        assert_eq!(shown[0].vm.as_deref(), Some("vm1"));
+        assert_eq!(shown[0].kind, ErrorKind::Sysfs);
+        assert_eq!(shown[1].label, "write");
+        assert_eq!(shown[1].vm, None);
     }
 }

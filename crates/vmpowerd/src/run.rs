@@ -32,6 +32,7 @@ use vmpower_engine::{
 };
 
 use crate::SharedCore;
+use crate::backends::Backends;
 use crate::channels::thread::AbortOnDrop;
 use crate::channels::watch::{DirEvent, DirWatch, scan};
 use crate::channels::{ChannelName, conn, fifo};
@@ -67,6 +68,10 @@ pub struct Daemon {
     channel_thread: crate::channels::thread::ChannelThread,
     /// Wakes the policy directory's task to rescan it (SIGHUP).
     pub policy_rescan: Arc<tokio::sync::Notify>,
+    /// Opens the VF control ([`Backends::vf`]).
+    pub vf: crate::backends::VfOpener,
+    /// The wall clock of TIME policies ([`Backends::clock`]).
+    pub clock: Arc<dyn crate::backends::Clock>,
 }
 
 /// Runs the daemon until `shutdown` resolves, with the host's traffic
@@ -117,11 +122,23 @@ pub async fn run_reloading(
     shutdown: impl Future<Output = ()>,
     reloads: Option<tokio::sync::mpsc::UnboundedReceiver<Config>>,
 ) -> anyhow::Result<()> {
+    run_backends(config, Backends::host(io, counters), shutdown, reloads).await
+}
+
+/// Runs the daemon on `backends` (the host's, or a test's fakes) until
+/// `shutdown` resolves, applying each configuration received on `reloads`.
+pub async fn run_backends(
+    config: Config,
+    mut backends: Backends,
+    shutdown: impl Future<Output = ()>,
+    reloads: Option<tokio::sync::mpsc::UnboundedReceiver<Config>>,
+) -> anyhow::Result<()> {
     // Before anything is touched, and so before READY=1: can it do its
     // job here (a sandbox leaving its paths read-only)?
     crate::preflight::check(&config)?;
-    let daemon = Arc::new(start(config, io)?);
-    let result = serve(&daemon, counters, shutdown, reloads).await;
+    let daemon = Arc::new(start(config, &backends)?);
+    let (traffic, branch) = (backends.traffic.take(), backends.branch.take());
+    let result = serve(&daemon, traffic, branch, shutdown, reloads).await;
     stop(&daemon);
     result
 }
@@ -143,7 +160,8 @@ async fn next_reload(reloads: &mut Option<tokio::sync::mpsc::UnboundedReceiver<C
 }
 
 /// Restores leftovers, discovers the host, builds the engine.
-pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
+pub fn start(config: Config, backends: &Backends) -> anyhow::Result<Daemon> {
+    let io = backends.sysfs.clone();
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create state dir {}", config.state_dir.display()))?;
     // Before anything is restored: a second daemon on this state dir would
@@ -183,11 +201,11 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
         .context("discovering the host's CPUs")?;
     let mut engine = Engine::new(EngineConfig {
         rate_limit: config.rate_limit,
-        branch_counters: crate::branch::host_has_branch_counters(),
+        branch_counters: backends.branch.is_some(),
         time_other_hours: config.time_other_hours,
         ..EngineConfig::default()
     });
-    engine.set_default_time_zone(jiff::tz::TimeZone::system());
+    engine.set_default_time_zone(backends.time_zone.clone());
     let thresholds = config.branch_thresholds();
     let thresholds = thresholds
         .map_err(|(i, e)| anyhow::anyhow!("invalid setting core_branch_ratio[{i}]: {e}"))?;
@@ -223,7 +241,7 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
     // The state database: operator settings, mappings and every accepted
     // policy are back in force before the first request is read.
     let store = open_store()?;
-    let restored = restore_state(&store, &mut engine, &placer)?;
+    let restored = restore_state(&store, &mut engine, &placer, backends.clock.wall())?;
     let mut core = Core::new(engine, cpufreq);
     core.store = Some(store);
     for cpu in left {
@@ -249,12 +267,15 @@ pub fn start(config: Config, io: Arc<dyn SysfsIo>) -> anyhow::Result<Daemon> {
         fifos_made: Mutex::new(Vec::new()),
         channel_thread,
         policy_rescan: Arc::new(tokio::sync::Notify::new()),
+        vf: backends.vf.clone(),
+        clock: backends.clock.clone(),
     })
 }
 
 async fn serve(
     daemon: &Arc<Daemon>,
     counters: Option<Box<dyn TrafficCounters>>,
+    branch: Option<Box<dyn crate::branch::BranchCounters>>,
     shutdown: impl Future<Output = ()>,
     mut reloads: Option<tokio::sync::mpsc::UnboundedReceiver<Config>>,
 ) -> anyhow::Result<()> {
@@ -281,7 +302,10 @@ async fn serve(
     let control = crate::control::listen(daemon.clone())?;
     let metrics = crate::metrics::start(daemon).await?;
     let refresher = tokio::spawn(refresh_periodically(daemon.clone()));
-    let clock = tokio::spawn(samplers::run_time(daemon.core.clone()));
+    let clock = tokio::spawn(samplers::run_time(
+        daemon.core.clone(),
+        daemon.clock.clone(),
+    ));
     let history = tokio::spawn(flush_history_periodically(daemon.core.clone()));
     let foreign = tokio::spawn(check_foreign_periodically(
         daemon.core.clone(),
@@ -305,8 +329,9 @@ async fn serve(
         })
         .transpose()
         .context("cannot start the traffic sampler thread")?;
+    let interval = daemon.config.traffic_interval();
     let branch =
-        crate::branch::spawn_if_available(daemon.core.clone(), daemon.config.traffic_interval());
+        branch.map(|c| tokio::spawn(crate::branch::run_branch(daemon.core.clone(), c, interval)));
     #[cfg(feature = "libvirt")]
     let libvirt = daemon
         .libvirt
@@ -392,6 +417,7 @@ fn restore_state(
     store: &Store,
     engine: &mut Engine,
     placer: &Placer,
+    wall: jiff::Timestamp,
 ) -> anyhow::Result<Vec<vmpower_engine::Action>> {
     let mut actions = Vec::new();
     for (vm, settings) in store.settings().context("reading VM settings")? {
@@ -405,7 +431,6 @@ fn restore_state(
             warn!(%vm, vcpu, pcpu = pcpu.0, error = %e, "stored mapping no longer valid; ignored");
         }
     }
-    let wall = jiff::Timestamp::now();
     engine.set_wall_clock(wall);
     for (vm, stored) in store.policies().context("reading policies")? {
         if engine.settings(&vm).is_none() {
@@ -561,8 +586,16 @@ fn lock_tasks(
 }
 
 impl Daemon {
-    /// A file appeared in the channel directory.
+    /// A file appeared in the channel directory. A path a live task
+    /// already serves is left to it: the start-up scan and the watch both
+    /// report what appears between the watch's start and the scan (the
+    /// FIFOs the daemon makes, a socket QEMU makes then), and a second
+    /// task would cut the first one's connection or reader (and its
+    /// partial message and log budget).
     pub fn appeared(self: &Arc<Self>, path: &Path) {
+        if self.serves(path) {
+            return;
+        }
         let Some(name) = ChannelName::of_path(path) else {
             return;
         };
@@ -692,7 +725,7 @@ impl Daemon {
         vm: Option<String>,
         since: Option<i64>,
         limit: Option<u32>,
-    ) -> Result<serde_json::Value, vmpower_api::CtlError> {
+    ) -> Result<vmpower_api::answers::History, vmpower_api::CtlError> {
         use vmpower_api::{CtlError, ErrorKind};
         let mut core = crate::lock(&self.core);
         core.flush_history();
@@ -714,22 +747,18 @@ impl Daemon {
         let entries = store.history(vm.as_ref(), since_ms, limit).map_err(|e| {
             CtlError::new(ErrorKind::Refused, format!("{:#}", anyhow::Error::from(e)))
         })?;
-        Ok(serde_json::Value::Array(
-            entries
-                .iter()
-                .map(|e| {
-                    serde_json::json!({
-                        "at_ms": e.at_ms,
-                        "vm": e.vm.as_ref().map(VmId::as_str),
-                        "pcpu": e.pcpu.0,
-                        "old_khz": e.old.map(|k| k.0),
-                        "new_khz": e.new.0,
-                        "reason": e.reason,
-                        "inputs": e.inputs,
-                    })
-                })
-                .collect(),
-        ))
+        Ok(entries
+            .into_iter()
+            .map(|e| vmpower_api::answers::HistoryEntry {
+                at_ms: e.at_ms,
+                vm: e.vm.as_ref().map(|v| v.as_str().to_owned()),
+                pcpu: e.pcpu.0,
+                old_khz: e.old.map(|k| k.0),
+                new_khz: e.new.0,
+                reason: e.reason,
+                inputs: e.inputs,
+            })
+            .collect())
     }
 
     /// Sets the control socket's permissions from the config.

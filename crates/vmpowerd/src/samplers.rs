@@ -445,13 +445,13 @@ fn policy_rate(
 /// Re-evaluates TIME policies at every local hour boundary (and when
 /// policies change). Sleeps at most `MAX_SLEEP` at a time so a wall-clock
 /// jump is noticed.
-pub async fn run_time(core: SharedCore) {
+pub async fn run_time(core: SharedCore, clock: std::sync::Arc<dyn crate::backends::Clock>) {
     const MAX_SLEEP: Duration = Duration::from_secs(600);
     let mut changed = crate::lock(&core).watch_policies();
     loop {
         let next = {
             let mut core = crate::lock(&core);
-            let wall = jiff::Timestamp::now();
+            let wall = clock.wall();
             let now = core.now();
             core.engine.set_wall_clock(wall);
             let time_policies = usize::from(core.engine.next_time_event(wall).is_some());

@@ -20,18 +20,22 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use vmpower_api::answers;
 use vmpower_engine::{ChannelId, Decision, FreqChange, Note, Reply, VmId};
 use vmpower_proto::stream::Frame;
 use vmpower_proto::{RequestBody, Verdict};
 
 use crate::recent::{ErrorKind, RecentErrors};
 
-/// Daemon-wide counters.
-#[derive(Debug, Default, Clone, Serialize)]
+/// A guest channel's connection state, as `status` shows it.
+pub use vmpower_api::answers::ChannelState;
+/// A VM's last frequency decision, as `top` shows it.
+pub use vmpower_api::answers::LastDecision;
+
+/// Daemon-wide counters (`status` shows them as [`answers::Counters`]).
+#[derive(Debug, Default, Clone)]
 pub struct Stats {
-    /// Requests by VM, kind and result, as `vm/kind/result`.
-    #[serde(serialize_with = "requests_by_name")]
+    /// Requests by VM, kind and result (shown as `vm/kind/result`).
     pub requests: HashMap<(VmId, &'static str, &'static str), u64>,
     /// Rejections by reason label.
     pub rejections: BTreeMap<&'static str, u64>,
@@ -52,66 +56,24 @@ pub struct Stats {
     /// Policy inputs handed to the engine, by input (`traffic`, `time`,
     /// `branch_ratio`).
     pub policy_evaluations: BTreeMap<&'static str, u64>,
-    /// Each guest channel's state, as `vm.index`.
-    #[serde(serialize_with = "channels_by_name")]
+    /// Each guest channel's state (shown by `vm.index`).
     pub channels: BTreeMap<ChannelId, ChannelState>,
     /// The last rejections and failures, newest first.
     pub last_errors: RecentErrors,
     /// Files of the policy directory refused now, with why; a file leaves
     /// the list when it is applied or removed.
-    #[serde(serialize_with = "refused_files")]
     pub policy_files_refused: BTreeMap<PathBuf, String>,
     /// Another writer's changes to the files of pCPUs the daemon held,
     /// per pCPU (its domain's leader).
-    #[serde(serialize_with = "foreign_writes")]
     pub foreign_writes: BTreeMap<u32, crate::foreign::ForeignWrites>,
     /// Each VM's last frequency decision (for `vmpowerctl top`).
-    #[serde(skip)]
     pub last_decisions: HashMap<VmId, LastDecision>,
     /// Packets received by the MACs of each VM's traffic-driven policy,
     /// counted at each sample (the metric `rate()` reads).
-    #[serde(skip)]
     pub vm_packets: BTreeMap<VmId, u64>,
     /// Packets the same MACs' sources dropped because the guest did not
     /// keep up, counted at each sample.
-    #[serde(skip)]
     pub vm_drops: BTreeMap<VmId, u64>,
-}
-
-/// A VM's last frequency decision.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LastDecision {
-    /// Unix time in ms.
-    pub at_ms: u64,
-    /// The pCPU changed.
-    pub pcpu: u32,
-    /// Its frequency before, in kHz.
-    pub old_khz: u32,
-    /// Its frequency after, in kHz.
-    pub new_khz: u32,
-    /// Why (as the log line and the history say it).
-    pub reason: String,
-}
-
-/// One guest channel's connection state.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct ChannelState {
-    /// The daemon holds a connection to the channel's socket.
-    pub up: bool,
-    /// Connections made (the first and every reconnect).
-    pub connects: u64,
-    /// Unix time in ms of the last change of `up`.
-    pub since_ms: u64,
-    /// Times the channel spent its rate limit and was paused until its
-    /// next token.
-    pub throttled: u64,
-}
-
-impl ChannelState {
-    /// Connections made after the first.
-    pub fn reconnects(&self) -> u64 {
-        self.connects.saturating_sub(1)
-    }
 }
 
 /// The request kinds, as labelled in [`Stats::requests`].
@@ -128,6 +90,57 @@ pub const REQUEST_KINDS: &[&str] = &[
 pub const REQUEST_RESULTS: &[&str] = &["ok", "nack", "ignored"];
 
 impl Stats {
+    /// The counters as `status` shows them: requests by `vm/kind/result`,
+    /// channels by `vm.index`, the last errors newest first, the refused
+    /// files and the other writers in order.
+    pub fn counters(&self) -> answers::Counters {
+        let labelled = |m: &BTreeMap<&'static str, u64>| -> BTreeMap<String, u64> {
+            m.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect()
+        };
+        answers::Counters {
+            requests: self
+                .requests
+                .iter()
+                .map(|((vm, kind, result), n)| (format!("{vm}/{kind}/{result}"), *n))
+                .collect(),
+            rejections: labelled(&self.rejections),
+            sysfs_writes: self.sysfs_writes,
+            sysfs_failures: self.sysfs_failures,
+            name_mismatches: self.name_mismatches,
+            replies_dropped: self.replies_dropped,
+            log_lines_suppressed: self.log_lines_suppressed,
+            partial_bytes_dropped: self.partial_bytes_dropped,
+            connects: self.connects,
+            policy_evaluations: labelled(&self.policy_evaluations),
+            channels: self
+                .channels
+                .iter()
+                .map(|(c, st)| (c.to_string(), *st))
+                .collect(),
+            last_errors: self.last_errors.answer(),
+            policy_files_refused: self
+                .policy_files_refused
+                .iter()
+                .map(|(file, error)| answers::RefusedFile {
+                    file: file.clone(),
+                    error: error.clone(),
+                })
+                .collect(),
+            foreign_writes: self
+                .foreign_writes
+                .values()
+                .map(|f| answers::ForeignWrites {
+                    pcpu: f.pcpu,
+                    count: f.count,
+                    last_at_ms: f.last_at_ms,
+                    detail: f.detail.clone(),
+                    handled: f.handled.to_owned(),
+                    yielded: f.yielded,
+                })
+                .collect(),
+        }
+    }
+
     /// Counts one request and its outcome.
     pub fn count_request(&mut self, vm: &VmId, frame: &Frame<'_>, decision: &Decision) {
         let kind = match &frame.request {
@@ -310,43 +323,6 @@ fn unix_millis() -> u64 {
         .unwrap_or(0)
 }
 
-fn foreign_writes<S: serde::Serializer>(
-    writes: &BTreeMap<u32, crate::foreign::ForeignWrites>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    s.collect_seq(writes.values())
-}
-
-fn requests_by_name<S: serde::Serializer>(
-    requests: &HashMap<(VmId, &'static str, &'static str), u64>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    let named: BTreeMap<String, u64> = requests
-        .iter()
-        .map(|((vm, kind, result), n)| (format!("{vm}/{kind}/{result}"), *n))
-        .collect();
-    named.serialize(s)
-}
-
-fn refused_files<S: serde::Serializer>(
-    files: &BTreeMap<PathBuf, String>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    #[derive(Serialize)]
-    struct Refused<'a> {
-        file: &'a Path,
-        error: &'a str,
-    }
-    s.collect_seq(files.iter().map(|(file, error)| Refused { file, error }))
-}
-
-fn channels_by_name<S: serde::Serializer>(
-    channels: &BTreeMap<ChannelId, ChannelState>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    s.collect_map(channels.iter().map(|(c, st)| (c.to_string(), st)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,8 +349,7 @@ mod tests {
         // A channel never connected is not invented by a close.
         s.channel_down(&channel("vm2", 0));
         assert_eq!(s.channels.len(), 1);
-        let v = serde_json::to_value(&s).unwrap();
-        assert_eq!(v["channels"]["vm1.0"]["connects"], 2);
+        assert_eq!(s.counters().channels["vm1.0"].connects, 2);
         s.forget_vm(&VmId::new("vm1"));
         assert!(s.channels.is_empty());
     }
@@ -392,9 +367,9 @@ mod tests {
             }
         );
         assert_eq!(s.connects, 0);
-        let v = serde_json::to_value(&s).unwrap();
-        assert_eq!(v["channels"]["vm1.0"]["up"], false);
-        assert_eq!(v["channels"]["vm1.0"]["connects"], 0);
+        let shown = s.counters().channels["vm1.0"];
+        assert!(!shown.up);
+        assert_eq!(shown.connects, 0);
         // Known again after a connection: its state and count stay.
         s.channel_up(&c);
         s.channel_known(&c);
@@ -412,9 +387,9 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::Sysfs);
         let vm = VmId::new("vm1");
         s.sysfs_failed(Some(&vm), "release", format_args!("pCPU 2: gone"));
-        let v = serde_json::to_value(&s).unwrap();
-        assert_eq!(v["last_errors"][0]["vm"], "vm1");
-        assert_eq!(v["last_errors"][1]["vm"], serde_json::Value::Null);
+        let shown = s.counters().last_errors;
+        assert_eq!(shown[0].vm.as_deref(), Some("vm1"));
+        assert_eq!(shown[1].vm, None);
     }
 
     #[test]
@@ -423,17 +398,49 @@ mod tests {
         s.policy_file_refused(Path::new("/p/b.toml"), "bad kind".into());
         s.policy_file_refused(Path::new("/p/a.toml"), "old".into());
         s.policy_file_refused(Path::new("/p/a.toml"), "new".into());
-        let v = serde_json::to_value(&s).unwrap();
+        let refused = |file: &str, error: &str| answers::RefusedFile {
+            file: file.into(),
+            error: error.into(),
+        };
         assert_eq!(
-            v["policy_files_refused"],
-            serde_json::json!([
-                {"file": "/p/a.toml", "error": "new"},
-                {"file": "/p/b.toml", "error": "bad kind"},
-            ])
+            s.counters().policy_files_refused,
+            [
+                refused("/p/a.toml", "new"),
+                refused("/p/b.toml", "bad kind")
+            ]
         );
         s.policy_file_settled(Path::new("/p/a.toml"));
         s.policy_file_settled(Path::new("/p/never.toml"));
         assert_eq!(s.policy_files_refused.len(), 1);
+    }
+
+    #[test]
+    fn counters_name_requests_channels_and_list_other_writers_by_pcpu() {
+        let mut s = Stats::default();
+        let vm = VmId::new("vm1");
+        s.requests.insert((vm.clone(), "power", "ok"), 4);
+        s.requests.insert((vm, "query", "nack"), 1);
+        s.channel_up(&channel("vm1", 2));
+        for pcpu in [5, 1] {
+            let writes = crate::foreign::ForeignWrites {
+                pcpu,
+                handled: "retaken",
+                ..Default::default()
+            };
+            s.foreign_writes.insert(pcpu, writes);
+        }
+        let shown = s.counters();
+        assert_eq!(
+            shown.requests,
+            BTreeMap::from([
+                ("vm1/power/ok".to_owned(), 4),
+                ("vm1/query/nack".to_owned(), 1)
+            ])
+        );
+        assert!(shown.channels["vm1.2"].up);
+        let pcpus: Vec<u32> = shown.foreign_writes.iter().map(|f| f.pcpu).collect();
+        assert_eq!(pcpus, [1, 5]);
+        assert_eq!(shown.foreign_writes[0].handled, "retaken");
     }
 
     #[test]

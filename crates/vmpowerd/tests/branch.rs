@@ -4,28 +4,26 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use vmpower_api::{CtlRequest, CtlResponse};
 use vmpower_cpufreq::fake::FakeSysfs;
-use vmpower_cpufreq::{CpuFreq, CpuId, Driver, SysfsIo};
-use vmpower_engine::{
-    Engine, EngineConfig, PcpuSpec, Placement, PolicyExtensions, PolicySpec, VmId, VmSettings,
-};
+use vmpower_cpufreq::{CpuId, SysfsIo};
+use vmpower_engine::{PolicyExtensions, PolicySpec, VmId};
 use vmpower_proto::layout::encode_request_record;
 use vmpower_proto::{Layout, Policy, PolicyKind, Request, RequestBody, VcpuList, Verdict, VmName};
+use vmpower_testkit::FakeHost;
+use vmpower_testkit::prelude::*;
 use vmpowerd::SharedCore;
+use vmpowerd::backends::Backends;
 use vmpowerd::branch::fake::FakeBranchCounters;
 use vmpowerd::branch::{BranchError, detect, run_branch};
-use vmpowerd::core::Core;
+use vmpowerd::run::Daemon;
 
 fn branch_policy() -> Policy {
     Policy::new(
@@ -42,32 +40,17 @@ fn spec() -> PolicySpec {
     }
 }
 
-/// A core on a fake 4-CPU host whose engine has branch counters, with
-/// vm1's vCPUs 0 and 1 pinned to pCPUs 1 and 2.
-fn core_on(fake: &Arc<FakeSysfs>, state: &Path, thresholds: BTreeMap<CpuId, f64>) -> SharedCore {
-    let io: Arc<dyn SysfsIo> = fake.clone();
-    let cpufreq = CpuFreq::new(io, state.join("takeover.json")).unwrap();
-    let mut engine = Engine::new(EngineConfig {
-        branch_counters: true,
-        ..EngineConfig::default()
-    });
-    let managed = vmpower_cpufreq::control::managed_cpus(cpufreq.host().unwrap()).unwrap();
-    for m in managed {
-        let current = m.current.unwrap_or_else(|| m.table.freqs()[0]);
-        engine.add_pcpu(PcpuSpec {
-            cpu: m.cpu,
-            table: m.table,
-            current,
-            domain: m.domain,
-            high_priority: false,
-            enable_turbo_moves_to_max: true,
-        });
-    }
-    let vm = VmId::new("vm1");
-    engine.add_vm(vm.clone(), VmSettings::default());
-    engine.set_placement(&vm, Placement::pinned(&[1, 2]));
-    engine.set_branch_thresholds(thresholds);
-    Arc::new(Mutex::new(Core::new(engine, cpufreq)))
+/// The real start-up (nothing served) on a fake 4-CPU host, with branch
+/// counters and vm1's vCPUs 0 and 1 placed on pCPUs 1 and 2: its core.
+async fn started_core(host: &FakeHost, counters: &FakeBranchCounters) -> (Arc<Daemon>, SharedCore) {
+    let mut config = host.config();
+    config.vm.insert("vm1".to_owned(), vm(&[1, 2]));
+    let mut backends = Backends::fake(host.fake.clone(), Timestamp::UNIX_EPOCH);
+    backends.branch = Some(Box::new(counters.clone()));
+    let daemon = Arc::new(vmpowerd::run::start(config, &backends).unwrap());
+    let core = daemon.core.clone();
+    daemon.placer.refresh(&VmId::new("vm1"), &core).await;
+    (daemon, core)
 }
 
 fn set_policy(core: &SharedCore) {
@@ -79,15 +62,6 @@ fn set_policy(core: &SharedCore) {
         .unwrap();
     core.execute(&actions);
     core.policies_changed();
-}
-
-fn fake_host() -> Arc<FakeSysfs> {
-    Arc::new(
-        FakeSysfs::builder(4)
-            .driver(Driver::AcpiCpufreq)
-            .build()
-            .unwrap(),
-    )
 }
 
 fn speed(fake: &FakeSysfs, cpu: u32) -> String {
@@ -113,22 +87,25 @@ async fn drained(counters: &FakeBranchCounters) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recorded_series_go_up_fast_and_down_slowly() {
-    let fake = fake_host();
-    let dir = tempfile::tempdir().unwrap();
-    // pCPU 2 has its own, higher threshold: what is high for pCPU 1 is
-    // low for it.
-    let core = core_on(&fake, dir.path(), BTreeMap::from([(CpuId(2), 0.1)]));
-    let (max, min) = limits(&fake);
-    assert_ne!(max, min);
     let counters = FakeBranchCounters::new();
     counters.record(CpuId(1), &[(0, 0)]);
     counters.record(CpuId(2), &[(0, 0)]);
-    set_policy(&core);
-    let task = tokio::spawn(run_branch(
-        core.clone(),
-        Box::new(counters.clone()),
-        Duration::from_millis(10),
-    ));
+    // pCPU 2 has its own, higher threshold: what is high for pCPU 1 is
+    // low for it. The daemon samples every 10 ms.
+    let prepared = Host::prepare(FakeHost::new(), &[("vm1", vm(&[1, 2]))], |c| {
+        c.traffic_interval_ms = 10;
+        c.core_branch_ratio = vec!["2:0.1".to_owned()];
+    });
+    let mut host = prepared
+        .with_fake_hardware()
+        .with_branch(Box::new(counters.clone()));
+    host.launch().await;
+    let fake = host.fake.clone();
+    let (max, min) = limits(&fake);
+    assert_ne!(max, min);
+    let qemu = host.qemu("vm1", 0);
+    let mut guest = accept(&qemu).await;
+    assert_eq!(call(&mut guest, &policy_record()).await, Verdict::Ack);
 
     // Busy polling, no packets: three low ratios → min.
     counters.record(CpuId(1), &[(10_000, 20); 3]);
@@ -155,15 +132,18 @@ async fn recorded_series_go_up_fast_and_down_slowly() {
         BTreeSet::from([CpuId(1), CpuId(2)]),
         "exactly the policy's pCPUs are sampled"
     );
-    task.abort();
+    host.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Paused time: the loop's 10 ms interval is the runtime's clock, which
+// only moves once every task is idle; advancing it 50 ms fires every timer
+// due in that span, so a loop that sampled on its tick without a policy
+// would have sampled five times more, however slow the machine.
+#[tokio::test(start_paused = true)]
 async fn the_loop_sleeps_without_a_policy_and_releases_counters_after_one() {
-    let fake = fake_host();
-    let dir = tempfile::tempdir().unwrap();
-    let core = core_on(&fake, dir.path(), BTreeMap::new());
     let counters = FakeBranchCounters::new();
+    let host = FakeHost::new();
+    let (_daemon, core) = started_core(&host, &counters).await;
     let task = tokio::spawn(run_branch(
         core.clone(),
         Box::new(counters.clone()),
@@ -171,7 +151,8 @@ async fn the_loop_sleeps_without_a_policy_and_releases_counters_after_one() {
     ));
     // With no policy the loop only releases (samples nothing) and waits.
     wait_for(|| counters.samples() >= 1).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::advance(Duration::from_millis(50)).await;
+    tokio::task::yield_now().await;
     assert_eq!(counters.samples(), 1, "no sampling without a policy");
     assert!(counters.last_asked().is_empty());
 

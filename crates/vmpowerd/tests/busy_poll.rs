@@ -5,17 +5,15 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
 use vmpower_api::{CtlRequest, CtlResponse};
 use vmpower_cpufreq::Driver;
 use vmpower_cpufreq::fake::FakeSysfs;
 use vmpower_engine::RateLimit;
 use vmpower_proto::{ScalingUnit, Verdict};
+use vmpower_testkit::prelude::*;
 
 /// A host whose channels poll for 1 ms after each request, rate limit off.
 async fn polling_host(vms: &[(&str, vmpowerd::config::VmConfig)]) -> Host {

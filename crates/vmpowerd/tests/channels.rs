@@ -7,9 +7,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
 use tokio::io::AsyncReadExt;
 use tokio::io::AsyncWriteExt;
 use vmpower_api::{CtlRequest, CtlResponse};
@@ -18,6 +15,7 @@ use vmpower_proto::layout::encode_request_record;
 use vmpower_proto::{
     CoreType, Layout, QueryKind, Request, RequestBody, ScalingUnit, Verdict, VmName,
 };
+use vmpower_testkit::prelude::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_requests_change_the_mapped_pcpu_and_are_acked() {

@@ -9,13 +9,11 @@ use std::os::unix::net::UnixStream;
 
 use vmpower_api::{Client, CtlRequest, CtlResponse};
 
-mod binary;
-
-use binary::{Setup, WAIT, rss_kib};
+use vmpower_testkit::binary::{Setup, WAIT, rss_kib};
 
 #[test]
 fn a_line_without_end_is_cut_at_64_kib_answered_and_disconnected() {
-    let s = Setup::new();
+    let s = Setup::new(env!("CARGO_BIN_EXE_vmpowerd"));
     let daemon = s.spawn_logging();
     let pid = daemon.child.id();
     let before = rss_kib(pid);

@@ -35,9 +35,7 @@ use vmpower_proto::{
     WorkloadLevel,
 };
 
-mod binary;
-
-use binary::{Setup, WAIT, record, sigterm, wait_exit};
+use vmpower_testkit::binary::{Setup, WAIT, record, sigterm, wait_exit};
 
 /// The workload levels a policy asks for, and their names in `policy show`.
 const LEVELS: [(WorkloadLevel, &str); 3] = [
@@ -353,7 +351,7 @@ fn acknowledged_policies_survive_sigkill_at_random_moments() {
     let cycles = env_u64("VMPOWER_CHAOS_CYCLES", 50);
     let seed = env_u64("VMPOWER_CHAOS_SEED", 17);
     let mut rng = Rng(seed);
-    let s = Setup::new();
+    let s = Setup::new(env!("CARGO_BIN_EXE_vmpowerd"));
     std::fs::write(
         s.dir.path().join("vmpowerd.toml"),
         "[vm.vm1]\npcpus = [1, 0]\n[vm.vm2]\npcpus = [2]\n[vm.vm3]\npcpus = [3]\n",

@@ -46,16 +46,14 @@ use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
 use rustix::termios::{OptionalActions, tcgetattr, tcsetattr};
 
-mod binary;
-
-use binary::{Logging, Setup, WAIT};
+use vmpower_testkit::binary::{Logging, Setup, WAIT};
 
 /// The VM's name (its sockets are `dpdk.0` and `dpdk.1`).
 const VM: &str = "dpdk";
 /// vCPU (lcore) i runs on `PCPUS[i]`: not the identity, so a request
 /// landing on the pCPU numbered like the vCPU is caught.
 const PCPUS: [u32; 2] = [3, 1];
-/// CPUs of the fake host (`binary::Setup`).
+/// CPUs of the fake host (`vmpower_testkit::binary::Setup`).
 const HOST_CPUS: u32 = 4;
 
 /// Builds the C program with the system's cc and pkg-config into `dir`.
@@ -316,7 +314,7 @@ impl Guest {
             }
             rest.push(Verdict::parse("(end of input)", line));
         }
-        let status = binary::wait_exit(&mut self.child);
+        let status = vmpower_testkit::binary::wait_exit(&mut self.child);
         (rest, status.success())
     }
 }
@@ -546,7 +544,7 @@ fn session(queries: bool) {
         );
         return;
     }
-    let setup = Setup::new();
+    let setup = Setup::new(env!("CARGO_BIN_EXE_vmpowerd"));
     let prog = build_guest(setup.dir.path());
     std::fs::write(
         setup.dir.path().join("vmpowerd.toml"),

@@ -4,13 +4,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::fs::File;
 use std::io::Write;
 
-use common::*;
 use vmpower_api::{CtlRequest, CtlResponse};
+use vmpower_testkit::prelude::*;
 
 /// A TIME policy for VM ubuntu on host core 3, every hour quiet, as
 /// DPDK's guide writes one.

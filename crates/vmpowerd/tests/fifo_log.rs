@@ -7,13 +7,11 @@
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 
-mod binary;
-
-use binary::{Setup, rss_kib, wait_until};
+use vmpower_testkit::binary::{Setup, rss_kib, wait_until};
 
 #[test]
 fn junk_in_a_fifo_is_counted_and_its_lines_budgeted() {
-    let s = Setup::new();
+    let s = Setup::new(env!("CARGO_BIN_EXE_vmpowerd"));
     let daemon = s.spawn_logging();
     let fifo = s.dir.path().join("channels/fifo1");
     // Non-blocking: fails (ENXIO) until the daemon has the FIFO open.
@@ -66,4 +64,12 @@ fn junk_in_a_fifo_is_counted_and_its_lines_budgeted() {
         .filter(|l| l.contains("invalid JSON message"))
         .count();
     assert_eq!(lines, 10, "{log}");
+    // One reader per FIFO: the start-up scan and the directory watch both
+    // see the FIFOs the daemon makes, and a second reader would start
+    // with a fresh budget (and cut the first one's partial message).
+    let readers = log
+        .lines()
+        .filter(|l| l.contains("reading JSON FIFO") && l.contains("fifo1"))
+        .count();
+    assert_eq!(readers, 1, "{log}");
 }

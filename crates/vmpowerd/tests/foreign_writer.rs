@@ -8,12 +8,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
-use serde_json::Value;
 use vmpower_api::CtlRequest;
+use vmpower_api::answers::{ForeignWrites, Status};
 use vmpower_proto::{ScalingUnit, Verdict};
+use vmpower_testkit::prelude::*;
 use vmpowerd::config::ForeignWriter;
 
 const GOVERNOR: &str = "devices/system/cpu/cpu1/cpufreq/scaling_governor";
@@ -45,20 +43,23 @@ async fn held(
     (host, qemu, guest)
 }
 
+/// The daemon's status.
+fn status(host: &Host) -> Status {
+    serde_json::from_value(host.ok(&CtlRequest::Status)).unwrap()
+}
+
 /// pCPU 1's entry in status's `foreign_writes`, if any.
-fn foreign(host: &Host) -> Option<Value> {
-    let status = host.ok(&CtlRequest::Status);
-    status["stats"]["foreign_writes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["pcpu"] == 1)
-        .cloned()
+fn foreign(host: &Host) -> Option<ForeignWrites> {
+    status(host)
+        .stats
+        .foreign_writes
+        .into_iter()
+        .find(|f| f.pcpu == 1)
 }
 
 /// Waits until status shows `n` foreign writes on pCPU 1.
-async fn wait_foreign(host: &Host, n: u64) -> Value {
-    wait_for(|| foreign(host).is_some_and(|f| f["count"] == n)).await;
+async fn wait_foreign(host: &Host, n: u64) -> ForeignWrites {
+    wait_for(|| foreign(host).is_some_and(|f| f.count == n)).await;
     foreign(host).unwrap()
 }
 
@@ -71,9 +72,9 @@ async fn retake_sets_our_governor_and_level_again_and_restores_the_first_origina
         .external_kernel_write(GOVERNOR, "performance")
         .unwrap();
     let seen = wait_foreign(&host, 1).await;
-    assert_eq!(seen["handled"], "retaken", "{seen}");
-    assert_eq!(seen["yielded"], false, "{seen}");
-    let detail = seen["detail"].as_str().unwrap();
+    assert_eq!(seen.handled, "retaken", "{seen:?}");
+    assert!(!seen.yielded, "{seen:?}");
+    let detail = &seen.detail;
     assert!(
         detail.contains("scaling_governor") && detail.contains("performance"),
         "{detail}"
@@ -103,14 +104,8 @@ async fn a_write_that_finds_another_writers_value_retakes_and_succeeds() {
         Verdict::Ack
     );
     let seen = wait_foreign(&host, 1).await;
-    assert_eq!(seen["handled"], "retaken", "{seen}");
-    assert!(
-        seen["detail"]
-            .as_str()
-            .unwrap()
-            .contains("scaling_setspeed"),
-        "{seen}"
-    );
+    assert_eq!(seen.handled, "retaken", "{seen:?}");
+    assert!(seen.detail.contains("scaling_setspeed"), "{seen:?}");
     assert_ne!(host.cpu_file(1, "scaling_setspeed"), "2000000");
     host.stop().await.unwrap();
 }
@@ -122,39 +117,27 @@ async fn yield_gives_the_pcpu_up_and_refuses_requests_for_it_naming_why() {
         .external_kernel_write(GOVERNOR, "performance")
         .unwrap();
     let seen = wait_foreign(&host, 1).await;
-    assert_eq!(seen["handled"], "yielded", "{seen}");
-    assert_eq!(seen["yielded"], true, "{seen}");
-    let status = host.ok(&CtlRequest::Status);
-    assert!(
-        !status["pcpus_managed"]
-            .as_array()
-            .unwrap()
-            .contains(&Value::from(1)),
-        "{status}"
-    );
+    assert_eq!(seen.handled, "yielded", "{seen:?}");
+    assert!(seen.yielded, "{seen:?}");
+    let now = status(&host);
+    assert!(!now.pcpus_managed.contains(&1), "{now:?}");
     assert_eq!(
         call(&mut guest, &power(0, ScalingUnit::ScaleMax)).await,
         Verdict::Nack
     );
-    let status = host.ok(&CtlRequest::Status);
+    let now = status(&host);
     assert_eq!(
-        status["stats"]["rejections"]["yielded_to_foreign_writer"], 1,
-        "{status}"
+        now.stats.rejections.get("yielded_to_foreign_writer"),
+        Some(&1),
+        "{now:?}"
     );
-    let refused = status["stats"]["last_errors"]
-        .as_array()
-        .unwrap()
+    let refused = now
+        .stats
+        .last_errors
         .iter()
-        .find(|e| e["label"] == "yielded_to_foreign_writer")
-        .cloned()
-        .unwrap_or_else(|| panic!("{status}"));
-    assert!(
-        refused["detail"]
-            .as_str()
-            .unwrap()
-            .contains("another writer"),
-        "{refused}"
-    );
+        .find(|e| e.label == "yielded_to_foreign_writer")
+        .unwrap_or_else(|| panic!("{now:?}"));
+    assert!(refused.detail.contains("another writer"), "{refused:?}");
     // The other writer's setting is left alone, now and at stop.
     assert_eq!(host.cpu_file(1, "scaling_governor"), "performance");
     host.stop().await.unwrap();
@@ -171,7 +154,7 @@ async fn an_operators_set_cpu_freq_takes_a_yielded_pcpu_back_recording_it_afresh
     let set = |op| CtlRequest::SetCpuFreq { cpus: vec![1], op };
     host.ok(&set(vmpower_api::FreqOp::Min));
     assert_eq!(host.cpu_file(1, "scaling_governor"), "userspace");
-    assert_eq!(foreign(&host).unwrap()["yielded"], false);
+    assert!(!foreign(&host).unwrap().yielded);
     host.ok(&set(vmpower_api::FreqOp::Release));
     assert_eq!(
         call(&mut guest, &power(0, ScalingUnit::ScaleMax)).await,

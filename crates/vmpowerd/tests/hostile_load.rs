@@ -27,9 +27,7 @@ use std::time::{Duration, Instant};
 use vmpower_proto::layout::decode_verdict;
 use vmpower_proto::{CoreType, Layout, RequestBody, ScalingUnit, Verdict};
 
-mod binary;
-
-use binary::{Setup, WAIT, record, rss_kib, sigterm, wait_exit, wait_until};
+use vmpower_testkit::binary::{Setup, WAIT, record, rss_kib, sigterm, wait_exit, wait_until};
 
 /// A neighbour's round trip under load: generous, this is a correctness
 /// check (served at all, not starved), not a benchmark.
@@ -137,7 +135,7 @@ fn pour(stream: &mut UnixStream, chunk: &[u8]) -> u64 {
 #[test]
 fn churn_and_hostile_guests_leave_fds_and_memory_flat_and_the_neighbour_served() {
     let cycles: u64 = std::env::var("VMPOWER_CHURN_CYCLES").map_or(200, |v| v.parse().unwrap());
-    let s = Setup::new();
+    let s = Setup::new(env!("CARGO_BIN_EXE_vmpowerd"));
     std::fs::write(
         s.dir.path().join("vmpowerd.toml"),
         // The daemon keeps each CPU's setspeed file open once it has

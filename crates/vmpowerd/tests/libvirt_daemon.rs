@@ -5,15 +5,13 @@
 #![cfg(feature = "libvirt")]
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
 use tokio::net::UnixListener;
 use vmpower_cpufreq::Driver;
 use vmpower_cpufreq::fake::FakeSysfs;
 use vmpower_proto::{ScalingUnit, Verdict};
+use vmpower_testkit::prelude::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vm_pins_and_channel_come_from_libvirt_alone() {

@@ -8,17 +8,12 @@
 
 use tokio::net::{UnixListener, UnixStream};
 use vmpower_api::{Client, CtlRequest, CtlResponse};
-use vmpower_proto::layout::encode_request_record;
 use vmpower_proto::{
-    Layout, Policy, PolicyKind, Request, RequestBody, ScalingUnit, VcpuList, Verdict, VmName,
-    WorkloadLevel,
+    Policy, PolicyKind, RequestBody, ScalingUnit, VcpuList, Verdict, WorkloadLevel,
 };
 
-mod binary;
-mod common;
-
-use binary::{Logging, Setup, WAIT};
-use common::{call, native, power};
+use vmpower_testkit::binary::{Logging, Setup, WAIT};
+use vmpower_testkit::records::{call, native, power};
 
 /// vm1's budget per kind of line per 10 s (`ratelog::LOG_LINES`).
 const BUDGET: usize = 10;
@@ -27,7 +22,7 @@ const REFUSALS: usize = 25;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guests_lines_are_budgeted_and_its_history_is_whole() {
-    let s = Setup::new();
+    let s = Setup::new(env!("CARGO_BIN_EXE_vmpowerd"));
     let (daemon, mut guest) = start(&s).await;
 
     // Every one of these changes pCPU 1 (min, max, min, ...).
@@ -72,7 +67,7 @@ async fn a_guests_lines_are_budgeted_and_its_history_is_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn setting_and_removing_a_policy_again_and_again_is_budgeted() {
     const CYCLES: usize = 15;
-    let s = Setup::new();
+    let s = Setup::new(env!("CARGO_BIN_EXE_vmpowerd"));
     let (daemon, mut guest) = start(&s).await;
     // The native contract: the removal is ACKed once it is done.
     native(&mut guest).await;
@@ -128,12 +123,5 @@ fn suppressed(s: &Setup) -> (u64, serde_json::Value) {
 
 /// vm1's record carrying `body`.
 fn record(body: RequestBody) -> Vec<u8> {
-    let req = Request {
-        vm_name: VmName::new("vm1").unwrap(),
-        body,
-    };
-    encode_request_record(&req, Layout::Current)
-        .unwrap()
-        .as_slice()
-        .to_vec()
+    vmpower_testkit::records::named("vm1", body)
 }

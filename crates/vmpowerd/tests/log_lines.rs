@@ -11,18 +11,15 @@ use tokio::net::UnixListener;
 use vmpower_api::{Client, CtlRequest, CtlResponse};
 use vmpower_proto::{ScalingUnit, Verdict};
 
-mod binary;
-mod common;
-
-use binary::{Setup, WAIT};
-use common::{call, power};
+use vmpower_testkit::binary::{Setup, WAIT};
+use vmpower_testkit::records::{call, power};
 
 /// vm1's budget of lines per 10 s (`ratelog::LOG_LINES`).
 const BUDGET: usize = 10;
 
 #[test]
 fn a_file_gets_no_colour_codes() {
-    let s = Setup::new();
+    let s = Setup::new(env!("CARGO_BIN_EXE_vmpowerd"));
     let log = s.spawn_logging().stop();
     assert!(log.contains("vmpowerd ready"), "{log}");
     assert!(!log.contains('\u{1b}'), "colour codes in {log:?}");
@@ -31,7 +28,7 @@ fn a_file_gets_no_colour_codes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_write_names_the_vm_and_vcpu_within_the_budget() {
     const FAILURES: usize = 15;
-    let s = Setup::new();
+    let s = Setup::new(env!("CARGO_BIN_EXE_vmpowerd"));
     let daemon = s.spawn_logging();
     let qemu = UnixListener::bind(s.dir.path().join("channels/vm1.0")).unwrap();
     let (mut guest, _) = tokio::time::timeout(WAIT, qemu.accept())

@@ -6,22 +6,20 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vmpower_api::{CtlRequest, CtlResponse};
 use vmpower_cpufreq::fake::{FailKind, FakeSysfs};
-use vmpower_proto::layout::encode_request_record;
 use vmpower_proto::{
-    CoreType, Layout, MacAddr, MacList, Policy, PolicyKind, Request, RequestBody, ScalingUnit,
-    TrafficThresholds, VcpuList, Verdict, VmName,
+    CoreType, MacAddr, MacList, Policy, PolicyKind, RequestBody, ScalingUnit, TrafficThresholds,
+    VcpuList, Verdict,
 };
+use vmpower_testkit::prelude::*;
+use vmpower_testkit::records::named as record;
 use vmpowerd::metrics::families::{FAMILIES, Kind};
 use vmpowerd::metrics::parse::{Exposition, parse};
 use vmpowerd::metrics::process::PROCESS_FAMILIES;
@@ -86,17 +84,6 @@ async fn scrape(addr: SocketAddr) -> Exposition {
         "{head}"
     );
     parse(&body).unwrap_or_else(|e| panic!("{e}\n{body}"))
-}
-
-fn record(vm_name: &str, body: RequestBody) -> Vec<u8> {
-    let req = Request {
-        vm_name: VmName::new(vm_name).unwrap(),
-        body,
-    };
-    encode_request_record(&req, Layout::Current)
-        .unwrap()
-        .as_slice()
-        .to_vec()
 }
 
 fn traffic_policy(mac: MacAddr) -> RequestBody {
@@ -281,7 +268,11 @@ async fn every_documented_family_is_exported_and_moves() {
     drop(g2);
     drop(qemu2);
     std::fs::remove_file(host.socket("vm2", 0)).unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Re-created once the daemon has seen the channel close.
+    wait_for(|| {
+        host.ok(&CtlRequest::Status)["stats"]["channels"]["vm2.0"]["up"].as_bool() == Some(false)
+    })
+    .await;
     let qemu2 = host.qemu("vm2", 0);
     let _g2 = accept(&qemu2).await;
     // vm1 floods without reading its replies.

@@ -7,12 +7,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vmpower_api::{ChannelSel, CtlRequest, CtlResponse};
 use vmpower_proto::{ScalingUnit, Verdict};
+use vmpower_testkit::prelude::*;
 
 fn status(host: &Host) -> serde_json::Value {
     let CtlResponse::Ok(v) = host.ctl(&CtlRequest::Status) else {

@@ -4,15 +4,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
 use vmpower_api::{CtlRequest, CtlResponse, ErrorKind};
 use vmpower_cpufreq::Driver;
 use vmpower_cpufreq::fake::FakeSysfs;
 use vmpower_proto::{ScalingUnit, Verdict};
+use vmpower_testkit::prelude::*;
 use vmpowerd::inventory::fake_proc::{FakeProc, FakeProcess};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,7 +139,11 @@ async fn the_operator_maps_vcpus_and_drives_cpus_through_the_control_api() {
         .write_all(&power(0, ScalingUnit::ScaleUp))
         .await
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Read (counted as ignored), then nothing changed.
+    wait_for(|| {
+        host.ok(&CtlRequest::Status)["stats"]["requests"]["vm9/power/ignored"].as_u64() == Some(1)
+    })
+    .await;
     assert_eq!(host.cpu_file(3, "scaling_setspeed"), "800000");
     assert!(matches!(host.ctl(&enable), CtlResponse::Ok(_)));
     assert_eq!(

@@ -3,17 +3,15 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use tokio::io::AsyncWriteExt;
 use vmpower_proto::layout::encode_request_record;
 use vmpower_proto::{
     HourSchedule, HourSet, Layout, MacAddr, MacList, Policy, PolicyKind, Request, RequestBody,
     ScalingUnit, TrafficThresholds, VcpuList, Verdict, VmName, WorkloadLevel,
 };
+use vmpower_testkit::prelude::*;
 
 fn policy_record(policy: Policy) -> Vec<u8> {
     let req = Request {
@@ -57,9 +55,11 @@ async fn traffic_policy_follows_the_packet_rate() {
     };
     assert_eq!(call(&mut guest, &policy_record(policy)).await, Verdict::Ack);
     // The MAC has no counter yet: the policy waits and the cores are
-    // untouched.
+    // untouched, once the sampler has evaluated it (two ticks after the
+    // ACK: one begun after it, which saw the policy).
     let before = host.cpu_file(1, "scaling_governor");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let evaluated = traffic_evaluations(&host);
+    wait_for(|| traffic_evaluations(&host) >= evaluated + 2).await;
     assert_eq!(host.cpu_file(1, "scaling_governor"), before);
     // The policy owns vCPU 0: a direct request is refused.
     assert_eq!(
@@ -142,5 +142,48 @@ async fn time_and_workload_policies_replace_each_other_and_are_removed() {
     guest.write_all(record.as_slice()).await.unwrap();
     assert_eq!(read_verdict(&mut guest, 464).await, Verdict::Ack);
     assert_eq!(host.cpu_file(2, "scaling_governor"), before);
+    host.stop().await.unwrap();
+}
+
+/// How many traffic-policy inputs the daemon has handed to its engine
+/// (`status`'s `policy_evaluations.traffic`).
+fn traffic_evaluations(host: &Host) -> u64 {
+    host.ok(&vmpower_api::CtlRequest::Status)["stats"]["policy_evaluations"]["traffic"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_policies_follow_the_injected_clock() {
+    // The quiet hour is twelve hours from the real one, and the daemon's
+    // clock reads 1.5 s before it: only the injected clock can make the
+    // hour begin.
+    let this_hour = jiff::Timestamp::now().as_second() / 3600;
+    let quiet_hour = u8::try_from((this_hour + 12) % 24).unwrap();
+    let hour_start = jiff::Timestamp::from_second((this_hour + 12) * 3600).unwrap();
+    let clock =
+        vmpowerd::backends::FakeClock::at(hour_start - jiff::SignedDuration::from_millis(1500));
+    let fake_host = vmpower_testkit::FakeHost::new();
+    let mut host =
+        Host::prepare(fake_host, &[("vm1", vm(&[1, 2]))], |_| {}).with_clock(clock.clone());
+    host.launch().await;
+    let qemu = host.qemu("vm1", 0);
+    let mut guest = accept(&qemu).await;
+    let before = host.cpu_file(1, "scaling_setspeed");
+    let quiet = Policy {
+        hours: HourSchedule {
+            busy: HourSet::EMPTY,
+            quiet: HourSet::from_hours([quiet_hour]).unwrap(),
+            traffic: HourSet::EMPTY,
+        },
+        ..base(PolicyKind::Time)
+    };
+    assert_eq!(call(&mut guest, &policy_record(quiet)).await, Verdict::Ack);
+    assert_ne!(before, "800000");
+    wait_for(|| host.cpu_file(1, "scaling_setspeed") == "800000").await;
+    assert!(
+        vmpowerd::backends::Clock::wall(&clock) >= hour_start,
+        "min before the quiet hour"
+    );
     host.stop().await.unwrap();
 }

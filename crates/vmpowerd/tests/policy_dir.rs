@@ -3,9 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use vmpower_testkit::prelude::*;
 
 /// A daemon on a 4-CPU acpi-cpufreq host following `<tmp>/policies.d`,
 /// where `files` (name, content) are written before it starts; the temp
@@ -55,14 +53,20 @@ async fn files_apply_replace_and_withdraw() {
     )
     .unwrap();
     wait_for(|| host.cpu_file(2, "scaling_setspeed") == "1600000").await;
-    // A bad file and an editor's swap file change nothing.
-    std::fs::write(
-        policies.join("bad.toml"),
-        "vm = \"vm1\"\nkind = \"SLEEP\"\n",
-    )
-    .unwrap();
+    // An editor's swap file and a bad file change nothing: once the bad
+    // file, written last, is listed as refused, both were read.
     std::fs::write(policies.join(".vm1.toml.swp"), "garbage").unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let bad = policies.join("bad.toml");
+    std::fs::write(&bad, "vm = \"vm1\"\nkind = \"SLEEP\"\n").unwrap();
+    wait_for(|| {
+        let status = host.ok(&vmpower_api::CtlRequest::Status);
+        let refused = status["stats"]["policy_files_refused"].as_array().cloned();
+        refused
+            .unwrap_or_default()
+            .iter()
+            .any(|r| r["file"] == bad.to_str().unwrap())
+    })
+    .await;
     assert_eq!(host.cpu_file(2, "scaling_setspeed"), "1600000");
     // Removed: withdrawn, the pCPU given back.
     std::fs::remove_file(policies.join("vm1.toml")).unwrap();

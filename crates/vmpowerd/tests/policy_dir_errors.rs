@@ -4,10 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
 use vmpower_api::CtlRequest;
+use vmpower_testkit::prelude::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_speak_the_files_format_and_name_the_key() {

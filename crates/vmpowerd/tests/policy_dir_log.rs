@@ -5,9 +5,7 @@
 
 use vmpower_api::{Client, CtlRequest, CtlResponse};
 
-mod binary;
-
-use binary::{Setup, wait_until};
+use vmpower_testkit::binary::{Setup, wait_until};
 
 fn workload(level: &str) -> String {
     format!("vm = \"vm1\"\nkind = \"WORKLOAD\"\ncores = [0]\nworkload = \"{level}\"\n")
@@ -15,7 +13,7 @@ fn workload(level: &str) -> String {
 
 #[test]
 fn two_files_for_one_vm_are_a_warning_naming_both() {
-    let s = Setup::new();
+    let s = Setup::new(env!("CARGO_BIN_EXE_vmpowerd"));
     let policies = s.with_policy_dir();
     std::fs::write(policies.join("a.toml"), workload("LOW")).unwrap();
     std::fs::write(policies.join("b.toml"), workload("MEDIUM")).unwrap();

@@ -9,9 +9,7 @@ use std::path::Path;
 
 use vmpower_api::{Client, CtlRequest, CtlResponse};
 
-mod binary;
-
-use binary::{Setup, wait_until};
+use vmpower_testkit::binary::{Setup, wait_until};
 
 /// The refusal listed in `status` for `path`, if any.
 fn refusal(s: &Setup, path: &Path) -> Option<String> {
@@ -34,7 +32,7 @@ fn mkfifo(path: &Path) {
 
 #[test]
 fn special_and_oversized_policy_files_are_refused_naming_each_and_nothing_blocks() {
-    let s = Setup::new();
+    let s = Setup::new(env!("CARGO_BIN_EXE_vmpowerd"));
     let policies = s.with_policy_dir();
     let fifo = policies.join("x.toml");
     mkfifo(&fifo);

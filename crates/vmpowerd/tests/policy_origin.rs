@@ -5,13 +5,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
-use serde_json::{Value, json};
-use vmpower_api::{CtlRequest, CtlResponse, PolicyFile};
+use serde::de::DeserializeOwned;
+use vmpower_api::answers::{PolicyDescription, PolicyList, RefusedFile, Status};
+use vmpower_api::{CtlRequest, CtlResponse, PolicyFile, PolicyOrigin};
 use vmpower_proto::layout::encode_request_record;
 use vmpower_proto::{Layout, Policy, PolicyKind, Request, RequestBody, VcpuList, Verdict, VmName};
+use vmpower_testkit::prelude::*;
 
 /// A WORKLOAD policy file for `vm`'s vCPU 0 at `level`.
 fn workload(vm: &str, level: &str) -> String {
@@ -31,27 +30,37 @@ async fn host(vms: &[(&str, vmpowerd::config::VmConfig)]) -> Host {
     .await
 }
 
-/// Asks the control API; the answer's data, or the test fails.
-fn ok(host: &Host, request: &CtlRequest) -> Value {
+/// Asks the control API; the answer as its type, or the test fails.
+fn ok<T: DeserializeOwned>(host: &Host, request: &CtlRequest) -> T {
     match host.ctl(request) {
-        CtlResponse::Ok(v) => v,
+        CtlResponse::Ok(v) => serde_json::from_value(v).unwrap(),
         CtlResponse::Error(e) => panic!("{request:?}: {e}"),
     }
 }
 
-fn show(host: &Host, vm: &str) -> Option<Value> {
+fn show(host: &Host, vm: &str) -> Option<PolicyDescription> {
     match host.ctl(&CtlRequest::PolicyShow { vm: vm.into() }) {
-        CtlResponse::Ok(v) => Some(v),
+        CtlResponse::Ok(v) => Some(serde_json::from_value(v).unwrap()),
         CtlResponse::Error(_) => None,
     }
 }
 
-fn source(host: &Host, vm: &str) -> Value {
-    show(host, vm).map_or(Value::Null, |v| v["source"].clone())
+fn source(host: &Host, vm: &str) -> Option<PolicyOrigin> {
+    show(host, vm).and_then(|p| p.source)
 }
 
-fn refused(host: &Host) -> Value {
-    ok(host, &CtlRequest::Status)["stats"]["policy_files_refused"].clone()
+/// Where `vm`'s policy file is, when its policy came from one.
+fn file(host: &Host, vm: &str) -> Option<std::path::PathBuf> {
+    match source(host, vm) {
+        Some(PolicyOrigin::PolicyFile { path }) => Some(path),
+        _ => None,
+    }
+}
+
+fn refused(host: &Host) -> Vec<RefusedFile> {
+    ok::<Status>(host, &CtlRequest::Status)
+        .stats
+        .policy_files_refused
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,20 +68,20 @@ async fn show_and_list_name_the_policy_source() {
     let host = host(&[("vm1", vm(&[1])), ("vm2", vm(&[2])), ("vm3", vm(&[3]))]).await;
     // The operator.
     let file = PolicyFile::parse(&workload("vm1", "LOW")).unwrap();
-    let created = ok(
+    let created: PolicyDescription = ok(
         &host,
         &CtlRequest::PolicyCreate {
             policy: Box::new(file),
         },
     );
-    assert_eq!(created["source"], json!({"kind": "operator"}));
+    assert_eq!(created.source, Some(PolicyOrigin::Operator));
     // A file in the policy directory: its path.
     let path = host.config.policy_dir.join("vm2.toml");
     std::fs::write(&path, workload("vm2", "LOW")).unwrap();
-    wait_for(|| !source(&host, "vm2").is_null()).await;
+    wait_for(|| source(&host, "vm2").is_some()).await;
     assert_eq!(
         source(&host, "vm2"),
-        json!({"kind": "policy-file", "path": path})
+        Some(PolicyOrigin::PolicyFile { path })
     );
     // The guest, over channel vm3.0.
     let qemu = host.qemu("vm3", 0);
@@ -86,24 +95,25 @@ async fn show_and_list_name_the_policy_source() {
     };
     let record = encode_request_record(&request, Layout::Current).unwrap();
     assert_eq!(call(&mut guest, record.as_slice()).await, Verdict::Ack);
-    assert_eq!(
-        source(&host, "vm3"),
-        json!({"kind": "guest-channel", "channel": "vm3.0"})
-    );
+    let guest_channel = PolicyOrigin::GuestChannel {
+        channel: "vm3.0".into(),
+    };
+    assert_eq!(source(&host, "vm3"), Some(guest_channel.clone()));
     // The list carries the same.
-    let list = ok(&host, &CtlRequest::PolicyList);
-    let sources: Vec<(Value, Value)> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| (p["vm"].clone(), p["source"]["kind"].clone()))
-        .collect();
+    let list: PolicyList = ok(&host, &CtlRequest::PolicyList);
+    let sources: Vec<(String, Option<PolicyOrigin>)> =
+        list.into_iter().map(|p| (p.vm, p.source)).collect();
     assert_eq!(
         sources,
         vec![
-            (json!("vm1"), json!("operator")),
-            (json!("vm2"), json!("policy-file")),
-            (json!("vm3"), json!("guest-channel")),
+            ("vm1".to_owned(), Some(PolicyOrigin::Operator)),
+            (
+                "vm2".to_owned(),
+                Some(PolicyOrigin::PolicyFile {
+                    path: host.config.policy_dir.join("vm2.toml")
+                })
+            ),
+            ("vm3".to_owned(), Some(guest_channel)),
         ]
     );
 }
@@ -117,14 +127,15 @@ async fn removing_the_file_in_force_applies_the_other_file_for_the_vm() {
     // A second file for vm1 replaces the first one's policy...
     std::fs::write(dir.join("broken.toml"), workload("vm1", "LOW")).unwrap();
     wait_for(|| host.cpu_file(2, "scaling_setspeed") == "800000").await;
-    assert_eq!(source(&host, "vm1")["path"], json!(dir.join("broken.toml")));
+    // The source is recorded just after the frequency is written.
+    wait_for(|| file(&host, "vm1") == Some(dir.join("broken.toml"))).await;
     // ...and removing it brings the first one back, as a restart would.
     std::fs::remove_file(dir.join("broken.toml")).unwrap();
     wait_for(|| host.cpu_file(2, "scaling_setspeed") == "1600000").await;
-    assert_eq!(source(&host, "vm1")["path"], json!(dir.join("vm1.toml")));
+    wait_for(|| file(&host, "vm1") == Some(dir.join("vm1.toml"))).await;
     host.stop().await.unwrap();
     host.launch().await;
-    wait_for(|| source(&host, "vm1")["path"] == json!(dir.join("vm1.toml"))).await;
+    wait_for(|| file(&host, "vm1") == Some(dir.join("vm1.toml"))).await;
     assert_eq!(host.cpu_file(2, "scaling_setspeed"), "1600000");
     // The last file for the VM removed: the policy is withdrawn.
     std::fs::remove_file(dir.join("vm1.toml")).unwrap();
@@ -136,41 +147,32 @@ async fn removing_the_file_in_force_applies_the_other_file_for_the_vm() {
 async fn refused_files_are_listed_in_status_until_fixed_or_removed() {
     let host = host(&[("vm1", vm(&[2]))]).await;
     let dir = host.config.policy_dir.clone();
-    assert_eq!(refused(&host), json!([]));
+    assert_eq!(refused(&host), []);
     // A parse error, then a policy the engine refuses (no vCPU 5).
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "vm = \"vm1\"\nkind = \"WORKLOAD\"\ncores = [0\n").unwrap();
-    wait_for(|| refused(&host).as_array().is_some_and(|a| !a.is_empty())).await;
+    wait_for(|| !refused(&host).is_empty()).await;
     let listed = refused(&host);
-    assert_eq!(listed[0]["file"], json!(bad));
-    assert!(
-        listed[0]["error"]
-            .as_str()
-            .unwrap()
-            .contains("TOML parse error"),
-        "{listed}"
-    );
+    assert_eq!(listed[0].file, bad);
+    assert!(listed[0].error.contains("TOML parse error"), "{listed:?}");
     let out_of_range = dir.join("range.json");
     std::fs::write(
         &out_of_range,
         r#"{"vm": "vm1", "kind": "WORKLOAD", "cores": [5], "workload": "LOW"}"#,
     )
     .unwrap();
-    wait_for(|| refused(&host).as_array().is_some_and(|a| a.len() == 2)).await;
+    wait_for(|| refused(&host).len() == 2).await;
     let listed = refused(&host);
-    assert_eq!(listed[1]["file"], json!(out_of_range));
-    assert!(
-        listed[1]["error"].as_str().unwrap().contains("vCPU 5"),
-        "{listed}"
-    );
+    assert_eq!(listed[1].file, out_of_range);
+    assert!(listed[1].error.contains("vCPU 5"), "{listed:?}");
     // Fixed: gone from the list, and applied.
     std::fs::write(&bad, workload("vm1", "LOW")).unwrap();
-    wait_for(|| refused(&host).as_array().is_some_and(|a| a.len() == 1)).await;
-    assert_eq!(refused(&host)[0]["file"], json!(out_of_range));
+    wait_for(|| refused(&host).len() == 1).await;
+    assert_eq!(refused(&host)[0].file, out_of_range);
     wait_for(|| host.cpu_file(2, "scaling_setspeed") == "800000").await;
     // Removed: gone from the list.
     std::fs::remove_file(&out_of_range).unwrap();
-    wait_for(|| refused(&host) == json!([])).await;
+    wait_for(|| refused(&host).is_empty()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,6 +187,6 @@ async fn a_file_removed_while_the_daemon_was_stopped_withdraws_its_policy() {
     host.launch().await;
     wait_for(|| show(&host, "vm1").is_none()).await;
     // The file still there keeps its policy.
-    assert_eq!(source(&host, "vm2")["path"], json!(dir.join("vm2.toml")));
+    assert_eq!(file(&host, "vm2"), Some(dir.join("vm2.toml")));
     host.stop().await.unwrap();
 }

@@ -10,9 +10,7 @@
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Output, Stdio};
 
-mod binary;
-
-use binary::{Setup, wait_exit};
+use vmpower_testkit::binary::{Setup, wait_exit};
 
 fn run(mut cmd: Command) -> (Output, String) {
     cmd.stdout(Stdio::piped());
@@ -23,7 +21,7 @@ fn run(mut cmd: Command) -> (Output, String) {
 
 #[test]
 fn check_config_names_every_problem_and_exits_2() {
-    let s = Setup::new();
+    let s = Setup::new(env!("CARGO_BIN_EXE_vmpowerd"));
     let policies = s.with_policy_dir();
     std::fs::write(
         policies.join("bad.toml"),
@@ -74,7 +72,7 @@ fn a_read_only_sysfs_is_refused_at_start_before_ready() {
         eprintln!("skipped: needs root and unshare -m ({why})");
         return;
     }
-    let s = Setup::new();
+    let s = Setup::new(env!("CARGO_BIN_EXE_vmpowerd"));
     let cpus = s.fake.path().join("devices/system/cpu");
     let (notify, notify_path) = {
         let path = s.dir.path().join("notify");

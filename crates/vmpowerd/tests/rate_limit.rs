@@ -5,18 +5,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
 use tokio::io::AsyncWriteExt;
 use vmpower_api::{CtlRequest, CtlResponse};
 use vmpower_cpufreq::Driver;
 use vmpower_cpufreq::fake::FakeSysfs;
 use vmpower_engine::RateLimit;
 use vmpower_proto::{ScalingUnit, Verdict};
+use vmpower_testkit::prelude::*;
 
 const BURST: u32 = 20;
 // Slow enough that even a loaded machine reads faster than tokens refill

@@ -12,9 +12,7 @@ use tokio::net::UnixListener;
 use vmpower_proto::layout::{decode_verdict, encode_request_record};
 use vmpower_proto::{CoreType, Layout, Request, RequestBody, ScalingUnit, Verdict, VmName};
 
-mod binary;
-
-use binary::{Setup, WAIT, sigterm, wait_exit, wait_until};
+use vmpower_testkit::binary::{Setup, WAIT, sigterm, wait_exit, wait_until};
 
 /// Whether the state database holds a takeover record.
 fn recorded(s: &Setup) -> bool {
@@ -68,7 +66,7 @@ async fn send(s: &Setup, body: RequestBody) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_gives_every_cpu_back() {
-    let s = Setup::new();
+    let s = Setup::new(env!("CARGO_BIN_EXE_vmpowerd"));
     let mut daemon = s.spawn();
     scale_min(&s).await;
     assert_eq!(s.file(1, "scaling_governor"), "userspace");
@@ -84,7 +82,7 @@ async fn sigterm_gives_every_cpu_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_kill_9_the_next_start_restores_first() {
-    let s = Setup::new();
+    let s = Setup::new(env!("CARGO_BIN_EXE_vmpowerd"));
     let mut daemon = s.spawn();
     scale_min(&s).await;
     daemon.kill().unwrap(); // SIGKILL: no chance to restore.
@@ -101,7 +99,7 @@ async fn after_kill_9_the_next_start_restores_first() {
 
 #[test]
 fn a_bad_config_file_is_named_and_exits_2() {
-    let s = Setup::new();
+    let s = Setup::new(env!("CARGO_BIN_EXE_vmpowerd"));
     std::fs::write(s.dir.path().join("vmpowerd.toml"), "[vm.vm1]\npcpu = [1]\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_vmpowerd"))
         .arg("--config")
@@ -119,7 +117,7 @@ fn a_bad_config_file_is_named_and_exits_2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_accepted_policy_survives_kill_9() {
     use vmpower_proto::{Policy, PolicyKind, VcpuList, WorkloadLevel};
-    let s = Setup::new();
+    let s = Setup::new(env!("CARGO_BIN_EXE_vmpowerd"));
     let mut daemon = s.spawn();
     let policy = Policy {
         workload: WorkloadLevel::Low,
@@ -148,11 +146,13 @@ async fn an_accepted_policy_survives_kill_9() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_file_of_an_earlier_version_is_restored_too() {
-    let s = Setup::new();
+    let s = Setup::new(env!("CARGO_BIN_EXE_vmpowerd"));
     let legacy = s.dir.path().join("state/takeover.json");
     std::fs::create_dir_all(legacy.parent().unwrap()).unwrap();
     let mut record = vmpower_cpufreq::takeover::Takeover::open(&legacy).unwrap();
-    record.take_cpu(&s.fake, vmpower_cpufreq::CpuId(2)).unwrap();
+    record
+        .take_cpu(&*s.fake, vmpower_cpufreq::CpuId(2))
+        .unwrap();
     s.fake
         .external_write(
             Path::new("devices/system/cpu/cpu2/cpufreq/scaling_governor"),
@@ -168,7 +168,7 @@ async fn a_record_file_of_an_earlier_version_is_restored_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_daemon_on_the_same_state_dir_is_refused_and_touches_nothing() {
-    let s = Setup::new();
+    let s = Setup::new(env!("CARGO_BIN_EXE_vmpowerd"));
     let mut first = s.spawn();
     scale_min(&s).await;
     // The same state dir (and control socket): without the lock, the

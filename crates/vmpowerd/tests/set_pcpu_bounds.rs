@@ -6,16 +6,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 
-use common::*;
 use vmpower_api::{CtlRequest, CtlResponse, ErrorKind};
 use vmpower_cpufreq::Driver;
 use vmpower_cpufreq::fake::{FailKind, FakeSysfs};
 use vmpower_proto::{ScalingUnit, Verdict};
+use vmpower_testkit::prelude::*;
 use vmpowerd::config::VmConfig;
 use vmpowerd::inventory::fake_proc::{FakeProc, FakeProcess};
 

@@ -6,9 +6,7 @@
 
 use vmpower_api::{Client, CtlRequest, CtlResponse};
 
-mod binary;
-
-use binary::{Setup, wait_exit, wait_until};
+use vmpower_testkit::binary::{Setup, wait_exit, wait_until};
 
 fn ctl(s: &Setup, request: &CtlRequest) -> CtlResponse {
     Client::connect(&s.control())
@@ -36,7 +34,7 @@ fn vm1_workload(s: &Setup) -> Option<String> {
 
 #[test]
 fn sighup_reloads_the_config_and_the_policy_directory_and_keeps_serving() {
-    let s = Setup::new();
+    let s = Setup::new(env!("CARGO_BIN_EXE_vmpowerd"));
     // The policy file is a symlink to a file elsewhere (as configuration
     // management often lays it out): inotify on the directory does not see
     // its target change, a SIGHUP rescan does.
@@ -87,7 +85,7 @@ fn sighup_reloads_the_config_and_the_policy_directory_and_keeps_serving() {
 
 #[test]
 fn sigquit_gives_the_cpus_back_before_the_process_ends() {
-    let s = Setup::new();
+    let s = Setup::new(env!("CARGO_BIN_EXE_vmpowerd"));
     let mut daemon = s.spawn();
     assert_eq!(s.file(1, "scaling_governor"), "ondemand");
     let set = ctl(
@@ -107,7 +105,7 @@ fn sigquit_gives_the_cpus_back_before_the_process_ends() {
 
 #[test]
 fn a_config_file_broken_before_sighup_changes_nothing() {
-    let s = Setup::new();
+    let s = Setup::new(env!("CARGO_BIN_EXE_vmpowerd"));
     let daemon = s.spawn_logging();
     std::fs::write(s.dir.path().join("vmpowerd.toml"), "chanel_dir = 1\n").unwrap();
     signal(&daemon.child, rustix::process::Signal::HUP);

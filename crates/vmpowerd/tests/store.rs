@@ -332,27 +332,27 @@ fn a_newer_schema_is_refused_with_a_clear_error_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();
     drop(open(dir.path()));
     raw(dir.path())
-        .execute("UPDATE schema_version SET version = 2", [])
+        .execute("UPDATE schema_version SET version = 3", [])
         .unwrap();
     let err = Store::open_in_dir(dir.path(), StoreOptions::default()).unwrap_err();
     assert!(
         matches!(
             err,
             StoreError::SchemaTooNew {
-                found: 2,
-                supported: 1,
+                found: 3,
+                supported: 2,
                 ..
             }
         ),
         "{err:?}"
     );
     let text = err.to_string();
-    assert!(text.contains("schema version 2"), "{text}");
+    assert!(text.contains("schema version 3"), "{text}");
     assert!(text.contains(DB_FILE_NAME), "{text}");
     let version: i64 = raw(dir.path())
         .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
 }
 
 #[test]

@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use serde_json::json;
+use vmpower_api::answers::DecisionInputs;
 use vmpower_cpufreq::{CpuId, Khz};
 use vmpower_engine::VmId;
 use vmpowerd::store::{DB_FILE_NAME, HistoryEntry, Store, StoreError, StoreOptions};
@@ -27,7 +28,7 @@ fn entry(at_ms: u64, vm: Option<&str>, pcpu: u32) -> HistoryEntry {
         old: Some(Khz(1_200_000)),
         new: Khz(2_400_000),
         reason: format!("TRAFFIC: rate above max at {at_ms}"),
-        inputs: json!({"rate_pps": at_ms * 10, "mac": "52:54:00:12:34:56"}),
+        inputs: DecisionInputs::Other(json!({"rate_pps": at_ms * 10, "mac": "52:54:00:12:34:56"})),
     }
 }
 
@@ -41,7 +42,7 @@ fn entries_round_trip_newest_first() {
     let mut store = open(dir.path(), 100);
     let mut daemon_own = entry(30, None, 0);
     daemon_own.old = None;
-    daemon_own.inputs = json!(null);
+    daemon_own.inputs = DecisionInputs::Unmeasured;
     let written = [
         entry(10, Some("vm-a"), 1),
         entry(20, Some("vm-b"), 2),

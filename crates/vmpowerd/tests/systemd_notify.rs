@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 use vmpower_api::{Client, CtlRequest, CtlResponse, PolicyFile};
 use vmpower_cpufreq::CpuId;
 
-mod binary;
-
-use binary::{Setup, WAIT, sigterm, wait_exit};
+use vmpower_testkit::binary::{Setup, WAIT, sigterm, wait_exit};
 
 /// A socket standing for systemd's, bound in the temp dir.
 fn notify_socket(s: &Setup) -> (UnixDatagram, PathBuf) {
@@ -70,7 +68,7 @@ fn crash_leftover(s: &Setup) {
     let legacy = s.dir.path().join("state/takeover.json");
     std::fs::create_dir_all(legacy.parent().unwrap()).unwrap();
     let mut record = vmpower_cpufreq::takeover::Takeover::open(&legacy).unwrap();
-    record.take_cpu(&s.fake, CpuId(2)).unwrap();
+    record.take_cpu(&*s.fake, CpuId(2)).unwrap();
     s.fake
         .external_write(
             Path::new("devices/system/cpu/cpu2/cpufreq/scaling_governor"),
@@ -81,7 +79,7 @@ fn crash_leftover(s: &Setup) {
 
 #[test]
 fn ready_once_serving_and_stopping_on_sigterm() {
-    let s = Setup::new();
+    let s = Setup::new(env!("CARGO_BIN_EXE_vmpowerd"));
     // A first run persists a policy, then stops.
     let mut first = s.command(Stdio::null()).spawn().unwrap();
     let deadline = Instant::now() + WAIT;
@@ -128,7 +126,7 @@ fn ready_once_serving_and_stopping_on_sigterm() {
 
 #[test]
 fn status_counts_guest_channels_not_the_fifos() {
-    let s = Setup::new();
+    let s = Setup::new(env!("CARGO_BIN_EXE_vmpowerd"));
     // One guest channel (a listener playing QEMU), and the four FIFOs the
     // daemon makes for its four CPUs.
     let _qemu =
@@ -143,7 +141,7 @@ fn status_counts_guest_channels_not_the_fifos() {
 
 #[test]
 fn without_notify_socket_nothing_is_sent_and_the_daemon_serves() {
-    let s = Setup::new();
+    let s = Setup::new(env!("CARGO_BIN_EXE_vmpowerd"));
     let (notify, _path) = notify_socket(&s);
     notify.set_nonblocking(true).unwrap();
     let mut daemon = s.command(Stdio::null()).spawn().unwrap();
@@ -161,7 +159,7 @@ fn without_notify_socket_nothing_is_sent_and_the_daemon_serves() {
 
 #[test]
 fn watchdog_pings_when_systemd_asks_for_them() {
-    let s = Setup::new();
+    let s = Setup::new(env!("CARGO_BIN_EXE_vmpowerd"));
     let (notify, notify_path) = notify_socket(&s);
     let mut daemon = s
         .command(Stdio::null())
@@ -184,7 +182,7 @@ fn watchdog_pings_when_systemd_asks_for_them() {
 
 #[test]
 fn no_watchdog_for_another_process() {
-    let s = Setup::new();
+    let s = Setup::new(env!("CARGO_BIN_EXE_vmpowerd"));
     let (notify, notify_path) = notify_socket(&s);
     let mut daemon = s
         .command(Stdio::null())
@@ -226,7 +224,7 @@ fn log_of(s: &Setup, journal: bool) -> String {
 
 #[test]
 fn in_the_journal_lines_have_a_priority_and_no_timestamp() {
-    let s = Setup::new();
+    let s = Setup::new(env!("CARGO_BIN_EXE_vmpowerd"));
     let journal = log_of(&s, true);
     let ready = journal
         .lines()

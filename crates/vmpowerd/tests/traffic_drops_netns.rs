@@ -20,13 +20,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::Value;
 use vmpower_api::{CtlRequest, CtlResponse};
 use vmpower_cpufreq::Driver;
@@ -37,6 +34,7 @@ use vmpower_proto::{
     Layout, MacAddr, MacList, Policy, PolicyKind, Request, RequestBody, TrafficThresholds,
     VcpuList, Verdict, VmName,
 };
+use vmpower_testkit::prelude::*;
 use vmpowerd::traffic::libvirt_tap_mac;
 
 /// What the host sends into the tap.

@@ -21,14 +21,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vmpower_netlab::{AddressedPair, Rate, Sender, can_run};
 
-use common::*;
 use serde_json::Value;
 use vmpower_api::{CtlRequest, CtlResponse};
 use vmpower_cpufreq::Driver;
@@ -38,6 +35,7 @@ use vmpower_proto::{
     Layout, MacAddr, MacList, Policy, PolicyKind, Request, RequestBody, TrafficThresholds,
     VcpuList, Verdict, VmName,
 };
+use vmpower_testkit::prelude::*;
 
 const AVG_PPS: u32 = 2_000;
 const MAX_PPS: u32 = 4_000;

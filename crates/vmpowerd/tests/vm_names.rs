@@ -4,12 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::io::Write;
 
-use common::*;
 use vmpower_api::{CtlRequest, CtlResponse, ErrorKind, PolicyFile};
+use vmpower_testkit::prelude::*;
 
 fn bad_names() -> Vec<String> {
     vec![

@@ -1,5 +1,5 @@
-//! The real vmpowerd beside the simulator: its `run_with` on a fake sysfs
-//! tree whose frequency table is a CPU model's, with a TRAFFIC policy from
+//! The real vmpowerd beside the simulator, on the shared harness's fake
+//! host with a CPU model's frequency table, with a TRAFFIC policy from
 //! its policy directory and traffic counters that read a trace at the time
 //! the daemon samples them ([`TraceCounters`]).
 
@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vmpower_cpufreq::fake::FakeSysfs;
-use vmpower_cpufreq::{Driver, Khz, SysfsIo};
+use vmpower_cpufreq::{Driver, Khz};
 use vmpower_proto::{MacAddr, TrafficThresholds};
 use vmpower_sim::power::CpuModel;
-use vmpowerd::config::{Config, VmConfig};
+use vmpower_testkit::{FakeHost, Host, vm};
+use vmpowerd::config::Config;
 use vmpowerd::traffic::{MacReading, MacSample, SourceKind, TrafficCounters, TrafficError};
 
 /// A MAC's receive counter: a trace's packets (rates per `step`) up to the
@@ -64,14 +65,11 @@ impl TrafficCounters for TraceCounters {
     }
 }
 
-/// A daemon on a fake host, VM `vm0` on pCPU 1 with a TRAFFIC policy on
-/// vCPU 0 (`thresholds`), in a temp dir.
+/// A daemon on a fake host (the shared harness's [`Host`]) whose
+/// frequency table is a CPU model's, VM `vm0` on pCPU 1 with a TRAFFIC
+/// policy on vCPU 0 (`thresholds`) from its policy directory.
 pub struct SimDaemon {
-    pub fake: Arc<FakeSysfs>,
-    pub config: Config,
-    pub dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub host: Host,
 }
 
 impl SimDaemon {
@@ -81,42 +79,18 @@ impl SimDaemon {
         thresholds: TrafficThresholds,
         adjust: impl FnOnce(&mut Config),
     ) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let fake = FakeSysfs::builder(2)
+        let builder = FakeSysfs::builder(2)
             .driver(Driver::AcpiCpufreq)
             .table(model.khz().into_iter().map(Khz).collect())
             .turbo(false)
             // A busy-polling core under any governor runs at max, where the
             // simulator starts every core.
-            .governor("performance")
-            .in_dir(dir.path().join("sys"))
-            .build()
-            .unwrap();
-        let mut config = Config {
-            sysfs_root: fake.path().to_owned(),
-            proc_root: dir.path().join("proc"),
-            channel_dir: dir.path().join("channels"),
-            state_dir: dir.path().join("state"),
-            control_socket: dir.path().join("control.sock"),
-            policy_dir: dir.path().join("policies.d"),
-            auto_add_vms: false,
-            fifos: false,
-            traffic_interval_ms: 100,
-            ..Config::default()
-        };
-        config.vm.insert(
-            "vm0".to_owned(),
-            VmConfig {
-                pcpus: vec![1],
-                ..VmConfig::default()
-            },
-        );
-        adjust(&mut config);
-        std::fs::create_dir_all(&config.channel_dir).unwrap();
-        std::fs::create_dir_all(&config.policy_dir).unwrap();
+            .governor("performance");
+        let fake_host = FakeHost::build(builder).unwrap();
+        std::fs::create_dir_all(&fake_host.dirs.policies).unwrap();
         let mac = MacAddr([0x02, 0, 0, 0, 0, 0]);
         std::fs::write(
-            config.policy_dir.join("vm0.toml"),
+            fake_host.dirs.policies.join("vm0.toml"),
             format!(
                 "vm = \"vm0\"\nkind = \"TRAFFIC\"\ncores = [0]\nmacs = [\"{mac}\"]\n\
                  [traffic]\navg_pps = {}\nmax_pps = {}\n",
@@ -124,54 +98,34 @@ impl SimDaemon {
             ),
         )
         .unwrap();
-        SimDaemon {
-            fake: Arc::new(fake),
-            config,
-            dir,
-            stop: None,
-            task: None,
-        }
+        let host = Host::prepare(fake_host, &[("vm0", vm(&[1]))], |config| {
+            config.auto_add_vms = false;
+            config.fifos = false;
+            config.traffic_interval_ms = 100;
+            adjust(config);
+        });
+        SimDaemon { host }
     }
 
-    /// Starts the daemon with `counters` and waits (at most 10 s) for its
-    /// control socket to accept.
+    /// Starts the daemon sampling `counters`; waits for its control
+    /// socket.
     pub async fn start(&mut self, counters: Box<dyn TrafficCounters>) {
-        let io: Arc<dyn SysfsIo> = self.fake.clone();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(vmpowerd::run::run_with(
-            self.config.clone(),
-            io,
-            Some(counters),
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::os::unix::net::UnixStream::connect(&self.config.control_socket).is_err() {
-            assert!(!task.is_finished(), "the daemon stopped at start-up");
-            assert!(Instant::now() < deadline, "no control socket in 10 s");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        self.stop = Some(stop);
-        self.task = Some(task);
+        self.host.sample(counters);
+        self.host.launch().await;
     }
 
-    /// Stops the daemon as SIGTERM would and waits (at most 10 s).
+    /// Stops the daemon as SIGTERM would and waits for it.
     pub async fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(10), task)
-                .await
-                .expect("the daemon stops")
-                .unwrap()
-                .unwrap();
-        }
+        self.host.stop().await.unwrap();
+    }
+
+    /// The fake sysfs tree.
+    pub fn fake(&self) -> Arc<FakeSysfs> {
+        Arc::clone(&self.host.fake)
     }
 
     /// The control socket.
     pub fn socket(&self) -> PathBuf {
-        self.config.control_socket.clone()
+        self.host.config.control_socket.clone()
     }
 }

@@ -1,29 +1,30 @@
-//! A real daemon for vmpowerctl's tests: in-process on its own runtime
-//! thread, on a fake 4-CPU acpi-cpufreq host in a temp dir, with helpers to
-//! run the vmpowerctl binary against it and to play QEMU.
+//! vmpowerctl's side of the shared harness: a real daemon on its own
+//! runtime thread (`vmpower_testkit::Detached`, on a fake 4-CPU
+//! acpi-cpufreq host) and helpers that run the vmpowerctl binary against
+//! it.
 
 #![allow(clippy::unwrap_used, dead_code)]
 
 use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::Value;
-use vmpower_cpufreq::fake::FakeSysfs;
-use vmpower_cpufreq::{Driver, SysfsIo};
-use vmpowerd::config::Config;
+use vmpower_testkit::Detached;
+
+pub use vmpower_testkit::wait::wait_within;
 
 /// A daemon running until dropped.
 pub struct Daemon {
-    pub fake: Arc<FakeSysfs>,
+    /// The fake sysfs tree.
+    pub fake: std::sync::Arc<vmpower_testkit::layout::FakeSysfs>,
+    /// The daemon and its host.
+    pub daemon: Detached,
+    /// The control socket.
     pub socket: PathBuf,
+    /// The channel directory.
     pub channels: PathBuf,
-    pub dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -33,72 +34,43 @@ impl Daemon {
     }
 
     /// As [`Daemon::start`], after `seed` has prepared the state dir
-    /// (e.g. written records into its database).
+    /// (e.g. written records into its database, as an earlier run would).
     pub fn start_seeded(seed: impl FnOnce(&std::path::Path)) -> Daemon {
-        let fake = Arc::new(
-            FakeSysfs::builder(4)
-                .driver(Driver::AcpiCpufreq)
-                .build()
-                .unwrap(),
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            sysfs_root: fake.path().to_owned(),
-            proc_root: dir.path().join("proc"),
-            channel_dir: dir.path().join("channels"),
-            state_dir: dir.path().join("state"),
-            control_socket: dir.path().join("control.sock"),
-            policy_dir: dir.path().join("policies.d"),
-            ..Config::default()
-        };
+        let host =
+            vmpower_testkit::layout::FakeHost::build(vmpower_testkit::layout::acpi4()).unwrap();
+        let config = host.config();
         std::fs::create_dir_all(&config.state_dir).unwrap();
         seed(&config.state_dir);
-        let socket = config.control_socket.clone();
-        let channels = config.channel_dir.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let io: Arc<dyn SysfsIo> = fake.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(vmpowerd::run::run(config, io, async {
-                let _ = rx.await;
-            }))
-            .unwrap();
-        });
-        wait(
-            || UnixStream::connect(&socket).is_ok(),
-            "the daemon did not start",
-        );
+        let daemon = Detached::start_on(host, config);
         Daemon {
-            fake,
-            socket,
-            channels,
-            dir,
-            stop: Some(tx),
-            thread: Some(thread),
+            fake: daemon.host.fake.clone(),
+            socket: daemon.config.control_socket.clone(),
+            channels: daemon.config.channel_dir.clone(),
+            daemon,
         }
+    }
+
+    /// The temporary directory holding the host.
+    pub fn dir(&self) -> &std::path::Path {
+        self.daemon.host.path()
     }
 
     /// Runs vmpowerctl with `args` against this daemon.
     pub fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_vmpowerctl"))
-            .arg("--control-socket")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .unwrap()
+        self.command(args).output().unwrap()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vmpowerctl"));
+        cmd.arg("--control-socket").arg(&self.socket).args(args);
+        cmd
     }
 
     /// Runs vmpowerctl with `args` (ending in `shell`) against this daemon,
     /// feeding it `input` on stdin.
     pub fn shell(&self, args: &[&str], input: &[u8]) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vmpowerctl"))
-            .arg("--control-socket")
-            .arg(&self.socket)
-            .args(args)
+        let mut child = self
+            .command(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -124,55 +96,26 @@ impl Daemon {
 
     /// A cpufreq file of a fake CPU.
     pub fn file(&self, cpu: u32, name: &str) -> String {
-        let rel = format!("devices/system/cpu/cpu{cpu}/cpufreq/{name}");
-        self.fake.read(Path::new(&rel)).unwrap()
+        self.daemon.host.cpu_file(cpu, name)
     }
 
     /// Plays QEMU: listens at `<channels>/<vm>.<n>` and takes the
     /// daemon's connection.
     pub fn qemu(&self, vm: &str, index: u32) -> (UnixListener, UnixStream) {
-        std::fs::create_dir_all(&self.channels).unwrap();
-        let listener = UnixListener::bind(self.channels.join(format!("{vm}.{index}"))).unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let mut conn = None;
-        wait(
-            || {
-                conn = listener.accept().ok().map(|(s, _)| s);
-                conn.is_some()
-            },
-            "the daemon did not connect to the channel",
-        );
-        (listener, conn.unwrap())
+        vmpower_testkit::qemu::accept_blocking(&self.channels, vm, index)
     }
 
     /// Writes a policy file and creates it through vmpowerctl.
     pub fn policy(&self, name: &str, text: &str) {
-        let file = self.dir.path().join(name);
+        let file = self.dir().join(name);
         std::fs::write(&file, text).unwrap();
         self.ok(&["policy", "create", file.to_str().unwrap()]);
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// Polls `cond` for up to 10 s.
-pub fn wait(mut cond: impl FnMut() -> bool, what: &str) {
-    for _ in 0..1000 {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("{what}");
+pub fn wait(cond: impl FnMut() -> bool, what: &str) {
+    wait_within(vmpower_testkit::WAIT, what, cond);
 }
 
 /// A command's stdout as text.

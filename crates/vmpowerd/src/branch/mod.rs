@@ -8,7 +8,8 @@
 //! readings into ratios; [`thresholds`] parses the per-core thresholds.
 //!
 //! ## Behavior
-//! - Detection ([`detect`]) opens the counters for real: where the kernel
+//! - Detection ([`detect`], at each start by
+//!   [`crate::backends::Backends::host`]) opens the counters for real: where the kernel
 //!   offers no hardware PMU (as on virtual machines: ENOENT/EOPNOTSUPP) or
 //!   the daemon may not count CPU-wide (EACCES), BRANCH_RATIO policies
 //!   are refused with the engine's `no_branch_counters` reason, and the
@@ -30,7 +31,6 @@ pub mod thresholds;
 pub mod fake;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use tracing::{debug, warn};
@@ -85,30 +85,6 @@ pub trait BranchCounters: Send {
 /// Whether this host can serve BRANCH_RATIO policies, and why not.
 pub fn detect() -> Result<(), BranchError> {
     perf::probe()
-}
-
-/// [`detect`] as a yes/no, probed once per process (the PMU is the
-/// host's), with the reason logged when it is no.
-pub fn host_has_branch_counters() -> bool {
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| match detect() {
-        Ok(()) => true,
-        Err(e) => {
-            warn!(error = %e, "no hardware branch counters: BRANCH_RATIO policies will be refused");
-            false
-        }
-    })
-}
-
-/// Starts [`run_branch`] on the host's counters if it has them.
-pub fn spawn_if_available(
-    core: SharedCore,
-    interval: Duration,
-) -> Option<tokio::task::JoinHandle<()>> {
-    host_has_branch_counters().then(|| {
-        let counters = Box::new(perf::PerfBranchCounters::new());
-        tokio::spawn(run_branch(core, counters, interval))
-    })
 }
 
 /// The ratio of misses to branches between two readings: `None` when the

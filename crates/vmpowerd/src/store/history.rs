@@ -21,7 +21,7 @@
 //!   the index on `(at_ms)` or `(vm, at_ms)`.
 
 use rusqlite::params;
-use serde_json::Value;
+use vmpower_api::answers::DecisionInputs;
 use vmpower_cpufreq::{CpuId, Khz};
 use vmpower_engine::VmId;
 
@@ -44,8 +44,8 @@ pub struct HistoryEntry {
     pub new: Khz,
     /// Why, in words (the policy kind and threshold crossed, the request).
     pub reason: String,
-    /// What the decision was based on, e.g. `{"rate_pps": 120000}`.
-    pub inputs: Value,
+    /// What the decision was based on, e.g. a policy's measured rate.
+    pub inputs: DecisionInputs,
 }
 
 /// An entry encoded for its row.

@@ -1,48 +1,61 @@
 //! The real `vmpowerd` binary on a fake host, for the tests that need a
-//! process of their own (signals, kill -9, systemd's notify socket): a fake
-//! 4-CPU acpi-cpufreq tree whose CPUs start at `ondemand`, temp dirs, a
-//! config mapping vm1's vCPU 0 to pCPU 1, and process helpers.
-
-#![allow(dead_code, clippy::unwrap_used)]
+//! process of their own (signals, kill -9, systemd's notify socket): a
+//! fake 4-CPU acpi-cpufreq tree whose CPUs start at `ondemand`, the
+//! layout of [`HostDirs`], a config mapping vm1's vCPU 0 to pCPU 1, and
+//! process helpers. Every wait is bounded by [`WAIT`].
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vmpower_cpufreq::fake::FakeSysfs;
 use vmpower_cpufreq::{Driver, SysfsIo};
 
-/// Every wait is bounded.
+use crate::layout::{FakeHost, HostDirs, cpufreq_file};
+use crate::wait::wait_within;
+
+pub use crate::records::named as record;
+
+/// The bound on every wait for the process.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// A fake host and the temp dir holding the daemon's config, channels,
-/// state and control socket.
+/// A fake host and the binary to run on it.
 pub struct Setup {
-    pub fake: FakeSysfs,
+    /// The fake sysfs tree (in `<dir>/sys`).
+    pub fake: Arc<FakeSysfs>,
+    /// The temporary directory holding the config, channels, state and
+    /// control socket.
     pub dir: tempfile::TempDir,
+    /// The paths of the layout.
+    pub dirs: HostDirs,
+    binary: PathBuf,
 }
 
 impl Setup {
-    /// A fresh host; nothing runs yet.
-    pub fn new() -> Setup {
-        let fake = FakeSysfs::builder(4)
+    /// A fresh host for `binary` (a test passes
+    /// `env!("CARGO_BIN_EXE_vmpowerd")`); nothing runs yet.
+    pub fn new(binary: impl Into<PathBuf>) -> Setup {
+        let builder = FakeSysfs::builder(4)
             .driver(Driver::AcpiCpufreq)
-            .governor("ondemand")
-            .build()
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("channels")).unwrap();
-        std::fs::write(dir.path().join("vmpowerd.toml"), "[vm.vm1]\npcpus = [1]\n").unwrap();
-        Setup { fake, dir }
+            .governor("ondemand");
+        let FakeHost { fake, dirs, dir } = FakeHost::build(builder).unwrap();
+        std::fs::write(dirs.config_file(), "[vm.vm1]\npcpus = [1]\n").unwrap();
+        Setup {
+            fake,
+            dir,
+            dirs,
+            binary: binary.into(),
+        }
     }
 
     /// Makes `<dir>/policies.d` and points the config's `policy_dir` at
     /// it (vm1 declared as in [`Setup::new`]); returns the directory.
     pub fn with_policy_dir(&self) -> PathBuf {
-        let policies = self.dir.path().join("policies.d");
+        let policies = self.dirs.policies.clone();
         std::fs::create_dir_all(&policies).unwrap();
         std::fs::write(
-            self.dir.path().join("vmpowerd.toml"),
+            self.dirs.config_file(),
             format!(
                 "policy_dir = {:?}\n[vm.vm1]\npcpus = [1]\n",
                 policies.to_str().unwrap()
@@ -63,37 +76,28 @@ impl Setup {
 
     /// The control socket's path.
     pub fn control(&self) -> PathBuf {
-        self.dir.path().join("control.sock")
+        self.dirs.control.clone()
     }
 
     /// A cpufreq file of a fake CPU.
     pub fn file(&self, cpu: u32, name: &str) -> String {
-        let rel = format!("devices/system/cpu/cpu{cpu}/cpufreq/{name}");
-        self.fake.read(Path::new(&rel)).unwrap()
+        self.fake.read(&cpufreq_file(cpu, name)).unwrap()
     }
 
     /// The daemon's command on this host, with no systemd environment;
     /// stderr to `stderr`.
     pub fn command(&self, stderr: Stdio) -> Command {
-        self.command_in(stderr, &self.dir.path().join("state"))
+        self.command_in(stderr, &self.dirs.state)
     }
 
     /// [`Setup::command`] with another state directory.
     pub fn command_in(&self, stderr: Stdio, state_dir: &Path) -> Command {
-        let d = self.dir.path();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vmpowerd"));
+        let mut dirs = self.dirs.clone();
+        dirs.state = state_dir.to_owned();
+        let mut cmd = Command::new(&self.binary);
         cmd.arg("--config")
-            .arg(d.join("vmpowerd.toml"))
-            .arg("--sysfs-root")
-            .arg(self.fake.path())
-            .arg("--proc-root")
-            .arg(d.join("proc"))
-            .arg("--channel-dir")
-            .arg(d.join("channels"))
-            .arg("--state-dir")
-            .arg(state_dir)
-            .arg("--control-socket")
-            .arg(self.control())
+            .arg(dirs.config_file())
+            .args(dirs.daemon_args())
             .env_remove("NOTIFY_SOCKET")
             .env_remove("JOURNAL_STREAM")
             .env_remove("WATCHDOG_USEC")
@@ -132,6 +136,7 @@ impl Setup {
 
 /// A daemon started by [`Setup::spawn_logging`].
 pub struct Logging {
+    /// The process.
     pub child: Child,
     log: PathBuf,
 }
@@ -157,12 +162,8 @@ impl Drop for Logging {
 }
 
 /// Polls `cond` until it holds, for at most [`WAIT`].
-pub fn wait_until(mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "condition not met in time");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+pub fn wait_until(cond: impl FnMut() -> bool) {
+    wait_within(WAIT, "condition not met in time", cond);
 }
 
 /// Waits for the process to exit, for at most [`WAIT`].
@@ -182,19 +183,6 @@ pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-/// A record of `body` named for `vm`, in the current layout, as a guest
-/// writes it.
-pub fn record(vm: &str, body: vmpower_proto::RequestBody) -> Vec<u8> {
-    let req = vmpower_proto::Request {
-        vm_name: vmpower_proto::VmName::new(vm).unwrap(),
-        body,
-    };
-    vmpower_proto::layout::encode_request_record(&req, vmpower_proto::Layout::Current)
-        .unwrap()
-        .as_slice()
-        .to_vec()
 }
 
 /// Sends SIGTERM, as systemd's stop does.
