@@ -78,6 +78,10 @@ pub struct PolicyFile {
     /// BRANCH_RATIO threshold (default 0.01).
     #[serde(default)]
     pub branch_threshold: Option<f64>,
+    /// TRAFFIC thresholds learned from the guest's drops instead of given
+    /// (`traffic` then stays out); default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adaptive: bool,
 }
 
 /// Why a policy file is not acceptable.
@@ -187,6 +191,22 @@ impl PolicyFile {
                     reason: format!("{} is not in 0..1", h.band),
                 });
             }
+        }
+        if self.adaptive && self.kind != PolicyKind::Traffic {
+            return Err(PolicyFileError::Invalid {
+                key: "adaptive",
+                reason: format!(
+                    "only a TRAFFIC policy learns thresholds, not {:?}",
+                    self.kind
+                ),
+            });
+        }
+        if self.adaptive && (self.traffic.avg_pps != 0 || self.traffic.max_pps != 0) {
+            return Err(PolicyFileError::Invalid {
+                key: "traffic",
+                reason: "an adaptive policy learns its thresholds: leave avg_pps and max_pps out"
+                    .to_owned(),
+            });
         }
         if let Some(t) = self.branch_threshold
             && !(t > 0.0 && t < 1.0)

@@ -207,6 +207,9 @@ pub struct Engine {
     pub(crate) branch_thresholds: BTreeMap<CpuId, f64>,
     /// The traffic tick's buffers, kept between ticks.
     pub(crate) scratch: crate::policies::TickScratch,
+    /// VMs whose TRAFFIC policy learned a capacity since
+    /// [`Engine::take_learned`] last asked.
+    pub(crate) learned: Vec<VmId>,
 }
 
 impl Default for Engine {
@@ -236,6 +239,7 @@ impl Engine {
             default_tz: jiff::tz::TimeZone::UTC,
             branch_thresholds: BTreeMap::new(),
             scratch: crate::policies::TickScratch::default(),
+            learned: Vec::new(),
         }
     }
 

@@ -15,6 +15,8 @@ use crate::cpumap::CpuMap;
 use crate::engine::{Action, Engine, Trigger};
 use crate::host::Host;
 use crate::ids::{Vcpu, VmId};
+use crate::policy::drops::{DropEvent, Effective, Learned, TrafficReading};
+use crate::policy::traffic::Thresholds;
 use crate::policy::{ActivePolicy, PolicySpec, PolicyState, time};
 use crate::reject::Rejection;
 use crate::settings::Now;
@@ -32,6 +34,8 @@ pub struct PolicyInput {
     pub hour: Option<u8>,
     /// The branch ratio of the pCPU (BRANCH_RATIO).
     pub branch_ratio: Option<f64>,
+    /// Drops seen in this sample (TRAFFIC): they raised the cores to max.
+    pub drops: Option<DropEvent>,
 }
 
 /// A policy as `policy show` displays it.
@@ -49,6 +53,12 @@ pub struct PolicyStatus {
     pub rate_pps: Option<f64>,
     /// The local hour last evaluated.
     pub hour: Option<u8>,
+    /// The last drop rate measured (TRAFFIC).
+    pub drops_pps: Option<f64>,
+    /// The capacities learned from drops (TRAFFIC).
+    pub learned: Learned,
+    /// The thresholds in force now (TRAFFIC; infinite: not learned yet).
+    pub effective: Option<Effective>,
 }
 
 impl Engine {
@@ -219,9 +229,12 @@ impl Engine {
     /// [`Engine::traffic_tick`] appending to `actions`: a caller that
     /// keeps the vector from tick to tick writes the actions into memory
     /// already in cache instead of a fresh allocation.
-    pub fn traffic_tick_into(
+    ///
+    /// A sample is a rate (`f64`: no drops known) or a
+    /// [`TrafficReading`] (rate and drops).
+    pub fn traffic_tick_into<R: Copy + Into<TrafficReading>>(
         &mut self,
-        samples: &[(VmId, Result<f64, String>)],
+        samples: &[(VmId, Result<R, String>)],
         now: Now,
         actions: &mut Vec<Action>,
     ) {
@@ -234,7 +247,11 @@ impl Engine {
             order,
         } = &mut scratch;
         let Engine {
-            vms, users, host, ..
+            vms,
+            users,
+            host,
+            learned,
+            ..
         } = self;
         // Samples come in name order (as `traffic_policies` lists them,
         // holding the engine's own ids): the VMs are walked alongside
@@ -266,13 +283,31 @@ impl Engine {
             }
             let before = (p.rate.is_ok(), p.traffic.level);
             if let Ok(r) = rate {
-                let h = p.hysteresis();
-                p.traffic.update(&p.spec.policy.traffic, &h, *r, now);
+                let (h, d) = (p.hysteresis(), p.drop_settings());
+                let reading: TrafficReading = (*r).into();
+                let ActivePolicy { spec, traffic, .. } = p;
+                let t = if spec.ext.adaptive {
+                    Thresholds::Adaptive
+                } else {
+                    Thresholds::Fixed(&spec.policy.traffic)
+                };
+                traffic.update_reading(t, &h, &d, reading, now);
+                if traffic.drop_now.is_some_and(|e| e.level != Level::Max) {
+                    spec.ext.learned = Some(traffic.learned);
+                    learned.push(vm_id.clone());
+                }
+                if p.rate.as_ref().ok() != Some(&reading.rate_pps) {
+                    p.rate = Ok(reading.rate_pps);
+                }
+            } else if let Err(why) = rate
+                && p.rate.as_ref().err() != Some(why)
+            {
+                p.rate = Err(why.clone());
             }
-            let unchanged = before.0 && rate.is_ok() && before.1 == p.traffic.level;
-            if p.rate != *rate {
-                p.rate.clone_from(rate);
-            }
+            let unchanged = before.0
+                && rate.is_ok()
+                && before.1 == p.traffic.level
+                && p.traffic.drop_now.is_none();
             if unchanged {
                 continue;
             }
@@ -411,6 +446,20 @@ impl Engine {
             .collect()
     }
 
+    /// The VMs whose TRAFFIC policy learned a capacity from drops since
+    /// the last call, with what it knows now (for the caller to persist:
+    /// [`crate::policy::PolicyExtensions::learned`]).
+    pub fn take_learned(&mut self) -> Vec<(VmId, Learned)> {
+        let mut vms = std::mem::take(&mut self.learned);
+        vms.dedup();
+        vms.into_iter()
+            .filter_map(|id| {
+                let p = self.vms.get(&id)?.policy.as_ref()?;
+                Some((id, p.traffic.learned))
+            })
+            .collect()
+    }
+
     /// What `policy show` displays.
     pub fn policy_status(&self, vm_id: &VmId) -> Option<PolicyStatus> {
         let vm = self.vms.get(vm_id)?;
@@ -437,6 +486,9 @@ impl Engine {
             levels,
             rate_pps: p.rate.as_ref().ok().copied(),
             hour: p.hour,
+            drops_pps: p.rate.is_ok().then_some(p.traffic.drops_pps),
+            learned: p.traffic.learned,
+            effective: p.traffic.effective,
         })
     }
 
@@ -579,6 +631,7 @@ fn inputs_of(p: &ActivePolicy) -> PolicyInput {
         rate_pps: p.rate.as_ref().ok().copied(),
         hour: p.hour,
         branch_ratio: None,
+        drops: p.traffic.drop_now,
     }
 }
 

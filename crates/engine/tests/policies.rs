@@ -16,7 +16,7 @@ use vmpower_proto::{
     CoreType, HourSchedule, HourSet, MacAddr, MacList, Policy, PolicyKind, Request, RequestBody,
     ScalingUnit, TrafficThresholds, VcpuList, Verdict, VmName, WorkloadLevel,
 };
-use vmpower_types::levels::FreqTable;
+use vmpower_types::levels::{FreqTable, Level};
 use vmpower_types::{CpuId, Khz};
 
 const MAX: u32 = 2_301_000;
@@ -553,4 +553,60 @@ fn a_traffic_tick_decides_like_one_sample_per_policy() {
         );
     }
     assert_eq!(batch.known_khz(CpuId(1)), Some(Khz(MIN)));
+}
+
+#[test]
+fn drops_raise_at_once_say_why_and_are_kept_with_the_policy() {
+    use vmpower_engine::policy::drops::{Learned, TrafficReading};
+    let mut e = engine(false);
+    e.set_policy(
+        &vm(),
+        spec(policy(PolicyKind::Traffic)),
+        ms(0),
+        Timestamp::UNIX_EPOCH,
+    )
+    .unwrap();
+    let reading = |rate_pps, drops_pps| {
+        vec![(
+            vm(),
+            Ok(TrafficReading {
+                rate_pps,
+                drops_pps,
+            }),
+        )]
+    };
+    let mut acts = Vec::new();
+    e.traffic_tick_into(&reading(100.0, 0.0), ms(100), &mut acts);
+    assert!(e.take_learned().is_empty());
+    let min = e.known_khz(CpuId(1));
+    // Drops at min while receiving 1 Mpps: max at once, the trigger says so.
+    acts.clear();
+    e.traffic_tick_into(&reading(1_000_000.0, 5_000.0), ms(200), &mut acts);
+    assert_ne!(e.known_khz(CpuId(1)), min);
+    let drops = acts.iter().find_map(|a| match a {
+        Action::Set(change) => match &change.trigger {
+            Trigger::Policy { input, .. } => input.drops,
+            _ => None,
+        },
+        _ => None,
+    });
+    let d = drops.expect("a decision whose input has the drops");
+    assert_eq!(
+        (d.level, d.rate_pps, d.drops_pps),
+        (Level::Min, 1_000_000.0, 5_000.0)
+    );
+    let learned = e.take_learned();
+    assert_eq!(learned.len(), 1);
+    assert_eq!(learned[0].1.min.map(|c| c.rate_pps), Some(1_000_000.0));
+    assert!(e.take_learned().is_empty(), "taken once");
+    // What was learned is in the policy's extensions, so a policy
+    // restored from them starts from it.
+    let st = e.policy_status(&vm()).unwrap();
+    assert_eq!(st.spec.ext.learned, Some(learned[0].1));
+    let mut again = engine(false);
+    again
+        .set_policy(&vm(), st.spec.clone(), ms(0), Timestamp::UNIX_EPOCH)
+        .unwrap();
+    let restored: Learned = again.policy_status(&vm()).unwrap().learned;
+    assert_eq!(restored.min.map(|c| c.rate_pps), Some(1_000_000.0));
 }

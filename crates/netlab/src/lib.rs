@@ -11,6 +11,9 @@
 //!   entering a namespace from a thread; sweeping stale namespaces.
 //! - [`pair`]: the common case, a namespace with one addressed pair.
 //! - [`tap`]: a host tap, removed on drop.
+//! - [`slow_reader`]: a guest that does not keep up — a thread reading a
+//!   tap's queue at a capped rate, so the kernel drops the rest (its
+//!   `tx_dropped`).
 //! - [`pacing`]: the pure pacing arithmetic (no bursts after a stall,
 //!   rates below the step rate paced exactly).
 //! - [`sender`]: a thread sending UDP datagrams at a rate that can change,
@@ -26,7 +29,9 @@ pub mod netns;
 pub mod pacing;
 pub mod pair;
 pub mod sender;
+pub mod slow_reader;
 pub mod tap;
+mod tun_sys;
 
 pub use ip::{IpError, available, can_run, ip, ip_batch};
 pub use names::{LinkNet, NameError, mac_text, name, unique_name};
@@ -34,4 +39,5 @@ pub use netns::{Netns, NetnsError, VethSpec, enter};
 pub use pacing::Pacer;
 pub use pair::AddressedPair;
 pub use sender::{Rate, Sender, SenderError, SenderSpec};
+pub use slow_reader::SlowReader;
 pub use tap::Tap;

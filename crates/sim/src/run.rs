@@ -77,6 +77,10 @@ struct Lane {
     rings: Vec<RxRing>,
     queued: Vec<f64>,
     busy: Vec<f64>,
+    /// Each VM's drop counter, whole packets (what controllers see).
+    dropped: Vec<u64>,
+    /// Each VM's drops, exactly.
+    drop_sum: Vec<f64>,
     tally: Tally,
     bucket: (f64, usize),
 }
@@ -119,6 +123,8 @@ pub fn simulate(
             rings: vec![RxRing::default(); n],
             queued: vec![0.0; n],
             busy: vec![0.0; n],
+            dropped: vec![0; n],
+            drop_sum: vec![0.0; n],
             tally: Tally::default(),
             bucket: (0.0, 0),
         })
@@ -153,6 +159,7 @@ pub fn simulate(
                 counters: &counters,
                 queued: &lane.queued,
                 busy: &lane.busy,
+                dropped: &lane.dropped,
             };
             c.decide(&obs, &mut lane.wanted);
             for (vm, rate) in rates.iter().enumerate() {
@@ -206,6 +213,12 @@ pub fn simulate(
                 tally.uncore_j += uncore_w * dt * vcpus;
                 tally.offered += offered * vcpus;
                 tally.dropped += o.dropped * vcpus;
+                lane.drop_sum[vm] += o.dropped * vcpus;
+                // Whole packets, as a kernel counter (far below 2^53).
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                {
+                    lane.dropped[vm] = lane.drop_sum[vm] as u64;
+                }
                 tally.latency.add(o.delay_s, o.accepted * vcpus);
                 if o.under_provisioned {
                     tally.under_s += dt;

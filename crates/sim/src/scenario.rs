@@ -106,6 +106,16 @@ pub fn controllers(
             interval,
         )));
     }
+    list.push(Box::new(EnginePolicies::drop_aware(
+        "vmpower TRAFFIC drop-aware",
+        vec![VmPolicy::Traffic(t, None); n],
+        interval,
+    )));
+    list.push(Box::new(EnginePolicies::drop_aware(
+        "vmpower TRAFFIC adaptive",
+        vec![VmPolicy::TrafficAdaptive(None); n],
+        interval,
+    )));
     list.push(Box::new(EnginePolicies::new(
         "vmpower TIME",
         trace

@@ -89,6 +89,7 @@ fn simulated(model: &CpuModel, rates: &[f64]) -> Vec<(f64, u32)> {
             counters: &counters,
             queued: &[0.0],
             busy: &[0.0],
+            dropped: &[0],
         };
         c.decide(&obs, &mut wanted);
         if wanted[0] != last {

@@ -678,10 +678,18 @@ fn log_change(
         Trigger::Policy { input, .. } => {
             inputs = DecisionInputs::Policy(PolicyInputs {
                 branch_ratio: input.branch_ratio,
+                drops_pps: input.drops.map(|d| d.drops_pps),
                 hour: input.hour,
                 rate_pps: input.rate_pps,
             });
             let _ = write!(reason, "policy {:?}", input.kind);
+            if let Some(d) = input.drops {
+                let _ = write!(
+                    reason,
+                    " drops: {:.0}/s at level {:?}, rate {:.0} pps",
+                    d.drops_pps, d.level, d.rate_pps
+                );
+            }
             if let Some(rate) = input.rate_pps {
                 let _ = write!(reason, " rate {rate:.0} pps");
             }

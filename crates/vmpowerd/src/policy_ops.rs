@@ -72,6 +72,19 @@ pub fn describe(daemon: &State, vm: &VmId, st: &PolicyStatus) -> answers::Policy
             })
             .collect(),
         rate_pps: st.rate_pps,
+        drops_pps: st.drops_pps,
+        learned: (!st.learned.is_empty()).then(|| answers::LearnedCapacities {
+            min: st.learned.min.map(|c| answers::Capacity {
+                rate_pps: c.rate_pps,
+            }),
+            medium: st.learned.medium.map(|c| answers::Capacity {
+                rate_pps: c.rate_pps,
+            }),
+        }),
+        thresholds_pps: st.effective.map(|e| answers::ThresholdsInForce {
+            avg: e.avg.is_finite().then_some(e.avg),
+            max: e.max.is_finite().then_some(e.max),
+        }),
         hour: st.hour,
         macs,
         source: origin(daemon, vm),
@@ -93,5 +106,6 @@ fn extensions(ext: &PolicyExtensions) -> answers::PolicyExtensions {
             dwell: u64::try_from(h.dwell.as_millis()).unwrap_or(u64::MAX),
         }),
         branch_threshold: ext.branch_threshold,
+        adaptive: ext.adaptive,
     }
 }

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
+use vmpower_engine::policy::drops::TrafficReading;
 use vmpower_engine::{Action, VmId};
 use vmpower_proto::{MacAddr, MacList};
 
@@ -210,9 +211,12 @@ struct TrafficState {
     fed: Vec<Option<f64>>,
     /// The packets each batch sample counted this tick.
     packets: Vec<u64>,
+    /// Each batch sample's drops per second (`None`: no drop counter) and
+    /// drops counted this tick.
+    drops: Vec<(Option<f64>, u64)>,
     /// The engine's input, one entry per policy: the VMs are set with the
-    /// policies, each tick rewrites only the rates.
-    input: Vec<(VmId, Result<f64, String>)>,
+    /// policies, each tick rewrites only the readings.
+    input: Vec<(VmId, Result<TrafficReading, String>)>,
     /// The engine's output, kept from tick to tick.
     actions: Vec<Action>,
     /// The rate record and how long it keeps a block (ms), when on.
@@ -280,8 +284,13 @@ impl TrafficState {
             }
         };
         let samples = self.batch.samples();
-        self.rates
-            .update_counting(samples, at, &mut self.fed, &mut self.packets);
+        self.rates.update_counting(
+            samples,
+            at,
+            &mut self.fed,
+            &mut self.packets,
+            &mut self.drops,
+        );
         if sources_changed {
             // Only when a MAC's source or reason changed (most ticks: none).
             self.missing = samples
@@ -295,12 +304,21 @@ impl TrafficState {
         }
         let policies = self.policies.iter().zip(&self.slots);
         for ((_, rate), ((_, list), at)) in self.input.iter_mut().zip(policies) {
-            *rate = policy_rate(&self.fed, at, &self.missing, list.as_slice());
+            *rate = policy_rate(&self.fed, at, &self.missing, list.as_slice()).map(|rate_pps| {
+                TrafficReading {
+                    rate_pps,
+                    drops_pps: at
+                        .iter()
+                        .filter_map(|&i| self.drops.get(i).and_then(|d| d.0))
+                        .sum(),
+                }
+            });
         }
         let at_ms = self.recorder.as_ref().map(|_| unix_millis());
         if let (Some((recorder, _)), Some(at_ms)) = (&mut self.recorder, at_ms) {
             for (vm, rate) in &self.input {
-                recorder.observe(vm, rate.as_ref().ok().copied(), at_ms, &mut self.blocks);
+                let rate = rate.as_ref().ok().map(|r| r.rate_pps);
+                recorder.observe(vm, rate, at_ms, &mut self.blocks);
             }
         }
         let mut core = crate::lock(core);
@@ -310,6 +328,12 @@ impl TrafficState {
         for ((vm, _), slots) in self.policies.iter().zip(&self.slots) {
             let counted: u64 = slots.iter().filter_map(|&i| self.packets.get(i)).sum();
             core.stats.vm_packets_counted(vm, counted);
+            let dropped: u64 = slots
+                .iter()
+                .filter_map(|&i| self.drops.get(i))
+                .map(|d| d.1)
+                .sum();
+            core.stats.vm_drops_counted(vm, dropped);
         }
         let now = core.now();
         core.stats.policy_evaluated("traffic", self.input.len());
@@ -317,6 +341,7 @@ impl TrafficState {
         core.engine
             .traffic_tick_into(&self.input, now, &mut self.actions);
         core.execute(&self.actions);
+        persist_learned(&mut core);
     }
 }
 
@@ -372,6 +397,21 @@ fn show_sources(samples: &[MacSample], sources: &MacSources) {
                 MacReading::Missing(why) => MacSource::Missing(why.clone()),
             };
             shown.insert(s.mac, entry);
+        }
+    }
+}
+
+/// Writes what TRAFFIC policies learned from drops this tick into their
+/// stored extensions (`learned`), so a restart keeps it; a failure is
+/// logged (the policy learns again).
+fn persist_learned(core: &mut crate::core::Core) {
+    for (vm, learned) in core.engine.take_learned() {
+        let Some(store) = core.store.as_mut() else {
+            return;
+        };
+        let value = serde_json::to_value(learned).unwrap_or_default();
+        if let Err(e) = store.put_policy_extension(&vm, "learned", value) {
+            warn!(%vm, error = %format_args!("{:#}", anyhow::Error::from(e)), "cannot persist what the policy learned");
         }
     }
 }

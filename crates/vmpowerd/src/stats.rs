@@ -71,6 +71,9 @@ pub struct Stats {
     /// Packets received by the MACs of each VM's traffic-driven policy,
     /// counted at each sample (the metric `rate()` reads).
     pub vm_packets: BTreeMap<VmId, u64>,
+    /// Packets the same MACs' sources dropped because the guest did not
+    /// keep up, counted at each sample.
+    pub vm_drops: BTreeMap<VmId, u64>,
 }
 
 /// The request kinds, as labelled in [`Stats::requests`].
@@ -253,6 +256,17 @@ impl Stats {
         }
     }
 
+    /// Adds `n` dropped packets to `vm`'s drop counter (its policy's
+    /// MACs' sources: what the guest did not keep up with).
+    pub fn vm_drops_counted(&mut self, vm: &VmId, n: u64) {
+        match self.vm_drops.get_mut(vm) {
+            Some(total) => *total += n,
+            None => {
+                self.vm_drops.insert(vm.clone(), n);
+            }
+        }
+    }
+
     /// Adds `n` packets to `vm`'s traffic counter (its policy's MACs).
     pub fn vm_packets_counted(&mut self, vm: &VmId, n: u64) {
         match self.vm_packets.get_mut(vm) {
@@ -286,6 +300,7 @@ impl Stats {
         self.channels.retain(|c, _| &c.vm != vm);
         self.last_decisions.remove(vm);
         self.vm_packets.remove(vm);
+        self.vm_drops.remove(vm);
     }
 
     /// Records a frequency change decided for `vm` (the operator's and

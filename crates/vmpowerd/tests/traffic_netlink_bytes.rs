@@ -50,6 +50,7 @@ const IFLA_VF_STATS_RX_PACKETS: u16 = 0;
 const IFLA_VF_STATS_TX_PACKETS: u16 = 1;
 const IFLA_VF_STATS_RX_BYTES: u16 = 2;
 const IFLA_VF_STATS_PAD: u16 = 6;
+const IFLA_VF_STATS_RX_DROPPED: u16 = 7;
 const ARPHRD_ETHER: u16 = 1;
 
 /// `struct nlmsghdr` followed by `body`; `nlmsg_len` covers both.
@@ -212,15 +213,20 @@ fn stats_dump_reply_gives_each_links_counters() {
     assert_eq!(
         stats,
         vec![
+            // rx_dropped (1004) + rx_missed_errors (1013); tx_dropped.
             LinkCounters {
                 index: 1,
                 rx_packets: 5,
-                tx_packets: 6
+                tx_packets: 6,
+                rx_drops: Some(2017),
+                tx_drops: Some(1005),
             },
             LinkCounters {
                 index: 7,
                 rx_packets: u64::MAX,
-                tx_packets: 1 << 40
+                tx_packets: 1 << 40,
+                rx_drops: Some(2017),
+                tx_drops: Some(1005),
             },
         ]
     );
@@ -243,6 +249,7 @@ fn pf_newlink(seq: u32) -> Vec<u8> {
         nla(IFLA_VF_STATS_PAD, &[]),
         nla(IFLA_VF_STATS_TX_PACKETS, &55u64.to_ne_bytes()),
         nla(IFLA_VF_STATS_RX_BYTES, &999u64.to_ne_bytes()),
+        nla(IFLA_VF_STATS_RX_DROPPED, &31u64.to_ne_bytes()),
     ]);
     let vlan = concat(&[
         0u32.to_ne_bytes().to_vec(),
@@ -312,19 +319,24 @@ fn dump_reply_with_vf_info_is_decoded() {
                 vf: 0,
                 mac: MacAddr(GUEST),
                 rx_packets: Some(123_456_789_012),
-                tx_packets: Some(55)
+                tx_packets: Some(55),
+                rx_drops: Some(31),
             },
             VfEntry {
                 vf: 1,
                 mac: MacAddr(OTHER),
                 rx_packets: None,
-                tx_packets: None
+                tx_packets: None,
+                rx_drops: None,
             },
         ]
     );
     let tap = &links[1];
     assert_eq!((tap.ifname.as_str(), tap.is_tun), ("vnet7", true));
     assert_eq!((tap.rx_packets, tap.tx_packets), (Some(70), Some(80)));
+    // 32-bit stats: rx_dropped (11) + rx_missed_errors (20); tx_dropped.
+    assert_eq!((tap.rx_drops, tap.tx_drops), (Some(31), Some(12)));
+    assert_eq!((pf.rx_drops, pf.tx_drops), (Some(2017), Some(1005)));
 }
 
 #[test]
@@ -344,7 +356,8 @@ fn decoded_dump_resolves_vf_and_tap_sources() {
                 pf: "pf0".into(),
                 vf: 0
             },
-            rx_packets: 123_456_789_012
+            rx_packets: 123_456_789_012,
+            drops: Some(31),
         }
     );
     // VF 1 has OTHER but no stats; the libvirt tap for OTHER counts instead (its TX).
@@ -354,7 +367,8 @@ fn decoded_dump_resolves_vf_and_tap_sources() {
             source: SourceKind::Tap {
                 ifname: "vnet7".into()
             },
-            rx_packets: 80
+            rx_packets: 80,
+            drops: Some(12),
         }
     );
     assert_eq!(

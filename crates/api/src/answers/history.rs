@@ -54,6 +54,10 @@ pub struct PolicyInputs {
     /// The branch ratio of a BRANCH_RATIO policy.
     #[serde(deserialize_with = "present")]
     pub branch_ratio: Option<f64>,
+    /// The drops per second that raised a TRAFFIC policy's cores (absent
+    /// when the decision was not taken on drops).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drops_pps: Option<f64>,
     /// The local hour of a TIME policy.
     #[serde(deserialize_with = "present")]
     pub hour: Option<u8>,
@@ -99,6 +103,7 @@ mod tests {
                     rate_pps: Some(120_000.0),
                     hour: None,
                     branch_ratio: None,
+                    drops_pps: None,
                 }),
             ),
             entry(Some("vm1"), Some(2_000_000), DecisionInputs::Unmeasured),

@@ -35,7 +35,8 @@ pub use channels::{ChannelStatusSet, ChannelsAdded, ChannelsReconnected};
 pub use cpufreq::{CpuFreq, CpuFreqSet};
 pub use history::{DecisionInputs, GivenBack, History, HistoryEntry, PolicyInputs};
 pub use policy::{
-    CoreLevel, Hysteresis, OtherHours, PolicyDescription, PolicyExtensions, PolicyList, PolicyMac,
+    Capacity, CoreLevel, Hysteresis, LearnedCapacities, OtherHours, PolicyDescription,
+    PolicyExtensions, PolicyList, PolicyMac, ThresholdsInForce,
 };
 pub use status::{
     BusyVcpu, BusynessControl, Counters, ForeignWrites, PolicyBrief, PolicyStateName, RecentError,

@@ -30,6 +30,16 @@ pub struct PolicyDescription {
     pub levels: Vec<CoreLevel>,
     /// The last packet rate measured.
     pub rate_pps: Option<f64>,
+    /// The last drop rate measured (packets the guest did not keep up
+    /// with, per second), for TRAFFIC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drops_pps: Option<f64>,
+    /// The capacities learned from drops, when any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned: Option<LearnedCapacities>,
+    /// The TRAFFIC thresholds in force (`null` inside: none learned yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thresholds_pps: Option<ThresholdsInForce>,
     /// The local hour last evaluated.
     pub hour: Option<u8>,
     /// Its MACs and where each one's counter was found.
@@ -53,6 +63,35 @@ pub struct PolicyExtensions {
     pub hysteresis: Option<Hysteresis>,
     /// BRANCH_RATIO threshold (`None`: the daemon's setting).
     pub branch_threshold: Option<f64>,
+    /// TRAFFIC thresholds learned from drops only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adaptive: bool,
+}
+
+/// What a TRAFFIC policy learned from drops, per level below max.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct LearnedCapacities {
+    /// The capacity at min.
+    pub min: Option<Capacity>,
+    /// The capacity at medium.
+    pub medium: Option<Capacity>,
+}
+
+/// A level's capacity: the rate the guest received while it dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Capacity {
+    /// Packets per second.
+    pub rate_pps: f64,
+}
+
+/// The TRAFFIC thresholds in force, pps (`None`: not known yet, an
+/// adaptive policy before it learned).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ThresholdsInForce {
+    /// From here at least medium.
+    pub avg: Option<f64>,
+    /// From here max.
+    pub max: Option<f64>,
 }
 
 /// What a TIME policy does in an hour none of its sets lists.
@@ -117,6 +156,7 @@ mod tests {
                     dwell: 700,
                 }),
                 branch_threshold: None,
+                adaptive: false,
             },
             state: PolicyStateName::Waiting,
             waiting_for: Some("vCPU 0 of vm1 is not placed".into()),
@@ -126,6 +166,9 @@ mod tests {
                 level: "Max".into(),
             }],
             rate_pps: None,
+            drops_pps: None,
+            learned: None,
+            thresholds_pps: None,
             hour: Some(5),
             macs: vec![PolicyMac {
                 mac: "02:00:5e:00:99:07".into(),

@@ -20,10 +20,12 @@
 //!   stay where they are); traffic hours of a waiting TRAFFIC source do too.
 
 pub mod branch;
+pub mod drops;
 pub mod time;
 pub mod traffic;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use vmpower_proto::{Policy, PolicyKind, WorkloadLevel};
@@ -32,6 +34,7 @@ use vmpower_types::levels::Level;
 
 use crate::vm::CoreKey;
 use branch::BranchState;
+use drops::{DropSettings, Learned};
 use time::HourClass;
 use traffic::{Hysteresis, TrafficState};
 
@@ -78,6 +81,17 @@ pub struct PolicyExtensions {
     /// BRANCH_RATIO threshold (default: the daemon's per-core setting,
     /// 0.01 as DPDK).
     pub branch_threshold: Option<f64>,
+    /// TRAFFIC thresholds learned from drops instead of the policy's pps
+    /// (which are then ignored); default false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub adaptive: bool,
+    /// TRAFFIC reaction to drops (default: 10 % margin, 60 s cooldown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drops: Option<DropSettings>,
+    /// The capacities a TRAFFIC policy learned from drops, kept with it so
+    /// they survive a restart (written by the engine, not the sender).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub learned: Option<Learned>,
 }
 
 /// An accepted policy as the engine needs it.
@@ -118,10 +132,14 @@ pub(crate) struct ActivePolicy {
 
 impl ActivePolicy {
     pub fn new(spec: PolicySpec, keys: Vec<CoreKey>) -> Self {
+        let mut traffic = TrafficState::new();
+        // Restored capacities count their cooldown from the restore.
+        traffic.learned = spec.ext.learned.unwrap_or_default();
+        traffic.learned.restamp(Duration::ZERO);
         ActivePolicy {
             spec,
             keys,
-            traffic: TrafficState::new(),
+            traffic,
             rate: Err("no traffic sample yet".to_owned()),
             hour: None,
             branch: BTreeMap::new(),
@@ -130,6 +148,10 @@ impl ActivePolicy {
 
     pub fn hysteresis(&self) -> Hysteresis {
         self.spec.ext.hysteresis.unwrap_or_default()
+    }
+
+    pub fn drop_settings(&self) -> DropSettings {
+        self.spec.ext.drops.unwrap_or_default()
     }
 
     /// The level for the policy's cores from the inputs in force (for all

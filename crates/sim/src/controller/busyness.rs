@@ -224,6 +224,7 @@ mod tests {
                 counters: &[0],
                 queued: &[0.0],
                 busy: &busy,
+                dropped: &[0],
             };
             c.decide(&obs, &mut wanted);
             out.push(wanted[0]);

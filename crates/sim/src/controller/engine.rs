@@ -13,6 +13,12 @@
 //! - at each local-hour boundary, [`Engine::set_wall_clock`] and
 //!   [`Engine::time_tick`] (the daemon's TIME loop).
 //!
+//! Drop-aware controllers ([`EnginePolicies::drop_aware`]) also read each
+//! VM's drop counter and feed the engine a [`TrafficReading`]: the rate
+//! the guest received (offered less dropped, as a tap's `tx_packets`
+//! counts) and the drops per second (its `tx_dropped`), as the daemon's
+//! sampler does with a real source.
+//!
 //! The engine's [`Action`]s are the frequency writes: a `Set` moves the
 //! VM's cores to its index, a `Release` gives them back to the original
 //! governor, which for a busy-polling core means max.
@@ -21,6 +27,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use vmpower_cpufreq::{CpuId, Khz};
+use vmpower_engine::policy::drops::TrafficReading;
 use vmpower_engine::policy::traffic::Hysteresis;
 use vmpower_engine::{
     Action, Engine, EngineConfig, OtherHours, PcpuSpec, Placement, PolicyExtensions, PolicySpec,
@@ -41,6 +48,9 @@ pub enum VmPolicy {
     /// TRAFFIC with these thresholds and hysteresis (`None`: the engine's
     /// default, 5 % and 500 ms).
     Traffic(TrafficThresholds, Option<Hysteresis>),
+    /// TRAFFIC with thresholds learned from drops only (adaptive), with
+    /// this hysteresis.
+    TrafficAdaptive(Option<Hysteresis>),
     /// TIME with these hours (hours in no set run at medium).
     Time(HourSchedule),
     /// WORKLOAD at this level.
@@ -58,7 +68,14 @@ pub struct EnginePolicies {
     cpu_vm: HashMap<CpuId, usize>,
     /// Position in `ids` of each traffic policy, in the engine's order.
     traffic: Vec<usize>,
-    input: Vec<(VmId, Result<f64, String>)>,
+    input: Vec<(VmId, Result<TrafficReading, String>)>,
+    /// Whether drops are fed to the engine.
+    drops: bool,
+    /// The drop counters at the last sample.
+    last_dropped: Vec<u64>,
+    /// All VMs' drops when a policy first learned a capacity, and at the
+    /// last sample.
+    learning: (Option<u64>, u64),
     actions: Vec<Action>,
     last_sample: Option<(Duration, Vec<u64>)>,
     next_sample: Duration,
@@ -66,6 +83,22 @@ pub struct EnginePolicies {
 }
 
 impl EnginePolicies {
+    /// [`EnginePolicies::new`] that also feeds the engine each VM's drops
+    /// (drop-aware TRAFFIC, adaptive thresholds).
+    pub fn drop_aware(name: &str, policies: Vec<VmPolicy>, interval: Duration) -> Self {
+        EnginePolicies {
+            drops: true,
+            ..Self::new(name, policies, interval)
+        }
+    }
+
+    /// The packets dropped (all VMs) since a policy first learned a
+    /// capacity from drops, up to the last sample; `None` before that (or
+    /// when drops are not fed).
+    pub fn drops_after_first_learning(&self) -> Option<u64> {
+        self.learning.0.map(|at| self.learning.1.saturating_sub(at))
+    }
+
     /// A controller named `name` giving VM `i` the policy `policies[i]`,
     /// its traffic sampled every `interval`.
     pub fn new(name: &str, policies: Vec<VmPolicy>, interval: Duration) -> Self {
@@ -78,6 +111,9 @@ impl EnginePolicies {
             cpu_vm: HashMap::new(),
             traffic: Vec::new(),
             input: Vec::new(),
+            drops: false,
+            last_dropped: Vec::new(),
+            learning: (None, 0),
             actions: Vec::new(),
             last_sample: None,
             next_sample: Duration::ZERO,
@@ -167,6 +203,14 @@ fn proto_policy(
                 ..Policy::new(PolicyKind::Traffic, cores)
             }
         }
+        VmPolicy::TrafficAdaptive(h) => {
+            ext.hysteresis = *h;
+            ext.adaptive = true;
+            Policy {
+                macs,
+                ..Policy::new(PolicyKind::Traffic, cores)
+            }
+        }
         VmPolicy::Time(hours) => {
             // "Medium otherwise": said explicitly, since the daemon's
             // default for unlisted hours leaves the cores where they are
@@ -241,6 +285,8 @@ impl Controller for EnginePolicies {
         self.engine = engine;
         self.last_sample = None;
         self.next_sample = Duration::ZERO;
+        self.last_dropped.clear();
+        self.learning = (None, 0);
         Ok(())
     }
 
@@ -265,18 +311,41 @@ impl Controller for EnginePolicies {
                     input.1 = Err("waiting for a second counter reading".to_owned());
                 }
                 self.last_sample = Some((obs.now, obs.counters.to_vec()));
+                self.last_dropped = obs.dropped.to_vec();
             }
             Some((at, prev)) => {
                 let elapsed = obs.now.saturating_sub(*at);
                 for (input, vm) in self.input.iter_mut().zip(&self.traffic) {
-                    input.1 = Ok(counter_rate(prev[*vm], obs.counters[*vm], elapsed));
+                    let offered = counter_rate(prev[*vm], obs.counters[*vm], elapsed);
+                    input.1 = Ok(if self.drops {
+                        let (was, now) = (
+                            self.last_dropped.get(*vm).copied().unwrap_or(0),
+                            obs.dropped.get(*vm).copied().unwrap_or(0),
+                        );
+                        let drops_pps = counter_rate(was, now, elapsed);
+                        TrafficReading {
+                            rate_pps: (offered - drops_pps).max(0.0),
+                            drops_pps,
+                        }
+                    } else {
+                        offered.into()
+                    });
                 }
+                self.last_dropped.clear();
+                self.last_dropped.extend_from_slice(obs.dropped);
                 *at = obs.now;
                 prev.copy_from_slice(obs.counters);
             }
         }
         self.engine
             .traffic_tick_into(&self.input, obs.now, &mut self.actions);
+        if self.drops {
+            let total: u64 = obs.dropped.iter().sum();
+            if !self.engine.take_learned().is_empty() && self.learning.0.is_none() {
+                self.learning.0 = Some(total);
+            }
+            self.learning.1 = total;
+        }
         self.apply(wanted);
     }
 }
@@ -332,6 +401,7 @@ mod tests {
                 counters: &[counter as u64],
                 queued: &[0.0],
                 busy: &[0.0],
+                dropped: &[0],
             };
             c.decide(&obs, &mut wanted);
             out.push(wanted[0]);
@@ -396,6 +466,7 @@ mod tests {
             counters: &[0, 0],
             queued: &[0.0, 0.0],
             busy: &[0.0, 0.0],
+            dropped: &[0, 0],
         };
         c.decide(&obs, &mut wanted);
         assert_eq!(

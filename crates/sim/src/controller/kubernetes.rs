@@ -171,6 +171,7 @@ mod tests {
                 queued: &[0.0],
                 // Always 40 %: below the band whatever the frequency.
                 busy: &[0.4],
+                dropped: &[0],
             };
             let before = wanted[0];
             c.decide(&obs, &mut wanted);

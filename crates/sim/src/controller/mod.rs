@@ -53,6 +53,10 @@ pub struct Observation<'a> {
     /// (what DPDK's `/eal/lcore/usage` reports; a guest agent reports it
     /// to the host).
     pub busy: &'a [f64],
+    /// Each VM's drop counter under this controller (packets dropped
+    /// because its ring was full, since the start): what a tap's
+    /// `tx_dropped` or a VF's `rx_dropped` would count.
+    pub dropped: &'a [u64],
 }
 
 /// A frequency controller.

@@ -58,6 +58,7 @@ impl TrafficCounters for TraceCounters {
                         ifname: "sim0".to_owned(),
                     },
                     rx_packets,
+                    drops: None,
                 },
             })
             .collect())

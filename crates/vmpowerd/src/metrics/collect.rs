@@ -93,6 +93,7 @@ struct Snapshot {
     vm_packets: Vec<(VmId, u64)>,
     /// Per reporting VM: busyness reports accepted, silences.
     busyness: Vec<(VmId, u64, u64)>,
+    vm_drops: Vec<(VmId, u64)>,
 }
 
 /// The label of a policy kind.
@@ -193,6 +194,11 @@ impl Snapshot {
                 .map(|(vm, n)| (vm.clone(), *n))
                 .collect(),
             busyness,
+            vm_drops: stats
+                .vm_drops
+                .iter()
+                .map(|(vm, n)| (vm.clone(), *n))
+                .collect(),
         }
     }
 
@@ -235,6 +241,10 @@ impl Snapshot {
         }
         let mut m = family(enc, &fam::VM_TRAFFIC_PACKETS)?;
         for (vm, n) in &self.vm_packets {
+            counter(m.encode_family(&[("vm", vm.as_str())])?, *n)?;
+        }
+        let mut m = family(enc, &fam::VM_TRAFFIC_DROPS)?;
+        for (vm, n) in &self.vm_drops {
             counter(m.encode_family(&[("vm", vm.as_str())])?, *n)?;
         }
         counter(family(enc, &fam::NAME_MISMATCHES)?, self.name_mismatches)?;
@@ -412,6 +422,7 @@ mod tests {
             partial_bytes_dropped: 0,
             vm_packets: vec![(VmId::new("vm \"1\""), 1234)],
             busyness: vec![(VmId::new("vm2"), 40, 1)],
+            vm_drops: vec![(VmId::new("vm \"1\""), 56)],
         }
     }
 
@@ -480,6 +491,10 @@ mod tests {
         assert_eq!(
             m.value("vmpower_vm_traffic_packets_total", &[("vm", vm)]),
             Some(1234.0)
+        );
+        assert_eq!(
+            m.value("vmpower_vm_traffic_drops_total", &[("vm", vm)]),
+            Some(56.0)
         );
         assert_eq!(
             m.value("vmpower_build_info", &[("version", VERSION)]),

@@ -187,6 +187,13 @@ pub const VM_TRAFFIC_PACKETS: Family = Family {
     labels: &["vm"],
     help: "Packets received by the MACs of the VM's traffic-driven policy, counted at each sample (use rate())",
 };
+/// Packets dropped by the sources of a VM's traffic-driven policy.
+pub const VM_TRAFFIC_DROPS: Family = Family {
+    name: "vmpower_vm_traffic_drops",
+    kind: Kind::Counter,
+    labels: &["vm"],
+    help: "Packets dropped because the guest did not keep up, by the sources of the MACs of the VM's traffic-driven policy, counted at each sample (use rate())",
+};
 /// Name mismatches.
 pub const NAME_MISMATCHES: Family = Family {
     name: "vmpower_name_mismatches",
@@ -251,6 +258,7 @@ pub const FAMILIES: &[Family] = &[
     CHANNEL_THROTTLED,
     VM_TRAFFIC_RATE,
     VM_TRAFFIC_PACKETS,
+    VM_TRAFFIC_DROPS,
     NAME_MISMATCHES,
     REPLIES_DROPPED,
     LOG_LINES_SUPPRESSED,

@@ -114,6 +114,9 @@ pub fn spec_of(
             dwell: std::time::Duration::from_millis(h.dwell_ms),
         }),
         branch_threshold: file.branch_threshold,
+        adaptive: file.adaptive,
+        drops: None,
+        learned: None,
     };
     Ok(PolicySpec { policy, ext, tz })
 }

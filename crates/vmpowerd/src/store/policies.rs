@@ -169,6 +169,30 @@ impl Store {
         Ok(())
     }
 
+    /// Sets the extension `key` of `vm`'s stored policy to `value` (what a
+    /// TRAFFIC policy learned), keeping the rest; false when `vm` has no
+    /// stored policy. Not fsynced: learning again costs some drops, not
+    /// correctness.
+    pub fn put_policy_extension(
+        &mut self,
+        vm: &VmId,
+        key: &str,
+        value: Value,
+    ) -> Result<bool, StoreError> {
+        let Some(mut stored) = self.policy(vm)? else {
+            return Ok(false);
+        };
+        stored.extensions.insert(key.to_owned(), value);
+        let extensions = self.encode("policy extensions", &stored.extensions)?;
+        let changed = self.write(Synchronous::Normal, "put policy extension", |tx| {
+            tx.execute(
+                "UPDATE policies SET extensions = ?2 WHERE vm = ?1",
+                params![vm.as_str(), extensions],
+            )
+        })?;
+        Ok(changed > 0)
+    }
+
     /// Withdraws `vm`'s policy, durably; whether there was one.
     pub fn remove_policy(&mut self, vm: &VmId) -> Result<bool, StoreError> {
         self.delete_policy(vm, Synchronous::Full)

@@ -123,10 +123,18 @@ impl SampleBatch {
     /// batch was located; a counter that is absent keeps its last value).
     pub(super) fn refresh_counters(&mut self, table: &LinkTable) {
         for (sample, r) in self.samples.iter_mut().zip(&self.refs) {
-            if let (MacReading::Found { rx_packets, .. }, Some(r)) = (&mut sample.reading, r)
-                && let Some(value) = read(table, *r)
+            if let (
+                MacReading::Found {
+                    rx_packets, drops, ..
+                },
+                Some(r),
+            ) = (&mut sample.reading, r)
+                && let Some((value, dropped)) = read(table, *r)
             {
                 *rx_packets = value;
+                if dropped.is_some() {
+                    *drops = dropped;
+                }
             }
         }
     }
@@ -159,11 +167,21 @@ fn locate(
     }
 }
 
-fn read(table: &LinkTable, r: CounterRef) -> Option<u64> {
+/// The packet counter at `r` and its drop counter.
+fn read(table: &LinkTable, r: CounterRef) -> Option<(u64, Option<u64>)> {
     match r {
-        CounterRef::LinkRx(i) => table.links.get(i)?.rx_packets,
-        CounterRef::LinkTx(i) => table.links.get(i)?.tx_packets,
-        CounterRef::VfRx(i, j) => table.links.get(i)?.vfs.get(j)?.rx_packets,
+        CounterRef::LinkRx(i) => {
+            let l = table.links.get(i)?;
+            Some((l.rx_packets?, l.rx_drops))
+        }
+        CounterRef::LinkTx(i) => {
+            let l = table.links.get(i)?;
+            Some((l.tx_packets?, l.tx_drops))
+        }
+        CounterRef::VfRx(i, j) => {
+            let v = table.links.get(i)?.vfs.get(j)?;
+            Some((v.rx_packets?, v.rx_drops))
+        }
     }
 }
 
@@ -202,6 +220,8 @@ mod tests {
             tx_packets: Some(u64::from(index) + 100),
             is_tun,
             vfs: Vec::new(),
+            rx_drops: None,
+            tx_drops: None,
         }
     }
 
@@ -215,12 +235,14 @@ mod tests {
                 mac: mac(9),
                 rx_packets: Some(5),
                 tx_packets: Some(6),
+                rx_drops: None,
             },
             VfEntry {
                 vf: 3,
                 mac: mac(3),
                 rx_packets: Some(7),
                 tx_packets: Some(8),
+                rx_drops: None,
             },
         ];
         LinkTable {
@@ -292,6 +314,7 @@ mod tests {
                     ifname: ifname.into(),
                 },
                 rx_packets: rx,
+                drops: None,
             },
         };
         let mut batch = SampleBatch::new();
@@ -319,6 +342,7 @@ mod tests {
                     ifname: "gone0".into(),
                 },
                 rx_packets: 1,
+                drops: None,
             },
         };
         let mut batch = SampleBatch::new();

@@ -107,10 +107,10 @@ pub(super) fn read(table: &LinkTable, device: &ConfiguredDevice) -> MacReading {
         Direction::Auto => Direction::Rx,
         fixed => fixed,
     };
-    let counter = if direction == Direction::Tx {
-        link.tx_packets
+    let (counter, drops) = if direction == Direction::Tx {
+        (link.tx_packets, link.tx_drops)
     } else {
-        link.rx_packets
+        (link.rx_packets, link.rx_drops)
     };
     match counter {
         Some(rx_packets) => MacReading::Found {
@@ -119,6 +119,7 @@ pub(super) fn read(table: &LinkTable, device: &ConfiguredDevice) -> MacReading {
                 direction,
             },
             rx_packets,
+            drops,
         },
         // A link without statistics cannot be sampled; say it is absent
         // rather than invent a zero counter.
@@ -169,6 +170,7 @@ mod tests {
                 direction: Direction::Tx,
             },
             rx_packets: 20,
+            drops: None,
         };
         assert_eq!(tap, expected_tap);
         let eth = read(&table(), &dev("eth1", Direction::Auto));
@@ -178,6 +180,7 @@ mod tests {
                 direction: Direction::Rx,
             },
             rx_packets: 30,
+            drops: None,
         };
         assert_eq!(eth, expected_eth);
     }

@@ -229,6 +229,8 @@ impl NetlinkTrafficCounters {
                 }
                 link.rx_packets = Some(s.rx_packets);
                 link.tx_packets = Some(s.tx_packets);
+                link.rx_drops = s.rx_drops;
+                link.tx_drops = s.tx_drops;
             }
         }
         self.refresh_vfs(macs, now)

@@ -34,11 +34,27 @@ impl FakeTrafficCounters {
         f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Makes `mac` found at `source` with counter `rx_packets`.
+    /// Makes `mac` found at `source` with counter `rx_packets` (and a
+    /// drop counter at 0).
     pub fn set(&self, mac: MacAddr, source: SourceKind, rx_packets: u64) {
         self.with(|s| {
-            s.readings
-                .insert(mac, MacReading::Found { source, rx_packets })
+            s.readings.insert(
+                mac,
+                MacReading::Found {
+                    source,
+                    rx_packets,
+                    drops: Some(0),
+                },
+            )
+        });
+    }
+
+    /// Adds `packets` to `mac`'s drop counter, if it is found.
+    pub fn drop_packets(&self, mac: MacAddr, packets: u64) {
+        self.with(|s| {
+            if let Some(MacReading::Found { drops, .. }) = s.readings.get_mut(&mac) {
+                *drops = Some(drops.unwrap_or(0).wrapping_add(packets));
+            }
         });
     }
 
@@ -60,6 +76,7 @@ impl FakeTrafficCounters {
                             ifname: "fake0".into(),
                         },
                         rx_packets: packets,
+                        drops: Some(0),
                     };
                 }
             }
@@ -127,6 +144,7 @@ mod tests {
             10,
         );
         handle.advance(MAC, 5);
+        handle.drop_packets(MAC, 3);
         let got = counters.sample(&[MAC]).unwrap();
         assert_eq!(
             got[0].reading,
@@ -134,7 +152,8 @@ mod tests {
                 source: SourceKind::Tap {
                     ifname: "vnet1".into()
                 },
-                rx_packets: 15
+                rx_packets: 15,
+                drops: Some(3),
             }
         );
         handle.fail_next();

@@ -40,6 +40,11 @@ pub struct LinkEntry {
     pub rx_packets: Option<u64>,
     /// Transmitted packets (same sources as `rx_packets`).
     pub tx_packets: Option<u64>,
+    /// Packets dropped on receive: `rx_dropped + rx_missed_errors` (same
+    /// sources as `rx_packets`).
+    pub rx_drops: Option<u64>,
+    /// Packets dropped on transmit: `tx_dropped` (same sources).
+    pub tx_drops: Option<u64>,
     /// True for tun/tap devices (`IFLA_INFO_KIND` "tun").
     pub is_tun: bool,
     /// Its VFs, when it is an SR-IOV PF and the dump asked for VF info.
@@ -57,6 +62,8 @@ pub struct VfEntry {
     pub rx_packets: Option<u64>,
     /// `IFLA_VF_STATS_TX_PACKETS`, if the driver reports VF stats.
     pub tx_packets: Option<u64>,
+    /// `IFLA_VF_STATS_RX_DROPPED`, if the driver reports it.
+    pub rx_drops: Option<u64>,
 }
 
 /// All links of one dump, in the order the kernel sent them.
@@ -82,6 +89,11 @@ pub struct LinkCounters {
     pub rx_packets: u64,
     /// Transmitted packets.
     pub tx_packets: u64,
+    /// `rx_dropped + rx_missed_errors` (`None` from a stats attribute
+    /// too short to hold them).
+    pub rx_drops: Option<u64>,
+    /// `tx_dropped` (same).
+    pub tx_drops: Option<u64>,
 }
 
 /// Length of `struct if_stats_msg`, the header of `RTM_NEWSTATS`.
@@ -115,14 +127,22 @@ pub fn parse_newstats(payload: &[u8]) -> Result<LinkCounters, String> {
             ));
         };
         if kind == IFLA_STATS_LINK_64 {
-            // `struct rtnl_link_stats64` starts with rx_packets and
-            // tx_packets (native-endian u64): read just those, not the
-            // two dozen other counters.
-            return match (value.get(0..8), value.get(8..16)) {
+            // `struct rtnl_link_stats64` (native-endian u64s): rx_packets
+            // and tx_packets first, rx_dropped and tx_dropped 7th and 8th,
+            // rx_missed_errors 16th; the others are not read.
+            let at = |i: usize| {
+                value
+                    .get(i * 8..i * 8 + 8)
+                    .map(|b| u64::from_ne_bytes(word(b)))
+            };
+            let rx_drops = at(6).zip(at(15)).map(|(d, m)| d.wrapping_add(m));
+            return match (at(0), at(1)) {
                 (Some(rx), Some(tx)) => Ok(LinkCounters {
                     index,
-                    rx_packets: u64::from_ne_bytes(word(rx)),
-                    tx_packets: u64::from_ne_bytes(word(tx)),
+                    rx_packets: rx,
+                    tx_packets: tx,
+                    rx_drops,
+                    tx_drops: rx_drops.and(at(7)),
                 }),
                 _ => Err(format!(
                     "link {index}: IFLA_STATS_LINK_64 of {} bytes",
@@ -190,8 +210,12 @@ pub fn parse_newlink(payload: &[u8]) -> Result<LinkEntry, String> {
         index: header.index,
         ..LinkEntry::default()
     };
-    let mut stats32: Option<(u64, u64)> = None;
-    let mut stats64: Option<(u64, u64)> = None;
+    // [rx_packets, tx_packets, rx_drops, tx_drops]
+    let mut stats32: Option<[u64; 4]> = None;
+    let mut stats64: Option<[u64; 4]> = None;
+    // Whether the stats carried the drop counters (the crate zero-fills
+    // a short attribute): through rx_missed_errors, the 16th counter.
+    let mut drops_known = true;
     let attrs = payload.get(IFINFOMSG_LEN..).unwrap_or_default();
     for nla in NlasIterator::new(attrs) {
         let nla = nla.map_err(|e| format!("link {}: attribute: {e}", header.index))?;
@@ -206,13 +230,29 @@ pub fn parse_newlink(payload: &[u8]) -> Result<LinkEntry, String> {
             IFLA_STATS if nla.value().len() < 8 => return Err(short(&header, &nla)),
             IFLA_STATS64 if nla.value().len() < 16 => return Err(short(&header, &nla)),
             IFLA_STATS | IFLA_STATS64 | IFLA_VFINFO_LIST => {
+                let width = if nla.kind() == IFLA_STATS64 { 8 } else { 4 };
+                if nla.kind() != IFLA_VFINFO_LIST && nla.value().len() < 16 * width {
+                    drops_known = false;
+                }
                 match LinkAttribute::parse_with_param(&nla, family)
                     .map_err(|e| format!("link {}: attribute {}: {e}", header.index, nla.kind()))?
                 {
                     LinkAttribute::Stats(s) => {
-                        stats32 = Some((u64::from(s.rx_packets), u64::from(s.tx_packets)));
+                        stats32 = Some([
+                            u64::from(s.rx_packets),
+                            u64::from(s.tx_packets),
+                            u64::from(s.rx_dropped) + u64::from(s.rx_missed_errors),
+                            u64::from(s.tx_dropped),
+                        ]);
                     }
-                    LinkAttribute::Stats64(s) => stats64 = Some((s.rx_packets, s.tx_packets)),
+                    LinkAttribute::Stats64(s) => {
+                        stats64 = Some([
+                            s.rx_packets,
+                            s.tx_packets,
+                            s.rx_dropped.wrapping_add(s.rx_missed_errors),
+                            s.tx_dropped,
+                        ]);
+                    }
                     LinkAttribute::VfInfoList(list) => {
                         entry.vfs = list.iter().filter_map(|info| vf_entry(&info.0)).collect();
                     }
@@ -223,9 +263,13 @@ pub fn parse_newlink(payload: &[u8]) -> Result<LinkEntry, String> {
             _ => {}
         }
     }
-    if let Some((rx, tx)) = stats64.or(stats32) {
+    if let Some([rx, tx, rx_drops, tx_drops]) = stats64.or(stats32) {
         entry.rx_packets = Some(rx);
         entry.tx_packets = Some(tx);
+        if drops_known {
+            entry.rx_drops = Some(rx_drops);
+            entry.tx_drops = Some(tx_drops);
+        }
     }
     Ok(entry)
 }
@@ -256,7 +300,7 @@ fn info_kind(linkinfo: &NlaBuffer<&[u8]>) -> Option<String> {
 /// attribute (the VF index is carried there).
 fn vf_entry(info: &[VfInfo]) -> Option<VfEntry> {
     let mut entry = None;
-    let (mut rx, mut tx) = (None, None);
+    let (mut rx, mut tx, mut dropped) = (None, None, None);
     for attr in info {
         match attr {
             VfInfo::Mac(m) => {
@@ -273,6 +317,7 @@ fn vf_entry(info: &[VfInfo]) -> Option<VfEntry> {
                     match s {
                         VfStats::RxPackets(v) => rx = Some(*v),
                         VfStats::TxPackets(v) => tx = Some(*v),
+                        VfStats::RxDropped(v) => dropped = Some(*v),
                         _ => {}
                     }
                 }
@@ -283,6 +328,7 @@ fn vf_entry(info: &[VfInfo]) -> Option<VfEntry> {
     entry.map(|e| VfEntry {
         rx_packets: rx,
         tx_packets: tx,
+        rx_drops: dropped,
         ..e
     })
 }
@@ -299,6 +345,7 @@ mod tests {
             mac,
             rx_packets: Some(1),
             tx_packets: None,
+            rx_drops: None,
         };
         let table = LinkTable {
             links: vec![

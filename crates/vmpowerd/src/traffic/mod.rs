@@ -30,6 +30,17 @@
 //!    virtio-net interface), counting its *transmitted* packets: what the
 //!    host sends into the tap is what the guest receives.
 //!
+//! ## Drops
+//! Beside each MAC's packet counter, the counter of what the guest did not
+//! keep up with, from the same source and dump:
+//! - VF: `IFLA_VF_STATS_RX_DROPPED` (the VF's receive ring was full);
+//! - netdev: `rx_dropped + rx_missed_errors` (a macvtap's full guest
+//!   queue, a veth's full backlog, a NIC's missing receive buffers);
+//! - tap: `tx_dropped` (host → guest: the kernel drops what it cannot put
+//!   in the tap's queue when the guest's virtio queue is not emptied);
+//! - configured: the drops of the chosen direction (rx: as a netdev, tx:
+//!   as a tap).
+//!
 //! Ties within a rule go to the lowest interface index (then the lowest VF
 //! index), so the choice is stable from tick to tick; `policy show` names
 //! the device, and a configured entry overrides a wrong guess.
@@ -161,6 +172,10 @@ pub enum MacReading {
         source: SourceKind,
         /// The guest's received packets so far (a free-running counter).
         rx_packets: u64,
+        /// The packets dropped because the guest did not keep up (a
+        /// free-running counter; which one depends on the source, see the
+        /// module docs), when the source reports it.
+        drops: Option<u64>,
     },
     /// No counter: the policy waits, showing the reason.
     Missing(MissingReason),
@@ -327,6 +342,7 @@ mod tests {
                 mac: MAC,
                 rx_packets: rx,
                 tx_packets: rx,
+                rx_drops: None,
             }],
             ..link(index, "pf0", MacAddr([2, 9, 9, 9, 9, 9]))
         }
@@ -367,7 +383,8 @@ mod tests {
                     ifname: "veth0".into(),
                     direction: Direction::Tx
                 },
-                rx_packets: 31
+                rx_packets: 31,
+                drops: None,
             }
         );
         let none = ConfiguredMap::new();
@@ -378,7 +395,8 @@ mod tests {
                     pf: "pf0".into(),
                     vf: 1
                 },
-                rx_packets: 77
+                rx_packets: 77,
+                drops: None,
             }
         );
         table.links.pop();
@@ -388,7 +406,8 @@ mod tests {
                 source: SourceKind::Netdev {
                     ifname: "veth0".into()
                 },
-                rx_packets: 30
+                rx_packets: 30,
+                drops: None,
             }
         );
         table.links.pop();
@@ -398,7 +417,8 @@ mod tests {
                 source: SourceKind::Tap {
                     ifname: "vnet0".into()
                 },
-                rx_packets: 41
+                rx_packets: 41,
+                drops: None,
             }
         );
         table.links.pop();

@@ -1,6 +1,9 @@
 //! Source (2): a host netdev whose own MAC (`IFLA_ADDRESS`) is the policy's
 //! MAC — a veth end, a macvtap, a VF bound to a host driver — counting the
-//! packets it received.
+//! packets it received. Its drops are `rx_dropped + rx_missed_errors`: a
+//! macvtap counts in rx_dropped what it could not queue to the guest's
+//! full queue, a veth what its peer's backlog refused, a NIC (a VF bound
+//! on the host) in rx_missed_errors what found no receive buffer.
 //!
 //! ## Behavior
 //! Several netdevs can share a MAC (VLAN devices inherit their parent's, a
@@ -21,6 +24,7 @@ pub(super) fn find(table: &LinkTable, index: &MacIndex, mac: MacAddr) -> Option<
                 ifname: link.ifname.clone(),
             },
             rx_packets,
+            drops: link.rx_drops,
         })
     })
 }
@@ -55,7 +59,8 @@ mod tests {
                 source: SourceKind::Netdev {
                     ifname: "eth0".into()
                 },
-                rx_packets: 9
+                rx_packets: 9,
+                drops: None,
             })
         );
         assert_eq!(find(&table, &index, MacAddr([2, 0, 0, 0, 0, 0])), None);

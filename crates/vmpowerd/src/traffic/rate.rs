@@ -129,6 +129,13 @@ impl RateMeter {
 struct MacState {
     meter: RateMeter,
     rate_pps: Option<f64>,
+    /// The drop counter's meter (same reset and wrap rule).
+    drop_meter: RateMeter,
+    /// Drops per second since the previous reading (0 after a baseline
+    /// or a reset, `None` without a drop counter).
+    drops_pps: Option<f64>,
+    /// Drops counted at the last reading.
+    dropped: u64,
 }
 
 /// The latest rate of every sampled MAC, fed one batch per tick.
@@ -170,31 +177,36 @@ impl MacRates {
 
     /// Feeds one tick's batch, read at `now`.
     pub fn update(&mut self, samples: &[MacSample], now: Instant) {
-        self.feed(samples, now, |_, _| {});
+        self.feed(samples, now, |_, _, _| {});
     }
 
     /// [`MacRates::update`], then `out` holds each sample's latest rate, in
     /// the batch's order (what [`MacRates::rate_pps`] would say for it).
     pub fn update_into(&mut self, samples: &[MacSample], now: Instant, out: &mut Vec<Option<f64>>) {
         out.clear();
-        self.feed(samples, now, |r, _| out.push(r));
+        self.feed(samples, now, |r, _, _| out.push(r));
     }
 
     /// [`MacRates::update_into`], and `packets` holds the packets each
     /// sample counted since the previous reading of its MAC (0 for a
-    /// baseline, a reset or a missing MAC).
+    /// baseline, a reset or a missing MAC), `drops` each sample's drops
+    /// per second (`None`: its source has no drop counter) and the drops
+    /// it counted since the previous reading.
     pub fn update_counting(
         &mut self,
         samples: &[MacSample],
         now: Instant,
         out: &mut Vec<Option<f64>>,
         packets: &mut Vec<u64>,
+        drops: &mut Vec<(Option<f64>, u64)>,
     ) {
         out.clear();
         packets.clear();
-        self.feed(samples, now, |r, n| {
+        drops.clear();
+        self.feed(samples, now, |r, n, d| {
             out.push(r);
             packets.push(n);
+            drops.push(d);
         });
     }
 
@@ -202,7 +214,7 @@ impl MacRates {
         &mut self,
         samples: &[MacSample],
         now: Instant,
-        mut each: impl FnMut(Option<f64>, u64),
+        mut each: impl FnMut(Option<f64>, u64, (Option<f64>, u64)),
     ) {
         // Where the previous sample's MAC is: in a sorted batch the next
         // MAC is found right after it, without a search.
@@ -226,7 +238,7 @@ impl MacRates {
             };
             let state = &mut self.macs[hint].2;
             let packets = state.observe(&sample.reading, now);
-            each(state.rate_pps, packets);
+            each(state.rate_pps, packets, (state.drops_pps, state.dropped));
         }
     }
 
@@ -258,6 +270,9 @@ impl MacState {
         Self {
             meter: RateMeter::new(max_pps),
             rate_pps: None,
+            drop_meter: RateMeter::new(max_pps),
+            drops_pps: None,
+            dropped: 0,
         }
     }
 
@@ -265,7 +280,29 @@ impl MacState {
     /// when it gave no rate: a baseline, a reset, a missing MAC).
     fn observe(&mut self, reading: &MacReading, now: Instant) -> u64 {
         match reading {
-            MacReading::Found { source, rx_packets } => {
+            MacReading::Found {
+                source,
+                rx_packets,
+                drops,
+            } => {
+                self.dropped = 0;
+                match drops {
+                    Some(d) => {
+                        let prev = self.drop_meter.last.as_ref().map(|(_, c, _)| *c);
+                        match self.drop_meter.observe(source, *d, now) {
+                            RateOutcome::Rate(r) => {
+                                self.drops_pps = Some(r);
+                                self.dropped = prev.map_or(0, |p| d.checked_sub(p).unwrap_or(*d));
+                            }
+                            RateOutcome::TooSoon => {}
+                            RateOutcome::First | RateOutcome::Reset => self.drops_pps = Some(0.0),
+                        }
+                    }
+                    None => {
+                        self.drop_meter.forget();
+                        self.drops_pps = None;
+                    }
+                }
                 let prev = self.meter.last.as_ref().map(|(_, c, _)| *c);
                 match self.meter.observe(source, *rx_packets, now) {
                     RateOutcome::Rate(r) => {
@@ -279,6 +316,8 @@ impl MacState {
             MacReading::Missing(_) => {
                 self.meter.forget();
                 self.rate_pps = None;
+                self.drop_meter.forget();
+                self.drops_pps = None;
                 0
             }
         }
@@ -406,8 +445,44 @@ mod tests {
             reading: MacReading::Found {
                 source: netdev(),
                 rx_packets,
+                drops: None,
             },
         }
+    }
+
+    #[test]
+    fn drop_counters_give_drops_per_second_and_counts() {
+        let mac = MacAddr([2, 0, 0, 0, 0, 1]);
+        let with_drops = |rx_packets, drops| MacSample {
+            mac,
+            reading: MacReading::Found {
+                source: netdev(),
+                rx_packets,
+                drops,
+            },
+        };
+        let t0 = Instant::now();
+        let mut rates = MacRates::default();
+        let (mut out, mut packets, mut drops) = (Vec::new(), Vec::new(), Vec::new());
+        let mut tick = |sample, at| {
+            rates.update_counting(&[sample], at, &mut out, &mut packets, &mut drops);
+            drops[0]
+        };
+        assert_eq!(
+            tick(with_drops(0, Some(100)), t0),
+            (Some(0.0), 0),
+            "baseline"
+        );
+        assert_eq!(
+            tick(with_drops(1_000, Some(150)), t0 + MS100),
+            (Some(500.0), 50)
+        );
+        assert_eq!(
+            tick(with_drops(2_000, Some(150)), t0 + MS100 * 2),
+            (Some(0.0), 0)
+        );
+        // A source without a drop counter has no drop rate.
+        assert_eq!(tick(with_drops(3_000, None), t0 + MS100 * 3), (None, 0));
     }
 
     #[test]
@@ -466,7 +541,7 @@ mod tests {
                         MacSample {
                             mac: MacAddr([2, 0, 0, 0, 0, m]),
                             reading: if found {
-                                MacReading::Found { source: netdev(), rx_packets: counter }
+                                MacReading::Found { source: netdev(), rx_packets: counter, drops: None }
                             } else {
                                 MacReading::Missing(crate::traffic::MissingReason::NotFound)
                             },

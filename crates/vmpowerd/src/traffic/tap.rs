@@ -41,6 +41,7 @@ pub(super) fn find(table: &LinkTable, index: &MacIndex, mac: MacAddr) -> Option<
                 ifname: link.ifname.clone(),
             },
             rx_packets: tx_packets,
+            drops: link.tx_drops,
         })
     })
 }
@@ -61,6 +62,8 @@ mod tests {
             tx_packets: Some(222),
             is_tun,
             vfs: vec![],
+            rx_drops: None,
+            tx_drops: None,
         }
     }
 
@@ -84,7 +87,8 @@ mod tests {
                 source: SourceKind::Tap {
                     ifname: "vnet0".into()
                 },
-                rx_packets: 222
+                rx_packets: 222,
+                drops: None,
             })
         );
     }

@@ -11,7 +11,10 @@
 //!
 //! ## Behavior
 //! The VF source counts the VF's *received* packets as seen by the PF
-//! (the guest's receive side). A VF that has the MAC but no statistics is
+//! (the guest's receive side), and its drops as
+//! `IFLA_VF_STATS_RX_DROPPED`: packets the PF had for the VF but could not
+//! place in its receive ring, i.e. the guest did not post buffers fast
+//! enough (drivers that do not report it give no drop counter). A VF that has the MAC but no statistics is
 //! not a match; the caller tries the other sources and, if none finds the
 //! MAC, reports [`MissingReason::VfWithoutStats`].
 //!
@@ -39,6 +42,7 @@ pub(super) fn find(table: &LinkTable, index: &MacIndex, mac: MacAddr) -> Option<
                 vf: vf.vf,
             },
             rx_packets,
+            drops: vf.rx_drops,
         })
     });
     with_stats.or_else(|| {
@@ -129,6 +133,7 @@ mod tests {
             mac: MAC,
             rx_packets: rx,
             tx_packets: rx,
+            rx_drops: None,
         }
     }
 
@@ -148,7 +153,8 @@ mod tests {
                     pf: "pf3".into(),
                     vf: 4
                 },
-                rx_packets: 7
+                rx_packets: 7,
+                drops: None,
             })
         );
     }
