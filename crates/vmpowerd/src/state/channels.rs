@@ -66,19 +66,19 @@ impl Channels {
 }
 
 impl State {
-    /// A file appeared in the channel directory. A path a live task
-    /// already serves is left to it: the start-up scan and the watch both
-    /// report what appears between the watch's start and the scan (the
-    /// FIFOs the daemon makes, a socket QEMU makes then), and a second
-    /// task would cut the first one's connection or reader (and its
-    /// partial message and log budget).
+    /// A file appeared in the channel directory. A socket is (re)served:
+    /// QEMU made it anew, so the connection to the old one is replaced at
+    /// once. A FIFO a live reader already serves is left to it: the
+    /// start-up scan and the watch both report the FIFOs the daemon makes
+    /// itself, and a second reader would start with a fresh log budget
+    /// and cut the first one's partial message.
     pub fn appeared(&self, path: &Path) {
-        if self.serves(path) {
-            return;
-        }
         let Some(name) = ChannelName::of_path(path) else {
             return;
         };
+        if matches!(name, ChannelName::Fifo(_)) && self.serves(path) {
+            return;
+        }
         let Ok(meta) = std::fs::metadata(path) else {
             return;
         };
