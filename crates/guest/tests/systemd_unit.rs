@@ -9,7 +9,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use clap::Parser;
@@ -31,32 +30,9 @@ fn exec_start(unit: &str) -> &str {
     exec[0]
 }
 
-/// Runs `systemd-analyze verify` on `text`; its complaints, if any.
+/// `systemd-analyze verify` on `text` as `vmpower-guest-agent.service`.
 fn verify(text: &str) -> Option<String> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("vmpower-guest-agent.service");
-    std::fs::write(&path, text).unwrap();
-    // --man=no: the pages are installed by vmpower-dist, not here.
-    let out = match Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
-        .arg(&path)
-        .current_dir(dir.path())
-        .output()
-    {
-        Ok(out) => out,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "systemd-analyze is not installed: run `bash scripts/install-deps` \
-             (or `apt-get install systemd`) to check the unit"
-        ),
-        Err(e) => panic!("cannot run systemd-analyze: {e}"),
-    };
-    let complaints = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (!out.status.success() || !complaints.trim().is_empty())
-        .then(|| format!("{}: {complaints}", out.status))
+    vmpower_testkit::systemd::verify_unit("vmpower-guest-agent.service", text)
 }
 
 fn with_program(unit: &str, program: &str) -> String {

@@ -26,6 +26,7 @@ pub mod layout;
 #[cfg(feature = "daemon")]
 pub mod qemu;
 pub mod records;
+pub mod systemd;
 pub mod wait;
 
 #[cfg(feature = "daemon")]

@@ -9,7 +9,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use clap::Parser;
 use vmpowerd::config::{Args, Config};
@@ -29,37 +28,9 @@ fn values<'a>(unit: &'a str, key: &str) -> Vec<&'a str> {
         .collect()
 }
 
-/// Runs `systemd-analyze verify` on `text` saved as `vmpowerd.service`
-/// in a temp dir; its complaints, or `None` when it has none.
+/// `systemd-analyze verify` on `text` as `vmpowerd.service`.
 fn verify(text: &str) -> Option<String> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("vmpowerd.service");
-    std::fs::write(&path, text).unwrap();
-    // --man=no: Documentation= names the man pages `vmpower-dist install`
-    // puts in place; they are not installed where this test runs (the dist
-    // crate's tests check they are generated).
-    let out = match Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
-        .arg(&path)
-        .current_dir(dir.path())
-        .output()
-    {
-        Ok(out) => out,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "systemd-analyze is not installed: run `bash scripts/install-deps` \
-             (or `apt-get install systemd`) to check the unit"
-        ),
-        Err(e) => panic!("cannot run systemd-analyze: {e}"),
-    };
-    // Unknown keys and bad values are warnings with exit status 0: any
-    // output at all is a complaint.
-    let complaints = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (!out.status.success() || !complaints.trim().is_empty())
-        .then(|| format!("{}: {complaints}", out.status))
+    vmpower_testkit::systemd::verify_unit("vmpowerd.service", text)
 }
 
 /// The unit with ExecStart's program replaced by `program`.
