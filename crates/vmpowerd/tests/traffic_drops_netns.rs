@@ -29,10 +29,8 @@ use vmpower_api::{CtlRequest, CtlResponse};
 use vmpower_cpufreq::Driver;
 use vmpower_cpufreq::fake::FakeSysfs;
 use vmpower_netlab::{LinkNet, Rate, Sender, SenderSpec, SlowReader, Tap, can_run, unique_name};
-use vmpower_proto::layout::encode_request_record;
 use vmpower_proto::{
-    Layout, MacAddr, MacList, Policy, PolicyKind, Request, RequestBody, TrafficThresholds,
-    VcpuList, Verdict, VmName,
+    MacAddr, MacList, Policy, PolicyKind, RequestBody, TrafficThresholds, VcpuList, Verdict,
 };
 use vmpower_testkit::prelude::*;
 use vmpowerd::traffic::libvirt_tap_mac;
@@ -54,14 +52,7 @@ fn policy_record(mac: MacAddr) -> Vec<u8> {
         },
         ..Policy::new(PolicyKind::Traffic, VcpuList::from_slice(&[0, 1]).unwrap())
     };
-    let req = Request {
-        vm_name: VmName::new("vm1").unwrap(),
-        body: RequestBody::SetPolicy(policy),
-    };
-    encode_request_record(&req, Layout::Current)
-        .unwrap()
-        .as_slice()
-        .to_vec()
+    vmpower_testkit::records::named("vm1", RequestBody::SetPolicy(policy))
 }
 
 fn ok(host: &Host, req: &CtlRequest) -> Value {
